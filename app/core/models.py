@@ -1,0 +1,122 @@
+"""Model resolution: which upstream model a client's model name means, and what it can do.
+
+Rule: every `claude-*` name resolves (through the opus / sonnet / haiku tiers,
+dated or not, `-latest` or future names) and never 404s; any other name is
+the client naming an upstream model directly and passes through unchanged.
+"""
+
+import enum
+import re
+from dataclasses import dataclass, field
+
+DEFAULT_UPSTREAM_MODEL = "qwen/qwen3-coder-480b-a35b-instruct"
+
+
+class ReasoningSwitch(enum.Enum):
+    """How a model family is told to think (PROTOCOL.md, provider quirks)."""
+
+    NONE = "none"  # no switch known: send nothing
+    ALWAYS = "always"  # R1-style: reasons whatever we say
+    DETAILED_THINKING_SYSTEM = "detailed_thinking"  # Llama-Nemotron v1/v1.1: system "detailed thinking on"
+    SLASH_THINK_SYSTEM = "slash_think"  # Nemotron v1.5 / Nemotron-3: system "/think" | "/no_think"
+    TEMPLATE_THINKING = "template_thinking"  # DeepSeek V3.1+: chat_template_kwargs {"thinking": b}
+    TEMPLATE_ENABLE_THINKING = "template_enable_thinking"  # Qwen3: {"enable_thinking": b}
+    REASONING_EFFORT = "reasoning_effort"  # gpt-oss, o-series: reasoning_effort low|medium|high
+
+
+@dataclass(frozen=True, slots=True)
+class ModelQuirks:
+    """What we know of a model family; unknown models get the defaults."""
+
+    reasoning: ReasoningSwitch = ReasoningSwitch.NONE
+    max_output_tokens: int | None = None
+    context_window: int | None = None
+    # DeepSeek in thinking mode wants earlier reasoning back as `reasoning_content`
+    # on assistant turns with tool calls; Qwen3 and Nemotron do worse with it.
+    send_reasoning_back: bool = False
+    accepts_top_k: bool = False
+
+
+# Ordered: the first pattern that matches the upstream model id (lower-cased) wins.
+QUIRKS_BY_MODEL_PATTERN: tuple[tuple[re.Pattern[str], ModelQuirks], ...] = tuple(
+    (re.compile(pattern), quirks)
+    for pattern, quirks in (
+        (r"deepseek-r1|qwq", ModelQuirks(ReasoningSwitch.ALWAYS, 32768, 131072)),
+        (
+            r"deepseek-v3\.[1-9]|deepseek-v[4-9]",
+            ModelQuirks(ReasoningSwitch.TEMPLATE_THINKING, 32768, 131072, send_reasoning_back=True),
+        ),
+        (r"qwen3-coder", ModelQuirks(ReasoningSwitch.NONE, 65536, 262144)),
+        (r"qwen3", ModelQuirks(ReasoningSwitch.TEMPLATE_ENABLE_THINKING, 32768, 131072)),
+        (r"nemotron.*v1\.5|nemotron-3|nemotron-nano-9b-v2", ModelQuirks(
+            ReasoningSwitch.SLASH_THINK_SYSTEM, 32768, 131072)),
+        (r"llama-3\.[13]-nemotron.*v1", ModelQuirks(
+            ReasoningSwitch.DETAILED_THINKING_SYSTEM, 32768, 131072)),
+        (r"gpt-oss", ModelQuirks(ReasoningSwitch.REASONING_EFFORT, 32768, 131072)),
+        (r"kimi-k2", ModelQuirks(ReasoningSwitch.NONE, 32768, 262144)),
+        (r"minimax-m2", ModelQuirks(ReasoningSwitch.ALWAYS, 32768, 196608)),
+        (r"glm-4\.[5-9]|glm-5", ModelQuirks(ReasoningSwitch.NONE, 32768, 131072)),
+        (r"llama-3\.[1-3]", ModelQuirks(ReasoningSwitch.NONE, 4096, 131072)),
+        (r"llama-4", ModelQuirks(ReasoningSwitch.NONE, 16384, 131072)),
+    )
+)
+
+
+def quirks_for_model(upstream_model: str) -> ModelQuirks:
+    name = upstream_model.lower()
+    for pattern, quirks in QUIRKS_BY_MODEL_PATTERN:
+        if pattern.search(name):
+            return quirks
+    return ModelQuirks()
+
+
+class Tier(enum.Enum):
+    OPUS = "opus"
+    SONNET = "sonnet"
+    HAIKU = "haiku"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAliases:
+    """Tier -> upstream model. A tier left as None uses `default`."""
+
+    default: str = DEFAULT_UPSTREAM_MODEL
+    opus: str | None = None
+    sonnet: str | None = None
+    haiku: str | None = None
+    # Extra exact names (client name -> upstream model), consulted first.
+    exact: dict[str, str] = field(default_factory=dict)
+
+    def for_tier(self, tier: Tier) -> str:
+        chosen = {Tier.OPUS: self.opus, Tier.SONNET: self.sonnet, Tier.HAIKU: self.haiku}.get(tier)
+        return chosen or self.default
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    client_model: str  # what the client asked for; echoed back in responses
+    upstream_model: str  # what is sent upstream
+    quirks: ModelQuirks
+    tier: Tier | None = None  # None when the client named an upstream model directly
+
+
+def tier_of(client_model: str) -> Tier | None:
+    """The tier a `claude*` name belongs to, or None for non-Claude names."""
+    name = client_model.strip().lower()
+    if not name.startswith("claude"):
+        return None
+    for tier in (Tier.OPUS, Tier.SONNET, Tier.HAIKU):
+        if tier.value in name:
+            return tier
+    return Tier.DEFAULT
+
+
+def resolve_model(client_model: str, aliases: ModelAliases) -> ModelRoute:
+    """Route a client's model name; never fails for a non-empty name."""
+    if client_model in aliases.exact:
+        upstream = aliases.exact[client_model]
+        return ModelRoute(client_model, upstream, quirks_for_model(upstream))
+    tier = tier_of(client_model)
+    upstream = aliases.for_tier(tier) if tier is not None else client_model
+    return ModelRoute(client_model, upstream, quirks_for_model(upstream), tier)
