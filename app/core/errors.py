@@ -160,7 +160,8 @@ def _message_from_json(parsed: Any) -> str | None:
     error = parsed.get("error")
     if isinstance(error, dict):
         message = error.get("message")
-        raw = (error.get("metadata") or {}).get("raw") if isinstance(error.get("metadata"), dict) else None
+        metadata = error.get("metadata")
+        raw = metadata.get("raw") if isinstance(metadata, dict) else None
         if isinstance(message, str) and isinstance(raw, str) and raw and raw not in message:
             return f"{message}: {raw}"  # OpenRouter hides the useful part in metadata.raw
         if isinstance(message, str):
@@ -196,10 +197,12 @@ def context_overflow_message(
     if negative:
         deficit = int(negative.group(1))
         if context_window is not None:
-            return f"prompt is too long: {context_window + deficit} tokens > {context_window} maximum"
-        if prompt_tokens is not None and prompt_tokens > deficit:
-            return f"prompt is too long: {prompt_tokens} tokens > {prompt_tokens - deficit} maximum"
-        return f"prompt is too long: {deficit} tokens over the model's maximum"
+            used, maximum = context_window + deficit, context_window
+        elif prompt_tokens is not None and prompt_tokens > deficit:
+            used, maximum = prompt_tokens, prompt_tokens - deficit
+        else:
+            return f"prompt is too long: {deficit} tokens over the model's maximum"
+        return f"prompt is too long: {used} tokens > {maximum} maximum"
     return None
 
 

@@ -17,7 +17,8 @@ class ReasoningSwitch(enum.Enum):
 
     NONE = "none"  # no switch known: send nothing
     ALWAYS = "always"  # R1-style: reasons whatever we say
-    DETAILED_THINKING_SYSTEM = "detailed_thinking"  # Llama-Nemotron v1/v1.1: system "detailed thinking on"
+    # Llama-Nemotron v1/v1.1: a system message "detailed thinking on"
+    DETAILED_THINKING_SYSTEM = "detailed_thinking"
     SLASH_THINK_SYSTEM = "slash_think"  # Nemotron v1.5 / Nemotron-3: system "/think" | "/no_think"
     TEMPLATE_THINKING = "template_thinking"  # DeepSeek V3.1+: chat_template_kwargs {"thinking": b}
     TEMPLATE_ENABLE_THINKING = "template_enable_thinking"  # Qwen3: {"enable_thinking": b}
@@ -48,10 +49,14 @@ QUIRKS_BY_MODEL_PATTERN: tuple[tuple[re.Pattern[str], ModelQuirks], ...] = tuple
         ),
         (r"qwen3-coder", ModelQuirks(ReasoningSwitch.NONE, 65536, 262144)),
         (r"qwen3", ModelQuirks(ReasoningSwitch.TEMPLATE_ENABLE_THINKING, 32768, 131072)),
-        (r"nemotron.*v1\.5|nemotron-3|nemotron-nano-9b-v2", ModelQuirks(
-            ReasoningSwitch.SLASH_THINK_SYSTEM, 32768, 131072)),
-        (r"llama-3\.[13]-nemotron.*v1", ModelQuirks(
-            ReasoningSwitch.DETAILED_THINKING_SYSTEM, 32768, 131072)),
+        (
+            r"nemotron.*v1\.5|nemotron-3|nemotron-nano-9b-v2",
+            ModelQuirks(ReasoningSwitch.SLASH_THINK_SYSTEM, 32768, 131072),
+        ),
+        (
+            r"llama-3\.[13]-nemotron.*v1",
+            ModelQuirks(ReasoningSwitch.DETAILED_THINKING_SYSTEM, 32768, 131072),
+        ),
         (r"gpt-oss", ModelQuirks(ReasoningSwitch.REASONING_EFFORT, 32768, 131072)),
         (r"kimi-k2", ModelQuirks(ReasoningSwitch.NONE, 32768, 262144)),
         (r"minimax-m2", ModelQuirks(ReasoningSwitch.ALWAYS, 32768, 196608)),
