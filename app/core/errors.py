@@ -124,10 +124,15 @@ _MAX_MESSAGE_CHARS = 2000
 # "This model's maximum context length is 8192 tokens. However, you requested
 # 9000 tokens (8000 in the messages, 1000 in the completion)" (vLLM, OpenAI).
 _CONTEXT_LIMIT_RE = re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE)
-_PROMPT_TOKENS_RE = re.compile(
-    r"(?:(\d+) in the messages|messages resulted in (\d+) tokens|"
-    r"prompt \(?(?:contains|has)?\s*(?:at least )?(\d+)\)? tokens|requested (\d+) tokens)",
-    re.IGNORECASE,
+# How many tokens the prompt took, most specific wording first.
+_PROMPT_TOKENS_RES = tuple(
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        r"(\d+) in the messages",
+        r"messages resulted in (\d+) tokens",
+        r"prompt (?:contains|has) (?:at least )?(\d+) tokens",
+        r"requested (\d+) tokens",
+    )
 )
 # vLLM / NIM when the prompt alone fills the context: "max_tokens must be at
 # least 1, got -46771." The deficit is how far the prompt overshoots.
@@ -186,24 +191,62 @@ def context_overflow_message(
     `prompt is too long: N tokens > M maximum` is what makes Claude Code compact
     its history, so every provider's wording of it is rewritten to this.
     """
+    if max_tokens_limit(upstream_message) is not None:
+        return None  # the prompt fits; only max_tokens is too large (retried clamped)
     limit_match = _CONTEXT_LIMIT_RE.search(upstream_message)
     if limit_match:
         maximum = int(limit_match.group(1))
-        prompt_match = _PROMPT_TOKENS_RE.search(upstream_message)
-        numbers = [g for g in prompt_match.groups() if g] if prompt_match else []
-        used = int(numbers[0]) if numbers else (prompt_tokens or maximum + 1)
+        found = (pattern.search(upstream_message) for pattern in _PROMPT_TOKENS_RES)
+        match = next((m for m in found if m), None)
+        used = int(match.group(1)) if match else (prompt_tokens or maximum + 1)
         return f"prompt is too long: {max(used, maximum + 1)} tokens > {maximum} maximum"
     negative = _NEGATIVE_MAX_TOKENS_RE.search(upstream_message)
     if negative:
         deficit = int(negative.group(1))
         if context_window is not None:
             used, maximum = context_window + deficit, context_window
-        elif prompt_tokens is not None and prompt_tokens > deficit:
-            used, maximum = prompt_tokens, prompt_tokens - deficit
+        elif prompt_tokens is not None:
+            used = max(prompt_tokens, deficit + 1)
+            maximum = used - deficit
         else:
             return f"prompt is too long: {deficit} tokens over the model's maximum"
         return f"prompt is too long: {used} tokens > {maximum} maximum"
     return None
+
+
+# Wordings of "max_tokens is larger than this model allows", with the allowed
+# maximum: OpenAI ("supports at most 16384 completion tokens"), NIM / TGI
+# ("must be less than or equal to 8192", "exceeds the limit 4096"), vLLM.
+_MAX_TOKENS_AT_MOST_RE = re.compile(
+    r"(?:at most|less than or equal to|exceeds? the (?:limit|maximum)(?: of)?|"
+    r"maximum (?:allowed )?(?:value )?(?:is|of)|must be <=)\s*(\d+)",
+    re.IGNORECASE,
+)
+# vLLM: "maximum context length is 32768 tokens and your request has 1200 input
+# tokens" / "However, you requested 33200 tokens (1200 in the messages, 32000 in
+# the completion)": the prompt fits, the completion does not.
+_CONTEXT_AND_PROMPT_RE = re.compile(
+    r"maximum context length is (\d+) tokens.*?(?:request has (\d+) input tokens|"
+    r"\((\d+) in the messages, (\d+) in the completion\))",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def max_tokens_limit(upstream_message: str) -> int | None:
+    """The largest `max_tokens` an upstream 400 says it accepts, if it says one.
+
+    Claude Code asks for 32000 output tokens, above many models' limit; the
+    server clamps to this number and retries once.
+    """
+    context = _CONTEXT_AND_PROMPT_RE.search(upstream_message)
+    if context:
+        maximum = int(context.group(1))
+        prompt = int(context.group(2) or context.group(3))
+        return maximum - prompt if prompt < maximum else None
+    if "max_tokens" not in upstream_message and "completion tokens" not in upstream_message:
+        return None
+    at_most = _MAX_TOKENS_AT_MOST_RE.search(upstream_message)
+    return int(at_most.group(1)) if at_most and int(at_most.group(1)) > 0 else None
 
 
 def upstream_error_from_response(
