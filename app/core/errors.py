@@ -112,6 +112,12 @@ class UpstreamUnavailable(ProxyError):
 
     default_status = 502
 
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
+        super().__init__(message, status=status)
+        # Only failures where the upstream surely did not start on the request
+        # (e.g. connection refused) may be retried without the client knowing.
+        self.retryable = retryable
+
 
 class TranslatorStateError(Exception):
     """The stream translator was driven out of order: a bug of ours, not the upstream's."""

@@ -1,0 +1,157 @@
+"""The aiohttp application and its runner.
+
+Invariant: whatever a handler raises, the client gets a well-formed error in
+the shape of the API it called (Anthropic's, or OpenAI's on the pass-through)
+with a `request-id` header, and exactly one log line says what happened.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from app.config.secrets import ServerSecrets
+from app.config.settings import Settings
+from app.core.errors import ProxyError
+from app.server.records import RequestRecord, new_request_id
+from app.server.routes import add_routes
+from app.server.state import RECORD, STATE, ProxyState
+from app.server.upstream import UpstreamClient
+
+log = logging.getLogger(__name__)
+
+# Claude Code sends images and 100 KB+ histories; Anthropic accepts up to 32 MB.
+CLIENT_MAX_SIZE = 64 * 1024 * 1024
+_QUIET_PATHS = frozenset({"/", "/health"})
+
+
+def _openai_error_body(error: ProxyError) -> dict[str, Any]:
+    return {"error": {"message": error.message, "type": error.error_type, "code": error.status}}
+
+
+def error_response(request: web.Request, error: ProxyError, record: RequestRecord) -> web.Response:
+    record.status, record.error = error.status, error.message
+    openai_shape = request.path.startswith("/v1/chat/completions")
+    body = _openai_error_body(error) if openai_shape else error.to_error_body()
+    headers = {"request-id": record.request_id}
+    if error.retry_after:
+        headers["retry-after"] = error.retry_after
+    if error.status == 401 and not openai_shape:
+        headers["WWW-Authenticate"] = 'Bearer realm="nimbridge"'
+    return web.Response(
+        status=error.status,
+        text=json.dumps(body, ensure_ascii=False),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+@web.middleware
+async def request_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    state = request.app[STATE]
+    record = RequestRecord(new_request_id(), request.method, request.path)
+    request[RECORD] = record
+    state.in_flight += 1
+    state.idle.clear()
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except ProxyError as exc:
+        return error_response(request, exc, record)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = {404: f"not found: {request.method} {request.path}"}.get(exc.status, exc.reason)
+        if exc.status == 413:
+            reason = f"request body is larger than {CLIENT_MAX_SIZE // (1024 * 1024)} MB"
+        return error_response(request, ProxyError(reason, status=exc.status), record)
+    except asyncio.CancelledError:
+        record.status, record.error = 499, "client disconnected"
+        raise
+    except ConnectionResetError:
+        record.status, record.error = 499, "client disconnected"
+        raise
+    except Exception as exc:  # the boundary: a bug of ours, still a well-formed answer
+        log.exception("%s internal error", record.request_id)
+        error = ProxyError(f"internal error in NimBridge ({exc.__class__.__name__}); see its log")
+        return error_response(request, error, record)
+    finally:
+        state.in_flight -= 1
+        if state.in_flight == 0:
+            state.idle.set()
+        level = logging.DEBUG if request.path in _QUIET_PATHS else logging.INFO
+        if record.status is not None and record.status >= 500:
+            level = logging.WARNING
+        log.log(level, "%s", record.summary())
+
+
+def make_app(settings: Settings, secrets: ServerSecrets) -> web.Application:
+    app = web.Application(middlewares=[request_middleware], client_max_size=CLIENT_MAX_SIZE)
+    upstream = UpstreamClient(
+        settings.upstream_url,
+        connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s,
+    )
+    state = ProxyState(
+        settings=settings, secrets=secrets, upstream=upstream, aliases=settings.aliases()
+    )
+    state.idle.set()
+    app[STATE] = state
+    add_routes(app)
+
+    async def upstream_session(app: web.Application) -> Any:
+        state.started = time.monotonic()
+        await upstream.start()
+        yield
+        await upstream.close()
+
+    app.cleanup_ctx.append(upstream_session)
+    return app
+
+
+class ProxyServer:
+    """Runs the app on host:port; `stop()` lets in-flight requests finish (bounded)."""
+
+    def __init__(self, settings: Settings, secrets: ServerSecrets) -> None:
+        self.settings = settings
+        self.app = make_app(settings, secrets)
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    @property
+    def app_state(self) -> ProxyState:
+        return self.app[STATE]
+
+    @property
+    def base_url(self) -> str:
+        host = self.settings.host
+        shown = f"[{host}]" if ":" in host else host
+        return f"http://{shown}:{self.port}"
+
+    async def start(self) -> str:
+        runner = web.AppRunner(
+            self.app,
+            handler_cancellation=True,  # a client that goes away cancels its upstream request
+            access_log=None,  # our own one line per request replaces it
+            shutdown_timeout=self.settings.shutdown_grace_s,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.host, self.settings.port)
+        try:
+            await site.start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self.port = int(runner.addresses[0][1])  # the real port when 0 asked for a free one
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop accepting, wait for in-flight requests up to the grace period, then close."""
+        if self._runner is None:
+            return
+        runner, self._runner = self._runner, None
+        await runner.cleanup()

@@ -1,0 +1,39 @@
+"""Inbound key check: `x-api-key: K` or `Authorization: Bearer K`, in constant time."""
+
+import hmac
+
+from aiohttp import web
+
+from app.core.errors import InboundAuthError
+
+
+def client_key(request: web.Request) -> str | None:
+    """The key a client sent, if any (Claude Code uses Bearer, the SDKs x-api-key)."""
+    key = request.headers.get("x-api-key")
+    if key:
+        return key.strip()
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def check_inbound_key(request: web.Request, proxy_key: str) -> None:
+    sent = client_key(request)
+    if sent is None:
+        raise InboundAuthError(
+            "missing API key: send the NimBridge proxy key as x-api-key or Authorization: Bearer"
+        )
+    if not hmac.compare_digest(sent.encode(), proxy_key.encode()):
+        raise InboundAuthError("invalid x-api-key: this is not the NimBridge proxy key")
+
+
+def upstream_key_for(
+    request: web.Request, proxy_key: str | None, upstream_key: str | None
+) -> str | None:
+    """The key to send upstream: ours with a proxy key, else the client's (pass-through)."""
+    if proxy_key is not None:
+        check_inbound_key(request, proxy_key)
+        return upstream_key
+    return client_key(request) or upstream_key

@@ -1,0 +1,58 @@
+"""One record per request, written as one INFO line when the request ends."""
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def new_request_id() -> str:
+    return f"req_{uuid.uuid4().hex[:24]}"
+
+
+def new_message_id() -> str:
+    return f"msg_{uuid.uuid4().hex[:24]}"
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    request_id: str
+    method: str
+    path: str
+    started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
+    client_model: str | None = None
+    upstream_model: str | None = None
+    stream: bool = False
+    status: int | None = None
+    first_byte_at: float | None = None
+    attempts: int = 0
+    usage: dict[str, Any] = field(default_factory=dict)
+    repairs: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def mark_first_byte(self) -> None:
+        if self.first_byte_at is None:
+            self.first_byte_at = asyncio.get_running_loop().time()
+
+    def summary(self) -> str:
+        """`req_… POST /v1/messages claude-x -> up/model stream 200 ttfb=… total=… tokens=…`."""
+        now = asyncio.get_running_loop().time()
+        parts = [self.request_id, self.method, self.path]
+        if self.client_model is not None:
+            parts.append(f"{self.client_model} -> {self.upstream_model}")
+            parts.append("stream" if self.stream else "non-stream")
+        parts.append(str(self.status if self.status is not None else "-"))
+        if self.first_byte_at is not None:
+            parts.append(f"ttfb={(self.first_byte_at - self.started) * 1000:.0f}ms")
+        parts.append(f"total={(now - self.started) * 1000:.0f}ms")
+        if self.usage:
+            parts.append(
+                f"tokens={self.usage.get('input_tokens', 0)}/{self.usage.get('output_tokens', 0)}"
+            )
+        if self.attempts > 1:
+            parts.append(f"attempts={self.attempts}")
+        if self.repairs:
+            parts.append("repairs=[" + "; ".join(self.repairs) + "]")
+        if self.error:
+            parts.append(f"error={self.error!r}")
+        return " ".join(parts)

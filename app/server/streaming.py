@@ -1,0 +1,192 @@
+"""Relay one upstream stream to the client: bytes -> SSEDecoder -> StreamTranslator -> write.
+
+Invariants:
+- Nothing is written before the upstream answers 2xx or the commit window ends:
+  errors known by then are plain HTTP errors (status, retry-after) the client
+  can retry. After the first byte, every failure is an `error` event.
+- While nothing has been written for `ping_interval_s`, a `ping` goes out, so
+  idle connections stay open and a vanished client is noticed at the next write.
+- Chunks are written as they arrive (one write per upstream read), never
+  buffered whole; the upstream response is closed in `finally`, which aborts
+  the upstream request when the client went away.
+"""
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from app.core.anthropic_types import PING_EVENT, StreamEvent
+from app.core.errors import ProxyError, UpstreamProtocolError, UpstreamUnavailable
+from app.core.sse import SSEDecoder, encode_event
+from app.core.stream import StreamState, StreamTranslator
+from app.server.records import RequestRecord
+from app.server.tasks import create_task
+
+log = logging.getLogger(__name__)
+
+STREAM_HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",  # tell reverse proxies not to buffer the stream
+}
+_ENDED = (StreamState.FINISHED, StreamState.FAILED)
+
+
+class EventWriter:
+    """Encodes Anthropic events and writes each batch in one `write`."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self._response = response
+        self._loop = asyncio.get_running_loop()
+        self.last_write = self._loop.time()
+
+    async def write(self, events: list[StreamEvent]) -> None:
+        if events:
+            await self._response.write(b"".join(map(encode_event, events)))
+            self.last_write = self._loop.time()
+
+    def idle_for(self) -> float:
+        return self._loop.time() - self.last_write
+
+
+async def stream_messages(
+    request: web.Request,
+    *,
+    opening: Coroutine[Any, Any, aiohttp.ClientResponse],
+    translator: StreamTranslator,
+    record: RequestRecord,
+    commit_window_s: float,
+    ping_interval_s: float,
+    read_timeout_s: float,
+) -> web.StreamResponse:
+    opening_task = create_task(opening, name=f"upstream-open {record.request_id}")
+    upstream: aiohttp.ClientResponse | None = None
+    try:
+        done, _ = await asyncio.wait({opening_task}, timeout=commit_window_s)
+        if done:
+            upstream = opening_task.result()  # a ProxyError here is still a plain HTTP error
+        response = web.StreamResponse(status=200, headers=STREAM_HEADERS)
+        response.headers["request-id"] = record.request_id
+        await response.prepare(request)
+        record.status = 200
+        writer = EventWriter(response)
+        await writer.write(translator.start())
+        try:
+            if upstream is None:
+                upstream = await _await_with_pings(opening_task, writer, ping_interval_s)
+            await _relay_body(upstream, translator, writer, record, ping_interval_s, read_timeout_s)
+        except ProxyError as exc:
+            record.error = exc.message
+            await writer.write(translator.fail(exc.to_error_body()))
+        await response.write_eof()
+        return response
+    finally:
+        record.repairs.extend(r for r in translator.repairs if r not in record.repairs)
+        record.usage = dict(translator.usage)
+        if not opening_task.done():
+            opening_task.cancel()
+        if upstream is not None:
+            # Back to the pool when read to the end; otherwise the connection is
+            # closed, which is what aborts the upstream request on a disconnect.
+            upstream.release()
+
+
+async def _await_with_pings(
+    opening: "asyncio.Task[aiohttp.ClientResponse]", writer: EventWriter, ping_interval_s: float
+) -> aiohttp.ClientResponse:
+    """Committed before the upstream answered: keep the client's connection alive meanwhile."""
+    while True:
+        done, _ = await asyncio.wait({opening}, timeout=ping_interval_s)
+        if done:
+            return opening.result()
+        await writer.write([PING_EVENT])
+
+
+async def _relay_body(
+    upstream: aiohttp.ClientResponse,
+    translator: StreamTranslator,
+    writer: EventWriter,
+    record: RequestRecord,
+    ping_interval_s: float,
+    read_timeout_s: float,
+) -> None:
+    content_type = upstream.headers.get("Content-Type", "")
+    if "text/event-stream" not in content_type and "json" in content_type:
+        # Some upstreams ignore `stream: true` and answer one JSON body.
+        await writer.write(await _translate_whole_body(upstream, translator))
+        return
+    decoder = SSEDecoder()
+    content = upstream.content
+    while True:
+        try:
+            async with asyncio.timeout(max(0.0, ping_interval_s - writer.idle_for())):
+                data = await content.readany()
+        except TimeoutError:
+            await writer.write([PING_EVENT])
+            continue
+        except aiohttp.ClientPayloadError as exc:
+            raise UpstreamUnavailable(
+                "the upstream connection dropped in the middle of the response; try again"
+            ) from exc
+        except aiohttp.ServerTimeoutError as exc:
+            raise UpstreamUnavailable(
+                f"the upstream sent nothing for {read_timeout_s:g} s and was given up on",
+                status=504,
+            ) from exc
+        if not data:
+            break
+        record.mark_first_byte()
+        events: list[StreamEvent] = []
+        for sse in decoder.feed(data):
+            if translator.state in _ENDED:
+                break
+            events += translator.feed_sse(sse)
+        await writer.write(events)
+        if translator.state in _ENDED:
+            await _drain(content)
+            return
+        if not events and writer.idle_for() >= ping_interval_s:
+            await writer.write([PING_EVENT])  # upstream sends only keep-alive comments
+    tail: list[StreamEvent] = []
+    for sse in decoder.close():
+        if translator.state not in _ENDED:
+            tail += translator.feed_sse(sse)
+    await writer.write(tail + translator.finish())
+
+
+async def _drain(content: aiohttp.StreamReader) -> None:
+    """Read the few bytes after `[DONE]` (the chunked terminator) so the connection is reused."""
+    if content.at_eof():
+        return
+    try:
+        async with asyncio.timeout(0.05):
+            while await content.readany():
+                pass
+    except (TimeoutError, aiohttp.ClientError):
+        pass  # not reusable then; release() closes it
+
+
+async def _translate_whole_body(
+    upstream: aiohttp.ClientResponse, translator: StreamTranslator
+) -> list[StreamEvent]:
+    try:
+        body = await upstream.json(content_type=None)
+    except ValueError as exc:
+        raise UpstreamProtocolError("upstream answered a stream request with invalid JSON") from exc
+    if not isinstance(body, dict):
+        raise UpstreamProtocolError("upstream answered a stream request with a non-object body")
+    return translator.feed(completion_as_chunk(body)) + translator.finish()
+
+
+def completion_as_chunk(body: dict[str, Any]) -> dict[str, Any]:
+    """A whole `chat.completion` reshaped as one `chat.completion.chunk` (message -> delta)."""
+    choices = []
+    for choice in body.get("choices") or []:
+        if isinstance(choice, dict):
+            delta = dict(choice.get("message") or {})
+            choices.append({**choice, "delta": delta})
+    return {**body, "object": "chat.completion.chunk", "choices": choices}

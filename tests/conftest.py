@@ -1,0 +1,5 @@
+"""Shared test set-up. Qt (later) runs offscreen; nothing here touches ../shared."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

@@ -1,0 +1,297 @@
+"""A fake OpenAI-compatible upstream on 127.0.0.1 that behaves like real providers.
+
+Tests queue behaviours (`enqueue`); each request to /chat/completions takes the
+next one, or the default: a plain answer echoing the last user text, streamed
+the way vLLM / NIM stream (role chunk, content chunks, finish chunk, a
+usage-only chunk with `choices: []`, `[DONE]`). Every request is recorded
+with its headers and JSON body, and whether the proxy went away mid-response.
+"""
+
+import asyncio
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+FIXTURES = Path(__file__).parent / "fixtures"
+Behaviour = Callable[[web.Request, "Recorded"], Awaitable[web.StreamResponse]]
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    received_at: float = field(default_factory=time.monotonic)
+    finished: bool = False
+    cancelled_at: float | None = None  # the proxy closed the connection mid-response
+
+
+def fake_prompt_tokens(body: Any) -> int:
+    """A deterministic pseudo-tokenizer (words and punctuation), plus template overhead."""
+    text = json.dumps(body.get("messages", []), ensure_ascii=False) if isinstance(body, dict) else ""
+    tools = json.dumps(body.get("tools", []), ensure_ascii=False) if isinstance(body, dict) else ""
+    return len(re.findall(r"\w+|[^\w\s]", text + tools)) // 2 + 7
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            return " ".join(p.get("text", "") for p in content or [] if isinstance(p, dict))
+    return ""
+
+
+def chunk(body: dict[str, Any], delta: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """One `chat.completion.chunk` in the shape vLLM/NIM send."""
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": None}]
+    out = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1_760_000_000,
+        "model": body.get("model", "fake-model"),
+        "choices": choices,
+    }
+    if "finish_reason" in extra and choices:
+        choices[0]["finish_reason"] = extra.pop("finish_reason")
+    out.update(extra)
+    return out
+
+
+def text_stream(body: dict[str, Any], text: str, *, pieces: int = 4, **finish: Any) -> list[Any]:
+    size = max(1, -(-len(text) // pieces))
+    usage = {"prompt_tokens": fake_prompt_tokens(body), "completion_tokens": max(1, len(text) // 4)}
+    out: list[Any] = [chunk(body, {"role": "assistant", "content": ""})]
+    out += [chunk(body, {"content": text[i : i + size]}) for i in range(0, len(text), size)]
+    out.append(chunk(body, {}, finish_reason=finish.get("finish_reason", "stop")))
+    out.append(chunk(body, None, usage={**usage, "total_tokens": sum(usage.values())}))
+    out.append("[DONE]")
+    return out
+
+
+def completion(
+    body: dict[str, Any],
+    content: str | None,
+    *,
+    tool_calls: list[dict[str, Any]] | None = None,
+    finish_reason: str = "stop",
+    reasoning: str | None = None,
+    **message_extra: Any,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content, **message_extra}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    if reasoning is not None:
+        message["reasoning_content"] = reasoning
+    prompt = fake_prompt_tokens(body)
+    completion_tokens = max(1, len(content or "") // 4)
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1_760_000_000,
+        "model": body.get("model", "fake-model"),
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt + completion_tokens,
+        },
+    }
+
+
+def encode_sse(items: Iterable[Any]) -> list[bytes]:
+    out = []
+    for item in items:
+        if isinstance(item, bytes):
+            out.append(item)
+        elif item == "[DONE]":
+            out.append(b"data: [DONE]\n\n")
+        elif isinstance(item, str):
+            out.append(item.encode())
+        else:
+            out.append(b"data: " + json.dumps(item).encode() + b"\n\n")
+    return out
+
+
+# ------------------------------------------------------------------ behaviours
+
+
+def reply_json(payload: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Behaviour:
+    async def behave(request: web.Request, record: Recorded) -> web.StreamResponse:
+        return web.json_response(payload, status=status, headers=headers)
+
+    return behave
+
+
+def reply_body(
+    body: bytes | str, *, status: int, content_type: str = "application/json", **headers: str
+) -> Behaviour:
+    async def behave(request: web.Request, record: Recorded) -> web.StreamResponse:
+        data = body.encode() if isinstance(body, str) else body
+        return web.Response(body=data, status=status, content_type=content_type, headers=headers)
+
+    return behave
+
+
+def reply_stream(
+    items: Iterable[Any] | Callable[[dict[str, Any]], Iterable[Any]],
+    *,
+    delay: float = 0.0,
+    first_delay: float = 0.0,
+    cut: bool = False,
+    hang: float = 0.0,
+    split: int | None = None,
+) -> Behaviour:
+    """Stream SSE items (dicts, `[DONE]`, raw str/bytes); optionally cut the connection
+    at the end (`cut`), or stay silent for `hang` seconds before ending."""
+
+    async def behave(request: web.Request, record: Recorded) -> web.StreamResponse:
+        payload = items(record.body) if callable(items) else items
+        data = b"".join(encode_sse(payload))
+        pieces = [data] if split is None else [data[i : i + split] for i in range(0, len(data), split)]
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await asyncio.sleep(first_delay)
+        await response.prepare(request)
+        for piece in pieces:
+            await response.write(piece)
+            if delay:
+                await asyncio.sleep(delay)
+        if hang:
+            await asyncio.sleep(hang)
+        if cut:
+            assert request.transport is not None
+            request.transport.abort()  # no chunked terminator: the proxy sees a dropped stream
+            return response
+        await response.write_eof()
+        return response
+
+    return behave
+
+
+def reply_fixture(name: str, *, split: int | None = None, delay: float = 0.0) -> Behaviour:
+    raw = (FIXTURES / "openai_stream" / name).read_bytes()
+    return reply_stream([raw], split=split, delay=delay)
+
+
+def hang(seconds: float) -> Behaviour:
+    """Accept the request and answer nothing (no headers) for `seconds`."""
+
+    async def behave(request: web.Request, record: Recorded) -> web.StreamResponse:
+        await asyncio.sleep(seconds)
+        return web.json_response(completion(record.body, "late"))
+
+    return behave
+
+
+def drop_connection() -> Behaviour:
+    async def behave(request: web.Request, record: Recorded) -> web.StreamResponse:
+        assert request.transport is not None
+        request.transport.abort()
+        return web.Response()
+
+    return behave
+
+
+async def default_behaviour(request: web.Request, record: Recorded) -> web.StreamResponse:
+    body = record.body
+    text = f"You said: {last_user_text(body)}"
+    if body.get("stream"):
+        return await reply_stream(text_stream(body, text))(request, record)
+    return web.json_response(completion(body, text))
+
+
+class FakeUpstream:
+    def __init__(self) -> None:
+        self.requests: list[Recorded] = []
+        self.queue: deque[Behaviour] = deque()
+        self.models = [
+            {"id": "meta/llama-3.3-70b-instruct", "object": "model", "created": 1_733_000_000,
+             "owned_by": "meta"},
+            {"id": "qwen/qwen3-coder-480b-a35b-instruct", "object": "model",
+             "created": 1_753_000_000, "owned_by": "qwen"},
+        ]
+        self.cancelled = threading.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def enqueue(self, *behaviours: Behaviour) -> None:
+        self.queue.extend(behaviours)
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.queue.clear()
+        self.cancelled.clear()
+
+    @property
+    def chat_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = raw
+        record = Recorded(request.method, request.path, dict(request.headers), body)
+        self.requests.append(record)
+        behaviour = self.queue.popleft() if self.queue else default_behaviour
+        try:
+            response = await behaviour(request, record)
+            record.finished = True
+            return response
+        except (asyncio.CancelledError, ConnectionResetError):
+            record.cancelled_at = time.monotonic()
+            self.cancelled.set()
+            raise
+
+    async def _models(self, request: web.Request) -> web.Response:
+        self.requests.append(Recorded(request.method, request.path, dict(request.headers), None))
+        if self.queue:
+            return await self.queue.popleft()(request, self.requests[-1])  # type: ignore[return-value]
+        return web.json_response({"object": "list", "data": self.models})
+
+    async def start(self) -> str:
+        app = web.Application(client_max_size=256 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        return self.base_url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread, so sync SDK clients can call servers on it."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run[T](self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        self.loop.close()
