@@ -1,0 +1,640 @@
+"""Anthropic Messages request -> OpenAI Chat Completions request.
+
+Invariants of `to_openai_request` output (PROTOCOL.md, "Request: Anthropic -> OpenAI"):
+
+- At most one `system` message, always first: the `system` field, then every
+  `role: "system"` message of the conversation folded in, in order (many chat
+  templates behind NIM and vLLM reject a system message that is not first).
+- The first non-system message is a user message; no two adjacent messages
+  share a role except `tool`; every `tool` message answers a tool call of the
+  assistant message right before its run of tool messages.
+- No `cache_control`, no boolean sub-schema, no server tool reaches the upstream.
+- Same input, same output, byte for byte once serialised: key order is fixed,
+  system text and tools keep their order, and nothing rotating (Claude Code's
+  billing header) is forwarded, so upstream prefix caches can hit.
+- The input is never mutated. Big strings are shared, not copied.
+
+Anything lossy is recorded in `notes` (for the server to log), never raised,
+except what the upstream cannot be made to understand (PDF documents).
+"""
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from app.core.anthropic_types import MessagesRequest
+from app.core.errors import ClientRequestError
+from app.core.models import ModelQuirks, ModelRoute, ReasoningSwitch
+from app.core.openai_types import ChatMessage, ChatRequest, ToolCall
+
+BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
+# Inserted when a conversation does not start with a user turn; LiteLLM's
+# DEFAULT_USER_CONTINUE_MESSAGE uses the same words for the same template rule.
+CONTINUE_USER_TEXT = "Please continue."
+MAX_STOP_SEQUENCES = 4  # OpenAI's limit; vLLM takes more but we target the strictest.
+# OpenAI rejects a longer `user`; longer ids (Claude Code sends a JSON blob with
+# device and session ids) go out as their SHA-256: stable, short, not readable.
+MAX_USER_CHARS = 64
+PART_SEPARATOR = "\n\n"  # between text parts of one message, and system pieces
+TOOL_RESULT_SEPARATOR = "\n"  # between text blocks of one tool_result
+
+TOOL_CHOICE_BY_TYPE: dict[str, str] = {"auto": "auto", "any": "required", "none": "none"}
+REASONING_EFFORT_BY_EFFORT: dict[str, str] = {
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "max": "high",
+}
+THINKING_ON_BY_TYPE: dict[str, bool] = {"enabled": True, "adaptive": True, "disabled": False}
+_ROLES = ("user", "assistant", "system")
+
+# JSON-schema keywords whose value is a schema, a list of schemas, or a map of them.
+_SCHEMA_KEYWORDS = frozenset(
+    {
+        "items",
+        "additionalItems",
+        "unevaluatedItems",
+        "contains",
+        "not",
+        "if",
+        "then",
+        "else",
+        "propertyNames",
+        "additionalProperties",
+        "unevaluatedProperties",
+    }
+)
+_SCHEMA_LIST_KEYWORDS = frozenset({"prefixItems", "anyOf", "oneOf", "allOf"})
+_SCHEMA_MAP_KEYWORDS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies"}
+)
+# NIM rejects a boolean here (PROTOCOL.md, quirks). Dropping it only stops the
+# schema from policing extra keys, which tool-call parsers don't enforce anyway.
+_DROPPED_WHEN_BOOLEAN = frozenset({"additionalProperties", "unevaluatedProperties"})
+_DROPPED_SCHEMA_KEYS = frozenset({"$schema", "cache_control"})
+
+
+# ------------------------------------------------------------------ validation
+
+
+def _fail(path: str, message: str) -> ClientRequestError:
+    return ClientRequestError(f"{path}: {message}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_str(obj: Mapping[str, Any], key: str, path: str) -> None:
+    where = f"{path}.{key}" if path else key
+    if key not in obj:
+        raise _fail(where, "Field required")
+    if not isinstance(obj[key], str):
+        raise _fail(where, "Input should be a valid string")
+
+
+def _check_block(block: object, path: str) -> None:
+    """A content block: an object with a string `type`; known types also their fields."""
+    if not isinstance(block, dict):
+        raise _fail(path, "Input should be a valid dictionary")
+    _check_str(block, "type", path)
+    kind = block["type"]
+    if kind == "text":
+        _check_str(block, "text", path)
+    elif kind in ("image", "document"):
+        source = block.get("source")
+        if not isinstance(source, dict):
+            raise _fail(f"{path}.source", "Input should be a valid dictionary")
+        _check_str(source, "type", f"{path}.source")
+        required = {"base64": ("media_type", "data"), "url": ("url",), "text": ("data",)}
+        for key in required.get(source["type"], ()):
+            _check_str(source, key, f"{path}.source")
+        if source["type"] == "content":
+            _check_content(source.get("content"), f"{path}.source.content")
+    elif kind == "tool_use":
+        _check_str(block, "id", path)
+        _check_str(block, "name", path)
+        if not isinstance(block.get("input"), dict):
+            raise _fail(f"{path}.input", "Input should be a valid dictionary")
+    elif kind == "tool_result":
+        _check_str(block, "tool_use_id", path)
+        if block.get("content") is not None:
+            _check_content(block["content"], f"{path}.content")
+
+
+def _check_content(content: object, path: str) -> None:
+    if isinstance(content, str):
+        return
+    if not isinstance(content, list):
+        raise _fail(path, "Input should be a valid string or list of content blocks")
+    for index, block in enumerate(content):
+        _check_block(block, f"{path}.{index}")
+
+
+def _check_optional(
+    body: Mapping[str, Any], key: str, check: Callable[[object], bool], expected: str
+) -> None:
+    if key in body and body[key] is not None and not check(body[key]):
+        raise _fail(key, f"Input should be a valid {expected}")
+
+
+def validate_messages_request(body: object) -> MessagesRequest:
+    """Check a parsed JSON body the way Anthropic does; the same object comes back, typed.
+
+    Unknown top-level fields and unknown content block types pass (Claude Code
+    sends beta fields freely); what the mapper relies on is checked.
+    """
+    if not isinstance(body, dict):
+        raise _fail("body", "expected a JSON object")
+    _check_str(body, "model", "")
+    if "max_tokens" not in body:
+        raise _fail("max_tokens", "Field required")
+    if not _is_int(body["max_tokens"]):
+        raise _fail("max_tokens", "Input should be a valid integer")
+    if body["max_tokens"] < 1:
+        raise _fail("max_tokens", "Input should be greater than or equal to 1")
+    messages = body.get("messages")
+    if "messages" not in body:
+        raise _fail("messages", "Field required")
+    if not isinstance(messages, list):
+        raise _fail("messages", "Input should be a valid list")
+    if not messages:
+        raise _fail("messages", "List should have at least 1 item after validation, not 0")
+    for index, message in enumerate(messages):
+        path = f"messages.{index}"
+        if not isinstance(message, dict):
+            raise _fail(path, "Input should be a valid dictionary")
+        if "role" not in message:
+            raise _fail(f"{path}.role", "Field required")
+        if message["role"] not in _ROLES:
+            raise _fail(f"{path}.role", "Input should be 'user', 'assistant' or 'system'")
+        if "content" not in message:
+            raise _fail(f"{path}.content", "Field required")
+        _check_content(message["content"], f"{path}.content")
+    if body.get("system") is not None:
+        _check_content(body["system"], "system")
+    _check_optional(body, "stream", lambda v: isinstance(v, bool), "boolean")
+    _check_optional(body, "temperature", _is_number, "number")
+    _check_optional(body, "top_p", _is_number, "number")
+    _check_optional(body, "top_k", _is_int, "integer")
+    for key in ("metadata", "thinking", "output_config", "tool_choice"):
+        _check_optional(body, key, lambda v: isinstance(v, dict), "dictionary")
+    stops = body.get("stop_sequences")
+    _check_optional(body, "stop_sequences", lambda v: isinstance(v, list), "list")
+    for index, stop in enumerate(stops or ()):
+        if not isinstance(stop, str):
+            raise _fail(f"stop_sequences.{index}", "Input should be a valid string")
+    _check_optional(body, "tools", lambda v: isinstance(v, list), "list")
+    for index, tool in enumerate(body.get("tools") or ()):
+        _check_tool(tool, f"tools.{index}")
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        if choice.get("type") not in ("auto", "any", "tool", "none"):
+            raise _fail("tool_choice.type", "Input should be 'auto', 'any', 'tool' or 'none'")
+        if choice["type"] == "tool":
+            _check_str(choice, "name", "tool_choice")
+    return cast(MessagesRequest, body)
+
+
+def _check_tool(tool: object, path: str) -> None:
+    if not isinstance(tool, dict):
+        raise _fail(path, "Input should be a valid dictionary")
+    _check_str(tool, "name", path)
+    custom = tool.get("type") in (None, "custom")
+    schema = tool.get("input_schema")
+    if custom and schema is None:
+        raise _fail(f"{path}.input_schema", "Field required")
+    if schema is not None and not isinstance(schema, dict):
+        raise _fail(f"{path}.input_schema", "Input should be a valid dictionary")
+
+
+# ------------------------------------------------------------------ tool schemas
+
+
+def sanitize_tool_schema(schema: object) -> dict[str, Any]:
+    """A copy of a tool's JSON schema that NIM accepts; the root is always an object schema.
+
+    Boolean sub-schemas become `{}` (true) or `{"not": {}}` (false), boolean
+    `additionalProperties` is dropped, `$schema` and `cache_control` go. Schema
+    objects are copied; leaf values (`enum`, `default`...) are shared, unmutated.
+    """
+    if not isinstance(schema, dict) or not schema:
+        return {"type": "object", "properties": {}}
+    root = _sanitize_node(schema)
+    if "type" not in root:
+        root = {"type": "object", **root}
+    if root["type"] == "object" and "properties" not in root:
+        root["properties"] = {}
+    return root
+
+
+def _sanitize_subschema(node: object) -> Any:
+    if node is True:
+        return {}
+    if node is False:
+        return {"not": {}}
+    if isinstance(node, dict):
+        return _sanitize_node(node)
+    return node  # malformed: the upstream will say so better than we can guess
+
+
+def _sanitize_node(node: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _DROPPED_SCHEMA_KEYS or (
+            key in _DROPPED_WHEN_BOOLEAN and isinstance(value, bool)
+        ):
+            continue
+        if key in _SCHEMA_KEYWORDS:
+            # `items` may also be a draft-4 tuple list.
+            if isinstance(value, list):
+                out[key] = [_sanitize_subschema(item) for item in value]
+            else:
+                out[key] = _sanitize_subschema(value)
+        elif key in _SCHEMA_LIST_KEYWORDS and isinstance(value, list):
+            out[key] = [_sanitize_subschema(item) for item in value]
+        elif key in _SCHEMA_MAP_KEYWORDS and isinstance(value, dict):
+            # Keys here are property names, never keywords; draft-7 `dependencies`
+            # may map to a list of names, kept as is.
+            out[key] = {
+                name: sub if isinstance(sub, list) else _sanitize_subschema(sub)
+                for name, sub in value.items()
+            }
+        else:
+            out[key] = value
+    return out
+
+
+# ------------------------------------------------------------------ messages
+
+
+@dataclass(slots=True)
+class _Draft:
+    """One outgoing message while it can still be merged with a neighbour."""
+
+    role: str
+    # Text parts as plain str (collapsed to one string when all are text), others as dicts.
+    parts: list[str | dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    tool_call_id: str = ""
+
+
+def _image_part(block: Mapping[str, Any], path: str) -> dict[str, Any]:
+    source = block["source"]
+    if source["type"] == "base64":
+        url = f"data:{source['media_type']};base64,{source['data']}"
+    elif source["type"] == "url":
+        url = source["url"]
+    else:
+        raise _fail(
+            f"{path}.source.type",
+            f"image source '{source['type']}' is not supported through this proxy; "
+            "send the image as base64 or url",
+        )
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def _document_text(block: Mapping[str, Any], path: str, notes: list[str]) -> str:
+    source = block["source"]
+    if source["type"] == "text":
+        return cast(str, source["data"])
+    if source["type"] == "content":
+        content = source["content"]
+        if isinstance(content, str):
+            return content
+        texts = []
+        for inner in content:
+            if inner["type"] == "text":
+                texts.append(inner["text"])
+            else:
+                notes.append(f"{path}: {inner['type']} block inside a document dropped")
+        return TOOL_RESULT_SEPARATOR.join(texts)
+    raise _fail(
+        path,
+        "this model cannot read PDF documents through this proxy; send the text instead",
+    )
+
+
+def _user_part(
+    block: Mapping[str, Any], path: str, notes: list[str]
+) -> str | dict[str, Any] | None:
+    kind = block["type"]
+    if kind == "text":
+        return cast(str, block["text"])
+    if kind == "image":
+        return _image_part(block, path)
+    if kind == "document":
+        return _document_text(block, path, notes)
+    if kind not in ("thinking", "redacted_thinking"):
+        notes.append(f"{path}: {kind} block dropped")
+    return None
+
+
+def _tool_result(
+    block: Mapping[str, Any], path: str, notes: list[str]
+) -> tuple[str, list[dict[str, Any]]]:
+    """The text of a tool_result, and the images it carried (they can't go in a tool message)."""
+    content = block.get("content")
+    images: list[dict[str, Any]] = []
+    if content is None:
+        text = ""
+    elif isinstance(content, str):
+        text = content
+    else:
+        texts: list[str] = []
+        for index, inner in enumerate(content):
+            part = _user_part(inner, f"{path}.content.{index}", notes)
+            if isinstance(part, str):
+                texts.append(part)
+            elif part is not None:
+                images.append(part)
+        text = TOOL_RESULT_SEPARATOR.join(texts)
+    if block.get("is_error") is True and not text.startswith("Error:"):
+        text = f"Error: {text}"
+    return text, images
+
+
+def _open_tool_calls(drafts: list[_Draft]) -> dict[str, int]:
+    """Tool call ids of the assistant message just before a user turn, with their order.
+
+    Turns alternate (same-role messages are grouped first) and an assistant turn
+    always yields a message, so the previous draft is that assistant's or none.
+    """
+    order: dict[str, int] = {}
+    if drafts and drafts[-1].role == "assistant":
+        for position, call in enumerate(drafts[-1].tool_calls):
+            order.setdefault(call["id"], position)
+    return order
+
+
+def _push(drafts: list[_Draft], draft: _Draft) -> None:
+    last = drafts[-1] if drafts else None
+    if last is not None and last.role == draft.role and draft.role != "tool":
+        last.parts.extend(draft.parts)
+        last.tool_calls.extend(draft.tool_calls)
+        last.reasoning.extend(draft.reasoning)
+    else:
+        drafts.append(draft)
+
+
+def _blocks(message: Mapping[str, Any]) -> list[Any]:
+    content = message["content"]
+    return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+
+def _user_turn(turn: list[tuple[int, Any]], drafts: list[_Draft], notes: list[str]) -> None:
+    open_calls = _open_tool_calls(drafts)
+    tools: list[tuple[int, _Draft]] = []
+    tool_images: list[str | dict[str, Any]] = []
+    parts: list[str | dict[str, Any]] = []
+    for index, message in turn:
+        for position, block in enumerate(_blocks(message)):
+            path = f"messages.{index}.content.{position}"
+            if block["type"] != "tool_result":
+                part = _user_part(block, path, notes)
+                if part is not None:
+                    parts.append(part)
+                continue
+            call_id = block["tool_use_id"]
+            text, images = _tool_result(block, path, notes)
+            if call_id in open_calls:
+                tools.append(
+                    (open_calls.pop(call_id), _Draft("tool", [text], tool_call_id=call_id))
+                )
+                if images:
+                    tool_images.append(f"(image from tool result {call_id})")
+                    tool_images.extend(images)
+            else:
+                notes.append(
+                    f"{path}: tool_result {call_id} has no matching tool_use; sent as text"
+                )
+                parts.append(f"(result of tool call {call_id})\n{text}")
+                parts.extend(images)
+    # Tool messages answer in the order the assistant made the calls.
+    tools.sort(key=lambda item: item[0])
+    for _, draft in tools:
+        _push(drafts, draft)
+    if tool_images or parts:
+        _push(drafts, _Draft("user", tool_images + parts))
+
+
+def _assistant_turn(turn: list[tuple[int, Any]], drafts: list[_Draft], notes: list[str]) -> None:
+    draft = _Draft("assistant")
+    for index, message in turn:
+        for position, block in enumerate(_blocks(message)):
+            kind = block["type"]
+            if kind == "text":
+                draft.parts.append(block["text"])
+            elif kind == "tool_use":
+                arguments = json.dumps(block["input"], ensure_ascii=False, separators=(",", ":"))
+                draft.tool_calls.append(
+                    {
+                        "id": block["id"],
+                        "type": "function",
+                        "function": {"name": block["name"], "arguments": arguments},
+                    }
+                )
+            elif kind == "thinking":
+                if isinstance(block.get("thinking"), str):
+                    draft.reasoning.append(block["thinking"])
+            elif kind != "redacted_thinking":
+                notes.append(f"messages.{index}.content.{position}: {kind} block dropped")
+    _push(drafts, draft)
+
+
+def _collapse(parts: list[str | dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if all(isinstance(part, str) for part in parts):
+        return PART_SEPARATOR.join(cast(list[str], parts))
+    return [{"type": "text", "text": p} if isinstance(p, str) else p for p in parts]
+
+
+def _to_chat_message(draft: _Draft, quirks: ModelQuirks) -> ChatMessage:
+    if draft.role == "tool":
+        return {
+            "role": "tool",
+            "tool_call_id": draft.tool_call_id,
+            "content": cast(str, draft.parts[0]),
+        }
+    if draft.role == "user":
+        return {"role": "user", "content": _collapse(draft.parts)}
+    message: ChatMessage = {"role": "assistant"}
+    if draft.parts:
+        message["content"] = _collapse(draft.parts)
+    else:
+        # OpenAI wants null beside tool calls; templates choke on a missing content.
+        message["content"] = None if draft.tool_calls else ""
+    if draft.tool_calls:
+        message["tool_calls"] = draft.tool_calls
+        if quirks.send_reasoning_back and draft.reasoning:
+            message["reasoning_content"] = PART_SEPARATOR.join(draft.reasoning)
+    return message
+
+
+def _system_texts(content: object, path: str, notes: list[str]) -> list[str]:
+    if isinstance(content, str):
+        return [content] if content else []
+    texts = []
+    for index, block in enumerate(cast(list[Any], content or ())):
+        if block["type"] != "text":
+            notes.append(f"{path}.{index}: {block['type']} block dropped")
+        # The billing header rotates per request and would defeat prefix caching.
+        elif block["text"] and not block["text"].startswith(BILLING_HEADER_PREFIX):
+            texts.append(block["text"])
+    return texts
+
+
+def _to_openai_messages(
+    req: MessagesRequest, system: list[str], quirks: ModelQuirks, notes: list[str]
+) -> list[ChatMessage]:
+    # Group consecutive same-role messages into one turn first, so that tool
+    # results split over two user messages still follow their assistant turn.
+    turns: list[tuple[str, list[tuple[int, Any]]]] = []
+    for index, message in enumerate(req["messages"]):
+        role = message["role"]
+        if role == "system":
+            system.extend(_system_texts(message["content"], f"messages.{index}.content", notes))
+        elif turns and turns[-1][0] == role:
+            turns[-1][1].append((index, message))
+        else:
+            turns.append((role, [(index, message)]))
+    drafts: list[_Draft] = []
+    for role, turn in turns:
+        if role == "user":
+            _user_turn(turn, drafts, notes)
+        else:
+            _assistant_turn(turn, drafts, notes)
+    if not drafts or drafts[0].role != "user":
+        notes.append("conversation does not start with a user turn; inserted one")
+        drafts.insert(0, _Draft("user", [CONTINUE_USER_TEXT]))
+    return [_to_chat_message(draft, quirks) for draft in drafts]
+
+
+# ------------------------------------------------------------------ parameters
+
+
+def _reasoning_effort(req: MessagesRequest, thinking: Mapping[str, Any]) -> str | None:
+    effort = (req.get("output_config") or {}).get("effort")
+    if isinstance(effort, str) and effort in REASONING_EFFORT_BY_EFFORT:
+        return REASONING_EFFORT_BY_EFFORT[effort]
+    budget = thinking.get("budget_tokens")
+    if thinking.get("type") != "enabled" or isinstance(budget, bool) or not isinstance(budget, int):
+        return None
+    return "low" if budget < 4096 else "medium" if budget < 16384 else "high"
+
+
+def _apply_reasoning(
+    req: MessagesRequest, switch: ReasoningSwitch, system: list[str], out: ChatRequest
+) -> None:
+    """Translate `thinking` into the model family's own switch; absent means model default."""
+    thinking = req.get("thinking") or {}
+    on = THINKING_ON_BY_TYPE.get(thinking.get("type", ""))
+    if on is None:
+        return
+    if switch is ReasoningSwitch.DETAILED_THINKING_SYSTEM:
+        system.insert(0, "detailed thinking on" if on else "detailed thinking off")
+    elif switch is ReasoningSwitch.SLASH_THINK_SYSTEM:
+        system.append("/think" if on else "/no_think")
+    elif switch is ReasoningSwitch.TEMPLATE_THINKING:
+        out["chat_template_kwargs"] = {"thinking": on}
+    elif switch is ReasoningSwitch.TEMPLATE_ENABLE_THINKING:
+        out["chat_template_kwargs"] = {"enable_thinking": on}
+    elif switch is ReasoningSwitch.REASONING_EFFORT:
+        # These models cannot stop reasoning; "low" is the least every one of them takes.
+        effort = _reasoning_effort(req, thinking) if on else "low"
+        if effort is not None:
+            out["reasoning_effort"] = effort
+
+
+def _to_openai_tools(req: MessagesRequest, notes: list[str]) -> list[dict[str, Any]]:
+    tools: list[dict[str, Any]] = []
+    for tool in req.get("tools") or ():
+        if tool.get("input_schema") is None:
+            notes.append(f"server tool {tool['name']} dropped")
+            continue
+        function: dict[str, Any] = {"name": tool["name"]}
+        if isinstance(tool.get("description"), str):
+            function["description"] = tool["description"]
+        function["parameters"] = sanitize_tool_schema(tool["input_schema"])
+        tools.append({"type": "function", "function": function})
+    return tools
+
+
+def _apply_tools(req: MessagesRequest, out: ChatRequest, notes: list[str]) -> None:
+    tools = _to_openai_tools(req, notes)
+    if not tools:
+        if req.get("tool_choice"):
+            notes.append("tool_choice dropped: no tools to choose from")
+        return
+    out["tools"] = tools
+    choice = req.get("tool_choice")
+    if not choice:
+        return
+    if choice["type"] == "tool":
+        names = {tool["function"]["name"] for tool in tools}
+        if choice["name"] in names:
+            out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+        else:
+            notes.append(f"tool_choice {choice['name']} is not a forwarded tool; sent auto")
+            out["tool_choice"] = "auto"
+    else:
+        out["tool_choice"] = TOOL_CHOICE_BY_TYPE[choice["type"]]
+    if choice.get("disable_parallel_tool_use") is True:
+        out["parallel_tool_calls"] = False
+
+
+def _user_field(user_id: str) -> str:
+    if len(user_id) <= MAX_USER_CHARS:
+        return user_id
+    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()
+
+
+def to_openai_request(
+    req: MessagesRequest, route: ModelRoute, *, notes: list[str] | None = None
+) -> ChatRequest:
+    """Translate a validated Messages request for `route`; lossy steps are appended to notes."""
+    if notes is None:
+        notes = []
+    quirks = route.quirks
+    system = _system_texts(req.get("system"), "system", notes)
+    messages = _to_openai_messages(req, system, quirks, notes)
+    out: ChatRequest = {"model": route.upstream_model, "messages": messages}
+
+    max_tokens = req["max_tokens"]
+    if quirks.max_output_tokens is not None and max_tokens > quirks.max_output_tokens:
+        max_tokens = quirks.max_output_tokens
+        notes.append(f"max_tokens clamped to {max_tokens}")
+    out["max_tokens"] = max_tokens
+    if req.get("stream") is True:
+        out["stream"] = True
+        out["stream_options"] = {"include_usage": True}
+    stops = req.get("stop_sequences")
+    if stops:
+        if len(stops) > MAX_STOP_SEQUENCES:
+            notes.append(f"stop_sequences cut to the first {MAX_STOP_SEQUENCES}")
+        out["stop"] = stops[:MAX_STOP_SEQUENCES]
+    if req.get("temperature") is not None:
+        out["temperature"] = req["temperature"]
+    if req.get("top_p") is not None:
+        out["top_p"] = req["top_p"]
+    if req.get("top_k") is not None:
+        if quirks.accepts_top_k:
+            out["top_k"] = req["top_k"]
+        else:
+            notes.append("top_k dropped: the model does not take it")
+    user_id = (req.get("metadata") or {}).get("user_id")
+    if isinstance(user_id, str) and user_id:
+        out["user"] = _user_field(user_id)
+    _apply_tools(req, out, notes)
+    _apply_reasoning(req, quirks.reasoning, system, out)
+
+    if system:
+        system_message: ChatMessage = {"role": "system", "content": PART_SEPARATOR.join(system)}
+        messages.insert(0, system_message)
+    return out

@@ -1,0 +1,1683 @@
+"""Tests for app.core.request_map: Anthropic Messages request -> OpenAI Chat request."""
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from app.core.errors import ClientRequestError
+from app.core.models import ModelQuirks, ModelRoute, ReasoningSwitch
+from app.core.request_map import (
+    CONTINUE_USER_TEXT,
+    sanitize_tool_schema,
+    to_openai_request,
+    validate_messages_request,
+)
+
+FIXTURES = Path(__file__).parents[2] / "fixtures"
+ROUTE = ModelRoute("claude-x", "up/model", ModelQuirks())
+IMAGE_B64 = {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}
+CC = {"type": "ephemeral"}
+
+
+def body(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "model": "claude-x",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    base.update(fields)
+    return base
+
+
+def translate(
+    request: dict[str, Any], route: ModelRoute = ROUTE
+) -> tuple[dict[str, Any], list[str]]:
+    notes: list[str] = []
+    out = to_openai_request(validate_messages_request(request), route, notes=notes)
+    return dict(out), notes
+
+
+def route_with(**quirks: Any) -> ModelRoute:
+    return ModelRoute("claude-x", "up/model", ModelQuirks(**quirks))
+
+
+def text(value: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "text", "text": value, **extra}
+
+
+def tool_use(call_id: str, name: str = "f", arguments: Any = None) -> dict[str, Any]:
+    return {"type": "tool_use", "id": call_id, "name": name, "input": arguments or {}}
+
+
+def tool_result(call_id: str, content: Any = "ok", **extra: Any) -> dict[str, Any]:
+    return {"type": "tool_result", "tool_use_id": call_id, "content": content, **extra}
+
+
+def openai_call(call_id: str, name: str = "f", arguments: str = "{}") -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def find_keys(node: Any, key: str, path: str = "$") -> list[str]:
+    """Every path at which `key` appears as a dict key."""
+    found = []
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name == key:
+                found.append(f"{path}.{name}")
+            found.extend(find_keys(value, key, f"{path}.{name}"))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found.extend(find_keys(value, key, f"{path}[{index}]"))
+    return found
+
+
+SUBSCHEMA_KEYS = {
+    "items",
+    "additionalItems",
+    "unevaluatedItems",
+    "contains",
+    "not",
+    "if",
+    "then",
+    "else",
+    "propertyNames",
+    "additionalProperties",
+    "unevaluatedProperties",
+}
+SUBSCHEMA_LIST_KEYS = {"prefixItems", "anyOf", "oneOf", "allOf"}
+SUBSCHEMA_MAP_KEYS = {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+
+
+def boolean_subschemas(schema: Any, path: str = "$") -> list[str]:
+    """Paths of boolean sub-schemas (schema positions only, not `default`/`const` values)."""
+    if isinstance(schema, bool):
+        return [path]
+    if not isinstance(schema, dict):
+        return []
+    found = []
+    for key, value in schema.items():
+        if key in SUBSCHEMA_KEYS:
+            values = value if isinstance(value, list) else [value]
+            for index, item in enumerate(values):
+                found.extend(boolean_subschemas(item, f"{path}.{key}[{index}]"))
+        elif key in SUBSCHEMA_LIST_KEYS and isinstance(value, list):
+            for index, item in enumerate(value):
+                found.extend(boolean_subschemas(item, f"{path}.{key}[{index}]"))
+        elif key in SUBSCHEMA_MAP_KEYS and isinstance(value, dict):
+            for name, item in value.items():
+                found.extend(boolean_subschemas(item, f"{path}.{key}.{name}"))
+    return found
+
+
+# ------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize(
+    ("request_body", "message"),
+    [
+        pytest.param([], "body: expected a JSON object", id="body-not-object"),
+        pytest.param(
+            {"max_tokens": 1, "messages": []}, "model: Field required", id="model-missing"
+        ),
+        pytest.param(body(model=3), "model: Input should be a valid string", id="model-not-string"),
+        pytest.param(
+            {"model": "m", "messages": [{"role": "user", "content": "x"}]},
+            "max_tokens: Field required",
+            id="max-tokens-missing",
+        ),
+        pytest.param(
+            body(max_tokens="9"), "max_tokens: Input should be a valid integer", id="max-tokens-str"
+        ),
+        pytest.param(
+            body(max_tokens=True),
+            "max_tokens: Input should be a valid integer",
+            id="max-tokens-bool",
+        ),
+        pytest.param(
+            body(max_tokens=0),
+            "max_tokens: Input should be greater than or equal to 1",
+            id="max-tokens-zero",
+        ),
+        pytest.param(
+            {"model": "m", "max_tokens": 1}, "messages: Field required", id="messages-missing"
+        ),
+        pytest.param(
+            body(messages={"role": "user"}),
+            "messages: Input should be a valid list",
+            id="messages-not-list",
+        ),
+        pytest.param(
+            body(messages=[]),
+            "messages: List should have at least 1 item after validation, not 0",
+            id="messages-empty",
+        ),
+        pytest.param(
+            body(messages=["hi"]),
+            "messages.0: Input should be a valid dictionary",
+            id="message-not-object",
+        ),
+        pytest.param(
+            body(messages=[{"content": "x"}]), "messages.0.role: Field required", id="role-missing"
+        ),
+        pytest.param(
+            body(messages=[{"role": "tool", "content": "x"}]),
+            "messages.0.role: Input should be 'user', 'assistant' or 'system'",
+            id="role-invalid",
+        ),
+        pytest.param(
+            body(messages=[{"role": "user"}]),
+            "messages.0.content: Field required",
+            id="content-missing",
+        ),
+        pytest.param(
+            body(messages=[{"role": "user", "content": "a"}, {"role": "assistant", "content": 5}]),
+            "messages.1.content: Input should be a valid string or list of content blocks",
+            id="content-not-string-or-list",
+        ),
+        pytest.param(
+            body(messages=[{"role": "user", "content": ["x"]}]),
+            "messages.0.content.0: Input should be a valid dictionary",
+            id="block-not-object",
+        ),
+        pytest.param(
+            body(messages=[{"role": "user", "content": [{"text": "x"}]}]),
+            "messages.0.content.0.type: Field required",
+            id="block-type-missing",
+        ),
+        pytest.param(
+            body(messages=[{"role": "user", "content": [{"type": 1}]}]),
+            "messages.0.content.0.type: Input should be a valid string",
+            id="block-type-not-string",
+        ),
+        pytest.param(
+            body(messages=[{"role": "user", "content": [{"type": "text"}]}]),
+            "messages.0.content.0.text: Field required",
+            id="text-missing",
+        ),
+        pytest.param(
+            body(messages=[{"role": "user", "content": [{"type": "image"}]}]),
+            "messages.0.content.0.source: Input should be a valid dictionary",
+            id="image-source-missing",
+        ),
+        pytest.param(
+            body(messages=[{"role": "user", "content": [{"type": "image", "source": {}}]}]),
+            "messages.0.content.0.source.type: Field required",
+            id="image-source-type-missing",
+        ),
+        pytest.param(
+            body(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [{"type": "image", "source": {"type": "base64", "data": "x"}}],
+                    }
+                ]
+            ),
+            "messages.0.content.0.source.media_type: Field required",
+            id="image-media-type-missing",
+        ),
+        pytest.param(
+            body(
+                messages=[
+                    {"role": "user", "content": [{"type": "image", "source": {"type": "url"}}]}
+                ]
+            ),
+            "messages.0.content.0.source.url: Field required",
+            id="image-url-missing",
+        ),
+        pytest.param(
+            body(
+                messages=[
+                    {"role": "user", "content": [{"type": "document", "source": {"type": "text"}}]}
+                ]
+            ),
+            "messages.0.content.0.source.data: Field required",
+            id="document-text-data-missing",
+        ),
+        pytest.param(
+            body(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "document", "source": {"type": "content", "content": [1]}}
+                        ],
+                    }
+                ]
+            ),
+            "messages.0.content.0.source.content.0: Input should be a valid dictionary",
+            id="document-content-block-invalid",
+        ),
+        pytest.param(
+            body(messages=[{"role": "assistant", "content": [{"type": "tool_use", "name": "f"}]}]),
+            "messages.0.content.0.id: Field required",
+            id="tool-use-id-missing",
+        ),
+        pytest.param(
+            body(
+                messages=[
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "a", "name": "f", "input": "{}"}],
+                    }
+                ]
+            ),
+            "messages.0.content.0.input: Input should be a valid dictionary",
+            id="tool-use-input-not-object",
+        ),
+        pytest.param(
+            body(messages=[{"role": "user", "content": [{"type": "tool_result"}]}]),
+            "messages.0.content.0.tool_use_id: Field required",
+            id="tool-result-id-missing",
+        ),
+        pytest.param(
+            body(messages=[{"role": "user", "content": [tool_result("a", content=3)]}]),
+            "messages.0.content.0.content: "
+            "Input should be a valid string or list of content blocks",
+            id="tool-result-content-invalid",
+        ),
+        pytest.param(
+            body(
+                messages=[
+                    {"role": "user", "content": [tool_result("a", content=[{"type": "text"}])]}
+                ]
+            ),
+            "messages.0.content.0.content.0.text: Field required",
+            id="tool-result-inner-text-missing",
+        ),
+        pytest.param(
+            body(system=7),
+            "system: Input should be a valid string or list of content blocks",
+            id="system-invalid",
+        ),
+        pytest.param(
+            body(system=[{"type": "text"}]), "system.0.text: Field required", id="system-block-text"
+        ),
+        pytest.param(body(stream="yes"), "stream: Input should be a valid boolean", id="stream"),
+        pytest.param(
+            body(temperature="hot"), "temperature: Input should be a valid number", id="temperature"
+        ),
+        pytest.param(body(top_p=True), "top_p: Input should be a valid number", id="top-p-bool"),
+        pytest.param(body(top_k=1.5), "top_k: Input should be a valid integer", id="top-k-float"),
+        pytest.param(
+            body(metadata=[]), "metadata: Input should be a valid dictionary", id="metadata"
+        ),
+        pytest.param(
+            body(thinking="on"), "thinking: Input should be a valid dictionary", id="thinking"
+        ),
+        pytest.param(
+            body(stop_sequences="END"),
+            "stop_sequences: Input should be a valid list",
+            id="stop-sequences-not-list",
+        ),
+        pytest.param(
+            body(stop_sequences=["a", 2]),
+            "stop_sequences.1: Input should be a valid string",
+            id="stop-sequence-not-string",
+        ),
+        pytest.param(body(tools={}), "tools: Input should be a valid list", id="tools-not-list"),
+        pytest.param(
+            body(tools=["Bash"]),
+            "tools.0: Input should be a valid dictionary",
+            id="tool-not-object",
+        ),
+        pytest.param(
+            body(tools=[{"input_schema": {}}]), "tools.0.name: Field required", id="tool-name"
+        ),
+        pytest.param(
+            body(tools=[{"name": "f"}]),
+            "tools.0.input_schema: Field required",
+            id="custom-tool-schema-missing",
+        ),
+        pytest.param(
+            body(tools=[{"type": "custom", "name": "f", "input_schema": "{}"}]),
+            "tools.0.input_schema: Input should be a valid dictionary",
+            id="tool-schema-not-object",
+        ),
+        pytest.param(
+            body(tool_choice={"type": "some"}),
+            "tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'",
+            id="tool-choice-type",
+        ),
+        pytest.param(
+            body(tool_choice={"type": "tool"}),
+            "tool_choice.name: Field required",
+            id="tool-choice-name",
+        ),
+    ],
+)
+def test_validation_errors(request_body: Any, message: str) -> None:
+    with pytest.raises(ClientRequestError) as caught:
+        validate_messages_request(request_body)
+    assert caught.value.message == message
+    assert caught.value.status == 400
+    assert caught.value.error_type == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    "request_body",
+    [
+        pytest.param(
+            body(
+                context_management={"edits": []},
+                service_tier="auto",
+                container="c",
+                mcp_servers=[{"name": "x"}],
+                output_config={"effort": "high"},
+                betas=["x"],
+            ),
+            id="unknown-top-level-fields",
+        ),
+        pytest.param(
+            body(messages=[{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]),
+            id="system-role-message",
+        ),
+        pytest.param(
+            body(messages=[{"role": "user", "content": [{"type": "search_result", "x": 1}]}]),
+            id="unknown-block-type",
+        ),
+        pytest.param(
+            body(system=None, temperature=None, top_p=None, top_k=None, stream=None, tools=None),
+            id="nulls-for-optional-fields",
+        ),
+        pytest.param(
+            body(tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 5}]),
+            id="server-tool-without-schema",
+        ),
+        pytest.param(
+            body(messages=[{"role": "user", "content": [tool_result("a", content=None)]}]),
+            id="tool-result-null-content",
+        ),
+    ],
+)
+def test_validation_accepts(request_body: dict[str, Any]) -> None:
+    assert validate_messages_request(request_body) is request_body
+
+
+# ------------------------------------------------------------------ messages
+
+USER_HI = {"role": "user", "content": "hi"}
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected", "expected_notes"),
+    [
+        pytest.param(
+            {"system": "Be brief."},
+            [{"role": "system", "content": "Be brief."}, USER_HI],
+            [],
+            id="system-string",
+        ),
+        pytest.param({"system": ""}, [USER_HI], [], id="system-empty-string-omitted"),
+        pytest.param(
+            {"system": [text("A", cache_control=CC), text("B")]},
+            [{"role": "system", "content": "A\n\nB"}, USER_HI],
+            [],
+            id="system-blocks-joined",
+        ),
+        pytest.param(
+            {"system": [text("x-anthropic-billing-header: cc_version=1;"), text("A"), text("")]},
+            [{"role": "system", "content": "A"}, USER_HI],
+            [],
+            id="billing-header-dropped",
+        ),
+        pytest.param(
+            {"system": [text("A"), {"type": "image", "source": IMAGE_B64}]},
+            [{"role": "system", "content": "A"}, USER_HI],
+            ["system.1: image block dropped"],
+            id="system-non-text-block-dropped",
+        ),
+        pytest.param(
+            {
+                "system": "S",
+                "messages": [
+                    {"role": "user", "content": "u1"},
+                    {"role": "system", "content": "M1"},
+                    {"role": "user", "content": "u2"},
+                    {"role": "assistant", "content": "a"},
+                    {
+                        "role": "system",
+                        "content": [text("M2"), text("x-anthropic-billing-header: x")],
+                    },
+                    {"role": "user", "content": "u3"},
+                ],
+            },
+            [
+                {"role": "system", "content": "S\n\nM1\n\nM2"},
+                {"role": "user", "content": "u1\n\nu2"},
+                {"role": "assistant", "content": "a"},
+                {"role": "user", "content": "u3"},
+            ],
+            [],
+            id="mid-conversation-system-folded",
+        ),
+        pytest.param(
+            {"messages": [{"role": "user", "content": [text("a", cache_control=CC), text("b")]}]},
+            [{"role": "user", "content": "a\n\nb"}],
+            [],
+            id="text-parts-collapsed",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [text("see"), {"type": "image", "source": IMAGE_B64}],
+                    }
+                ]
+            },
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "see"},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64,iVBORw0K"},
+                        },
+                    ],
+                }
+            ],
+            [],
+            id="image-base64",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}
+                        ],
+                    }
+                ]
+            },
+            [
+                {
+                    "role": "user",
+                    "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}],
+                }
+            ],
+            [],
+            id="image-url",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "document",
+                                "source": {
+                                    "type": "text",
+                                    "media_type": "text/plain",
+                                    "data": "doc",
+                                },
+                            },
+                            {"type": "document", "source": {"type": "content", "content": "c1"}},
+                            {
+                                "type": "document",
+                                "source": {
+                                    "type": "content",
+                                    "content": [
+                                        text("c2"),
+                                        {"type": "image", "source": IMAGE_B64},
+                                        text("c3"),
+                                    ],
+                                },
+                            },
+                        ],
+                    }
+                ]
+            },
+            [{"role": "user", "content": "doc\n\nc1\n\nc2\nc3"}],
+            ["messages.0.content.2: image block inside a document dropped"],
+            id="documents-as-text",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    USER_HI,
+                    {
+                        "role": "assistant",
+                        "content": [tool_use("t1", "Read", {"path": "ü.txt", "n": [1, 2]})],
+                    },
+                ]
+            },
+            [
+                USER_HI,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [openai_call("t1", "Read", '{"path":"ü.txt","n":[1,2]}')],
+                },
+            ],
+            [],
+            id="tool-use-content-null",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    USER_HI,
+                    {
+                        "role": "assistant",
+                        "content": [text("Let me"), tool_use("t1"), text("look")],
+                    },
+                ]
+            },
+            [
+                USER_HI,
+                {
+                    "role": "assistant",
+                    "content": "Let me\n\nlook",
+                    "tool_calls": [openai_call("t1")],
+                },
+            ],
+            [],
+            id="tool-use-with-text",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    USER_HI,
+                    {"role": "assistant", "content": [tool_use("t1"), tool_use("t2", "g")]},
+                    {
+                        "role": "user",
+                        "content": [
+                            text("before", cache_control=CC),
+                            tool_result("t2", [text("g1"), text("g2")], cache_control=CC),
+                            tool_result("t1", "boom", is_error=True),
+                            text("after"),
+                        ],
+                    },
+                ]
+            },
+            [
+                USER_HI,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [openai_call("t1"), openai_call("t2", "g")],
+                },
+                {"role": "tool", "tool_call_id": "t1", "content": "Error: boom"},
+                {"role": "tool", "tool_call_id": "t2", "content": "g1\ng2"},
+                {"role": "user", "content": "before\n\nafter"},
+            ],
+            [],
+            id="tool-results-first-in-call-order",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    USER_HI,
+                    {
+                        "role": "assistant",
+                        "content": [tool_use("t1"), tool_use("t2"), tool_use("t3")],
+                    },
+                    {
+                        "role": "user",
+                        "content": [
+                            tool_result("t1", "Error: already", is_error=True),
+                            tool_result("t2", None),
+                            {"type": "tool_result", "tool_use_id": "t3"},
+                        ],
+                    },
+                ]
+            },
+            [
+                USER_HI,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [openai_call("t1"), openai_call("t2"), openai_call("t3")],
+                },
+                {"role": "tool", "tool_call_id": "t1", "content": "Error: already"},
+                {"role": "tool", "tool_call_id": "t2", "content": ""},
+                {"role": "tool", "tool_call_id": "t3", "content": ""},
+            ],
+            [],
+            id="tool-result-error-prefix-once-and-empty-content",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    USER_HI,
+                    {"role": "assistant", "content": [tool_use("t1"), tool_use("t2")]},
+                    {"role": "user", "content": [tool_result("t1", "one")]},
+                    {"role": "user", "content": [text("note"), tool_result("t2", "two")]},
+                ]
+            },
+            [
+                USER_HI,
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [openai_call("t1"), openai_call("t2")],
+                },
+                {"role": "tool", "tool_call_id": "t1", "content": "one"},
+                {"role": "tool", "tool_call_id": "t2", "content": "two"},
+                {"role": "user", "content": "note"},
+            ],
+            [],
+            id="tool-results-split-over-two-user-messages",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    USER_HI,
+                    {"role": "assistant", "content": [tool_use("t1")]},
+                    {
+                        "role": "user",
+                        "content": [
+                            tool_result(
+                                "t1",
+                                [text("shot"), {"type": "image", "source": IMAGE_B64}],
+                            ),
+                            text("what now?"),
+                        ],
+                    },
+                ]
+            },
+            [
+                USER_HI,
+                {"role": "assistant", "content": None, "tool_calls": [openai_call("t1")]},
+                {"role": "tool", "tool_call_id": "t1", "content": "shot"},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "(image from tool result t1)"},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64,iVBORw0K"},
+                        },
+                        {"type": "text", "text": "what now?"},
+                    ],
+                },
+            ],
+            [],
+            id="tool-result-image-to-following-user-message",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            tool_result(
+                                "ghost", [text("r"), {"type": "image", "source": IMAGE_B64}]
+                            ),
+                            text("q"),
+                        ],
+                    }
+                ]
+            },
+            [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "(result of tool call ghost)\nr"},
+                        {
+                            "type": "image_url",
+                            "image_url": {"url": "data:image/png;base64,iVBORw0K"},
+                        },
+                        {"type": "text", "text": "q"},
+                    ],
+                }
+            ],
+            [
+                "messages.0.content.0: tool_result ghost has no matching tool_use; sent as text",
+            ],
+            id="orphan-tool-result-as-user-text",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    USER_HI,
+                    {"role": "assistant", "content": [tool_use("t1")]},
+                    {"role": "user", "content": [tool_result("t1", "a"), tool_result("t1", "b")]},
+                ]
+            },
+            [
+                USER_HI,
+                {"role": "assistant", "content": None, "tool_calls": [openai_call("t1")]},
+                {"role": "tool", "tool_call_id": "t1", "content": "a"},
+                {"role": "user", "content": "(result of tool call t1)\nb"},
+            ],
+            ["messages.2.content.1: tool_result t1 has no matching tool_use; sent as text"],
+            id="duplicate-tool-result-is-orphan",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    USER_HI,
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "thinking", "thinking": "hmm", "signature": "s"},
+                            {"type": "redacted_thinking", "data": "xx"},
+                            text("done"),
+                        ],
+                    },
+                ]
+            },
+            [USER_HI, {"role": "assistant", "content": "done"}],
+            [],
+            id="thinking-dropped",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    USER_HI,
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "thinking", "thinking": "hmm", "signature": "s"}],
+                    },
+                    {"role": "user", "content": "more"},
+                ]
+            },
+            [USER_HI, {"role": "assistant", "content": ""}, {"role": "user", "content": "more"}],
+            [],
+            id="assistant-left-empty-gets-empty-string",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    {"role": "user", "content": "a"},
+                    {"role": "user", "content": [text("b")]},
+                    {"role": "assistant", "content": "c"},
+                    {"role": "assistant", "content": [tool_use("t1")]},
+                    {"role": "assistant", "content": [text("d"), tool_use("t2")]},
+                ]
+            },
+            [
+                {"role": "user", "content": "a\n\nb"},
+                {
+                    "role": "assistant",
+                    "content": "c\n\nd",
+                    "tool_calls": [openai_call("t1"), openai_call("t2")],
+                },
+            ],
+            [],
+            id="adjacent-same-role-merged",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    USER_HI,
+                    {"role": "assistant", "content": "a1"},
+                    {"role": "user", "content": [{"type": "server_tool_use", "id": "s"}]},
+                    {"role": "assistant", "content": "a2"},
+                ]
+            },
+            [USER_HI, {"role": "assistant", "content": "a1\n\na2"}],
+            ["messages.2.content.0: server_tool_use block dropped"],
+            id="dropped-user-turn-merges-assistants",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    {"role": "assistant", "content": "I said"},
+                    {"role": "user", "content": "ok"},
+                ]
+            },
+            [
+                {"role": "user", "content": CONTINUE_USER_TEXT},
+                {"role": "assistant", "content": "I said"},
+                {"role": "user", "content": "ok"},
+            ],
+            ["conversation does not start with a user turn; inserted one"],
+            id="first-assistant-gets-user-turn",
+        ),
+        pytest.param(
+            {"system": "S", "messages": [{"role": "system", "content": "only"}]},
+            [
+                {"role": "system", "content": "S\n\nonly"},
+                {"role": "user", "content": CONTINUE_USER_TEXT},
+            ],
+            ["conversation does not start with a user turn; inserted one"],
+            id="only-system-messages",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            text("q"),
+                            {"type": "thinking", "thinking": "x", "signature": "s"},
+                            tool_use("u1"),
+                        ],
+                    },
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "image", "source": IMAGE_B64},
+                            tool_result("u1"),
+                            text("a"),
+                        ],
+                    },
+                ]
+            },
+            [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+            [
+                "messages.0.content.2: tool_use block dropped",
+                "messages.1.content.0: image block dropped",
+                "messages.1.content.1: tool_result block dropped",
+            ],
+            id="misplaced-blocks-dropped",
+        ),
+        pytest.param(
+            {
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            text("x"),
+                            tool_result("none", [{"type": "search_result", "content": []}]),
+                        ],
+                    }
+                ]
+            },
+            [{"role": "user", "content": "x\n\n(result of tool call none)\n"}],
+            [
+                "messages.0.content.1.content.0: search_result block dropped",
+                "messages.0.content.1: tool_result none has no matching tool_use; sent as text",
+            ],
+            id="unknown-block-in-tool-result",
+        ),
+        pytest.param(
+            {"messages": [{"role": "user", "content": ""}]},
+            [{"role": "user", "content": ""}],
+            [],
+            id="empty-user-string-kept",
+        ),
+    ],
+)
+def test_messages(
+    fields: dict[str, Any], expected: list[dict[str, Any]], expected_notes: list[str]
+) -> None:
+    out, notes = translate(body(**fields))
+    assert out["messages"] == expected
+    assert notes == expected_notes
+
+
+@pytest.mark.parametrize(
+    ("send_back", "with_tools", "expected_reasoning"),
+    [
+        pytest.param(True, True, "one\n\ntwo", id="sent-back-beside-tool-calls"),
+        pytest.param(True, False, None, id="not-without-tool-calls"),
+        pytest.param(False, True, None, id="not-when-model-does-worse"),
+    ],
+)
+def test_reasoning_sent_back(
+    send_back: bool, with_tools: bool, expected_reasoning: str | None
+) -> None:
+    content: list[dict[str, Any]] = [
+        {"type": "thinking", "thinking": "one", "signature": "s"},
+        {"type": "redacted_thinking", "data": "xx"},
+        {"type": "thinking", "signature": "no text"},
+        {"type": "thinking", "thinking": "two", "signature": "s"},
+    ]
+    if with_tools:
+        content.append(tool_use("t1"))
+    messages = [USER_HI, {"role": "assistant", "content": content}]
+    out, _ = translate(body(messages=messages), route_with(send_reasoning_back=send_back))
+    assert out["messages"][1].get("reasoning_content") == expected_reasoning
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        pytest.param(
+            {
+                "type": "document",
+                "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"},
+            },
+            "messages.0.content.1: this model cannot read PDF documents through this proxy; "
+            "send the text instead",
+            id="pdf-base64",
+        ),
+        pytest.param(
+            {"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}},
+            "messages.0.content.1: this model cannot read PDF documents through this proxy; "
+            "send the text instead",
+            id="pdf-url",
+        ),
+        pytest.param(
+            {"type": "image", "source": {"type": "file", "file_id": "file_1"}},
+            "messages.0.content.1.source.type: image source 'file' is not supported through this "
+            "proxy; send the image as base64 or url",
+            id="image-file-id",
+        ),
+    ],
+)
+def test_content_the_upstream_cannot_take(block: dict[str, Any], message: str) -> None:
+    with pytest.raises(ClientRequestError) as caught:
+        translate(body(messages=[{"role": "user", "content": [text("read"), block]}]))
+    assert caught.value.message == message
+
+
+# ------------------------------------------------------------------ parameters
+
+
+@pytest.mark.parametrize(
+    ("fields", "route", "expected", "expected_notes"),
+    [
+        pytest.param({}, ROUTE, {"max_tokens": 100}, [], id="max-tokens-as-is"),
+        pytest.param(
+            {"max_tokens": 32000},
+            route_with(max_output_tokens=4096),
+            {"max_tokens": 4096},
+            ["max_tokens clamped to 4096"],
+            id="max-tokens-clamped",
+        ),
+        pytest.param(
+            {"max_tokens": 4096},
+            route_with(max_output_tokens=4096),
+            {"max_tokens": 4096},
+            [],
+            id="max-tokens-at-limit",
+        ),
+        pytest.param(
+            {"stream": True},
+            ROUTE,
+            {"stream": True, "stream_options": {"include_usage": True}},
+            [],
+            id="stream-true",
+        ),
+        pytest.param(
+            {"stream": False},
+            ROUTE,
+            {"stream": None, "stream_options": None},
+            [],
+            id="stream-false",
+        ),
+        pytest.param({}, ROUTE, {"stream": None}, [], id="stream-absent"),
+        pytest.param({"stop_sequences": ["a", "b"]}, ROUTE, {"stop": ["a", "b"]}, [], id="stop"),
+        pytest.param({"stop_sequences": []}, ROUTE, {"stop": None}, [], id="stop-empty"),
+        pytest.param(
+            {"stop_sequences": ["1", "2", "3", "4", "5"]},
+            ROUTE,
+            {"stop": ["1", "2", "3", "4"]},
+            ["stop_sequences cut to the first 4"],
+            id="stop-at-most-4",
+        ),
+        pytest.param(
+            {"temperature": 0.2, "top_p": 1},
+            ROUTE,
+            {"temperature": 0.2, "top_p": 1},
+            [],
+            id="sampling",
+        ),
+        pytest.param(
+            {"temperature": None, "top_p": None},
+            ROUTE,
+            {"temperature": None, "top_p": None},
+            [],
+            id="sampling-null",
+        ),
+        pytest.param(
+            {"top_k": 40}, route_with(accepts_top_k=True), {"top_k": 40}, [], id="top-k-accepted"
+        ),
+        pytest.param(
+            {"top_k": 40},
+            ROUTE,
+            {"top_k": None},
+            ["top_k dropped: the model does not take it"],
+            id="top-k-dropped",
+        ),
+        pytest.param({"metadata": {"user_id": "u-1"}}, ROUTE, {"user": "u-1"}, [], id="user-id"),
+        pytest.param(
+            {"metadata": {"user_id": "x" * 65}},
+            ROUTE,
+            {"user": hashlib.sha256(b"x" * 65).hexdigest()},
+            [],
+            id="user-id-long-hashed",
+        ),
+        pytest.param({"metadata": {"user_id": ""}}, ROUTE, {"user": None}, [], id="user-id-empty"),
+        pytest.param({"metadata": {"user_id": None}}, ROUTE, {"user": None}, [], id="user-id-null"),
+        pytest.param({"metadata": {}}, ROUTE, {"user": None}, [], id="metadata-without-user"),
+    ],
+)
+def test_parameters(
+    fields: dict[str, Any], route: ModelRoute, expected: dict[str, Any], expected_notes: list[str]
+) -> None:
+    out, notes = translate(body(**fields), route)
+    assert {key: out.get(key) for key in expected} == expected
+    assert notes == expected_notes
+    assert out["model"] == "up/model"
+
+
+SCHEMA = {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}
+FN_SEARCH = {
+    "type": "function",
+    "function": {"name": "search", "description": "Find.", "parameters": SCHEMA},
+}
+FN_READ = {"type": "function", "function": {"name": "read", "parameters": SCHEMA}}
+TOOLS = [
+    {"name": "search", "description": "Find.", "input_schema": SCHEMA, "cache_control": CC},
+    {"type": "web_search_20250305", "name": "web_search", "max_uses": 3},
+    {"type": "custom", "name": "read", "input_schema": SCHEMA},
+    {"type": "bash_20250124", "name": "bash"},
+]
+SERVER_NOTES = ["server tool web_search dropped", "server tool bash dropped"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected", "expected_notes"),
+    [
+        pytest.param(
+            {"tools": TOOLS},
+            {"tools": [FN_SEARCH, FN_READ], "tool_choice": None, "parallel_tool_calls": None},
+            SERVER_NOTES,
+            id="custom-tools-kept-server-tools-dropped",
+        ),
+        pytest.param({"tools": []}, {"tools": None}, [], id="no-tools"),
+        pytest.param(
+            {"tools": TOOLS, "tool_choice": {"type": "auto"}},
+            {"tool_choice": "auto"},
+            SERVER_NOTES,
+            id="tool-choice-auto",
+        ),
+        pytest.param(
+            {"tools": TOOLS, "tool_choice": {"type": "any"}},
+            {"tool_choice": "required"},
+            SERVER_NOTES,
+            id="tool-choice-any",
+        ),
+        pytest.param(
+            {"tools": TOOLS, "tool_choice": {"type": "none"}},
+            {"tool_choice": "none"},
+            SERVER_NOTES,
+            id="tool-choice-none",
+        ),
+        pytest.param(
+            {"tools": TOOLS, "tool_choice": {"type": "tool", "name": "read"}},
+            {"tool_choice": {"type": "function", "function": {"name": "read"}}},
+            SERVER_NOTES,
+            id="tool-choice-tool",
+        ),
+        pytest.param(
+            {"tools": TOOLS, "tool_choice": {"type": "tool", "name": "web_search"}},
+            {"tool_choice": "auto"},
+            [*SERVER_NOTES, "tool_choice web_search is not a forwarded tool; sent auto"],
+            id="tool-choice-dropped-tool",
+        ),
+        pytest.param(
+            {"tools": TOOLS, "tool_choice": {"type": "auto", "disable_parallel_tool_use": True}},
+            {"tool_choice": "auto", "parallel_tool_calls": False},
+            SERVER_NOTES,
+            id="disable-parallel-tool-use",
+        ),
+        pytest.param(
+            {"tools": TOOLS, "tool_choice": {"type": "any", "disable_parallel_tool_use": False}},
+            {"tool_choice": "required", "parallel_tool_calls": None},
+            SERVER_NOTES,
+            id="parallel-allowed",
+        ),
+        pytest.param(
+            {
+                "tools": [TOOLS[1]],
+                "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
+            },
+            {"tools": None, "tool_choice": None, "parallel_tool_calls": None},
+            ["server tool web_search dropped", "tool_choice dropped: no tools to choose from"],
+            id="tool-choice-without-tools-omitted",
+        ),
+    ],
+)
+def test_tools(fields: dict[str, Any], expected: dict[str, Any], expected_notes: list[str]) -> None:
+    out, notes = translate(body(**fields))
+    assert {key: out.get(key) for key in expected} == expected
+    assert notes == expected_notes
+
+
+ON, OFF = {"type": "enabled", "budget_tokens": 2048}, {"type": "disabled"}
+ADAPTIVE = {"type": "adaptive"}
+RS = ReasoningSwitch
+
+
+@pytest.mark.parametrize(
+    ("switch", "fields", "system", "extra"),
+    [
+        pytest.param(RS.NONE, {"thinking": ON}, "S", {}, id="none-switch"),
+        pytest.param(RS.ALWAYS, {"thinking": OFF}, "S", {}, id="always-switch"),
+        pytest.param(
+            RS.DETAILED_THINKING_SYSTEM,
+            {"thinking": ON},
+            "detailed thinking on\n\nS",
+            {},
+            id="detailed-on",
+        ),
+        pytest.param(
+            RS.DETAILED_THINKING_SYSTEM,
+            {"thinking": OFF},
+            "detailed thinking off\n\nS",
+            {},
+            id="detailed-off",
+        ),
+        pytest.param(RS.DETAILED_THINKING_SYSTEM, {}, "S", {}, id="detailed-absent"),
+        pytest.param(
+            RS.SLASH_THINK_SYSTEM, {"thinking": ADAPTIVE}, "S\n\n/think", {}, id="slash-adaptive"
+        ),
+        pytest.param(
+            RS.SLASH_THINK_SYSTEM, {"thinking": OFF}, "S\n\n/no_think", {}, id="slash-off"
+        ),
+        pytest.param(
+            RS.TEMPLATE_THINKING,
+            {"thinking": ON},
+            "S",
+            {"chat_template_kwargs": {"thinking": True}},
+            id="template-thinking-on",
+        ),
+        pytest.param(
+            RS.TEMPLATE_THINKING,
+            {"thinking": OFF},
+            "S",
+            {"chat_template_kwargs": {"thinking": False}},
+            id="template-thinking-off",
+        ),
+        pytest.param(
+            RS.TEMPLATE_ENABLE_THINKING,
+            {"thinking": ADAPTIVE},
+            "S",
+            {"chat_template_kwargs": {"enable_thinking": True}},
+            id="qwen3-on",
+        ),
+        pytest.param(
+            RS.TEMPLATE_ENABLE_THINKING,
+            {"thinking": OFF},
+            "S",
+            {"chat_template_kwargs": {"enable_thinking": False}},
+            id="qwen3-off",
+        ),
+        pytest.param(RS.TEMPLATE_ENABLE_THINKING, {}, "S", {}, id="qwen3-absent"),
+        pytest.param(
+            RS.TEMPLATE_ENABLE_THINKING,
+            {"thinking": {"type": "sometimes"}},
+            "S",
+            {},
+            id="unknown-type",
+        ),
+        pytest.param(
+            RS.REASONING_EFFORT,
+            {"thinking": ADAPTIVE, "output_config": {"effort": "max"}},
+            "S",
+            {"reasoning_effort": "high"},
+            id="effort-max",
+        ),
+        pytest.param(
+            RS.REASONING_EFFORT,
+            {"thinking": ON, "output_config": {"effort": "low"}},
+            "S",
+            {"reasoning_effort": "low"},
+            id="effort-wins-over-budget",
+        ),
+        pytest.param(
+            RS.REASONING_EFFORT,
+            {"thinking": {"type": "enabled", "budget_tokens": 1024}},
+            "S",
+            {"reasoning_effort": "low"},
+            id="budget-low",
+        ),
+        pytest.param(
+            RS.REASONING_EFFORT,
+            {
+                "thinking": {"type": "enabled", "budget_tokens": 8000},
+                "output_config": {"effort": "x"},
+            },
+            "S",
+            {"reasoning_effort": "medium"},
+            id="budget-medium-unknown-effort",
+        ),
+        pytest.param(
+            RS.REASONING_EFFORT,
+            {"thinking": {"type": "enabled", "budget_tokens": 16384}},
+            "S",
+            {"reasoning_effort": "high"},
+            id="budget-high",
+        ),
+        pytest.param(
+            RS.REASONING_EFFORT,
+            {"thinking": {"type": "enabled", "budget_tokens": True}},
+            "S",
+            {"reasoning_effort": None},
+            id="budget-bool-ignored",
+        ),
+        pytest.param(
+            RS.REASONING_EFFORT,
+            {"thinking": {"type": "enabled"}},
+            "S",
+            {"reasoning_effort": None},
+            id="no-budget",
+        ),
+        pytest.param(
+            RS.REASONING_EFFORT,
+            {"thinking": ADAPTIVE},
+            "S",
+            {"reasoning_effort": None},
+            id="adaptive-no-effort",
+        ),
+        pytest.param(
+            RS.REASONING_EFFORT,
+            {"thinking": OFF},
+            "S",
+            {"reasoning_effort": "low"},
+            id="effort-off-is-low",
+        ),
+        pytest.param(
+            RS.REASONING_EFFORT,
+            {"output_config": {"effort": "high"}},
+            "S",
+            {"reasoning_effort": None},
+            id="effort-without-thinking-sends-nothing",
+        ),
+    ],
+)
+def test_reasoning_switch(
+    switch: ReasoningSwitch, fields: dict[str, Any], system: str, extra: dict[str, Any]
+) -> None:
+    out, notes = translate(body(system="S", **fields), route_with(reasoning=switch))
+    assert out["messages"][0] == {"role": "system", "content": system}
+    for key in ("chat_template_kwargs", "reasoning_effort"):
+        assert out.get(key) == extra.get(key)
+    assert notes == []
+
+
+def test_reasoning_switch_makes_a_system_message() -> None:
+    out, _ = translate(body(thinking=OFF), route_with(reasoning=RS.SLASH_THINK_SYSTEM))
+    assert out["messages"][0] == {"role": "system", "content": "/no_think"}
+
+
+def test_output_key_order_is_fixed() -> None:
+    request = body(
+        system="S",
+        stream=True,
+        stop_sequences=["x"],
+        temperature=0.5,
+        top_p=0.9,
+        top_k=5,
+        metadata={"user_id": "u"},
+        tools=TOOLS,
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
+        thinking=ON,
+    )
+    out, _ = translate(request, route_with(reasoning=RS.TEMPLATE_THINKING, accepts_top_k=True))
+    assert list(out) == [
+        "model",
+        "messages",
+        "max_tokens",
+        "stream",
+        "stream_options",
+        "stop",
+        "temperature",
+        "top_p",
+        "top_k",
+        "user",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "chat_template_kwargs",
+    ]
+
+
+def test_notes_list_is_optional_and_input_untouched() -> None:
+    request = body(
+        system=[text("A", cache_control=CC)],
+        tools=TOOLS,
+        messages=[{"role": "assistant", "content": [text("x", cache_control=CC)]}],
+        stop_sequences=list("abcdef"),
+    )
+    before = copy.deepcopy(request)
+    out = to_openai_request(validate_messages_request(request), ROUTE)
+    assert out["stop"] == ["a", "b", "c", "d"]
+    assert request == before
+
+
+# ------------------------------------------------------------------ tool schemas
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        pytest.param(None, {"type": "object", "properties": {}}, id="missing"),
+        pytest.param({}, {"type": "object", "properties": {}}, id="empty"),
+        pytest.param(True, {"type": "object", "properties": {}}, id="root-true"),
+        pytest.param(
+            {"properties": {"a": {"type": "string"}}},
+            {"type": "object", "properties": {"a": {"type": "string"}}},
+            id="type-added",
+        ),
+        pytest.param(
+            {"type": "object", "required": []},
+            {"type": "object", "required": [], "properties": {}},
+            id="properties-added",
+        ),
+        pytest.param({"type": "string"}, {"type": "string"}, id="non-object-root-kept"),
+        pytest.param(
+            {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "properties": {},
+                "additionalProperties": False,
+                "unevaluatedProperties": True,
+                "cache_control": CC,
+            },
+            {"type": "object", "properties": {}},
+            id="schema-and-boolean-additional-properties-dropped",
+        ),
+        pytest.param(
+            {
+                "type": "object",
+                "properties": {
+                    "list": {"type": "array", "items": True},
+                    "none": {"type": "array", "items": False},
+                    "tuple": {
+                        "type": "array",
+                        "prefixItems": [True, {"type": "string"}],
+                        "items": [False],
+                    },
+                    "map": {
+                        "type": "object",
+                        "additionalProperties": {"type": "object", "additionalProperties": False},
+                    },
+                    "default": {
+                        "type": "boolean",
+                        "default": False,
+                        "const": True,
+                        "enum": [True, False],
+                    },
+                    "additionalProperties": True,
+                },
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "list": {"type": "array", "items": {}},
+                    "none": {"type": "array", "items": {"not": {}}},
+                    "tuple": {
+                        "type": "array",
+                        "prefixItems": [{}, {"type": "string"}],
+                        "items": [{"not": {}}],
+                    },
+                    "map": {"type": "object", "additionalProperties": {"type": "object"}},
+                    "default": {
+                        "type": "boolean",
+                        "default": False,
+                        "const": True,
+                        "enum": [True, False],
+                    },
+                    "additionalProperties": {},
+                },
+            },
+            id="boolean-sub-schemas",
+        ),
+        pytest.param(
+            {
+                "type": "object",
+                "properties": {
+                    "a": {"anyOf": [True, {"type": "null"}], "oneOf": [False], "allOf": [True]}
+                },
+                "$defs": {"T": True, "F": False},
+                "definitions": {"D": {"not": True}},
+                "patternProperties": {"^x": False},
+                "dependentSchemas": {"a": True},
+                "dependencies": {"a": ["b"], "c": False},
+                "if": True,
+                "then": False,
+                "else": {"properties": {"z": True}},
+                "contains": True,
+                "propertyNames": {"pattern": "^[a-z]+$"},
+                "items": 3,
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "a": {"anyOf": [{}, {"type": "null"}], "oneOf": [{"not": {}}], "allOf": [{}]}
+                },
+                "$defs": {"T": {}, "F": {"not": {}}},
+                "definitions": {"D": {"not": {}}},
+                "patternProperties": {"^x": {"not": {}}},
+                "dependentSchemas": {"a": {}},
+                "dependencies": {"a": ["b"], "c": {"not": {}}},
+                "if": {},
+                "then": {"not": {}},
+                "else": {"properties": {"z": {}}},
+                "contains": {},
+                "propertyNames": {"pattern": "^[a-z]+$"},
+                "items": 3,
+            },
+            id="every-sub-schema-keyword",
+        ),
+        pytest.param(
+            {"type": "object", "properties": {"a": {"anyOf": "bad"}}, "$defs": ["bad"]},
+            {"type": "object", "properties": {"a": {"anyOf": "bad"}}, "$defs": ["bad"]},
+            id="malformed-kept",
+        ),
+    ],
+)
+def test_sanitize_tool_schema(schema: Any, expected: dict[str, Any]) -> None:
+    before = copy.deepcopy(schema)
+    result = sanitize_tool_schema(schema)
+    assert result == expected
+    assert list(result)[: len(expected)] == list(expected)
+    assert schema == before  # never mutated
+    assert boolean_subschemas(result) == []
+
+
+# ------------------------------------------------------------------ the real Claude Code request
+
+
+@pytest.fixture(scope="module")
+def claude_code_body() -> dict[str, Any]:
+    captured = json.loads((FIXTURES / "requests" / "claude_code_request.json").read_text("utf-8"))
+    request: dict[str, Any] = captured["body"]
+    return request
+
+
+def test_claude_code_request(claude_code_body: dict[str, Any]) -> None:
+    before = copy.deepcopy(claude_code_body)
+    route = ModelRoute(
+        "some-model",
+        "qwen/qwen3-235b-a22b",
+        ModelQuirks(ReasoningSwitch.TEMPLATE_ENABLE_THINKING, max_output_tokens=16384),
+    )
+    out, notes = translate(claude_code_body, route)
+    messages = out["messages"]
+
+    assert [m["role"] for m in messages] == ["system", "user"]
+    system = messages[0]["content"]
+    assert "x-anthropic-billing-header" not in json.dumps(out)
+    assert system.startswith("You are a Claude agent, built on Anthropic's Claude Agent SDK.\n\n")
+    # The mid-conversation system message (last in `messages`) is folded in at the end.
+    folded = claude_code_body["messages"][-1]["content"]
+    assert claude_code_body["messages"][-1]["role"] == "system"
+    assert system.endswith("\n\n" + folded)
+    assert messages[1]["content"].endswith("\n\nsay hi")
+
+    assert len(out["tools"]) == 24
+    assert [t["function"]["name"] for t in out["tools"]] == [
+        t["name"] for t in claude_code_body["tools"]
+    ]
+    for tool in out["tools"]:
+        parameters = tool["function"]["parameters"]
+        assert parameters["type"] == "object"
+        assert boolean_subschemas(parameters) == [], tool["function"]["name"]
+        assert "$schema" not in parameters
+    assert find_keys(out, "cache_control") == []
+
+    assert out["max_tokens"] == 16384
+    assert notes == ["max_tokens clamped to 16384"]
+    assert out["chat_template_kwargs"] == {"enable_thinking": True}  # thinking: adaptive
+    assert out["stream"] is True
+    assert out["stream_options"] == {"include_usage": True}
+    assert len(out["user"]) == 64  # the JSON user_id blob, hashed
+    assert "context_management" not in out
+    assert claude_code_body == before
+
+    again, _ = translate(claude_code_body, route)
+    assert json.dumps(again) == json.dumps(out)
+
+
+# ------------------------------------------------------------------ property: all translate
+
+IDS = st.sampled_from(["t1", "t2", "t3", "t4"])
+SHORT = st.text(max_size=8)
+CACHE = st.sampled_from([{}, {"cache_control": CC}])
+
+TEXT = st.builds(lambda t, c: {"type": "text", "text": t, **c}, SHORT, CACHE)
+IMAGE = st.sampled_from(
+    [
+        {"type": "image", "source": IMAGE_B64},
+        {"type": "image", "source": {"type": "url", "url": "https://x/i.png"}},
+    ]
+)
+DOC = st.builds(
+    lambda t: {
+        "type": "document",
+        "source": {"type": "text", "media_type": "text/plain", "data": t},
+    },
+    SHORT,
+)
+UNKNOWN = st.sampled_from([{"type": "search_result"}, {"type": "server_tool_use", "id": "s"}])
+THINKING = st.sampled_from(
+    [
+        {"type": "thinking", "thinking": "hm", "signature": "s"},
+        {"type": "redacted_thinking", "data": "x"},
+    ]
+)
+TOOL_RESULT = st.builds(
+    lambda i, c, e, cc: {
+        "type": "tool_result",
+        "tool_use_id": i,
+        "content": c,
+        "is_error": e,
+        **cc,
+    },
+    IDS,
+    st.one_of(SHORT, st.lists(st.one_of(TEXT, IMAGE), max_size=3), st.none()),
+    st.booleans(),
+    CACHE,
+)
+TOOL_USE = st.builds(
+    lambda i, n, a: {"type": "tool_use", "id": i, "name": n, "input": a},
+    IDS,
+    st.sampled_from(["search", "read", "bash"]),
+    st.dictionaries(st.sampled_from(["q", "n"]), st.one_of(SHORT, st.integers())),
+)
+USER_CONTENT = st.one_of(
+    SHORT, st.lists(st.one_of(TEXT, IMAGE, DOC, UNKNOWN, THINKING, TOOL_RESULT), max_size=5)
+)
+ASSISTANT_CONTENT = st.one_of(
+    SHORT, st.lists(st.one_of(TEXT, TOOL_USE, THINKING, UNKNOWN, IMAGE), max_size=5)
+)
+MESSAGE = st.one_of(
+    st.builds(lambda c: {"role": "user", "content": c}, USER_CONTENT),
+    st.builds(lambda c: {"role": "assistant", "content": c}, ASSISTANT_CONTENT),
+    st.builds(
+        lambda c: {"role": "system", "content": c}, st.one_of(SHORT, st.lists(TEXT, max_size=2))
+    ),
+)
+TOOL_DEF = st.one_of(
+    st.builds(
+        lambda n, s: {"name": n, "input_schema": s, "cache_control": CC},
+        st.sampled_from(["search", "read"]),
+        st.sampled_from(
+            [
+                SCHEMA,
+                {},
+                {"type": "object", "properties": {"x": True}, "additionalProperties": False},
+            ]
+        ),
+    ),
+    st.just({"type": "web_search_20250305", "name": "web_search"}),
+)
+TOOL_CHOICE = st.one_of(
+    st.none(),
+    st.builds(
+        lambda t, d: {"type": t, "disable_parallel_tool_use": d},
+        st.sampled_from(["auto", "any", "none"]),
+        st.booleans(),
+    ),
+    st.builds(
+        lambda n: {"type": "tool", "name": n}, st.sampled_from(["search", "read", "web_search"])
+    ),
+)
+THINKING_FIELD = st.sampled_from(
+    [None, ON, OFF, ADAPTIVE, {"type": "enabled", "budget_tokens": 20000}]
+)
+ROUTES = st.builds(
+    lambda r, s, m, k: route_with(
+        reasoning=r, send_reasoning_back=s, max_output_tokens=m, accepts_top_k=k
+    ),
+    st.sampled_from(list(ReasoningSwitch)),
+    st.booleans(),
+    st.sampled_from([None, 50, 4096]),
+    st.booleans(),
+)
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> dict[str, Any]:
+    request = body(messages=draw(st.lists(MESSAGE, min_size=1, max_size=8)))
+    for key, strategy in (
+        ("system", st.one_of(SHORT, st.lists(TEXT, max_size=3))),
+        ("tools", st.lists(TOOL_DEF, max_size=3)),
+        ("tool_choice", TOOL_CHOICE),
+        ("thinking", THINKING_FIELD),
+        ("stop_sequences", st.lists(SHORT, max_size=6)),
+        ("stream", st.booleans()),
+        ("top_k", st.integers(1, 100)),
+        ("output_config", st.sampled_from([{"effort": "low"}, {"effort": "max"}, {}])),
+    ):
+        if draw(st.booleans()):
+            value = draw(strategy)
+            if value is not None:
+                request[key] = value
+    return request
+
+
+def assert_well_formed(out: dict[str, Any]) -> None:
+    messages = out["messages"]
+    roles = [m["role"] for m in messages]
+    assert "system" not in roles[1:]
+    conversation = roles[1:] if roles[0] == "system" else roles
+    assert conversation and conversation[0] == "user"
+    for before, after in zip(roles, roles[1:], strict=False):
+        assert before != after or before == "tool", roles
+    for index, message in enumerate(messages):
+        if message["role"] == "assistant":
+            assert "content" in message
+            assert message["content"] is not None or message.get("tool_calls")
+        if message["role"] != "tool":
+            continue
+        assert isinstance(message["content"], str)
+        back = index - 1
+        while messages[back]["role"] == "tool":
+            back -= 1
+        owner = messages[back]
+        assert owner["role"] == "assistant"
+        assert message["tool_call_id"] in {c["id"] for c in owner.get("tool_calls", [])}
+    assert find_keys(out, "cache_control") == []
+    for tool in out.get("tools", []):
+        assert boolean_subschemas(tool["function"]["parameters"]) == []
+    if "tool_choice" in out or "parallel_tool_calls" in out:
+        assert out.get("tools")
+    assert len(out.get("stop", [])) <= 4
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=requests(), route=ROUTES)
+def test_any_well_formed_request_translates(request: dict[str, Any], route: ModelRoute) -> None:
+    before = copy.deepcopy(request)
+    out, _ = translate(request, route)
+    assert_well_formed(out)
+    assert request == before
+    assert json.dumps(translate(request, route)[0]) == json.dumps(out)
