@@ -1,0 +1,143 @@
+"""Server-sent events: an incremental decoder for upstream bodies, and encoders for ours.
+
+Invariants:
+- `SSEDecoder.feed` is sans-IO and split-proof: any split of the same bytes into
+  feeds (then `close()`) yields the same events. Lines end at `\\n`, `\\r\\n` or
+  `\\r`, also when `\\r` ends one feed and `\\n` starts the next; those bytes never
+  occur inside a multi-byte UTF-8 sequence, so only complete lines are decoded.
+- Decoding follows the WHATWG event-stream rules (one leading space stripped
+  from values, data lines joined with `\\n`, a leading BOM dropped, events with
+  no data never emitted) with one documented deviation for TGI (below).
+- Comment lines are not events; `SSEDecoder.comments` counts them, so the
+  server can tell a silent upstream from one sending keep-alives.
+"""
+
+import json
+from dataclasses import dataclass
+
+from app.core.anthropic_types import StreamEvent
+
+DONE_LINE = b"data: [DONE]\n\n"
+
+_BOM = "\ufeff"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    data: str
+    event: str | None = None
+    id: str | None = None
+
+
+class SSEDecoder:
+    """Bytes in, `ServerSentEvent`s out, with no I/O.
+
+    TGI deviation: TGI 1.4 separates events with a single `\\n`, so by the spec
+    consecutive `data:` lines would join into one unparseable value. A `data:`
+    line therefore starts a new event when the data gathered so far already is
+    a complete JSON object. Legitimate multi-line JSON is never complete before
+    its last line, so real SSE multi-line data still joins as the spec says.
+    """
+
+    def __init__(self) -> None:
+        self.comments = 0
+        self._partial: list[bytes] = []  # an unterminated line, in pieces
+        self._skip_lf = False  # the last feed ended in "\r": a leading "\n" is its pair
+        self._at_stream_start = True
+        self._data: list[str] = []
+        self._event: str | None = None
+        self._last_id: str | None = None  # persists across events, as the spec says
+
+    def feed(self, data: bytes) -> list[ServerSentEvent]:
+        if self._skip_lf and data:
+            self._skip_lf = False
+            if data[:1] == b"\n":
+                data = data[1:]
+        # Fast path: no line end yet, only remember the bytes (no quadratic joins).
+        if b"\n" not in data and b"\r" not in data:
+            if data:
+                self._partial.append(data)
+            return []
+        if self._partial:
+            self._partial.append(data)
+            data = b"".join(self._partial)
+            self._partial.clear()
+        if b"\r" in data:
+            self._skip_lf = data.endswith(b"\r")
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        last_lf = data.rfind(b"\n")
+        if last_lf + 1 < len(data):
+            self._partial.append(data[last_lf + 1 :])
+        events: list[ServerSentEvent] = []
+        for line in data[:last_lf].decode("utf-8", "replace").split("\n"):
+            self._take_line(line, events)
+        return events
+
+    def close(self) -> list[ServerSentEvent]:
+        """End of stream: flush an unterminated last line and last event."""
+        events: list[ServerSentEvent] = []
+        if self._partial:
+            self._take_line(b"".join(self._partial).decode("utf-8", "replace"), events)
+            self._partial.clear()
+        self._dispatch(events)
+        self._skip_lf = False
+        return events
+
+    def _take_line(self, line: str, events: list[ServerSentEvent]) -> None:
+        if self._at_stream_start:
+            self._at_stream_start = False
+            if line.startswith(_BOM):
+                line = line[1:]
+        if not line:
+            self._dispatch(events)
+            return
+        if line[0] == ":":
+            self.comments += 1
+            return
+        name, _, value = line.partition(":")
+        if value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            if self._data and _is_complete_json_object(self._data):
+                self._dispatch(events)  # TGI: no blank line between events
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._last_id = value
+        # "retry" and unknown fields are ignored, as the spec says.
+
+    def _dispatch(self, events: list[ServerSentEvent]) -> None:
+        if self._data:
+            events.append(ServerSentEvent("\n".join(self._data), self._event, self._last_id))
+            self._data = []
+        self._event = None
+
+
+def _is_complete_json_object(lines: list[str]) -> bool:
+    if not lines[0].startswith("{"):
+        return False
+    try:
+        json.loads("\n".join(lines))
+    except ValueError:
+        return False
+    return True
+
+
+def _compact_json_bytes(payload: object) -> bytes:
+    try:
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (an emoji split across chunks as \ud83d + \ude00)
+        # has no UTF-8 form; as a JSON escape it survives and rejoins on the client.
+        return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def encode_event(event: StreamEvent) -> bytes:
+    """One Anthropic stream event as `event: TYPE` + `data: JSON` + blank line."""
+    return b"event: " + event["type"].encode() + b"\ndata: " + _compact_json_bytes(event) + b"\n\n"
+
+
+def encode_data(payload: object) -> bytes:
+    """A data-only event (OpenAI pass-through)."""
+    return b"data: " + _compact_json_bytes(payload) + b"\n\n"
