@@ -28,10 +28,8 @@ class ProxyState:
 
 
 STATE = web.AppKey("state", ProxyState)
-RECORD = "nimbridge.record"  # request-scoped RequestRecord
+RECORD = web.RequestKey("record", RequestRecord)
 
 
 def record_of(request: web.Request) -> RequestRecord:
-    record = request[RECORD]
-    assert isinstance(record, RequestRecord)
-    return record
+    return request[RECORD]

@@ -82,6 +82,14 @@ async def stream_messages(
         except ProxyError as exc:
             record.error = exc.message
             await writer.write(translator.fail(exc.to_error_body()))
+        except ConnectionResetError:
+            raise  # the client went away: nothing left to tell it
+        except Exception as exc:  # the boundary: our bug, still a well-formed end of stream
+            log.exception("%s internal error mid-stream", record.request_id)
+            record.error = f"internal error ({exc.__class__.__name__})"
+            if translator.state not in _ENDED:
+                failure = ProxyError(f"internal error in NimBridge ({exc.__class__.__name__})")
+                await writer.write(translator.fail(failure.to_error_body()))
         await response.write_eof()
         return response
     finally:

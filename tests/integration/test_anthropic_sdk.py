@@ -10,8 +10,11 @@ import json
 import anthropic
 import pytest
 
+from tests.anthropic_grammar import assert_anthropic_grammar
 from tests.fake_upstream import (
+    FIXTURES,
     chunk,
+    http_request,
     completion,
     reply_fixture,
     reply_json,
@@ -24,11 +27,11 @@ HELLO = [{"role": "user", "content": "hello"}]
 
 def test_create_non_stream(proxy: LiveProxy) -> None:
     message = proxy.client().messages.create(
-        model="claude-sonnet-4-5-20250929", max_tokens=100, messages=HELLO
+        model="claude-sonnet-4-6-20260217", max_tokens=100, messages=HELLO
     )
     assert message.content[0].type == "text"
     assert message.content[0].text == "You said: hello"
-    assert message.model == "claude-sonnet-4-5-20250929"  # the name the client sent
+    assert message.model == "claude-sonnet-4-6-20260217"  # the name the client sent
     assert message.stop_reason == "end_turn"
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
     sent = proxy.upstream.chat_requests[-1]
@@ -96,7 +99,7 @@ def test_tool_use_round_trip(proxy: LiveProxy) -> None:
     client = proxy.client()
     proxy.upstream.enqueue(reply_stream(_tool_call_stream))
     with client.messages.stream(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=200,
         tools=[WEATHER_TOOL],
         tool_choice={"type": "auto", "disable_parallel_tool_use": True},
@@ -117,7 +120,7 @@ def test_tool_use_round_trip(proxy: LiveProxy) -> None:
     # Second turn: the tool result goes back as a `tool` message right after the call.
     proxy.upstream.enqueue(reply_json(completion({"model": "m"}, "It is sunny.")))
     answer = client.messages.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=200,
         tools=[WEATHER_TOOL],
         messages=[
@@ -163,7 +166,7 @@ def test_thinking_non_stream_from_think_tags(proxy: LiveProxy) -> None:
         reply_json(completion({"model": "m"}, "<think>Let me add.</think>\n\n2 + 2 = 4"))
     )
     message = proxy.client().messages.create(
-        model="claude-sonnet-4-5", max_tokens=100, thinking={"type": "adaptive"}, messages=HELLO
+        model="claude-sonnet-4-6", max_tokens=100, thinking={"type": "adaptive"}, messages=HELLO
     )
     assert [b.type for b in message.content] == ["thinking", "text"]
     assert message.content[0].type == "thinking"
@@ -181,7 +184,7 @@ PNG_1X1 = base64.b64encode(
 
 def test_images_base64_and_url(proxy: LiveProxy) -> None:
     proxy.client().messages.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=10,
         messages=[
             {
@@ -207,7 +210,7 @@ def test_stop_sequence_reported(proxy: LiveProxy) -> None:
     body["choices"][0]["stop_reason"] = "THREE"  # vLLM names the matched stop string
     proxy.upstream.enqueue(reply_json(body))
     message = proxy.client().messages.create(
-        model="claude-sonnet-4-5", max_tokens=10, stop_sequences=["THREE"], messages=HELLO
+        model="claude-sonnet-4-6", max_tokens=10, stop_sequences=["THREE"], messages=HELLO
     )
     assert message.stop_reason == "stop_sequence" and message.stop_sequence == "THREE"
     assert proxy.upstream.chat_requests[-1].body["stop"] == ["THREE"]
@@ -215,7 +218,7 @@ def test_stop_sequence_reported(proxy: LiveProxy) -> None:
 
 def test_count_tokens(proxy: LiveProxy) -> None:
     result = proxy.client().messages.count_tokens(
-        model="claude-sonnet-4-5", system="You are terse.", messages=HELLO, tools=[WEATHER_TOOL]
+        model="claude-sonnet-4-6", system="You are terse.", messages=HELLO, tools=[WEATHER_TOOL]
     )
     assert 10 < result.input_tokens < 200
     assert not proxy.upstream.chat_requests  # counted locally, no upstream call
@@ -226,7 +229,7 @@ def test_count_tokens_learns_the_upstreams_count(proxy: LiveProxy) -> None:
     long_text = "The quick brown fox jumps over the lazy dog, again and again. " * 40
     for i in range(4):
         client.messages.create(
-            model="claude-sonnet-4-5", max_tokens=5,
+            model="claude-sonnet-4-6", max_tokens=5,
             messages=[{"role": "user", "content": f"{i} {long_text}"}],
         )
     reported = proxy.upstream.chat_requests[-1]
@@ -234,7 +237,7 @@ def test_count_tokens_learns_the_upstreams_count(proxy: LiveProxy) -> None:
 
     truth = fake_prompt_tokens(reported.body)
     counted = client.messages.count_tokens(
-        model="claude-sonnet-4-5", messages=[{"role": "user", "content": f"9 {long_text}"}]
+        model="claude-sonnet-4-6", messages=[{"role": "user", "content": f"9 {long_text}"}]
     ).input_tokens
     assert abs(counted - truth) <= 0.1 * truth
 
@@ -269,7 +272,7 @@ def test_openai_sdk_pass_through(proxy: LiveProxy) -> None:
     sent = proxy.upstream.chat_requests[-1]
     assert sent.headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"  # key injected
     stream = client.chat.completions.create(
-        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}], stream=True
+        model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hi"}], stream=True
     )
     text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == "You said: hi"
@@ -278,21 +281,18 @@ def test_openai_sdk_pass_through(proxy: LiveProxy) -> None:
 
 def test_claude_code_captured_request(proxy: LiveProxy) -> None:
     """The real 76 KB Claude Code request, sent with its own headers, streams back right."""
-    import httpx
-
-    from tests.anthropic_grammar import assert_anthropic_grammar
-    from tests.fake_upstream import FIXTURES
-
     captured = json.loads((FIXTURES / "requests" / "claude_code_request.json").read_text())
     headers = {k: v for k, v in captured["headers"].items()
                if k.lower() not in ("content-length", "accept-encoding", "connection")}
     headers["Authorization"] = f"Bearer {proxy.client_key}"
-    with httpx.Client(base_url=proxy.url) as http:
-        assert http.head("/").status_code == 200
-        response = http.post("/v1/messages?beta=true", json=captured["body"], headers=headers)
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/event-stream")
-    events = [json.loads(line[6:]) for line in response.text.splitlines()
+    assert http_request(proxy.url + "/", "HEAD")[0] == 200
+    status, got_headers, raw = http_request(
+        proxy.url + "/v1/messages?beta=true", "POST",
+        body=json.dumps(captured["body"]).encode(), headers=headers,
+    )
+    assert status == 200
+    assert got_headers["Content-Type"].startswith("text/event-stream")
+    events = [json.loads(line[6:]) for line in raw.decode().splitlines()
               if line.startswith("data: ")]
     assert_anthropic_grammar(events)
     text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
@@ -306,11 +306,10 @@ def test_claude_code_captured_request(proxy: LiveProxy) -> None:
 
 
 def test_health_and_head(proxy: LiveProxy) -> None:
-    import httpx
-
-    with httpx.Client(base_url=proxy.url) as http:
-        assert http.head("/").status_code == 200
-        health = http.get("/health").json()
+    assert http_request(proxy.url + "/", "HEAD")[0] == 200
+    status, _, raw = http_request(proxy.url + "/health")
+    health = json.loads(raw)
+    assert status == 200
     assert health["status"] == "ok" and health["upstream"] == proxy.upstream.base_url
     assert health["uptime_s"] >= 0 and health["version"]
 
@@ -319,5 +318,5 @@ def test_api_anthropic_alias_path(proxy: LiveProxy) -> None:
     client = anthropic.Anthropic(
         base_url=proxy.url + "/api/anthropic", api_key=proxy.client_key, max_retries=0
     )
-    message = client.messages.create(model="claude-sonnet-4-5", max_tokens=10, messages=HELLO)
+    message = client.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=HELLO)
     assert message.content[0].type == "text"

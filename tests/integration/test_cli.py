@@ -1,0 +1,154 @@
+"""`nimbridge serve` as a user runs it: a real process, real signals, real ports."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import pytest
+
+from tests.fake_upstream import FakeUpstream, http_request, reply_stream, text_stream
+
+
+def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env.pop("NIMBRIDGE_PROXY_KEY", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+    )
+
+
+def base_url_of(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("NimBridge listening on http://127.0.0.1:"), line
+    return line.split()[-1]
+
+
+@pytest.fixture
+def served(upstream: FakeUpstream) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    process = spawn(
+        "serve", "--port", "0", "--upstream-url", upstream.base_url, "--model", "fake/model",
+        "--proxy-key", "cli-proxy-key", env={"NVIDIA_API_KEY": "nvapi-cli-upstream-secret"},
+    )
+    try:
+        yield process, base_url_of(process)
+    finally:
+        finish(process)
+
+
+def finish(process: subprocess.Popen[str]) -> None:
+    """Kill if still running, and close the pipes (ResourceWarnings are errors here)."""
+    if process.poll() is None:
+        process.kill()
+    process.communicate(timeout=10)
+
+
+def test_serve_answers_and_stops_cleanly_on_sigterm(
+    served: tuple[subprocess.Popen[str], str], upstream: FakeUpstream
+) -> None:
+    process, url = served
+    assert json.loads(http_request(url + "/health")[2])["status"] == "ok"
+    client = anthropic.Anthropic(base_url=url, api_key="cli-proxy-key", max_retries=0)
+    message = client.messages.create(
+        model="claude-opus-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert message.content[0].type == "text" and message.content[0].text == "You said: hi"
+    assert upstream.chat_requests[-1].body["model"] == "fake/model"
+    assert upstream.chat_requests[-1].headers["Authorization"] == "Bearer nvapi-cli-upstream-secret"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(10) == 0
+    assert process.stderr is not None
+    log = process.stderr.read()
+    assert "claude-opus-4-5 -> fake/model" in log  # the one line per request
+    assert "nvapi-cli-upstream-secret" not in log and "cli-proxy-key" not in log
+
+
+def test_sigint_lets_an_in_flight_stream_finish(
+    served: tuple[subprocess.Popen[str], str], upstream: FakeUpstream
+) -> None:
+    process, url = served
+    upstream.enqueue(reply_stream(lambda b: text_stream(b, "slow but complete", pieces=8),
+                                  delay=0.1))
+    client = anthropic.Anthropic(base_url=url, api_key="cli-proxy-key", max_retries=0)
+    with client.messages.stream(
+        model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        first = next(iter(stream.text_stream))
+        process.send_signal(signal.SIGINT)
+        rest = "".join(stream.text_stream)
+    assert first + rest == "slow but complete"
+    assert process.wait(10) == 0
+
+
+def test_port_taken_exits_nonzero_with_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = spawn("serve", "--port", str(port))
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"port": "eighty"}', "'port'"),
+        ('{"port": 99999}', "'port'"),
+        ('{"upstream_url": "ftp://x"}', "'upstream_url'"),
+    ],
+)
+def test_invalid_config_exits_nonzero_naming_file_and_key(
+    tmp_path: Path, content: str, needle: str
+) -> None:
+    config = tmp_path / "settings.json"
+    config.write_text(content)
+    process = spawn("serve", "--config", str(config))
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(config) in lines[0] and needle in lines[0]
+
+
+def test_config_file_values_are_used(tmp_path: Path, upstream: FakeUpstream) -> None:
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"upstream_url": upstream.base_url, "model": "from/config",
+                                  "haiku_model": "small/model", "port": 0}))
+    process = spawn("serve", "--config", str(config))
+    try:
+        url = base_url_of(process)
+        client = anthropic.Anthropic(base_url=url, api_key="passthrough-key", max_retries=0)
+        client.messages.create(model="claude-haiku-4-5", max_tokens=5,
+                               messages=[{"role": "user", "content": "hi"}])
+        assert upstream.chat_requests[-1].body["model"] == "small/model"
+        client.messages.create(model="claude-opus-4-5", max_tokens=5,
+                               messages=[{"role": "user", "content": "hi"}])
+        assert upstream.chat_requests[-1].body["model"] == "from/config"
+        # No proxy key configured: the client's own key is passed through.
+        assert upstream.chat_requests[-1].headers["Authorization"] == "Bearer passthrough-key"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        finish(process)
+
+
+def test_help_lists_the_serve_flags() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "serve", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for flag in ("--host", "--port", "--upstream-url", "--model", "--proxy-key", "--config",
+                 "--log-level"):
+        assert flag in out
