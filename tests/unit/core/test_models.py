@@ -1,0 +1,170 @@
+"""Model routing: every claude-* name resolves to a tier; NIM ids get their quirks."""
+
+import pytest
+
+from app.core.models import (
+    DEFAULT_UPSTREAM_MODEL,
+    QUIRKS_BY_MODEL_PATTERN,
+    ModelAliases,
+    ModelQuirks,
+    ModelRoute,
+    ReasoningSwitch,
+    Tier,
+    quirks_for_model,
+    resolve_model,
+    tier_of,
+)
+
+ALIASES = ModelAliases(
+    default="meta/llama-3.3-70b-instruct",
+    opus="deepseek-ai/deepseek-v3.1",
+    sonnet="qwen/qwen3-coder-480b-a35b-instruct",
+    haiku="nvidia/llama-3.3-nemotron-super-49b-v1.5",
+    exact={"claude-opus-4-5": "moonshotai/kimi-k2-instruct", "fast": "openai/gpt-oss-120b"},
+)
+
+RESOLVE_CASES = [
+    # client model -> (tier, upstream model)
+    ("claude-opus-4-1-20250805", Tier.OPUS, "deepseek-ai/deepseek-v3.1"),
+    ("claude-opus-4-5", None, "moonshotai/kimi-k2-instruct"),  # exact alias wins over the tier
+    ("claude-sonnet-4-5-20250929", Tier.SONNET, "qwen/qwen3-coder-480b-a35b-instruct"),
+    ("claude-3-5-sonnet-latest", Tier.SONNET, "qwen/qwen3-coder-480b-a35b-instruct"),
+    ("claude-3-5-haiku-20241022", Tier.HAIKU, "nvidia/llama-3.3-nemotron-super-49b-v1.5"),
+    ("claude-haiku-4-5", Tier.HAIKU, "nvidia/llama-3.3-nemotron-super-49b-v1.5"),
+    ("claude-3-opus-20240229", Tier.OPUS, "deepseek-ai/deepseek-v3.1"),
+    ("claude-instant-1.2", Tier.DEFAULT, "meta/llama-3.3-70b-instruct"),
+    ("claude-2.1", Tier.DEFAULT, "meta/llama-3.3-70b-instruct"),
+    ("claude-sonnet-5", Tier.SONNET, "qwen/qwen3-coder-480b-a35b-instruct"),  # future name
+    ("claude-future-model", Tier.DEFAULT, "meta/llama-3.3-70b-instruct"),
+    ("Claude-Opus-4", Tier.OPUS, "deepseek-ai/deepseek-v3.1"),  # case-insensitive tiers
+    ("  claude-haiku-4-5 ", Tier.HAIKU, "nvidia/llama-3.3-nemotron-super-49b-v1.5"),
+    ("fast", None, "openai/gpt-oss-120b"),  # exact alias for a non-claude name
+    ("meta/llama-3.3-70b-instruct", None, "meta/llama-3.3-70b-instruct"),  # passes through
+    ("deepseek-ai/deepseek-r1", None, "deepseek-ai/deepseek-r1"),
+]
+
+
+@pytest.mark.parametrize(("client_model", "tier", "upstream"), RESOLVE_CASES)
+def test_resolve_model(client_model: str, tier: Tier | None, upstream: str) -> None:
+    route = resolve_model(client_model, ALIASES)
+    assert route == ModelRoute(client_model, upstream, quirks_for_model(upstream), tier)
+
+
+def test_exact_aliases_are_case_sensitive_and_consulted_first() -> None:
+    assert resolve_model("Claude-Opus-4-5", ALIASES).upstream_model == "deepseek-ai/deepseek-v3.1"
+    aliases = ModelAliases(exact={"claude-3-5-sonnet-latest": "x/y"})
+    assert resolve_model("claude-3-5-sonnet-latest", aliases).upstream_model == "x/y"
+
+
+def test_unset_tiers_fall_back_to_default() -> None:
+    aliases = ModelAliases(opus="o/o")
+    assert resolve_model("claude-opus-4", aliases).upstream_model == "o/o"
+    for name in ("claude-sonnet-4-5", "claude-haiku-4-5", "claude-2.1"):
+        assert resolve_model(name, aliases).upstream_model == DEFAULT_UPSTREAM_MODEL
+    assert ModelAliases(haiku="").for_tier(Tier.HAIKU) == DEFAULT_UPSTREAM_MODEL
+
+
+def test_every_claude_name_resolves_to_an_upstream_model() -> None:
+    for name in ("claude", "claude-", "claude-3", "claudeX", "CLAUDE-SONNET"):
+        route = resolve_model(name, ModelAliases())
+        assert route.tier is not None
+        assert route.upstream_model == DEFAULT_UPSTREAM_MODEL
+        assert route.client_model == name  # echoed back to the client unchanged
+
+
+@pytest.mark.parametrize(
+    ("name", "tier"),
+    [
+        ("claude-opus-4", Tier.OPUS),
+        ("claude-3-7-sonnet-20250219", Tier.SONNET),
+        ("claude-3-haiku-20240307", Tier.HAIKU),
+        ("claude-1", Tier.DEFAULT),
+        ("gpt-4o", None),
+        ("anthropic/claude-sonnet-4.5", None),  # OpenRouter-style id: an upstream name
+        ("", None),
+    ],
+)
+def test_tier_of(name: str, tier: Tier | None) -> None:
+    assert tier_of(name) == tier
+
+
+def q(
+    reasoning: ReasoningSwitch,
+    max_output: int,
+    context: int,
+    *,
+    send_reasoning_back: bool = False,
+) -> ModelQuirks:
+    return ModelQuirks(reasoning, max_output, context, send_reasoning_back=send_reasoning_back)
+
+
+QUIRK_CASES = [
+    ("deepseek-ai/deepseek-r1", q(ReasoningSwitch.ALWAYS, 32768, 131072)),
+    ("deepseek-ai/deepseek-r1-distill-qwen-32b", q(ReasoningSwitch.ALWAYS, 32768, 131072)),
+    ("qwen/qwq-32b", q(ReasoningSwitch.ALWAYS, 32768, 131072)),
+    (
+        "deepseek-ai/deepseek-v3.1",
+        q(ReasoningSwitch.TEMPLATE_THINKING, 32768, 131072, send_reasoning_back=True),
+    ),
+    (
+        "deepseek-ai/deepseek-v3.1-terminus",
+        q(ReasoningSwitch.TEMPLATE_THINKING, 32768, 131072, send_reasoning_back=True),
+    ),
+    ("qwen/qwen3-235b-a22b", q(ReasoningSwitch.TEMPLATE_ENABLE_THINKING, 32768, 131072)),
+    ("qwen/qwen3-coder-480b-a35b-instruct", q(ReasoningSwitch.NONE, 65536, 262144)),
+    (
+        "nvidia/llama-3.3-nemotron-super-49b-v1",
+        q(ReasoningSwitch.DETAILED_THINKING_SYSTEM, 32768, 131072),
+    ),
+    (
+        "nvidia/llama-3.1-nemotron-ultra-253b-v1",
+        q(ReasoningSwitch.DETAILED_THINKING_SYSTEM, 32768, 131072),
+    ),
+    (
+        "nvidia/llama-3.3-nemotron-super-49b-v1.5",
+        q(ReasoningSwitch.SLASH_THINK_SYSTEM, 32768, 131072),
+    ),
+    ("nvidia/nvidia-nemotron-nano-9b-v2", q(ReasoningSwitch.SLASH_THINK_SYSTEM, 32768, 131072)),
+    ("openai/gpt-oss-120b", q(ReasoningSwitch.REASONING_EFFORT, 32768, 131072)),
+    ("moonshotai/kimi-k2-instruct-0905", q(ReasoningSwitch.NONE, 32768, 262144)),
+    ("minimaxai/minimax-m2", q(ReasoningSwitch.ALWAYS, 32768, 196608)),
+    ("z-ai/glm-4.6", q(ReasoningSwitch.NONE, 32768, 131072)),
+    ("meta/llama-3.3-70b-instruct", q(ReasoningSwitch.NONE, 4096, 131072)),
+    ("meta/llama-4-maverick-17b-128e-instruct", q(ReasoningSwitch.NONE, 16384, 131072)),
+    ("DeepSeek-AI/DeepSeek-R1", q(ReasoningSwitch.ALWAYS, 32768, 131072)),  # case-insensitive
+    ("deepseek-ai/deepseek-v3", ModelQuirks()),  # V3 without .1 has no thinking switch
+    ("some-vendor/unknown-model", ModelQuirks()),
+]
+
+
+@pytest.mark.parametrize(("model", "quirks"), QUIRK_CASES)
+def test_quirks_for_model(model: str, quirks: ModelQuirks) -> None:
+    assert quirks_for_model(model) == quirks
+
+
+def test_unknown_model_gets_safe_defaults() -> None:
+    quirks = quirks_for_model("unknown")
+    assert quirks.reasoning is ReasoningSwitch.NONE
+    assert quirks.max_output_tokens is None and quirks.context_window is None
+    assert not quirks.send_reasoning_back and not quirks.accepts_top_k
+
+
+def test_quirk_patterns_are_lower_case() -> None:
+    # quirks_for_model lower-cases the id; an upper-case pattern could never match.
+    for pattern, _ in QUIRKS_BY_MODEL_PATTERN:
+        assert pattern.pattern == pattern.pattern.lower()
+
+
+def test_kimi_k2_instruct_switches() -> None:
+    quirks = quirks_for_model("moonshotai/kimi-k2-instruct")
+    assert (quirks.reasoning, quirks.max_output_tokens) == (ReasoningSwitch.NONE, 32768)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Kimi K2 Instruct (0711, NIM's moonshotai/kimi-k2-instruct) has a 128K context; only "
+    "K2-0905 and later have 256K. The table gives every kimi-k2 262144, so a compaction window "
+    "set from it lets Claude Code overflow the real one",
+)
+def test_kimi_k2_instruct_0711_context_window() -> None:
+    assert quirks_for_model("moonshotai/kimi-k2-instruct").context_window == 131072
