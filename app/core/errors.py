@@ -137,9 +137,17 @@ _PROMPT_TOKENS_RES = tuple(
         r"(\d+) in the messages",
         r"messages resulted in (\d+) tokens",
         r"prompt (?:contains|has) (?:at least )?(\d+) tokens",
+        r"request has (\d+) input tokens",  # vLLM >= 0.6, NVIDIA's gateway
         r"requested (\d+) tokens",
     )
 )
+# Together / SGLang: "The input (250000 tokens) is longer than the model's
+# context length (200000 tokens)."
+_INPUT_LONGER_RE = re.compile(
+    r"input \((\d+) tokens\) is longer than the model's context length \((\d+) tokens\)",
+    re.IGNORECASE,
+)
+_ANTHROPIC_OVERFLOW_RE = re.compile(r"prompt is too long: \d+ tokens > \d+ maximum")
 # vLLM / NIM when the prompt alone fills the context: "max_tokens must be at
 # least 1, got -46771." The deficit is how far the prompt overshoots.
 _NEGATIVE_MAX_TOKENS_RE = re.compile(r"max_tokens must be at least 1, got -(\d+)", re.IGNORECASE)
@@ -160,6 +168,8 @@ def extract_upstream_message(body: bytes | str) -> str:
     # NIM appends " None" to some 400 messages (PROTOCOL.md, quirks).
     if message.endswith(" None"):
         message = message[: -len(" None")]
+    if not message.strip():  # an empty message field: the raw body says more than nothing
+        message = text or "(empty body)"
     return message[:_MAX_MESSAGE_CHARS]
 
 
@@ -197,8 +207,14 @@ def context_overflow_message(
     `prompt is too long: N tokens > M maximum` is what makes Claude Code compact
     its history, so every provider's wording of it is rewritten to this.
     """
+    already = _ANTHROPIC_OVERFLOW_RE.search(upstream_message)
+    if already:  # an Anthropic-compatible upstream said it our way already
+        return already.group(0)
     if max_tokens_limit(upstream_message) is not None:
         return None  # the prompt fits; only max_tokens is too large (retried clamped)
+    longer = _INPUT_LONGER_RE.search(upstream_message)
+    if longer:
+        return f"prompt is too long: {longer.group(1)} tokens > {longer.group(2)} maximum"
     limit_match = _CONTEXT_LIMIT_RE.search(upstream_message)
     if limit_match:
         maximum = int(limit_match.group(1))
@@ -214,8 +230,8 @@ def context_overflow_message(
         elif prompt_tokens is not None:
             used = max(prompt_tokens, deficit + 1)
             maximum = used - deficit
-        else:
-            return f"prompt is too long: {deficit} tokens over the model's maximum"
+        else:  # nothing known but the deficit: still the wording Claude Code acts on
+            used, maximum = deficit + 1, 1
         return f"prompt is too long: {used} tokens > {maximum} maximum"
     return None
 
@@ -311,6 +327,9 @@ def upstream_error_from_stream_payload(payload: dict[str, Any]) -> UpstreamError
                 status = value
                 break
     message = _message_from_json(payload) or json.dumps(payload)[:_MAX_MESSAGE_CHARS]
+    overflow = context_overflow_message(message, context_window=None, prompt_tokens=None)
+    if overflow is not None:
+        return UpstreamError(overflow, status=400, upstream_status=status)
     client_status = CLIENT_STATUS_BY_UPSTREAM_STATUS.get(status, status)
     return UpstreamError(
         f"upstream error mid-stream: {message}", status=client_status, upstream_status=status

@@ -58,7 +58,12 @@ QUIRKS_BY_MODEL_PATTERN: tuple[tuple[re.Pattern[str], ModelQuirks], ...] = tuple
             ModelQuirks(ReasoningSwitch.DETAILED_THINKING_SYSTEM, 32768, 131072),
         ),
         (r"gpt-oss", ModelQuirks(ReasoningSwitch.REASONING_EFFORT, 32768, 131072)),
-        (r"kimi-k2", ModelQuirks(ReasoningSwitch.NONE, 32768, 262144)),
+        # K2 Instruct 0711 has 128K of context; 0905 and the K2.x releases 256K.
+        (
+            r"kimi-k2-instruct-0905|kimi-k2-thinking|kimi-k2\.\d",
+            ModelQuirks(ReasoningSwitch.NONE, 32768, 262144),
+        ),
+        (r"kimi-k2", ModelQuirks(ReasoningSwitch.NONE, 32768, 131072)),
         (r"minimax-m2", ModelQuirks(ReasoningSwitch.ALWAYS, 32768, 196608)),
         (r"glm-4\.[5-9]|glm-5", ModelQuirks(ReasoningSwitch.NONE, 32768, 131072)),
         (r"llama-3\.[1-3]", ModelQuirks(ReasoningSwitch.NONE, 4096, 131072)),

@@ -6,23 +6,25 @@ wire is right. Each test also checks what the upstream was sent.
 
 import base64
 import json
+from typing import Any
 
 import anthropic
 import pytest
+from anthropic.types import MessageParam, ToolParam
 
 from tests.anthropic_grammar import assert_anthropic_grammar
 from tests.fake_upstream import (
     FIXTURES,
     chunk,
-    http_request,
     completion,
+    http_request,
     reply_fixture,
     reply_json,
     reply_stream,
 )
 from tests.integration.conftest import DEFAULT_MODEL, UPSTREAM_KEY, LiveProxy
 
-HELLO = [{"role": "user", "content": "hello"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "hello"}]
 
 
 def test_create_non_stream(proxy: LiveProxy) -> None:
@@ -70,11 +72,22 @@ async def test_async_client_create_and_stream(proxy: LiveProxy) -> None:
     await client.close()
 
 
-def _tool_call_stream(body: dict) -> list:
+def _tool_call_stream(body: dict[str, Any]) -> list[Any]:
     return [
         chunk(body, {"role": "assistant", "content": "Let me check."}),
-        chunk(body, {"tool_calls": [{"index": 0, "id": "call_1", "type": "function",
-                                     "function": {"name": "get_weather", "arguments": ""}}]}),
+        chunk(
+            body,
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": ""},
+                    }
+                ]
+            },
+        ),
         chunk(body, {"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
         chunk(body, {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}),
         chunk(body, {}, finish_reason="tool_calls"),
@@ -83,7 +96,7 @@ def _tool_call_stream(body: dict) -> list:
     ]
 
 
-WEATHER_TOOL = {
+WEATHER_TOOL: ToolParam = {
     "name": "get_weather",
     "description": "Weather for a city",
     "input_schema": {
@@ -125,7 +138,7 @@ def test_tool_use_round_trip(proxy: LiveProxy) -> None:
         tools=[WEATHER_TOOL],
         messages=[
             {"role": "user", "content": "Weather in Paris?"},
-            {"role": "assistant", "content": [b.model_dump() for b in final.content]},
+            {"role": "assistant", "content": final.content},
             {
                 "role": "user",
                 "content": [
@@ -190,8 +203,10 @@ def test_images_base64_and_url(proxy: LiveProxy) -> None:
             {
                 "role": "user",
                 "content": [
-                    {"type": "image",
-                     "source": {"type": "base64", "media_type": "image/png", "data": PNG_1X1}},
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": PNG_1X1},
+                    },
                     {"type": "image", "source": {"type": "url", "url": "https://x.test/a.jpg"}},
                     {"type": "text", "text": "What is this?"},
                 ],
@@ -199,8 +214,10 @@ def test_images_base64_and_url(proxy: LiveProxy) -> None:
         ],
     )
     parts = proxy.upstream.chat_requests[-1].body["messages"][0]["content"]
-    assert parts[0] == {"type": "image_url",
-                        "image_url": {"url": f"data:image/png;base64,{PNG_1X1}"}}
+    assert parts[0] == {
+        "type": "image_url",
+        "image_url": {"url": f"data:image/png;base64,{PNG_1X1}"},
+    }
     assert parts[1] == {"type": "image_url", "image_url": {"url": "https://x.test/a.jpg"}}
     assert parts[2] == {"type": "text", "text": "What is this?"}
 
@@ -229,7 +246,8 @@ def test_count_tokens_learns_the_upstreams_count(proxy: LiveProxy) -> None:
     long_text = "The quick brown fox jumps over the lazy dog, again and again. " * 40
     for i in range(4):
         client.messages.create(
-            model="claude-sonnet-4-6", max_tokens=5,
+            model="claude-sonnet-4-6",
+            max_tokens=5,
             messages=[{"role": "user", "content": f"{i} {long_text}"}],
         )
     reported = proxy.upstream.chat_requests[-1]
@@ -282,18 +300,24 @@ def test_openai_sdk_pass_through(proxy: LiveProxy) -> None:
 def test_claude_code_captured_request(proxy: LiveProxy) -> None:
     """The real 76 KB Claude Code request, sent with its own headers, streams back right."""
     captured = json.loads((FIXTURES / "requests" / "claude_code_request.json").read_text())
-    headers = {k: v for k, v in captured["headers"].items()
-               if k.lower() not in ("content-length", "accept-encoding", "connection")}
+    headers = {
+        k: v
+        for k, v in captured["headers"].items()
+        if k.lower() not in ("content-length", "accept-encoding", "connection")
+    }
     headers["Authorization"] = f"Bearer {proxy.client_key}"
     assert http_request(proxy.url + "/", "HEAD")[0] == 200
     status, got_headers, raw = http_request(
-        proxy.url + "/v1/messages?beta=true", "POST",
-        body=json.dumps(captured["body"]).encode(), headers=headers,
+        proxy.url + "/v1/messages?beta=true",
+        "POST",
+        body=json.dumps(captured["body"]).encode(),
+        headers=headers,
     )
     assert status == 200
     assert got_headers["Content-Type"].startswith("text/event-stream")
-    events = [json.loads(line[6:]) for line in raw.decode().splitlines()
-              if line.startswith("data: ")]
+    events = [
+        json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: ")
+    ]
     assert_anthropic_grammar(events)
     text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
     assert text.startswith("You said:")

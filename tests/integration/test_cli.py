@@ -37,8 +37,16 @@ def base_url_of(process: subprocess.Popen[str]) -> str:
 @pytest.fixture
 def served(upstream: FakeUpstream) -> Iterator[tuple[subprocess.Popen[str], str]]:
     process = spawn(
-        "serve", "--port", "0", "--upstream-url", upstream.base_url, "--model", "fake/model",
-        "--proxy-key", "cli-proxy-key", env={"NVIDIA_API_KEY": "nvapi-cli-upstream-secret"},
+        "serve",
+        "--port",
+        "0",
+        "--upstream-url",
+        upstream.base_url,
+        "--model",
+        "fake/model",
+        "--proxy-key",
+        "cli-proxy-key",
+        env={"NVIDIA_API_KEY": "nvapi-cli-upstream-secret"},
     )
     try:
         yield process, base_url_of(process)
@@ -77,8 +85,9 @@ def test_sigint_lets_an_in_flight_stream_finish(
     served: tuple[subprocess.Popen[str], str], upstream: FakeUpstream
 ) -> None:
     process, url = served
-    upstream.enqueue(reply_stream(lambda b: text_stream(b, "slow but complete", pieces=8),
-                                  delay=0.1))
+    upstream.enqueue(
+        reply_stream(lambda b: text_stream(b, "slow but complete", pieces=8), delay=0.1)
+    )
     client = anthropic.Anthropic(base_url=url, api_key="cli-proxy-key", max_retries=0)
     with client.messages.stream(
         model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
@@ -125,17 +134,27 @@ def test_invalid_config_exits_nonzero_naming_file_and_key(
 
 def test_config_file_values_are_used(tmp_path: Path, upstream: FakeUpstream) -> None:
     config = tmp_path / "settings.json"
-    config.write_text(json.dumps({"upstream_url": upstream.base_url, "model": "from/config",
-                                  "haiku_model": "small/model", "port": 0}))
+    config.write_text(
+        json.dumps(
+            {
+                "upstream_url": upstream.base_url,
+                "model": "from/config",
+                "haiku_model": "small/model",
+                "port": 0,
+            }
+        )
+    )
     process = spawn("serve", "--config", str(config))
     try:
         url = base_url_of(process)
         client = anthropic.Anthropic(base_url=url, api_key="passthrough-key", max_retries=0)
-        client.messages.create(model="claude-haiku-4-5", max_tokens=5,
-                               messages=[{"role": "user", "content": "hi"}])
+        client.messages.create(
+            model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
         assert upstream.chat_requests[-1].body["model"] == "small/model"
-        client.messages.create(model="claude-opus-4-5", max_tokens=5,
-                               messages=[{"role": "user", "content": "hi"}])
+        client.messages.create(
+            model="claude-opus-4-5", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
         assert upstream.chat_requests[-1].body["model"] == "from/config"
         # No proxy key configured: the client's own key is passed through.
         assert upstream.chat_requests[-1].headers["Authorization"] == "Bearer passthrough-key"
@@ -149,6 +168,13 @@ def test_help_lists_the_serve_flags() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "app", "serve", "--help"], capture_output=True, text=True, check=True
     ).stdout
-    for flag in ("--host", "--port", "--upstream-url", "--model", "--proxy-key", "--config",
-                 "--log-level"):
+    for flag in (
+        "--host",
+        "--port",
+        "--upstream-url",
+        "--model",
+        "--proxy-key",
+        "--config",
+        "--log-level",
+    ):
         assert flag in out

@@ -7,10 +7,13 @@ as the right exception class. After it: an `error` event that ends the stream.
 import json
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import pytest
+from anthropic.types import MessageParam
 
 from tests.anthropic_grammar import assert_anthropic_grammar
 from tests.fake_upstream import (
@@ -27,45 +30,81 @@ from tests.fake_upstream import (
 )
 from tests.integration.conftest import UPSTREAM_KEY, LiveProxy, MakeProxy
 
-HELLO = [{"role": "user", "content": "hello"}]
+HELLO: list[MessageParam] = [{"role": "user", "content": "hello"}]
 MODEL = "claude-sonnet-4-6"
 BODIES = FIXTURES / "upstream_bodies"
 
 
-def post_messages(proxy: LiveProxy, body: object, **headers: str) -> tuple[int, dict, bytes]:
+def post_messages(
+    proxy: LiveProxy, body: object, **headers: str
+) -> tuple[int, dict[str, str], bytes]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    all_headers = {"x-api-key": proxy.client_key, "content-type": "application/json",
-                   "anthropic-version": "2023-06-01", **headers}
+    all_headers = {
+        "x-api-key": proxy.client_key,
+        "content-type": "application/json",
+        "anthropic-version": "2023-06-01",
+        **headers,
+    }
     return http_request(proxy.url + "/v1/messages", "POST", body=data, headers=all_headers)
 
 
-def sse_events(raw: bytes) -> list[dict]:
+def sse_events(raw: bytes) -> list[dict[str, Any]]:
     return [json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: ")]
 
 
-def error_of(raw: bytes) -> dict:
+def error_of(raw: bytes) -> dict[str, str]:
     body = json.loads(raw)
     assert body["type"] == "error" and set(body["error"]) == {"type", "message"}
-    return body["error"]
+    return dict(body["error"])
 
 
 # ------------------------------------------------------------------ PROTOCOL.md's error table
 
 STATUS_TABLE = [
     # upstream status, body, client status, Anthropic type, SDK exception
-    (400, '{"error":{"message":"bad field","type":"BadRequestError"}}', 400,
-     "invalid_request_error", anthropic.BadRequestError),
-    (401, '{"error":{"message":"Invalid API key","type":"auth"}}', 401,
-     "authentication_error", anthropic.AuthenticationError),
-    (403, '{"status":403,"title":"Forbidden","detail":"not entitled"}', 403,
-     "permission_error", anthropic.PermissionDeniedError),
-    (404, (BODIES / "nim_404_function-not-found-for-account.json").read_text(), 404,
-     "not_found_error", anthropic.NotFoundError),
+    (
+        400,
+        '{"error":{"message":"bad field","type":"BadRequestError"}}',
+        400,
+        "invalid_request_error",
+        anthropic.BadRequestError,
+    ),
+    (
+        401,
+        '{"error":{"message":"Invalid API key","type":"auth"}}',
+        401,
+        "authentication_error",
+        anthropic.AuthenticationError,
+    ),
+    (
+        403,
+        '{"status":403,"title":"Forbidden","detail":"not entitled"}',
+        403,
+        "permission_error",
+        anthropic.PermissionDeniedError,
+    ),
+    (
+        404,
+        (BODIES / "nim_404_function-not-found-for-account.json").read_text(),
+        404,
+        "not_found_error",
+        anthropic.NotFoundError,
+    ),
     (413, "Request Entity Too Large", 413, "request_too_large", anthropic.APIStatusError),
-    (422, '{"detail":[{"msg":"field required"}]}', 422, "invalid_request_error",
-     anthropic.UnprocessableEntityError),
-    (429, (BODIES / "nim_429_too-many-requests.json").read_text(), 429, "rate_limit_error",
-     anthropic.RateLimitError),
+    (
+        422,
+        '{"detail":[{"msg":"field required"}]}',
+        422,
+        "invalid_request_error",
+        anthropic.UnprocessableEntityError,
+    ),
+    (
+        429,
+        (BODIES / "nim_429_too-many-requests.json").read_text(),
+        429,
+        "rate_limit_error",
+        anthropic.RateLimitError,
+    ),
     (500, "Internal Server Error", 500, "api_error", anthropic.InternalServerError),
     (502, "<html>Bad Gateway</html>", 502, "api_error", anthropic.InternalServerError),
     (503, '{"error":{"message":"overloaded"}}', 529, "overloaded_error", anthropic.OverloadedError),
@@ -80,7 +119,12 @@ STATUS_TABLE = [
     ids=[str(row[0]) for row in STATUS_TABLE],
 )
 def test_error_table(
-    make_proxy: MakeProxy, upstream_status, body, status, error_type, exception
+    make_proxy: MakeProxy,
+    upstream_status: int,
+    body: str,
+    status: int,
+    error_type: str,
+    exception: type[anthropic.APIStatusError],
 ) -> None:
     proxy = make_proxy(commit_window_s=0.0)  # no retries: see the status as it is
     proxy.upstream.enqueue(
@@ -150,8 +194,9 @@ def test_context_overflow_reads_prompt_is_too_long(make_proxy: MakeProxy, body: 
 def test_too_large_max_tokens_is_clamped_and_retried_once(make_proxy: MakeProxy) -> None:
     proxy = make_proxy()
     proxy.upstream.enqueue(
-        reply_body('{"error":{"message":"max_tokens must be less than or equal to 4096"}}',
-                   status=400)
+        reply_body(
+            '{"error":{"message":"max_tokens must be less than or equal to 4096"}}', status=400
+        )
     )
     with proxy.client().messages.stream(model=MODEL, max_tokens=32000, messages=HELLO) as stream:
         assert stream.get_final_message().content[0].type == "text"
@@ -203,8 +248,9 @@ def test_upstream_silent_after_commit_ends_in_error_event(make_proxy: MakeProxy)
     """The window passes with no answer: message_start and pings go out, then an error event."""
     proxy = make_proxy(read_timeout_s=1.0, commit_window_s=0.1, ping_interval_s=0.2)
     proxy.upstream.enqueue(hang(3))
-    status, _, raw = post_messages(proxy, {"model": MODEL, "max_tokens": 5, "messages": HELLO,
-                                           "stream": True})
+    status, _, raw = post_messages(
+        proxy, {"model": MODEL, "max_tokens": 5, "messages": HELLO, "stream": True}
+    )
     assert status == 200
     events = sse_events(raw)
     assert_anthropic_grammar(events)
@@ -216,8 +262,9 @@ def test_upstream_silent_after_commit_ends_in_error_event(make_proxy: MakeProxy)
 def test_pings_while_upstream_thinks_silently(make_proxy: MakeProxy) -> None:
     proxy = make_proxy(ping_interval_s=0.1, commit_window_s=0.05)
     proxy.upstream.enqueue(reply_stream(lambda b: text_stream(b, "done"), first_delay=0.5))
-    status, _, raw = post_messages(proxy, {"model": MODEL, "max_tokens": 5, "messages": HELLO,
-                                           "stream": True})
+    status, _, raw = post_messages(
+        proxy, {"model": MODEL, "max_tokens": 5, "messages": HELLO, "stream": True}
+    )
     events = sse_events(raw)
     assert_anthropic_grammar(events)
     kinds = [e["type"] for e in events]
@@ -229,25 +276,28 @@ def test_pings_while_upstream_thinks_silently(make_proxy: MakeProxy) -> None:
 @pytest.mark.parametrize(
     ("items", "expected"),
     [
+        pytest.param(lambda b: text_stream(b, "partial answer")[:3], "dropped", id="cut-mid-text"),
         pytest.param(
-            lambda b: text_stream(b, "partial answer")[:3], "dropped", id="cut-mid-text"
-        ),
-        pytest.param(
-            lambda b: [chunk(b, {"content": "x"}), b"data: {not json}\n\n"], "invalid JSON",
+            lambda b: [chunk(b, {"content": "x"}), b"data: {not json}\n\n"],
+            "invalid JSON",
             id="garbled-json",
         ),
         pytest.param(
-            lambda b: [chunk(b, {"content": "x"}), "[DONE]"], "without a finish_reason",
+            lambda b: [chunk(b, {"content": "x"}), "[DONE]"],
+            "without a finish_reason",
             id="done-without-finish",
         ),
     ],
 )
-def test_broken_streams_end_in_error_event(make_proxy: MakeProxy, items, expected: str) -> None:
+def test_broken_streams_end_in_error_event(
+    make_proxy: MakeProxy, items: Callable[[dict[str, Any]], list[Any]], expected: str
+) -> None:
     proxy = make_proxy()
     cut = expected == "dropped"
     proxy.upstream.enqueue(reply_stream(items, cut=cut))
-    status, _, raw = post_messages(proxy, {"model": MODEL, "max_tokens": 5, "messages": HELLO,
-                                           "stream": True})
+    status, _, raw = post_messages(
+        proxy, {"model": MODEL, "max_tokens": 5, "messages": HELLO, "stream": True}
+    )
     assert status == 200
     events = sse_events(raw)
     assert_anthropic_grammar(events)
@@ -302,13 +352,17 @@ def test_upstream_ignores_stream_flag_and_answers_json(proxy: LiveProxy) -> None
         pytest.param({"model": MODEL, "messages": HELLO}, "max_tokens", id="missing-max-tokens"),
         pytest.param({"model": MODEL, "max_tokens": 5}, "messages", id="missing-messages"),
         pytest.param({"max_tokens": 5, "messages": HELLO}, "model", id="missing-model"),
-        pytest.param({"model": MODEL, "max_tokens": 0, "messages": HELLO}, "max_tokens",
-                     id="zero-max-tokens"),
-        pytest.param({"model": MODEL, "max_tokens": 5, "messages": [{"role": "user"}]},
-                     "messages.0.content", id="message-without-content"),
+        pytest.param(
+            {"model": MODEL, "max_tokens": 0, "messages": HELLO}, "max_tokens", id="zero-max-tokens"
+        ),
+        pytest.param(
+            {"model": MODEL, "max_tokens": 5, "messages": [{"role": "user"}]},
+            "messages.0.content",
+            id="message-without-content",
+        ),
     ],
 )
-def test_malformed_requests_are_clear_400s(proxy: LiveProxy, body, needle: str) -> None:
+def test_malformed_requests_are_clear_400s(proxy: LiveProxy, body: object, needle: str) -> None:
     status, headers, raw = post_messages(proxy, body)
     assert status == 400
     error = error_of(raw)
@@ -320,9 +374,17 @@ def test_malformed_requests_are_clear_400s(proxy: LiveProxy, body, needle: str) 
 def test_unknown_fields_and_server_tools_never_4xx(proxy: LiveProxy) -> None:
     status, _, raw = post_messages(
         proxy,
-        {"model": MODEL, "max_tokens": 5, "messages": HELLO, "context_management": {"edits": []},
-         "service_tier": "auto", "container": "x", "mcp_servers": [], "output_config":
-         {"effort": "high"}, "tools": [{"type": "web_search_20250305", "name": "web_search"}]},
+        {
+            "model": MODEL,
+            "max_tokens": 5,
+            "messages": HELLO,
+            "context_management": {"edits": []},
+            "service_tier": "auto",
+            "container": "x",
+            "mcp_servers": [],
+            "output_config": {"effort": "high"},
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+        },
         **{"anthropic-beta": "context-management-2025-06-27,interleaved-thinking-2025-05-14"},
     )
     assert status == 200, raw
@@ -340,8 +402,9 @@ def test_unknown_route_is_anthropic_404(proxy: LiveProxy) -> None:
 def test_proxy_key_required_and_checked(proxy: LiveProxy) -> None:
     with pytest.raises(anthropic.AuthenticationError):
         proxy.client(api_key="wrong-key").messages.create(model=MODEL, max_tokens=5, messages=HELLO)
-    status, _, raw = post_messages(proxy, {"model": MODEL, "max_tokens": 5, "messages": HELLO},
-                                   **{"x-api-key": ""})
+    status, _, raw = post_messages(
+        proxy, {"model": MODEL, "max_tokens": 5, "messages": HELLO}, **{"x-api-key": ""}
+    )
     assert status == 401 and error_of(raw)["type"] == "authentication_error"
     assert not proxy.upstream.chat_requests
     # Claude Code sends the key as a Bearer token.
@@ -367,8 +430,10 @@ def test_client_disconnect_cancels_upstream_within_a_second(proxy: LiveProxy) ->
     body = json.dumps({"model": MODEL, "max_tokens": 500, "messages": HELLO, "stream": True})
     with socket.create_connection(("127.0.0.1", proxy.server.port)) as sock:
         sock.sendall(
-            (f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: {proxy.client_key}\r\n"
-             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode()
+            (
+                f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: {proxy.client_key}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
+            ).encode()
         )
         assert b"content_block_delta" in _read_until(sock, b"content_block_delta")
         closed_at = time.monotonic()

@@ -179,12 +179,6 @@ def test_extract_upstream_message(raw: bytes | str, message: str) -> None:
     assert extract_upstream_message(raw) == message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the docstring promises 'never empty', but an empty string in the message field "
-    "(title, error.message, message) is returned as is: the client then reads "
-    "'upstream returned 500: ' with nothing after it",
-)
 @pytest.mark.parametrize(
     "raw",
     [
@@ -413,27 +407,19 @@ def test_context_overflow_reads_as_prompt_too_long(
     )
 
 
-# Found while writing these tests; errors.py is not ours to edit, so they are pinned here.
+# Overflow wordings found while writing these tests (each was a bug, now fixed).
 KNOWN_OVERFLOW_GAPS = [
     pytest.param(
         NEGATIVE_ENVELOPE,
         {},
         "prompt is too long: 46772 tokens > 1 maximum",
         id="vllm-negative-envelope-no-window-no-estimate",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="without context_window or prompt_tokens the message reads 'prompt is too "
-            "long: 46771 tokens over the model's maximum', not the 'N tokens > M maximum' form",
-        ),
     ),
     pytest.param(
         NEGATIVE_LEGACY,
         {},
         "prompt is too long: 46 tokens > 1 maximum",
         id="vllm-negative-legacy-no-window-no-estimate",
-        marks=pytest.mark.xfail(
-            strict=True, reason="same as above: '45 tokens over the model's maximum'"
-        ),
     ),
     pytest.param(
         openai_error(
@@ -443,11 +429,6 @@ KNOWN_OVERFLOW_GAPS = [
         {},
         "prompt is too long: 1203158 tokens > 262144 maximum",
         id="vllm-nvidia-your-request-has-input-tokens",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="_PROMPT_TOKENS_RES has no 'request has N input tokens' pattern (vLLM >= 0.6, "
-            "NVIDIA's gateway): reads '262145 tokens > 262144 maximum', losing the real count",
-        ),
     ),
     pytest.param(
         openai_error(
@@ -456,22 +437,12 @@ KNOWN_OVERFLOW_GAPS = [
         {},
         "prompt is too long: 250000 tokens > 200000 maximum",
         id="together-sglang-input-longer-than-context",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="Together / SGLang wording is not recognised as an overflow at all: the "
-            "client sees 'upstream returned 400: The input ...' and Claude Code does not compact",
-        ),
     ),
     pytest.param(
         openai_error("prompt is too long: 210000 tokens > 200000 maximum"),
         {},
         "prompt is too long: 210000 tokens > 200000 maximum",
         id="anthropic-compatible-upstream-wording-kept",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="an upstream that already says it Anthropic's way gets the 'upstream "
-            "returned 400: ' prefix, so the message no longer starts with 'prompt is too long'",
-        ),
     ),
 ]
 
@@ -609,11 +580,6 @@ def test_upstream_error_from_stream_payload(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a context overflow reported mid-stream (e.g. an `event: error` before any content, "
-    "as Groq and OpenRouter send on HTTP 200) is not rewritten to 'prompt is too long'",
-)
 def test_stream_payload_context_overflow_reads_as_prompt_too_long() -> None:
     payload = {
         "error": {

@@ -160,11 +160,5 @@ def test_kimi_k2_instruct_switches() -> None:
     assert (quirks.reasoning, quirks.max_output_tokens) == (ReasoningSwitch.NONE, 32768)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Kimi K2 Instruct (0711, NIM's moonshotai/kimi-k2-instruct) has a 128K context; only "
-    "K2-0905 and later have 256K. The table gives every kimi-k2 262144, so a compaction window "
-    "set from it lets Claude Code overflow the real one",
-)
 def test_kimi_k2_instruct_0711_context_window() -> None:
     assert quirks_for_model("moonshotai/kimi-k2-instruct").context_window == 131072

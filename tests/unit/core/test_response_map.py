@@ -96,7 +96,9 @@ def test_reconstructed_minimax_xml_in_content_does_not_crash() -> None:
             id="openrouter",
         ),
         pytest.param(
-            "vllm_400_max-tokens-negative_error-envelope.json", "got -46771", id="vllm-envelope"
+            "vllm_400_max-tokens-negative_error-envelope.json",
+            "prompt is too long: 46772 tokens",
+            id="vllm-envelope",
         ),
     ],
 )
