@@ -37,7 +37,9 @@ class Recorded:
 
 def fake_prompt_tokens(body: Any) -> int:
     """A deterministic pseudo-tokenizer (words and punctuation), plus template overhead."""
-    text = json.dumps(body.get("messages", []), ensure_ascii=False) if isinstance(body, dict) else ""
+    text = (
+        json.dumps(body.get("messages", []), ensure_ascii=False) if isinstance(body, dict) else ""
+    )
     tools = json.dumps(body.get("tools", []), ensure_ascii=False) if isinstance(body, dict) else ""
     return len(re.findall(r"\w+|[^\w\s]", text + tools)) // 2 + 7
 
@@ -52,7 +54,9 @@ def last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
-def chunk(body: dict[str, Any], delta: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+def chunk(
+    body: dict[str, Any], delta: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
     """One `chat.completion.chunk` in the shape vLLM/NIM send."""
     choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": None}]
     out = {
@@ -126,7 +130,9 @@ def encode_sse(items: Iterable[Any]) -> list[bytes]:
 # ------------------------------------------------------------------ behaviours
 
 
-def reply_json(payload: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> Behaviour:
+def reply_json(
+    payload: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> Behaviour:
     async def behave(request: web.Request, record: Recorded) -> web.StreamResponse:
         return web.json_response(payload, status=status, headers=headers)
 
@@ -158,7 +164,9 @@ def reply_stream(
     async def behave(request: web.Request, record: Recorded) -> web.StreamResponse:
         payload = items(record.body) if callable(items) else items
         data = b"".join(encode_sse(payload))
-        pieces = [data] if split is None else [data[i : i + split] for i in range(0, len(data), split)]
+        pieces = (
+            [data] if split is None else [data[i : i + split] for i in range(0, len(data), split)]
+        )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await asyncio.sleep(first_delay)
         await response.prepare(request)
@@ -215,10 +223,18 @@ class FakeUpstream:
         self.requests: list[Recorded] = []
         self.queue: deque[Behaviour] = deque()
         self.models = [
-            {"id": "meta/llama-3.3-70b-instruct", "object": "model", "created": 1_733_000_000,
-             "owned_by": "meta"},
-            {"id": "qwen/qwen3-coder-480b-a35b-instruct", "object": "model",
-             "created": 1_753_000_000, "owned_by": "qwen"},
+            {
+                "id": "meta/llama-3.3-70b-instruct",
+                "object": "model",
+                "created": 1_733_000_000,
+                "owned_by": "meta",
+            },
+            {
+                "id": "qwen/qwen3-coder-480b-a35b-instruct",
+                "object": "model",
+                "created": 1_753_000_000,
+                "owned_by": "qwen",
+            },
         ]
         self.cancelled = threading.Event()
         self._runner: web.AppRunner | None = None
@@ -298,7 +314,11 @@ class LoopThread:
 
 
 def http_request(
-    url: str, method: str = "GET", *, body: bytes | None = None, headers: dict[str, str] | None = None
+    url: str,
+    method: str = "GET",
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """A plain HTTP call with the standard library, for raw-wire checks."""
     import urllib.error
