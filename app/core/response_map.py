@@ -16,11 +16,12 @@ are shared with the stream translator: keep them stable.
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.core.anthropic_types import ContentBlock, Message, Usage
 from app.core.errors import UpstreamProtocolError, upstream_error_from_stream_payload
+from app.core.tool_markup import MarkupToolCall, extract_tool_markup, infer_tool_name
 
 STOP_REASON_BY_FINISH_REASON: dict[str, str] = {
     "stop": "end_turn",
@@ -164,8 +165,13 @@ def to_anthropic_message(
     tool_id_prefix: str = "toolu_",
     signature: str = "nimbridge",
     repairs: list[str] | None = None,
+    tools: Sequence[Mapping[str, Any]] = (),
 ) -> Message:
-    """Translate a parsed `chat.completion` body; `model` is the name the client sent."""
+    """Translate a parsed `chat.completion` body; `model` is the name the client sent.
+
+    `tools` are the request's Anthropic tool definitions: when some were offered,
+    tool calls a model leaked as markup into `content` become tool_use blocks.
+    """
     if repairs is None:
         repairs = []
     if resp.get("error") is not None:
@@ -189,6 +195,11 @@ def to_anthropic_message(
     if thinking:
         content.append({"type": "thinking", "thinking": thinking, "signature": signature})
         text = text.lstrip("\n")  # templates put a blank line after the reasoning
+    markup_calls: list[MarkupToolCall] = []
+    if tools and "<" in text:
+        text, markup_calls = extract_tool_markup(text)
+        if markup_calls:
+            repairs.append("tool call markup in content")
     if not text.strip() and isinstance(message.get("refusal"), str):
         text = message["refusal"]
     if text.strip():
@@ -213,6 +224,21 @@ def to_anthropic_message(
                 "id": call_id,
                 "name": name,
                 "input": parse_tool_arguments(function.get("arguments"), repairs),
+            }
+        )
+
+    for position, markup in enumerate(markup_calls):
+        name = markup.name or infer_tool_name(markup.arguments, tools)
+        if not name:
+            repairs.append("tool call markup without a recognisable tool kept as text")
+            content.append({"type": "text", "text": f"(unnamed tool call: {markup.arguments})"})
+            continue
+        content.append(
+            {
+                "type": "tool_use",
+                "id": f"{tool_id_prefix}{message_id}_m{position}",
+                "name": name,
+                "input": parse_tool_arguments(markup.arguments, repairs),
             }
         )
 

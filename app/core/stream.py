@@ -32,13 +32,16 @@ Tool calls (one block open at a time, so calls cannot be streamed side by side):
   block, or the stream ends; then the waiting call opens with its buffer as
   one `input_json_delta`. Sequential upstreams stream without delay; two
   interleaved calls stay correct, the second one only later.
+- Tool calls a model leaked as markup into `content` (Kimi, MiniMax, Qwen
+  grammars) become tool_use blocks too, but only when the request offered
+  tools: without tools no call can be meant, and the text stays untouched.
 - Fragments go out as received. Arguments that are not valid JSON when their
   block closes are recorded as a repair: `partial_json` cannot be retracted.
 """
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -50,6 +53,7 @@ from app.core.errors import (
 )
 from app.core.sse import ServerSentEvent
 from app.core.think_tags import Segment, ThinkTagSplitter
+from app.core.tool_markup import MarkupToolCall, ToolMarkupScanner, infer_tool_name
 
 STOP_REASON_BY_FINISH_REASON: dict[str, str] = {
     "stop": "end_turn",
@@ -115,6 +119,7 @@ class StreamTranslator:
         input_tokens: int = 0,
         tool_id_prefix: str = "toolu_",
         signature: str = "nimbridge",
+        tools: Sequence[Mapping[str, Any]] = (),
         start_in_thinking: bool = False,
     ) -> None:
         self.model = model
@@ -131,6 +136,8 @@ class StreamTranslator:
         self._message_delta_sent = False
         # content
         # start_in_thinking: the model's template already opened <think> (ThinkTagSplitter)
+        self._tools = tools  # Anthropic tool definitions, to name nameless markup calls
+        self._markup = ToolMarkupScanner() if tools else None
         self._think_tags = ThinkTagSplitter(start_in_thinking=start_in_thinking)
         self._open_call: _ToolCall | None = None
         self._held_space = ""  # whitespace that would open a text block on its own
@@ -265,6 +272,9 @@ class StreamTranslator:
         out: list[StreamEvent] = []
         for segment in self._think_tags.close():
             self._take_segment(out, segment)
+        if self._markup is not None:
+            for piece in self._markup.close():
+                self._take_markup_piece(out, piece)
         self._open_waiting_calls(out)
         if any(call.name is None for call in self._calls):
             self._repair("tool call without a name dropped")
@@ -397,8 +407,27 @@ class StreamTranslator:
         if segment.kind == "thinking":
             self._repair("think tags in content")
             self._take_thinking(out, segment.text)
-        else:
+        elif self._markup is None:
             self._take_text(out, segment.text)
+        else:
+            for piece in self._markup.feed(segment.text):
+                self._take_markup_piece(out, piece)
+
+    def _take_markup_piece(self, out: list[StreamEvent], piece: str | MarkupToolCall) -> None:
+        if isinstance(piece, str):
+            self._take_text(out, piece)
+            return
+        self._repair("tool call markup in content")
+        name = piece.name or infer_tool_name(piece.arguments, self._tools)
+        if not name:
+            self._repair("tool call markup without a recognisable tool kept as text")
+            self._take_text(out, f"(unnamed tool call: {piece.arguments})")
+            return
+        call = self._new_call(None)
+        call.name = name
+        call.fragments.append(piece.arguments)
+        self._waiting_calls.append(call)
+        self._open_waiting_calls(out)
 
     def _take_thinking(self, out: list[StreamEvent], text: str) -> None:
         if self._open_kind != "thinking":

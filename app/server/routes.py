@@ -95,7 +95,10 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     try:
         if record.stream:
             translator = StreamTranslator(
-                model=route.client_model, message_id=message_id, input_tokens=estimate
+                model=route.client_model,
+                message_id=message_id,
+                input_tokens=estimate,
+                tools=req.get("tools") or (),
             )
             response = await stream_messages(
                 request,
@@ -109,7 +112,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             if translator.usage_reported:
                 _learn(state, route, size, record.usage)
             return response
-        return await _complete_message(state, record, route, size, opening, message_id)
+        return await _complete_message(state, record, req, route, size, opening, message_id)
     finally:
         record.attempts = attempts.count
         record.repairs.extend(r for r in attempts.repairs if r not in record.repairs)
@@ -118,6 +121,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 async def _complete_message(
     state: ProxyState,
     record: RequestRecord,
+    req: MessagesRequest,
     route: ModelRoute,
     size: RequestSize,
     opening: Any,
@@ -148,7 +152,11 @@ async def _complete_message(
     if not isinstance(parsed, dict):
         raise UpstreamProtocolError("upstream answered with JSON that is not an object")
     message = to_anthropic_message(
-        parsed, model=route.client_model, message_id=message_id, repairs=record.repairs
+        parsed,
+        model=route.client_model,
+        message_id=message_id,
+        repairs=record.repairs,
+        tools=req.get("tools") or (),
     )
     record.usage = dict(message["usage"])
     if isinstance(parsed.get("usage"), dict):

@@ -18,6 +18,24 @@ from app.server.app import ProxyServer
 from tests.fake_upstream import FakeUpstream, LoopThread
 
 UPSTREAM_KEY = "nvapi-upstream-secret-0123456789"
+
+# Sync SDK clients made during a test, closed after it: an httpx pool left to the
+# garbage collector reports its sockets as ResourceWarnings in a later test.
+_OPEN_CLIENTS: list[Any] = []
+
+
+def track[C](client: C) -> C:
+    _OPEN_CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    yield
+    while _OPEN_CLIENTS:
+        _OPEN_CLIENTS.pop().close()
+
+
 DEFAULT_MODEL = "fake/default-model"
 
 
@@ -51,7 +69,7 @@ class LiveProxy:
 
     def client(self, **kwargs: Any) -> anthropic.Anthropic:
         kwargs.setdefault("api_key", self.client_key)
-        return anthropic.Anthropic(base_url=self.url, max_retries=0, **kwargs)
+        return track(anthropic.Anthropic(base_url=self.url, max_retries=0, **kwargs))
 
     def async_client(self, **kwargs: Any) -> anthropic.AsyncAnthropic:
         kwargs.setdefault("api_key", self.client_key)

@@ -22,7 +22,7 @@ from tests.fake_upstream import (
     reply_json,
     reply_stream,
 )
-from tests.integration.conftest import DEFAULT_MODEL, UPSTREAM_KEY, LiveProxy
+from tests.integration.conftest import DEFAULT_MODEL, UPSTREAM_KEY, LiveProxy, track
 
 HELLO: list[MessageParam] = [{"role": "user", "content": "hello"}]
 
@@ -267,7 +267,7 @@ def test_models_list_in_both_shapes(proxy: LiveProxy) -> None:
     assert page.data[0].type == "model" and page.data[0].created_at.year == 2024
     import openai
 
-    oa = openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.client_key, max_retries=0)
+    oa = track(openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.client_key, max_retries=0))
     assert [m.id for m in oa.models.list().data] == ids
 
 
@@ -282,7 +282,9 @@ def test_model_retrieve_resolves_claude_names(proxy: LiveProxy) -> None:
 def test_openai_sdk_pass_through(proxy: LiveProxy) -> None:
     import openai
 
-    client = openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.client_key, max_retries=0)
+    client = track(
+        openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.client_key, max_retries=0)
+    )
     answer = client.chat.completions.create(
         model="meta/llama-3.3-70b-instruct", messages=[{"role": "user", "content": "hi"}]
     )
@@ -339,8 +341,21 @@ def test_health_and_head(proxy: LiveProxy) -> None:
 
 
 def test_api_anthropic_alias_path(proxy: LiveProxy) -> None:
-    client = anthropic.Anthropic(
-        base_url=proxy.url + "/api/anthropic", api_key=proxy.client_key, max_retries=0
+    client = track(
+        anthropic.Anthropic(
+            base_url=proxy.url + "/api/anthropic", api_key=proxy.client_key, max_retries=0
+        )
     )
     message = client.messages.create(model="claude-sonnet-4-6", max_tokens=10, messages=HELLO)
     assert message.content[0].type == "text"
+
+
+def test_tool_markup_leaked_into_content_reaches_the_sdk_as_tool_use(proxy: LiveProxy) -> None:
+    leaked = '<tool_call>{"name": "get_weather", "arguments": {"city": "Oslo"}}</tool_call>'
+    proxy.upstream.enqueue(reply_json(completion({"model": "m"}, leaked)))
+    message = proxy.client().messages.create(
+        model="claude-sonnet-4-6", max_tokens=100, tools=[WEATHER_TOOL], messages=HELLO
+    )
+    assert [b.type for b in message.content] == ["tool_use"]
+    assert message.content[0].type == "tool_use" and message.content[0].input == {"city": "Oslo"}
+    assert message.stop_reason == "tool_use"

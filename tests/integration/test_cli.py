@@ -13,6 +13,7 @@ import anthropic
 import pytest
 
 from tests.fake_upstream import FakeUpstream, http_request, reply_stream, text_stream
+from tests.integration.conftest import track
 
 
 def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -66,7 +67,7 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(
 ) -> None:
     process, url = served
     assert json.loads(http_request(url + "/health")[2])["status"] == "ok"
-    client = anthropic.Anthropic(base_url=url, api_key="cli-proxy-key", max_retries=0)
+    client = track(anthropic.Anthropic(base_url=url, api_key="cli-proxy-key", max_retries=0))
     message = client.messages.create(
         model="claude-opus-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
     )
@@ -88,7 +89,7 @@ def test_sigint_lets_an_in_flight_stream_finish(
     upstream.enqueue(
         reply_stream(lambda b: text_stream(b, "slow but complete", pieces=8), delay=0.1)
     )
-    client = anthropic.Anthropic(base_url=url, api_key="cli-proxy-key", max_retries=0)
+    client = track(anthropic.Anthropic(base_url=url, api_key="cli-proxy-key", max_retries=0))
     with client.messages.stream(
         model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
     ) as stream:
@@ -147,7 +148,7 @@ def test_config_file_values_are_used(tmp_path: Path, upstream: FakeUpstream) -> 
     process = spawn("serve", "--config", str(config))
     try:
         url = base_url_of(process)
-        client = anthropic.Anthropic(base_url=url, api_key="passthrough-key", max_retries=0)
+        client = track(anthropic.Anthropic(base_url=url, api_key="passthrough-key", max_retries=0))
         client.messages.create(
             model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
         )

@@ -28,7 +28,7 @@ from tests.fake_upstream import (
     reply_stream,
     text_stream,
 )
-from tests.integration.conftest import UPSTREAM_KEY, LiveProxy, MakeProxy
+from tests.integration.conftest import UPSTREAM_KEY, LiveProxy, MakeProxy, track
 
 HELLO: list[MessageParam] = [{"role": "user", "content": "hello"}]
 MODEL = "claude-sonnet-4-6"
@@ -408,7 +408,9 @@ def test_proxy_key_required_and_checked(proxy: LiveProxy) -> None:
     assert status == 401 and error_of(raw)["type"] == "authentication_error"
     assert not proxy.upstream.chat_requests
     # Claude Code sends the key as a Bearer token.
-    bearer = anthropic.Anthropic(base_url=proxy.url, auth_token=proxy.client_key, max_retries=0)
+    bearer = track(
+        anthropic.Anthropic(base_url=proxy.url, auth_token=proxy.client_key, max_retries=0)
+    )
     bearer.messages.create(model=MODEL, max_tokens=5, messages=HELLO)
     assert proxy.upstream.chat_requests[-1].headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"
 

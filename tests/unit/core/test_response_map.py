@@ -507,3 +507,27 @@ def test_repairs_list_is_optional() -> None:
     message = to_anthropic_message(resp, model="m", message_id="msg_2")
     assert message["content"] == [{"type": "tool_use", "id": "c1", "name": "f", "input": {}}]
     assert message["stop_reason"] == "tool_use"
+
+
+def test_minimax_markup_in_content_becomes_tool_use_when_tools_were_offered() -> None:
+    body = json.loads((BODIES / "RECONSTRUCTED_minimax_xml-tool-call-in-content.json").read_text())
+    tool = {
+        "name": "search_docs",
+        "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
+    }
+    repairs: list[str] = []
+    message = to_anthropic_message(
+        body, model="claude-x", message_id="msg_1", tools=[tool], repairs=repairs
+    )
+    assert message["content"] == [
+        {
+            "type": "tool_use",
+            "id": "toolu_msg_1_m0",
+            "name": "search_docs",
+            "input": {"query": "mimo tool calls"},
+        }
+    ]
+    assert message["stop_reason"] == "tool_use"
+    assert "tool call markup in content" in repairs
+    without_tools = to_anthropic_message(body, model="claude-x", message_id="msg_1")
+    assert without_tools["content"][0]["type"] == "text"

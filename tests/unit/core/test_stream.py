@@ -1165,3 +1165,85 @@ def test_random_chunks_keep_the_grammar(chunks: list[dict[str, Any]], cuts: list
     body = b"".join(encode_data(c) for c in chunks) + DONE_LINE
     through_sse, _ = replay_bytes(split_at(body, [c % (len(body) + 1) for c in cuts]))
     assert through_sse == events
+
+
+# ------------------------------------------------------------------ tool-call markup in content
+
+TTS_TOOL = {
+    "name": "speak",
+    "description": "Text to speech",
+    "input_schema": {
+        "type": "object",
+        "properties": {"text": {"type": "string"}},
+        "required": ["text"],
+    },
+}
+
+
+def replay_with_tools(
+    pieces: Iterable[bytes], tools: Sequence[Mapping[str, Any]]
+) -> list[StreamEvent]:
+    decoder = SSEDecoder()
+    translator = StreamTranslator(model="claude-x", message_id="msg_1", tools=tools)
+    events = translator.start()
+    for piece in pieces:
+        for sse in decoder.feed(piece):
+            events += translator.feed_sse(sse)
+    events += translator.finish()
+    assert_anthropic_grammar(events)
+    return events
+
+
+KIMI_MARKUP = "RECONSTRUCTED_kimi_tool-grammar-in-content"
+
+
+def test_kimi_markup_becomes_a_tool_call_when_tools_were_offered() -> None:
+    body = fixture_body(KIMI_MARKUP)
+    expected = [
+        ("start", 0, "text"),
+        ("delta", 0, "Dạ anh Hà ơi, em làm lại bản TTS nha!"),
+        ("stop", 0),
+        ("start", 1, "tool_use", "speak"),  # nameless call: the one fitting tool
+        ("delta", 1, '{"text":"hello"}'),
+        ("stop", 1),
+        ("end", "tool_use"),  # Kimi said "stop"
+    ]
+    assert summarize(replay_with_tools([body], [TTS_TOOL])) == expected
+    one_byte = [body[i : i + 1] for i in range(len(body))]
+    assert summarize(replay_with_tools(one_byte, [TTS_TOOL])) == expected
+
+
+def test_markup_stays_text_without_tools() -> None:
+    events, _ = replay_bytes([fixture_body(KIMI_MARKUP)])
+    text = "".join(e["delta"]["text"] for e in events if e["type"] == "content_block_delta")
+    assert "<|tool_calls_section_begin|>" in text
+
+
+@given(cuts=st.lists(st.integers(min_value=1, max_value=400), max_size=12))
+@settings(max_examples=100, deadline=None)
+def test_qwen_markup_split_anywhere(cuts: list[int]) -> None:
+    content = 'Checking.<tool_call>{"name": "speak", "arguments": {"text": "hi"}}</tool_call>'
+    body = b"".join(
+        encode_data({"choices": [{"index": 0, "delta": {"content": content[i : i + 7]}}]})
+        for i in range(0, len(content), 7)
+    ) + encode_data({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events = replay_with_tools(split_at(body, cuts), [TTS_TOOL])
+    assert summarize(events) == [
+        ("start", 0, "text"),
+        ("delta", 0, "Checking."),
+        ("stop", 0),
+        ("start", 1, "tool_use", "speak"),
+        ("delta", 1, '{"text":"hi"}'),
+        ("stop", 1),
+        ("end", "tool_use"),
+    ]
+
+
+def test_unnamed_markup_call_with_no_fitting_tool_is_kept_as_text() -> None:
+    other = {
+        "name": "other",
+        "input_schema": {"type": "object", "properties": {"x": {}}, "required": ["x"]},
+    }
+    events = replay_with_tools([fixture_body(KIMI_MARKUP)], [other])
+    text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
+    assert '(unnamed tool call: {"text":"hello"})' in text
