@@ -531,3 +531,30 @@ def test_minimax_markup_in_content_becomes_tool_use_when_tools_were_offered() ->
     assert "tool call markup in content" in repairs
     without_tools = to_anthropic_message(body, model="claude-x", message_id="msg_1")
     assert without_tools["content"][0]["type"] == "text"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(
+            "a < b, and 2 <3",
+            [{"type": "text", "text": "a < b, and 2 <3"}],
+            id="angle-brackets-not-markup",
+        ),
+        pytest.param(
+            '<|tool_call_begin|>call_1<|tool_call_argument_begin|>{"zzz":1}<|tool_call_end|>',
+            [{"type": "text", "text": '(unnamed tool call: {"zzz":1})'}],
+            id="nameless-call-no-fitting-tool",
+        ),
+    ],
+)
+def test_markup_edge_cases_with_tools(content: str, expected: list[dict[str, Any]]) -> None:
+    tool = {
+        "name": "t",
+        "input_schema": {"type": "object", "properties": {"q": {}}, "required": ["q"]},
+    }
+    body = {
+        "choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]
+    }
+    message = to_anthropic_message(body, model="m", message_id="msg_1", tools=[tool])
+    assert message["content"] == expected

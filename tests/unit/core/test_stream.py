@@ -1247,3 +1247,13 @@ def test_unnamed_markup_call_with_no_fitting_tool_is_kept_as_text() -> None:
     events = replay_with_tools([fixture_body(KIMI_MARKUP)], [other])
     text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
     assert '(unnamed tool call: {"text":"hello"})' in text
+
+
+def test_unterminated_markup_comes_out_as_text_at_the_end() -> None:
+    body = encode_data(
+        {"choices": [{"index": 0, "delta": {"content": 'Sure.<tool_call>{"name": "sp'}}]}
+    ) + encode_data({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    events = replay_with_tools([body], [TTS_TOOL])
+    text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
+    assert text == 'Sure.<tool_call>{"name": "sp'
+    assert summarize(events)[-1] == ("end", "end_turn")
