@@ -1,7 +1,7 @@
 """Anthropic Messages API wire types (the client side of the proxy).
 
 Wire names are kept as the API spells them. Incoming JSON is validated by
-`request_map.validate_messages_request`; after that, code reads it through
+`request_validation.validate_messages_request`; after that, code reads it through
 these TypedDicts.
 """
 

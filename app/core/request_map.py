@@ -20,7 +20,7 @@ except what the upstream cannot be made to understand (PDF documents).
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -28,6 +28,7 @@ from app.core.anthropic_types import MessagesRequest
 from app.core.errors import ClientRequestError
 from app.core.models import ModelQuirks, ModelRoute, ReasoningSwitch
 from app.core.openai_types import ChatMessage, ChatRequest, ToolCall
+from app.core.tool_schema import sanitize_tool_schema
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
 # Inserted when a conversation does not start with a user turn; LiteLLM's
@@ -48,227 +49,6 @@ REASONING_EFFORT_BY_EFFORT: dict[str, str] = {
     "max": "high",
 }
 THINKING_ON_BY_TYPE: dict[str, bool] = {"enabled": True, "adaptive": True, "disabled": False}
-_ROLES = ("user", "assistant", "system")
-
-# JSON-schema keywords whose value is a schema, a list of schemas, or a map of them.
-_SCHEMA_KEYWORDS = frozenset(
-    {
-        "items",
-        "additionalItems",
-        "unevaluatedItems",
-        "contains",
-        "not",
-        "if",
-        "then",
-        "else",
-        "propertyNames",
-        "additionalProperties",
-        "unevaluatedProperties",
-    }
-)
-_SCHEMA_LIST_KEYWORDS = frozenset({"prefixItems", "anyOf", "oneOf", "allOf"})
-_SCHEMA_MAP_KEYWORDS = frozenset(
-    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies"}
-)
-# NIM rejects a boolean here (PROTOCOL.md, quirks). Dropping it only stops the
-# schema from policing extra keys, which tool-call parsers don't enforce anyway.
-_DROPPED_WHEN_BOOLEAN = frozenset({"additionalProperties", "unevaluatedProperties"})
-_DROPPED_SCHEMA_KEYS = frozenset({"$schema", "cache_control"})
-
-
-# ------------------------------------------------------------------ validation
-
-
-def _fail(path: str, message: str) -> ClientRequestError:
-    return ClientRequestError(f"{path}: {message}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _check_str(obj: Mapping[str, Any], key: str, path: str) -> None:
-    where = f"{path}.{key}" if path else key
-    if key not in obj:
-        raise _fail(where, "Field required")
-    if not isinstance(obj[key], str):
-        raise _fail(where, "Input should be a valid string")
-
-
-def _check_block(block: object, path: str) -> None:
-    """A content block: an object with a string `type`; known types also their fields."""
-    if not isinstance(block, dict):
-        raise _fail(path, "Input should be a valid dictionary")
-    _check_str(block, "type", path)
-    kind = block["type"]
-    if kind == "text":
-        _check_str(block, "text", path)
-    elif kind in ("image", "document"):
-        source = block.get("source")
-        if not isinstance(source, dict):
-            raise _fail(f"{path}.source", "Input should be a valid dictionary")
-        _check_str(source, "type", f"{path}.source")
-        required = {"base64": ("media_type", "data"), "url": ("url",), "text": ("data",)}
-        for key in required.get(source["type"], ()):
-            _check_str(source, key, f"{path}.source")
-        if source["type"] == "content":
-            _check_content(source.get("content"), f"{path}.source.content")
-    elif kind == "tool_use":
-        _check_str(block, "id", path)
-        _check_str(block, "name", path)
-        if not isinstance(block.get("input"), dict):
-            raise _fail(f"{path}.input", "Input should be a valid dictionary")
-    elif kind == "tool_result":
-        _check_str(block, "tool_use_id", path)
-        if block.get("content") is not None:
-            _check_content(block["content"], f"{path}.content")
-
-
-def _check_content(content: object, path: str) -> None:
-    if isinstance(content, str):
-        return
-    if not isinstance(content, list):
-        raise _fail(path, "Input should be a valid string or list of content blocks")
-    for index, block in enumerate(content):
-        _check_block(block, f"{path}.{index}")
-
-
-def _check_optional(
-    body: Mapping[str, Any], key: str, check: Callable[[object], bool], expected: str
-) -> None:
-    if key in body and body[key] is not None and not check(body[key]):
-        raise _fail(key, f"Input should be a valid {expected}")
-
-
-def validate_messages_request(body: object) -> MessagesRequest:
-    """Check a parsed JSON body the way Anthropic does; the same object comes back, typed.
-
-    Unknown top-level fields and unknown content block types pass (Claude Code
-    sends beta fields freely); what the mapper relies on is checked.
-    """
-    if not isinstance(body, dict):
-        raise _fail("body", "expected a JSON object")
-    _check_str(body, "model", "")
-    if "max_tokens" not in body:
-        raise _fail("max_tokens", "Field required")
-    if not _is_int(body["max_tokens"]):
-        raise _fail("max_tokens", "Input should be a valid integer")
-    if body["max_tokens"] < 1:
-        raise _fail("max_tokens", "Input should be greater than or equal to 1")
-    messages = body.get("messages")
-    if "messages" not in body:
-        raise _fail("messages", "Field required")
-    if not isinstance(messages, list):
-        raise _fail("messages", "Input should be a valid list")
-    if not messages:
-        raise _fail("messages", "List should have at least 1 item after validation, not 0")
-    for index, message in enumerate(messages):
-        path = f"messages.{index}"
-        if not isinstance(message, dict):
-            raise _fail(path, "Input should be a valid dictionary")
-        if "role" not in message:
-            raise _fail(f"{path}.role", "Field required")
-        if message["role"] not in _ROLES:
-            raise _fail(f"{path}.role", "Input should be 'user', 'assistant' or 'system'")
-        if "content" not in message:
-            raise _fail(f"{path}.content", "Field required")
-        _check_content(message["content"], f"{path}.content")
-    if body.get("system") is not None:
-        _check_content(body["system"], "system")
-    _check_optional(body, "stream", lambda v: isinstance(v, bool), "boolean")
-    _check_optional(body, "temperature", _is_number, "number")
-    _check_optional(body, "top_p", _is_number, "number")
-    _check_optional(body, "top_k", _is_int, "integer")
-    for key in ("metadata", "thinking", "output_config", "tool_choice"):
-        _check_optional(body, key, lambda v: isinstance(v, dict), "dictionary")
-    stops = body.get("stop_sequences")
-    _check_optional(body, "stop_sequences", lambda v: isinstance(v, list), "list")
-    for index, stop in enumerate(stops or ()):
-        if not isinstance(stop, str):
-            raise _fail(f"stop_sequences.{index}", "Input should be a valid string")
-    _check_optional(body, "tools", lambda v: isinstance(v, list), "list")
-    for index, tool in enumerate(body.get("tools") or ()):
-        _check_tool(tool, f"tools.{index}")
-    choice = body.get("tool_choice")
-    if isinstance(choice, dict):
-        if choice.get("type") not in ("auto", "any", "tool", "none"):
-            raise _fail("tool_choice.type", "Input should be 'auto', 'any', 'tool' or 'none'")
-        if choice["type"] == "tool":
-            _check_str(choice, "name", "tool_choice")
-    return cast(MessagesRequest, body)
-
-
-def _check_tool(tool: object, path: str) -> None:
-    if not isinstance(tool, dict):
-        raise _fail(path, "Input should be a valid dictionary")
-    _check_str(tool, "name", path)
-    custom = tool.get("type") in (None, "custom")
-    schema = tool.get("input_schema")
-    if custom and schema is None:
-        raise _fail(f"{path}.input_schema", "Field required")
-    if schema is not None and not isinstance(schema, dict):
-        raise _fail(f"{path}.input_schema", "Input should be a valid dictionary")
-
-
-# ------------------------------------------------------------------ tool schemas
-
-
-def sanitize_tool_schema(schema: object) -> dict[str, Any]:
-    """A copy of a tool's JSON schema that NIM accepts; the root is always an object schema.
-
-    Boolean sub-schemas become `{}` (true) or `{"not": {}}` (false), boolean
-    `additionalProperties` is dropped, `$schema` and `cache_control` go. Schema
-    objects are copied; leaf values (`enum`, `default`...) are shared, unmutated.
-    """
-    if not isinstance(schema, dict) or not schema:
-        return {"type": "object", "properties": {}}
-    root = _sanitize_node(schema)
-    if "type" not in root:
-        root = {"type": "object", **root}
-    if root["type"] == "object" and "properties" not in root:
-        root["properties"] = {}
-    return root
-
-
-def _sanitize_subschema(node: object) -> Any:
-    if node is True:
-        return {}
-    if node is False:
-        return {"not": {}}
-    if isinstance(node, dict):
-        return _sanitize_node(node)
-    return node  # malformed: the upstream will say so better than we can guess
-
-
-def _sanitize_node(node: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in _DROPPED_SCHEMA_KEYS or (
-            key in _DROPPED_WHEN_BOOLEAN and isinstance(value, bool)
-        ):
-            continue
-        if key in _SCHEMA_KEYWORDS:
-            # `items` may also be a draft-4 tuple list.
-            if isinstance(value, list):
-                out[key] = [_sanitize_subschema(item) for item in value]
-            else:
-                out[key] = _sanitize_subschema(value)
-        elif key in _SCHEMA_LIST_KEYWORDS and isinstance(value, list):
-            out[key] = [_sanitize_subschema(item) for item in value]
-        elif key in _SCHEMA_MAP_KEYWORDS and isinstance(value, dict):
-            # Keys here are property names, never keywords; draft-7 `dependencies`
-            # may map to a list of names, kept as is.
-            out[key] = {
-                name: sub if isinstance(sub, list) else _sanitize_subschema(sub)
-                for name, sub in value.items()
-            }
-        else:
-            out[key] = value
-    return out
 
 
 # ------------------------------------------------------------------ messages
@@ -293,10 +73,9 @@ def _image_part(block: Mapping[str, Any], path: str) -> dict[str, Any]:
     elif source["type"] == "url":
         url = source["url"]
     else:
-        raise _fail(
-            f"{path}.source.type",
-            f"image source '{source['type']}' is not supported through this proxy; "
-            "send the image as base64 or url",
+        raise ClientRequestError(
+            f"{path}.source.type: image source '{source['type']}' is not supported "
+            "through this proxy; send the image as base64 or url"
         )
     return {"type": "image_url", "image_url": {"url": url}}
 
@@ -316,9 +95,8 @@ def _document_text(block: Mapping[str, Any], path: str, notes: list[str]) -> str
             else:
                 notes.append(f"{path}: {inner['type']} block inside a document dropped")
         return TOOL_RESULT_SEPARATOR.join(texts)
-    raise _fail(
-        path,
-        "this model cannot read PDF documents through this proxy; send the text instead",
+    raise ClientRequestError(
+        f"{path}: this model cannot read PDF documents through this proxy; send the text instead"
     )
 
 

@@ -20,7 +20,8 @@ from app.core.errors import (
     upstream_error_from_response,
 )
 from app.core.models import ModelRoute, resolve_model, tier_of
-from app.core.request_map import to_openai_request, validate_messages_request
+from app.core.request_map import to_openai_request
+from app.core.request_validation import validate_messages_request
 from app.core.response_map import to_anthropic_message
 from app.core.stream import StreamTranslator
 from app.core.tokens import RequestSize, measure_request

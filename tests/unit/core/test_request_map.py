@@ -12,12 +12,9 @@ from hypothesis import strategies as st
 
 from app.core.errors import ClientRequestError
 from app.core.models import ModelQuirks, ModelRoute, ReasoningSwitch
-from app.core.request_map import (
-    CONTINUE_USER_TEXT,
-    sanitize_tool_schema,
-    to_openai_request,
-    validate_messages_request,
-)
+from app.core.request_map import CONTINUE_USER_TEXT, to_openai_request
+from app.core.request_validation import validate_messages_request
+from app.core.tool_schema import sanitize_tool_schema
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 ROUTE = ModelRoute("claude-x", "up/model", ModelQuirks())
