@@ -75,6 +75,9 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     req = validate_messages_request(await read_json_object(request))
     route = _route(state, req, record)
     chat = to_openai_request(req, route, notes=record.repairs)
+    if log.isEnabledFor(logging.DEBUG):  # bodies only at DEBUG; the handlers redact keys
+        log.debug("%s client request: %s", record.request_id, _dumps(req))
+        log.debug("%s upstream request: %s", record.request_id, _dumps(chat))
     size = measure_request(req)
     estimate = state.estimator.estimate(route.upstream_model, size)
     attempts = Attempts()
@@ -152,6 +155,8 @@ async def _complete_message(
         ) from exc
     if not isinstance(parsed, dict):
         raise UpstreamProtocolError("upstream answered with JSON that is not an object")
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("%s upstream response: %s", record.request_id, raw.decode("utf-8", "replace"))
     message = to_anthropic_message(
         parsed,
         model=route.client_model,

@@ -129,6 +129,7 @@ async def _relay_body(
         return
     decoder = SSEDecoder()
     content = upstream.content
+    debug = log.isEnabledFor(logging.DEBUG)
     while True:
         try:
             async with asyncio.timeout(max(0.0, ping_interval_s - writer.idle_for())):
@@ -148,6 +149,8 @@ async def _relay_body(
         if not data:
             break
         record.mark_first_byte()
+        if debug:
+            log.debug("%s upstream bytes: %r", record.request_id, data)
         events: list[StreamEvent] = []
         for sse in decoder.feed(data):
             if translator.state in _ENDED:

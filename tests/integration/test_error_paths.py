@@ -466,3 +466,23 @@ def test_no_key_in_logs(make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture)
 def test_fixture_files_are_copies(tmp_path: Path) -> None:
     """Tests never read ../shared: every fixture they use lives under tests/fixtures."""
     assert (FIXTURES / "requests" / "claude_code_request.json").is_file()
+
+
+def test_debug_logs_bodies_with_keys_redacted(
+    make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = make_proxy()
+    secret_text = "my key is nvapi-abcdefghijklmnop0123 and sk-abcdefghijklmnop"
+    with caplog.at_level("DEBUG", logger="app"):
+        proxy.client().messages.create(
+            model=MODEL, max_tokens=5, messages=[{"role": "user", "content": secret_text}]
+        )
+        with proxy.client().messages.stream(model=MODEL, max_tokens=5, messages=HELLO) as stream:
+            stream.get_final_message()
+    bodies = [r.getMessage() for r in caplog.records if "request:" in r.getMessage()]
+    assert any("client request" in b for b in bodies) and any(
+        "upstream request" in b for b in bodies
+    )
+    assert any("upstream response" in r.getMessage() for r in caplog.records)
+    assert any("upstream bytes" in r.getMessage() for r in caplog.records)
+    assert UPSTREAM_KEY not in caplog.text and proxy.client_key not in caplog.text
