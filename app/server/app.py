@@ -43,7 +43,7 @@ def error_response(request: web.Request, error: ProxyError, record: RequestRecor
         headers["WWW-Authenticate"] = 'Bearer realm="nimbridge"'
     return web.Response(
         status=error.status,
-        text=json.dumps(body, ensure_ascii=False),
+        text=json.dumps(body, ensure_ascii=False, separators=(",", ":")),
         content_type="application/json",
         headers=headers,
     )

@@ -22,7 +22,7 @@ class RequestRecord:
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     client_model: str | None = None
     upstream_model: str | None = None
-    stream: bool = False
+    stream: bool | None = None  # None: not a generation request (count_tokens, models...)
     status: int | None = None
     first_byte_at: float | None = None
     attempts: int = 0
@@ -40,7 +40,8 @@ class RequestRecord:
         parts = [self.request_id, self.method, self.path]
         if self.client_model is not None:
             parts.append(f"{self.client_model} -> {self.upstream_model}")
-            parts.append("stream" if self.stream else "non-stream")
+            if self.stream is not None:
+                parts.append("stream" if self.stream else "non-stream")
         parts.append(str(self.status if self.status is not None else "-"))
         if self.first_byte_at is not None:
             parts.append(f"ttfb={(self.first_byte_at - self.started) * 1000:.0f}ms")
