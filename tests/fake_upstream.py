@@ -163,10 +163,12 @@ def reply_stream(
 
     async def behave(request: web.Request, record: Recorded) -> web.StreamResponse:
         payload = items(record.body) if callable(items) else items
-        data = b"".join(encode_sse(payload))
-        pieces = (
-            [data] if split is None else [data[i : i + split] for i in range(0, len(data), split)]
-        )
+        items_bytes = encode_sse(payload)
+        if split is None:
+            pieces = items_bytes  # one write per item, as a real server streams
+        else:
+            data = b"".join(items_bytes)
+            pieces = [data[i : i + split] for i in range(0, len(data), split)]
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await asyncio.sleep(first_delay)
         await response.prepare(request)

@@ -6,6 +6,7 @@ the client naming an upstream model directly and passes through unchanged.
 """
 
 import enum
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -72,6 +73,7 @@ QUIRKS_BY_MODEL_PATTERN: tuple[tuple[re.Pattern[str], ModelQuirks], ...] = tuple
 )
 
 
+@functools.lru_cache(maxsize=1024)  # a dozen regex searches per request otherwise
 def quirks_for_model(upstream_model: str) -> ModelQuirks:
     name = upstream_model.lower()
     for pattern, quirks in QUIRKS_BY_MODEL_PATTERN:

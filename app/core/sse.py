@@ -14,6 +14,7 @@ Invariants:
 
 import json
 from dataclasses import dataclass
+from json.encoder import encode_basestring, encode_basestring_ascii
 
 from app.core.anthropic_types import StreamEvent
 
@@ -133,8 +134,49 @@ def _compact_json_bytes(payload: object) -> bytes:
         return json.dumps(payload, separators=(",", ":")).encode()
 
 
+# Deltas are nearly every event of a stream: they are encoded from a template
+# around one JSON string instead of dumping nested dicts (about 3x faster).
+# The output is byte-identical to the generic path (tests/unit/core/test_sse.py).
+_DELTA_TEMPLATE_BY_TYPE: dict[str, tuple[str, bytes]] = {
+    kind: (
+        field,
+        b'"delta":{"type":"' + kind.encode() + b'","' + field.encode() + b'":',
+    )
+    for kind, field in (
+        ("text_delta", "text"),
+        ("thinking_delta", "thinking"),
+        ("input_json_delta", "partial_json"),
+        ("signature_delta", "signature"),
+    )
+}
+_DELTA_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+
+
+def _json_string_bytes(text: str) -> bytes:
+    try:
+        return encode_basestring(text).encode()
+    except UnicodeEncodeError:  # a lone surrogate: escaped, as in _compact_json_bytes
+        return encode_basestring_ascii(text).encode()
+
+
 def encode_event(event: StreamEvent) -> bytes:
     """One Anthropic stream event as `event: TYPE` + `data: JSON` + blank line."""
+    if event["type"] == "content_block_delta" and len(event) == 3:
+        delta = event["delta"]
+        template = _DELTA_TEMPLATE_BY_TYPE.get(delta.get("type", ""))
+        if template is not None and len(delta) == 2:
+            field, delta_head = template
+            value = delta.get(field)
+            index = event["index"]
+            if isinstance(value, str) and type(index) is int:
+                return (
+                    _DELTA_HEAD
+                    + str(index).encode()
+                    + b","
+                    + delta_head
+                    + _json_string_bytes(value)
+                    + b"}}\n\n"
+                )
     return b"event: " + event["type"].encode() + b"\ndata: " + _compact_json_bytes(event) + b"\n\n"
 
 

@@ -85,7 +85,8 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
         level = logging.DEBUG if request.path in _QUIET_PATHS else logging.INFO
         if record.status is not None and record.status >= 500:
             level = logging.WARNING
-        log.log(level, "%s", record.summary())
+        if log.isEnabledFor(level):
+            log.log(level, "%s", record.summary())
 
 
 def make_app(settings: Settings, secrets: ServerSecrets) -> web.Application:

@@ -1,17 +1,17 @@
 """One record per request, written as one INFO line when the request ends."""
 
 import asyncio
-import uuid
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
 
 def new_request_id() -> str:
-    return f"req_{uuid.uuid4().hex[:24]}"
+    return f"req_{secrets.token_hex(12)}"
 
 
 def new_message_id() -> str:
-    return f"msg_{uuid.uuid4().hex[:24]}"
+    return f"msg_{secrets.token_hex(12)}"
 
 
 @dataclass(slots=True)

@@ -4,8 +4,9 @@ Invariants:
 - Nothing is written before the upstream answers 2xx or the commit window ends:
   errors known by then are plain HTTP errors (status, retry-after) the client
   can retry. After the first byte, every failure is an `error` event.
-- While nothing has been written for `ping_interval_s`, a `ping` goes out, so
-  idle connections stay open and a vanished client is noticed at the next write.
+- While nothing has been written for `ping_interval_s`, a `ping` goes out (one
+  heartbeat task per stream, never in the middle of a write and never after
+  the last event), so idle connections stay open.
 - Chunks are written as they arrive (one write per upstream read), never
   buffered whole; the upstream response is closed in `finally`, which aborts
   the upstream request when the client went away.
@@ -37,20 +38,40 @@ _ENDED = (StreamState.FINISHED, StreamState.FAILED)
 
 
 class EventWriter:
-    """Encodes Anthropic events and writes each batch in one `write`."""
+    """Encodes Anthropic events and writes each batch in one `write`.
 
-    def __init__(self, response: web.StreamResponse) -> None:
+    Also the heartbeat: `keep_alive()` runs beside the relay and writes a
+    `ping` whenever nothing was written for `ping_interval_s` and no write is in
+    progress, so the relay's reads need no timer of their own.
+    """
+
+    def __init__(self, response: web.StreamResponse, ping_interval_s: float) -> None:
         self._response = response
         self._loop = asyncio.get_running_loop()
+        self._ping_interval_s = ping_interval_s
         self.last_write = self._loop.time()
+        self._busy = False
+        self.closed = False  # the stream's last event is out: no ping may follow it
 
     async def write(self, events: list[StreamEvent]) -> None:
         if events:
-            await self._response.write(b"".join(map(encode_event, events)))
+            self._busy = True
+            try:
+                await self._response.write(b"".join(map(encode_event, events)))
+            finally:
+                self._busy = False
             self.last_write = self._loop.time()
 
-    def idle_for(self) -> float:
-        return self._loop.time() - self.last_write
+    async def keep_alive(self) -> None:
+        while not self.closed:
+            idle = self._loop.time() - self.last_write
+            if idle < self._ping_interval_s or self._busy:
+                await asyncio.sleep(max(self._ping_interval_s - idle, 0.01))
+                continue
+            try:
+                await self.write([PING_EVENT])
+            except ConnectionResetError:
+                return  # the client left; the relay finds out at its next write
 
 
 async def stream_messages(
@@ -65,6 +86,7 @@ async def stream_messages(
 ) -> web.StreamResponse:
     opening_task = create_task(opening, name=f"upstream-open {record.request_id}")
     upstream: aiohttp.ClientResponse | None = None
+    pinger: asyncio.Task[None] | None = None
     try:
         done, _ = await asyncio.wait({opening_task}, timeout=commit_window_s)
         if done:
@@ -73,12 +95,13 @@ async def stream_messages(
         response.headers["request-id"] = record.request_id
         await response.prepare(request)
         record.status = 200
-        writer = EventWriter(response)
+        writer = EventWriter(response, ping_interval_s)
         await writer.write(translator.start())
+        pinger = create_task(writer.keep_alive(), name=f"ping {record.request_id}")
         try:
-            if upstream is None:
-                upstream = await _await_with_pings(opening_task, writer, ping_interval_s)
-            await _relay_body(upstream, translator, writer, record, ping_interval_s, read_timeout_s)
+            if upstream is None:  # committed before the upstream answered
+                upstream = await opening_task
+            await _relay_body(upstream, translator, writer, record, read_timeout_s)
         except ProxyError as exc:
             record.error = exc.message
             await writer.write(translator.fail(exc.to_error_body()))
@@ -90,9 +113,12 @@ async def stream_messages(
             if translator.state not in _ENDED:
                 failure = ProxyError(f"internal error in NimBridge ({exc.__class__.__name__})")
                 await writer.write(translator.fail(failure.to_error_body()))
+        writer.closed = True
         await response.write_eof()
         return response
     finally:
+        if pinger is not None:
+            pinger.cancel()
         record.repairs.extend(r for r in translator.repairs if r not in record.repairs)
         record.usage = dict(translator.usage)
         if not opening_task.done():
@@ -103,23 +129,11 @@ async def stream_messages(
             upstream.release()
 
 
-async def _await_with_pings(
-    opening: "asyncio.Task[aiohttp.ClientResponse]", writer: EventWriter, ping_interval_s: float
-) -> aiohttp.ClientResponse:
-    """Committed before the upstream answered: keep the client's connection alive meanwhile."""
-    while True:
-        done, _ = await asyncio.wait({opening}, timeout=ping_interval_s)
-        if done:
-            return opening.result()
-        await writer.write([PING_EVENT])
-
-
 async def _relay_body(
     upstream: aiohttp.ClientResponse,
     translator: StreamTranslator,
     writer: EventWriter,
     record: RequestRecord,
-    ping_interval_s: float,
     read_timeout_s: float,
 ) -> None:
     content_type = upstream.headers.get("Content-Type", "")
@@ -132,11 +146,7 @@ async def _relay_body(
     debug = log.isEnabledFor(logging.DEBUG)
     while True:
         try:
-            async with asyncio.timeout(max(0.0, ping_interval_s - writer.idle_for())):
-                data = await content.readany()
-        except TimeoutError:
-            await writer.write([PING_EVENT])
-            continue
+            data = await content.readany()
         except aiohttp.ClientPayloadError as exc:
             raise UpstreamUnavailable(
                 "the upstream connection dropped in the middle of the response; try again"
@@ -160,8 +170,6 @@ async def _relay_body(
         if translator.state in _ENDED:
             await _drain(content)
             return
-        if not events and writer.idle_for() >= ping_interval_s:
-            await writer.write([PING_EVENT])  # upstream sends only keep-alive comments
     tail: list[StreamEvent] = []
     for sse in decoder.close():
         if translator.state not in _ENDED:

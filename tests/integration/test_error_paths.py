@@ -486,3 +486,17 @@ def test_debug_logs_bodies_with_keys_redacted(
     assert any("upstream response" in r.getMessage() for r in caplog.records)
     assert any("upstream bytes" in r.getMessage() for r in caplog.records)
     assert UPSTREAM_KEY not in caplog.text and proxy.client_key not in caplog.text
+
+
+def test_pings_while_upstream_sends_only_keepalive_comments(make_proxy: MakeProxy) -> None:
+    """OpenRouter-style `: PROCESSING` lines keep *our* socket busy, not the client's."""
+    proxy = make_proxy(ping_interval_s=0.1, commit_window_s=0.05)
+    comments = [": OPENROUTER PROCESSING\n\n"] * 8
+    proxy.upstream.enqueue(reply_stream(lambda b: comments + text_stream(b, "done"), delay=0.06))
+    status, _, raw = post_messages(
+        proxy, {"model": MODEL, "max_tokens": 5, "messages": HELLO, "stream": True}
+    )
+    events = sse_events(raw)
+    assert_anthropic_grammar(events)
+    assert [e["type"] for e in events].count("ping") >= 2
+    assert events[-1]["type"] == "message_stop"

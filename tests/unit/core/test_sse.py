@@ -4,6 +4,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from app.core.anthropic_types import StreamEvent
 from app.core.sse import DONE_LINE, ServerSentEvent, SSEDecoder, encode_data, encode_event
 
 E = ServerSentEvent
@@ -180,3 +181,37 @@ def test_encode_event(event: dict[str, object], expected: bytes) -> None:
 def test_encode_data_and_done_line() -> None:
     assert encode_data({"a": "é", "b": [1, 2]}) == 'data: {"a":"é","b":[1,2]}\n\n'.encode()
     assert decode([encode_data({"x": 1}) + DONE_LINE]) == ([E('{"x":1}'), E("[DONE]")], 0)
+
+
+def _generic_encoding(event: StreamEvent) -> bytes:
+    """What the template fast path must reproduce byte for byte."""
+    try:
+        data = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        data = json.dumps(event, separators=(",", ":")).encode()
+    return b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n"
+
+
+@given(
+    kind=st.sampled_from(
+        [
+            ("text_delta", "text"),
+            ("thinking_delta", "thinking"),
+            ("input_json_delta", "partial_json"),
+            ("signature_delta", "signature"),
+        ]
+    ),
+    text=st.text(),
+    index=st.integers(min_value=0, max_value=10_000),
+)
+@example(kind=("text_delta", "text"), text="\ud83d", index=0)  # a lone surrogate
+@example(kind=("text_delta", "text"), text='quote " back\\slash \n\t\x00 \u2028 é 😀', index=3)
+def test_delta_fast_path_is_byte_identical(kind: tuple[str, str], text: str, index: int) -> None:
+    event: StreamEvent = {
+        "type": "content_block_delta",
+        "index": index,
+        "delta": {"type": kind[0], kind[1]: text},
+    }
+    assert encode_event(event) == _generic_encoding(event)
+    decoded = json.loads(encode_event(event).split(b"data: ", 1)[1])
+    assert decoded == event or "\ud83d" in text  # a lone surrogate only round-trips escaped
