@@ -33,6 +33,7 @@ class Recorded:
     received_at: float = field(default_factory=time.monotonic)
     finished: bool = False
     cancelled_at: float | None = None  # the proxy closed the connection mid-response
+    peer: object = None  # the proxy's (host, port): equal for requests on one connection
 
 
 def fake_prompt_tokens(body: Any) -> int:
@@ -265,6 +266,8 @@ class FakeUpstream:
         except ValueError:
             body = raw
         record = Recorded(request.method, request.path, dict(request.headers), body)
+        if request.transport is not None:
+            record.peer = request.transport.get_extra_info("peername")
         self.requests.append(record)
         behaviour = self.queue.popleft() if self.queue else default_behaviour
         try:

@@ -147,7 +147,7 @@ class UpstreamClient:
             attempts.count += 1
             try:
                 response = await self.request(
-                    "POST", "/chat/completions", api_key=api_key, body=_encode(body)
+                    "POST", "/chat/completions", api_key=api_key, body=encode_json_body(body)
                 )
             except UpstreamUnavailable as exc:
                 error: ProxyError = exc
@@ -207,7 +207,7 @@ async def read_error_body(response: aiohttp.ClientResponse, limit: int = 64 * 10
         response.release()
 
 
-def _encode(body: dict[str, Any]) -> bytes:
+def encode_json_body(body: dict[str, Any]) -> bytes:
     # ASCII escapes: 2.6x faster than ensure_ascii=False on Claude Code's 76 KB
     # requests (measured, tests/benchmarks), and equally valid JSON upstream.
     return json.dumps(body, separators=(",", ":")).encode()

@@ -359,3 +359,13 @@ def test_tool_markup_leaked_into_content_reaches_the_sdk_as_tool_use(proxy: Live
     assert [b.type for b in message.content] == ["tool_use"]
     assert message.content[0].type == "tool_use" and message.content[0].input == {"city": "Oslo"}
     assert message.stop_reason == "tool_use"
+
+
+def test_upstream_connection_is_reused(proxy: LiveProxy) -> None:
+    client = proxy.client()
+    for _ in range(3):
+        client.messages.create(model="claude-sonnet-4-6", max_tokens=5, messages=HELLO)
+        with client.messages.stream(model="claude-sonnet-4-6", max_tokens=5, messages=HELLO) as s:
+            s.get_final_message()
+    peers = {r.peer for r in proxy.upstream.chat_requests}
+    assert len(proxy.upstream.chat_requests) == 6 and len(peers) == 1
