@@ -16,7 +16,6 @@ from app.core.errors import (
     ClientRequestError,
     ProxyError,
     UpstreamProtocolError,
-    UpstreamUnavailable,
     upstream_error_from_response,
 )
 from app.core.models import ModelRoute, resolve_model, tier_of
@@ -29,7 +28,7 @@ from app.server.auth import upstream_key_for
 from app.server.records import RequestRecord, new_message_id
 from app.server.state import STATE, ProxyState, record_of
 from app.server.streaming import stream_messages
-from app.server.upstream import Attempts, ErrorContext, read_error_body, timeout_error
+from app.server.upstream import READ_ERRORS, Attempts, ErrorContext, read_error_body
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                 record=record,
                 commit_window_s=settings.commit_window_s,
                 ping_interval_s=settings.ping_interval_s,
-                read_timeout_s=settings.read_timeout_s,
+                read_failure=state.upstream.read_failure,
             )
             if translator.usage_reported:
                 _learn(state, route, size, record.usage)
@@ -135,15 +134,8 @@ async def _complete_message(
     record.mark_first_byte()
     try:
         raw = await upstream.read()
-    except aiohttp.ClientPayloadError as exc:
-        raise UpstreamUnavailable(
-            "the upstream connection dropped before the response was complete; try again"
-        ) from exc
-    except (aiohttp.ServerTimeoutError, TimeoutError) as exc:
-        settings = state.settings
-        raise timeout_error(
-            state.upstream.base_url, settings.connect_timeout_s, settings.read_timeout_s
-        ) from exc
+    except READ_ERRORS as exc:
+        raise state.upstream.read_failure(exc) from exc
     finally:
         upstream.release()
     try:

@@ -14,7 +14,7 @@ Invariants:
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -26,6 +26,7 @@ from app.core.sse import SSEDecoder, encode_event
 from app.core.stream import StreamState, StreamTranslator
 from app.server.records import RequestRecord
 from app.server.tasks import create_task
+from app.server.upstream import READ_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ async def stream_messages(
     record: RequestRecord,
     commit_window_s: float,
     ping_interval_s: float,
-    read_timeout_s: float,
+    read_failure: Callable[[Exception], UpstreamUnavailable],
 ) -> web.StreamResponse:
     opening_task = create_task(opening, name=f"upstream-open {record.request_id}")
     upstream: aiohttp.ClientResponse | None = None
@@ -101,7 +102,7 @@ async def stream_messages(
         try:
             if upstream is None:  # committed before the upstream answered
                 upstream = await opening_task
-            await _relay_body(upstream, translator, writer, record, read_timeout_s)
+            await _relay_body(upstream, translator, writer, record, read_failure)
         except ProxyError as exc:
             record.error = exc.message
             await writer.write(translator.fail(exc.to_error_body()))
@@ -134,7 +135,7 @@ async def _relay_body(
     translator: StreamTranslator,
     writer: EventWriter,
     record: RequestRecord,
-    read_timeout_s: float,
+    read_failure: Callable[[Exception], UpstreamUnavailable],
 ) -> None:
     content_type = upstream.headers.get("Content-Type", "")
     if "text/event-stream" not in content_type and "json" in content_type:
@@ -147,15 +148,8 @@ async def _relay_body(
     while True:
         try:
             data = await content.readany()
-        except aiohttp.ClientPayloadError as exc:
-            raise UpstreamUnavailable(
-                "the upstream connection dropped in the middle of the response; try again"
-            ) from exc
-        except aiohttp.ServerTimeoutError as exc:
-            raise UpstreamUnavailable(
-                f"the upstream sent nothing for {read_timeout_s:g} s and was given up on",
-                status=504,
-            ) from exc
+        except READ_ERRORS as exc:
+            raise read_failure(exc) from exc
         if not data:
             break
         record.mark_first_byte()

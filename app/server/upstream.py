@@ -29,6 +29,10 @@ from app.core.openai_types import ChatRequest
 
 log = logging.getLogger(__name__)
 
+# What reading an upstream body can raise: a dropped connection, or silence
+# longer than the read timeout. `UpstreamClient.read_failure` words them.
+READ_ERRORS = (aiohttp.ClientPayloadError, aiohttp.ServerTimeoutError, TimeoutError)
+
 # First retry waits this long, then doubles, always inside the commit window.
 FIRST_BACKOFF_S = 0.05
 
@@ -122,6 +126,18 @@ class UpstreamClient:
             raise UpstreamUnavailable(
                 f"the connection to {self._host} failed before it answered ({exc})"
             ) from exc
+
+    def read_failure(self, exc: Exception) -> UpstreamUnavailable:
+        """A failure while reading a response body (`READ_ERRORS`), in words."""
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return UpstreamUnavailable(
+                "the upstream connection dropped in the middle of the response; try again"
+            )
+        return UpstreamUnavailable(
+            f"the upstream {self._host} sent nothing for {self._read_timeout_s:g} s and was "
+            "given up on; it may be overloaded, try again",
+            status=504,
+        )
 
     async def post_chat(
         self,

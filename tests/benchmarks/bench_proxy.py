@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -79,6 +80,18 @@ def piece(i: int) -> str:
     return f" w{i % 100:02d}"
 
 
+async def serve_chat_completions(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> tuple[web.AppRunner, str]:
+    """One handler on POST /v1/chat/completions at a free loopback port."""
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_post("/v1/chat/completions", handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
 class FastUpstream:
     """A fake OpenAI upstream that does as little as possible: pre-encoded answers."""
 
@@ -121,13 +134,8 @@ class FastUpstream:
         return response
 
     async def start(self) -> str:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/chat/completions", self.handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner, url = await serve_chat_completions(self.handle)
+        return url
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -165,13 +173,8 @@ class PassThrough:
             connector=aiohttp.TCPConnector(limit=256),
             timeout=aiohttp.ClientTimeout(total=None, sock_read=600),
         )
-        app = web.Application(client_max_size=64 * 1024 * 1024)
-        app.router.add_post("/v1/chat/completions", self.handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        return f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        self._runner, url = await serve_chat_completions(self.handle)
+        return url
 
     async def stop(self) -> None:
         if self._runner is not None:

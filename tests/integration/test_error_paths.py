@@ -500,3 +500,23 @@ def test_pings_while_upstream_sends_only_keepalive_comments(make_proxy: MakeProx
     assert_anthropic_grammar(events)
     assert [e["type"] for e in events].count("ping") >= 2
     assert events[-1]["type"] == "message_stop"
+
+
+@pytest.mark.allow_warnings
+def test_headers_then_silence(make_proxy: MakeProxy) -> None:
+    proxy = make_proxy(read_timeout_s=0.5)
+    partial = [chunk({}, {"role": "assistant", "content": "Hel"})]
+    proxy.upstream.enqueue(reply_stream(partial, hang=3))  # non-stream request, body never ends
+    with pytest.raises(anthropic.APIStatusError) as raised:
+        proxy.client().messages.create(model=MODEL, max_tokens=10, messages=HELLO)
+    assert raised.value.status_code == 504
+    assert "sent nothing for 0.5 s" in raised.value.body["error"]["message"]  # type: ignore[index]
+
+    proxy.upstream.enqueue(reply_stream(partial, hang=3))
+    status, _, raw = post_messages(
+        proxy, {"model": MODEL, "max_tokens": 5, "messages": HELLO, "stream": True}
+    )
+    events = sse_events(raw)
+    assert_anthropic_grammar(events)
+    assert events[-1]["type"] == "error" and "sent nothing" in events[-1]["error"]["message"]
+    assert any(e.get("delta", {}).get("text") == "Hel" for e in events)  # what came is kept
