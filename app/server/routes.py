@@ -4,6 +4,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -127,10 +128,10 @@ async def _complete_message(
     req: MessagesRequest,
     route: ModelRoute,
     size: RequestSize,
-    opening: Any,
+    opening: Coroutine[Any, Any, aiohttp.ClientResponse],
     message_id: str,
 ) -> web.Response:
-    upstream: aiohttp.ClientResponse = await opening
+    upstream = await opening
     record.mark_first_byte()
     try:
         raw = await upstream.read()
