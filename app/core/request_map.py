@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from app.core.anthropic_types import MessagesRequest
+from app.core.capabilities import ModelQuirks, ReasoningSwitch
 from app.core.errors import ClientRequestError
-from app.core.models import ModelQuirks, ModelRoute, ReasoningSwitch
+from app.core.models import ModelRoute
 from app.core.openai_types import ChatMessage, ChatRequest, ToolCall
 from app.core.tool_schema import sanitize_tool_schema
 

@@ -2,15 +2,17 @@
 
 import pytest
 
+from app.core.capabilities import (
+    QUIRKS_BY_MODEL_PATTERN,
+    ModelQuirks,
+    ReasoningSwitch,
+    quirks_for_model,
+)
 from app.core.models import (
     DEFAULT_UPSTREAM_MODEL,
-    QUIRKS_BY_MODEL_PATTERN,
     ModelAliases,
-    ModelQuirks,
     ModelRoute,
-    ReasoningSwitch,
     Tier,
-    quirks_for_model,
     resolve_model,
     tier_of,
 )

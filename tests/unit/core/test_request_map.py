@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from app.core.capabilities import ModelQuirks, ReasoningSwitch
 from app.core.errors import ClientRequestError
-from app.core.models import ModelQuirks, ModelRoute, ReasoningSwitch
+from app.core.models import ModelRoute
 from app.core.request_map import CONTINUE_USER_TEXT, to_openai_request
 from app.core.request_validation import validate_messages_request
 

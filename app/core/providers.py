@@ -1,0 +1,136 @@
+"""Upstream providers: presets as data, and the provider values settings are made of.
+
+Rule: a preset says how a kind of provider is reached (base URL, key variable,
+whether it needs a key, its rate budget, how its catalog is read); a
+`Provider` is one configured instance of it (a name, a base URL, explicit
+models). Nothing here talks to the network or reads a key.
+"""
+
+import enum
+from dataclasses import dataclass
+
+
+class ProviderKind(enum.StrEnum):
+    NVIDIA = "nvidia"
+    OPENAI = "openai"
+    OPENROUTER = "openrouter"
+    DEEPSEEK = "deepseek"
+    OLLAMA = "ollama"
+    LMSTUDIO = "lmstudio"
+    VLLM = "vllm"
+    CLOUDFLARE = "cloudflare"
+    CUSTOM = "custom"
+
+
+class CatalogStyle(enum.StrEnum):
+    OPENAI = "openai"  # GET {base}/models -> {"data": [{"id": ...}]}
+    CLOUDFLARE = "cloudflare"  # Workers AI model search API tells chat models from the rest
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPreset:
+    kind: ProviderKind
+    label: str
+    base_url: str  # `{account_id}` is filled in for Cloudflare
+    key_env: tuple[str, ...]  # environment variables that override the keychain, in order
+    needs_key: bool = True
+    requests_per_minute: int | None = None  # a budget the governor starts from
+    keys_page: str | None = None  # where a user creates a key
+    catalog: CatalogStyle = CatalogStyle.OPENAI
+
+
+PRESET_BY_KIND: dict[ProviderKind, ProviderPreset] = {
+    preset.kind: preset
+    for preset in (
+        ProviderPreset(
+            ProviderKind.NVIDIA,
+            "NVIDIA NIM (build.nvidia.com)",
+            "https://integrate.api.nvidia.com/v1",
+            ("NVIDIA_API_KEY", "NGC_API_KEY"),
+            requests_per_minute=40,  # the free tier's advertised budget per key
+            keys_page="https://build.nvidia.com/settings/api-keys",
+        ),
+        ProviderPreset(
+            ProviderKind.OPENAI,
+            "OpenAI",
+            "https://api.openai.com/v1",
+            ("OPENAI_API_KEY",),
+            keys_page="https://platform.openai.com/api-keys",
+        ),
+        ProviderPreset(
+            ProviderKind.OPENROUTER,
+            "OpenRouter",
+            "https://openrouter.ai/api/v1",
+            ("OPENROUTER_API_KEY",),
+            keys_page="https://openrouter.ai/settings/keys",
+        ),
+        ProviderPreset(
+            ProviderKind.DEEPSEEK,
+            "DeepSeek",
+            "https://api.deepseek.com/v1",
+            ("DEEPSEEK_API_KEY",),
+            keys_page="https://platform.deepseek.com/api_keys",
+        ),
+        ProviderPreset(
+            ProviderKind.OLLAMA, "Ollama", "http://127.0.0.1:11434/v1", (), needs_key=False
+        ),
+        ProviderPreset(
+            ProviderKind.LMSTUDIO, "LM Studio", "http://127.0.0.1:1234/v1", (), needs_key=False
+        ),
+        ProviderPreset(
+            ProviderKind.VLLM,
+            "vLLM",
+            "http://127.0.0.1:8000/v1",
+            ("VLLM_API_KEY",),
+            needs_key=False,
+        ),
+        ProviderPreset(
+            ProviderKind.CLOUDFLARE,
+            "Cloudflare Workers AI",
+            "https://api.cloudflare.com/client/v4/accounts/{account_id}/ai/v1",
+            ("CLOUDFLARE_API_TOKEN", "CLOUDFLARE_API_KEY"),
+            keys_page="https://dash.cloudflare.com/profile/api-tokens",
+            catalog=CatalogStyle.CLOUDFLARE,
+        ),
+        ProviderPreset(ProviderKind.CUSTOM, "Custom (any OpenAI-compatible URL)", "", ()),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ExplicitModel:
+    """A model a provider serves, named in settings (the seed Go proxy's model list)."""
+
+    id: str  # what clients call it
+    remote_id: str | None = None  # what the provider calls it, when different
+    display_name: str | None = None
+
+    @property
+    def upstream_id(self) -> str:
+        return self.remote_id or self.id
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    name: str  # unique; also the `name/` prefix that routes a model name here
+    kind: ProviderKind
+    base_url: str
+    models: tuple[ExplicitModel, ...] = ()
+    account_id: str | None = None  # Cloudflare
+    requests_per_minute: int | None = None  # None: the preset's budget
+
+    @property
+    def preset(self) -> ProviderPreset:
+        return PRESET_BY_KIND[self.kind]
+
+    @property
+    def budget_per_minute(self) -> int | None:
+        return self.requests_per_minute or self.preset.requests_per_minute
+
+
+def preset_base_url(kind: ProviderKind, account_id: str | None = None) -> str:
+    """The preset's base URL, with a Cloudflare account id filled in."""
+    url = PRESET_BY_KIND[kind].base_url
+    if "{account_id}" in url:
+        url = url.replace("{account_id}", account_id or "")
+    return url
