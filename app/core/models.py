@@ -17,6 +17,7 @@ class Tier(enum.Enum):
     OPUS = "opus"
     SONNET = "sonnet"
     HAIKU = "haiku"
+    SUBAGENT = "subagent"  # a name NimBridge hands Claude Code for its subagents
     DEFAULT = "default"
 
 
@@ -28,11 +29,17 @@ class ModelAliases:
     opus: str | None = None
     sonnet: str | None = None
     haiku: str | None = None
+    subagent: str | None = None
     # Extra exact names (client name -> upstream model), consulted first.
     exact: dict[str, str] = field(default_factory=dict)
 
     def for_tier(self, tier: Tier) -> str:
-        chosen = {Tier.OPUS: self.opus, Tier.SONNET: self.sonnet, Tier.HAIKU: self.haiku}.get(tier)
+        chosen = {
+            Tier.OPUS: self.opus,
+            Tier.SONNET: self.sonnet,
+            Tier.HAIKU: self.haiku,
+            Tier.SUBAGENT: self.subagent,
+        }.get(tier)
         return chosen or self.default
 
 
@@ -42,6 +49,7 @@ class ModelRoute:
     upstream_model: str  # what is sent upstream
     quirks: ModelQuirks
     tier: Tier | None = None  # None when the client named an upstream model directly
+    provider: str = ""  # the provider's name ("" where only one upstream is known)
 
 
 def tier_of(client_model: str) -> Tier | None:
@@ -49,7 +57,7 @@ def tier_of(client_model: str) -> Tier | None:
     name = client_model.strip().lower()
     if not name.startswith("claude"):
         return None
-    for tier in (Tier.OPUS, Tier.SONNET, Tier.HAIKU):
+    for tier in (Tier.OPUS, Tier.SONNET, Tier.HAIKU, Tier.SUBAGENT):
         if tier.value in name:
             return tier
     return Tier.DEFAULT

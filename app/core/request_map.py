@@ -16,6 +16,12 @@ Invariants of `to_openai_request` output (PROTOCOL.md, "Request: Anthropic -> Op
 
 Anything lossy is recorded in `notes` (for the server to log), never raised,
 except what the upstream cannot be made to understand (PDF documents).
+
+What the model is known to refuse (`ModelQuirks`, from the table, settings or
+learned from a 400) is never sent: no tools to a model without tool support
+(tool history goes as text), no images to a text-only model (a short text
+stands in), no `chat_template_kwargs`, `reasoning_effort`, `parallel_tool_calls`
+or `stream_options` to a model that refuses them.
 """
 
 import hashlib
@@ -41,6 +47,11 @@ MAX_STOP_SEQUENCES = 4  # OpenAI's limit; vLLM takes more but we target the stri
 MAX_USER_CHARS = 64
 PART_SEPARATOR = "\n\n"  # between text parts of one message, and system pieces
 TOOL_RESULT_SEPARATOR = "\n"  # between text blocks of one tool_result
+IMAGE_OMITTED_TEXT = "(image omitted: this model cannot take images)"
+TOOL_USE_AS_TEXT = "(call of tool {name}, id {id})\n{arguments}"
+TOOL_RESULT_AS_TEXT = "(result of tool call {id})\n{text}"
+NOTE_TOOLS_DROPPED = "tools dropped: the model does not take tools"
+NOTE_TOOL_HISTORY_AS_TEXT = "tool calls and results sent as text: the model does not take tools"
 
 TOOL_CHOICE_BY_TYPE: dict[str, str] = {"auto": "auto", "any": "required", "none": "none"}
 REASONING_EFFORT_BY_EFFORT: dict[str, str] = {
@@ -50,6 +61,10 @@ REASONING_EFFORT_BY_EFFORT: dict[str, str] = {
     "max": "high",
 }
 THINKING_ON_BY_TYPE: dict[str, bool] = {"enabled": True, "adaptive": True, "disabled": False}
+TEMPLATE_KEY_BY_SWITCH: dict[ReasoningSwitch, str] = {
+    ReasoningSwitch.TEMPLATE_THINKING: "thinking",
+    ReasoningSwitch.TEMPLATE_ENABLE_THINKING: "enable_thinking",
+}
 
 
 # ------------------------------------------------------------------ messages
@@ -102,12 +117,15 @@ def _document_text(block: Mapping[str, Any], path: str, notes: list[str]) -> str
 
 
 def _user_part(
-    block: Mapping[str, Any], path: str, notes: list[str]
+    block: Mapping[str, Any], path: str, quirks: ModelQuirks, notes: list[str]
 ) -> str | dict[str, Any] | None:
     kind = block["type"]
     if kind == "text":
         return cast(str, block["text"])
     if kind == "image":
+        if quirks.supports_images is False:
+            notes.append(f"{path}: image omitted: the model cannot take images")
+            return IMAGE_OMITTED_TEXT
         return _image_part(block, path)
     if kind == "document":
         return _document_text(block, path, notes)
@@ -117,7 +135,7 @@ def _user_part(
 
 
 def _tool_result(
-    block: Mapping[str, Any], path: str, notes: list[str]
+    block: Mapping[str, Any], path: str, quirks: ModelQuirks, notes: list[str]
 ) -> tuple[str, list[dict[str, Any]]]:
     """The text of a tool_result, and the images it carried (they can't go in a tool message)."""
     content = block.get("content")
@@ -129,7 +147,7 @@ def _tool_result(
     else:
         texts: list[str] = []
         for index, inner in enumerate(content):
-            part = _user_part(inner, f"{path}.content.{index}", notes)
+            part = _user_part(inner, f"{path}.content.{index}", quirks, notes)
             if isinstance(part, str):
                 texts.append(part)
             elif part is not None:
@@ -168,7 +186,14 @@ def _blocks(message: Mapping[str, Any]) -> list[Any]:
     return [{"type": "text", "text": content}] if isinstance(content, str) else content
 
 
-def _user_turn(turn: list[tuple[int, Any]], drafts: list[_Draft], notes: list[str]) -> None:
+def _note_once(notes: list[str], note: str) -> None:
+    if note not in notes:
+        notes.append(note)
+
+
+def _user_turn(
+    turn: list[tuple[int, Any]], drafts: list[_Draft], quirks: ModelQuirks, notes: list[str]
+) -> None:
     open_calls = _open_tool_calls(drafts)
     tools: list[tuple[int, _Draft]] = []
     tool_images: list[str | dict[str, Any]] = []
@@ -177,12 +202,12 @@ def _user_turn(turn: list[tuple[int, Any]], drafts: list[_Draft], notes: list[st
         for position, block in enumerate(_blocks(message)):
             path = f"messages.{index}.content.{position}"
             if block["type"] != "tool_result":
-                part = _user_part(block, path, notes)
+                part = _user_part(block, path, quirks, notes)
                 if part is not None:
                     parts.append(part)
                 continue
             call_id = block["tool_use_id"]
-            text, images = _tool_result(block, path, notes)
+            text, images = _tool_result(block, path, quirks, notes)
             if call_id in open_calls:
                 tools.append(
                     (open_calls.pop(call_id), _Draft("tool", [text], tool_call_id=call_id))
@@ -191,10 +216,13 @@ def _user_turn(turn: list[tuple[int, Any]], drafts: list[_Draft], notes: list[st
                     tool_images.append(f"(image from tool result {call_id})")
                     tool_images.extend(images)
             else:
-                notes.append(
-                    f"{path}: tool_result {call_id} has no matching tool_use; sent as text"
-                )
-                parts.append(f"(result of tool call {call_id})\n{text}")
+                if quirks.supports_tools is False:
+                    _note_once(notes, NOTE_TOOL_HISTORY_AS_TEXT)
+                else:
+                    notes.append(
+                        f"{path}: tool_result {call_id} has no matching tool_use; sent as text"
+                    )
+                parts.append(TOOL_RESULT_AS_TEXT.format(id=call_id, text=text))
                 parts.extend(images)
     # Tool messages answer in the order the assistant made the calls.
     tools.sort(key=lambda item: item[0])
@@ -204,7 +232,9 @@ def _user_turn(turn: list[tuple[int, Any]], drafts: list[_Draft], notes: list[st
         _push(drafts, _Draft("user", tool_images + parts))
 
 
-def _assistant_turn(turn: list[tuple[int, Any]], drafts: list[_Draft], notes: list[str]) -> None:
+def _assistant_turn(
+    turn: list[tuple[int, Any]], drafts: list[_Draft], quirks: ModelQuirks, notes: list[str]
+) -> None:
     draft = _Draft("assistant")
     for index, message in turn:
         for position, block in enumerate(_blocks(message)):
@@ -213,6 +243,14 @@ def _assistant_turn(turn: list[tuple[int, Any]], drafts: list[_Draft], notes: li
                 draft.parts.append(block["text"])
             elif kind == "tool_use":
                 arguments = json.dumps(block["input"], ensure_ascii=False, separators=(",", ":"))
+                if quirks.supports_tools is False:
+                    _note_once(notes, NOTE_TOOL_HISTORY_AS_TEXT)
+                    draft.parts.append(
+                        TOOL_USE_AS_TEXT.format(
+                            name=block["name"], id=block["id"], arguments=arguments
+                        )
+                    )
+                    continue
                 draft.tool_calls.append(
                     {
                         "id": block["id"],
@@ -286,9 +324,9 @@ def _to_openai_messages(
     drafts: list[_Draft] = []
     for role, turn in turns:
         if role == "user":
-            _user_turn(turn, drafts, notes)
+            _user_turn(turn, drafts, quirks, notes)
         else:
-            _assistant_turn(turn, drafts, notes)
+            _assistant_turn(turn, drafts, quirks, notes)
     if not drafts or drafts[0].role != "user":
         notes.append("conversation does not start with a user turn; inserted one")
         drafts.insert(0, _Draft("user", [CONTINUE_USER_TEXT]))
@@ -309,21 +347,28 @@ def _reasoning_effort(req: MessagesRequest, thinking: Mapping[str, Any]) -> str 
 
 
 def _apply_reasoning(
-    req: MessagesRequest, switch: ReasoningSwitch, system: list[str], out: ChatRequest
+    req: MessagesRequest,
+    quirks: ModelQuirks,
+    system: list[str],
+    out: ChatRequest,
+    notes: list[str],
 ) -> None:
     """Translate `thinking` into the model family's own switch; absent means model default."""
     thinking = req.get("thinking") or {}
     on = THINKING_ON_BY_TYPE.get(thinking.get("type", ""))
     if on is None:
         return
-    if switch is ReasoningSwitch.DETAILED_THINKING_SYSTEM:
+    switch = quirks.reasoning
+    if switch in TEMPLATE_KEY_BY_SWITCH and not quirks.accepts_chat_template_kwargs:
+        notes.append("thinking switch dropped: the model does not take chat_template_kwargs")
+    elif switch is ReasoningSwitch.REASONING_EFFORT and not quirks.accepts_reasoning_effort:
+        notes.append("thinking switch dropped: the model does not take reasoning_effort")
+    elif switch is ReasoningSwitch.DETAILED_THINKING_SYSTEM:
         system.insert(0, "detailed thinking on" if on else "detailed thinking off")
     elif switch is ReasoningSwitch.SLASH_THINK_SYSTEM:
         system.append("/think" if on else "/no_think")
-    elif switch is ReasoningSwitch.TEMPLATE_THINKING:
-        out["chat_template_kwargs"] = {"thinking": on}
-    elif switch is ReasoningSwitch.TEMPLATE_ENABLE_THINKING:
-        out["chat_template_kwargs"] = {"enable_thinking": on}
+    elif switch in TEMPLATE_KEY_BY_SWITCH:
+        out["chat_template_kwargs"] = {TEMPLATE_KEY_BY_SWITCH[switch]: on}
     elif switch is ReasoningSwitch.REASONING_EFFORT:
         # These models cannot stop reasoning; "low" is the least every one of them takes.
         effort = _reasoning_effort(req, thinking) if on else "low"
@@ -345,7 +390,13 @@ def _to_openai_tools(req: MessagesRequest, notes: list[str]) -> list[dict[str, A
     return tools
 
 
-def _apply_tools(req: MessagesRequest, out: ChatRequest, notes: list[str]) -> None:
+def _apply_tools(
+    req: MessagesRequest, quirks: ModelQuirks, out: ChatRequest, notes: list[str]
+) -> None:
+    if quirks.supports_tools is False:
+        if req.get("tools") or req.get("tool_choice"):
+            notes.append(NOTE_TOOLS_DROPPED)
+        return
     tools = _to_openai_tools(req, notes)
     if not tools:
         if req.get("tool_choice"):
@@ -365,7 +416,10 @@ def _apply_tools(req: MessagesRequest, out: ChatRequest, notes: list[str]) -> No
     else:
         out["tool_choice"] = TOOL_CHOICE_BY_TYPE[choice["type"]]
     if choice.get("disable_parallel_tool_use") is True:
-        out["parallel_tool_calls"] = False
+        if quirks.accepts_parallel_tool_calls:
+            out["parallel_tool_calls"] = False
+        else:
+            notes.append("parallel_tool_calls dropped: the model does not take it")
 
 
 def _user_field(user_id: str) -> str:
@@ -392,7 +446,10 @@ def to_openai_request(
     out["max_tokens"] = max_tokens
     if req.get("stream") is True:
         out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
+        if quirks.accepts_stream_options:
+            out["stream_options"] = {"include_usage": True}
+        else:
+            notes.append("stream_options dropped: the model does not take it; usage may be missing")
     stops = req.get("stop_sequences")
     if stops:
         if len(stops) > MAX_STOP_SEQUENCES:
@@ -410,8 +467,8 @@ def to_openai_request(
     user_id = (req.get("metadata") or {}).get("user_id")
     if isinstance(user_id, str) and user_id:
         out["user"] = _user_field(user_id)
-    _apply_tools(req, out, notes)
-    _apply_reasoning(req, quirks.reasoning, system, out)
+    _apply_tools(req, quirks, out, notes)
+    _apply_reasoning(req, quirks, system, out, notes)
 
     if system:
         system_message: ChatMessage = {"role": "system", "content": PART_SEPARATOR.join(system)}

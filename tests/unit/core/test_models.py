@@ -1,13 +1,8 @@
-"""Model routing: every claude-* name resolves to a tier; NIM ids get their quirks."""
+"""Model routing: every claude-* name resolves to a tier (quirks: test_capabilities.py)."""
 
 import pytest
 
-from app.core.capabilities import (
-    QUIRKS_BY_MODEL_PATTERN,
-    ModelQuirks,
-    ReasoningSwitch,
-    quirks_for_model,
-)
+from app.core.capabilities import quirks_for_model
 from app.core.models import (
     DEFAULT_UPSTREAM_MODEL,
     ModelAliases,
@@ -88,79 +83,3 @@ def test_every_claude_name_resolves_to_an_upstream_model() -> None:
 )
 def test_tier_of(name: str, tier: Tier | None) -> None:
     assert tier_of(name) == tier
-
-
-def q(
-    reasoning: ReasoningSwitch,
-    max_output: int,
-    context: int,
-    *,
-    send_reasoning_back: bool = False,
-) -> ModelQuirks:
-    return ModelQuirks(reasoning, max_output, context, send_reasoning_back=send_reasoning_back)
-
-
-QUIRK_CASES = [
-    ("deepseek-ai/deepseek-r1", q(ReasoningSwitch.ALWAYS, 32768, 131072)),
-    ("deepseek-ai/deepseek-r1-distill-qwen-32b", q(ReasoningSwitch.ALWAYS, 32768, 131072)),
-    ("qwen/qwq-32b", q(ReasoningSwitch.ALWAYS, 32768, 131072)),
-    (
-        "deepseek-ai/deepseek-v3.1",
-        q(ReasoningSwitch.TEMPLATE_THINKING, 32768, 131072, send_reasoning_back=True),
-    ),
-    (
-        "deepseek-ai/deepseek-v3.1-terminus",
-        q(ReasoningSwitch.TEMPLATE_THINKING, 32768, 131072, send_reasoning_back=True),
-    ),
-    ("qwen/qwen3-235b-a22b", q(ReasoningSwitch.TEMPLATE_ENABLE_THINKING, 32768, 131072)),
-    ("qwen/qwen3-coder-480b-a35b-instruct", q(ReasoningSwitch.NONE, 65536, 262144)),
-    (
-        "nvidia/llama-3.3-nemotron-super-49b-v1",
-        q(ReasoningSwitch.DETAILED_THINKING_SYSTEM, 32768, 131072),
-    ),
-    (
-        "nvidia/llama-3.1-nemotron-ultra-253b-v1",
-        q(ReasoningSwitch.DETAILED_THINKING_SYSTEM, 32768, 131072),
-    ),
-    (
-        "nvidia/llama-3.3-nemotron-super-49b-v1.5",
-        q(ReasoningSwitch.SLASH_THINK_SYSTEM, 32768, 131072),
-    ),
-    ("nvidia/nvidia-nemotron-nano-9b-v2", q(ReasoningSwitch.SLASH_THINK_SYSTEM, 32768, 131072)),
-    ("openai/gpt-oss-120b", q(ReasoningSwitch.REASONING_EFFORT, 32768, 131072)),
-    ("moonshotai/kimi-k2-instruct-0905", q(ReasoningSwitch.NONE, 32768, 262144)),
-    ("minimaxai/minimax-m2", q(ReasoningSwitch.ALWAYS, 32768, 196608)),
-    ("z-ai/glm-4.6", q(ReasoningSwitch.NONE, 32768, 131072)),
-    ("meta/llama-3.3-70b-instruct", q(ReasoningSwitch.NONE, 4096, 131072)),
-    ("meta/llama-4-maverick-17b-128e-instruct", q(ReasoningSwitch.NONE, 16384, 131072)),
-    ("DeepSeek-AI/DeepSeek-R1", q(ReasoningSwitch.ALWAYS, 32768, 131072)),  # case-insensitive
-    ("deepseek-ai/deepseek-v3", ModelQuirks()),  # V3 without .1 has no thinking switch
-    ("some-vendor/unknown-model", ModelQuirks()),
-]
-
-
-@pytest.mark.parametrize(("model", "quirks"), QUIRK_CASES)
-def test_quirks_for_model(model: str, quirks: ModelQuirks) -> None:
-    assert quirks_for_model(model) == quirks
-
-
-def test_unknown_model_gets_safe_defaults() -> None:
-    quirks = quirks_for_model("unknown")
-    assert quirks.reasoning is ReasoningSwitch.NONE
-    assert quirks.max_output_tokens is None and quirks.context_window is None
-    assert not quirks.send_reasoning_back and not quirks.accepts_top_k
-
-
-def test_quirk_patterns_are_lower_case() -> None:
-    # quirks_for_model lower-cases the id; an upper-case pattern could never match.
-    for pattern, _ in QUIRKS_BY_MODEL_PATTERN:
-        assert pattern.pattern == pattern.pattern.lower()
-
-
-def test_kimi_k2_instruct_switches() -> None:
-    quirks = quirks_for_model("moonshotai/kimi-k2-instruct")
-    assert (quirks.reasoning, quirks.max_output_tokens) == (ReasoningSwitch.NONE, 32768)
-
-
-def test_kimi_k2_instruct_0711_context_window() -> None:
-    assert quirks_for_model("moonshotai/kimi-k2-instruct").context_window == 131072

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from app.core.capabilities import ModelQuirks, ReasoningSwitch
 from app.core.errors import ClientRequestError
 from app.core.models import ModelRoute
-from app.core.request_map import CONTINUE_USER_TEXT, to_openai_request
+from app.core.request_map import (
+    CONTINUE_USER_TEXT,
+    IMAGE_OMITTED_TEXT,
+    NOTE_TOOL_HISTORY_AS_TEXT,
+    NOTE_TOOLS_DROPPED,
+    to_openai_request,
+)
 from app.core.request_validation import validate_messages_request
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
@@ -1008,6 +1014,149 @@ def test_reasoning_switch_makes_a_system_message() -> None:
     assert out["messages"][0] == {"role": "system", "content": "/no_think"}
 
 
+# ------------------------------------------------------------------ what the model refuses
+
+IMAGE_URL = {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}
+OPENAI_IMAGE = {"type": "image_url", "image_url": {"url": "https://x/y.png"}}
+TOOL_HISTORY = [
+    {"role": "user", "content": "list files"},
+    {"role": "assistant", "content": [text("Sure."), tool_use("t1", "bash", {"cmd": "ls"})]},
+    {
+        "role": "user",
+        "content": [tool_result("t1", [text("a.txt"), IMAGE_URL]), text("and now?")],
+    },
+]
+TOOL_FIELDS: dict[str, Any] = {
+    "tools": [{"name": "bash", "input_schema": SCHEMA}],
+    "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
+}
+
+
+def test_tools_off_sends_no_tools_and_tool_history_as_text() -> None:
+    out, notes = translate(
+        body(messages=TOOL_HISTORY, **TOOL_FIELDS), route_with(supports_tools=False)
+    )
+    assert not {"tools", "tool_choice", "parallel_tool_calls"} & out.keys()
+    assert out["messages"] == [
+        {"role": "user", "content": "list files"},
+        {"role": "assistant", "content": 'Sure.\n\n(call of tool bash, id t1)\n{"cmd":"ls"}'},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "(result of tool call t1)\na.txt"},
+                OPENAI_IMAGE,
+                {"type": "text", "text": "and now?"},
+            ],
+        },
+    ]
+    assert notes == [NOTE_TOOL_HISTORY_AS_TEXT, NOTE_TOOLS_DROPPED]
+
+
+@pytest.mark.parametrize("supports_tools", [None, True])
+def test_tools_sent_unless_known_unsupported(supports_tools: bool | None) -> None:
+    out, notes = translate(
+        body(messages=TOOL_HISTORY, **TOOL_FIELDS), route_with(supports_tools=supports_tools)
+    )
+    assert out["tools"][0]["function"]["name"] == "bash"
+    assert (out["tool_choice"], out["parallel_tool_calls"]) == ("auto", False)
+    assert [m["role"] for m in out["messages"]] == ["user", "assistant", "tool", "user"]
+    assert notes == []
+
+
+def test_tools_off_without_tool_fields_notes_only_the_history() -> None:
+    out, notes = translate(body(messages=TOOL_HISTORY), route_with(supports_tools=False))
+    assert "tools" not in out
+    assert notes == [NOTE_TOOL_HISTORY_AS_TEXT]
+    _, notes = translate(body(tool_choice={"type": "none"}), route_with(supports_tools=False))
+    assert notes == [NOTE_TOOLS_DROPPED]
+    _, notes = translate(body(), route_with(supports_tools=False))
+    assert notes == []
+
+
+def test_images_off_are_replaced_by_a_short_text() -> None:
+    out, notes = translate(body(messages=TOOL_HISTORY), route_with(supports_images=False))
+    assert find_keys(out, "image_url") == []
+    assert out["messages"][2] == {
+        "role": "tool",
+        "tool_call_id": "t1",
+        "content": f"a.txt\n{IMAGE_OMITTED_TEXT}",
+    }
+    assert out["messages"][3] == {"role": "user", "content": "and now?"}
+    assert notes == ["messages.2.content.0.content.1: image omitted: the model cannot take images"]
+
+    out, notes = translate(
+        body(messages=[{"role": "user", "content": [text("what is it?"), IMAGE_URL]}]),
+        route_with(supports_images=False),
+    )
+    assert out["messages"] == [{"role": "user", "content": f"what is it?\n\n{IMAGE_OMITTED_TEXT}"}]
+    assert notes == ["messages.0.content.1: image omitted: the model cannot take images"]
+
+
+def test_images_and_tools_off_together() -> None:
+    route = route_with(supports_tools=False, supports_images=False)
+    out, _ = translate(body(messages=TOOL_HISTORY), route)
+    assert out["messages"][2] == {
+        "role": "user",
+        "content": f"(result of tool call t1)\na.txt\n{IMAGE_OMITTED_TEXT}\n\nand now?",
+    }
+
+
+@pytest.mark.parametrize(
+    ("switch", "refused", "note"),
+    [
+        pytest.param(
+            RS.TEMPLATE_THINKING,
+            {"accepts_chat_template_kwargs": False},
+            "thinking switch dropped: the model does not take chat_template_kwargs",
+            id="template-thinking",
+        ),
+        pytest.param(
+            RS.TEMPLATE_ENABLE_THINKING,
+            {"accepts_chat_template_kwargs": False},
+            "thinking switch dropped: the model does not take chat_template_kwargs",
+            id="template-enable-thinking",
+        ),
+        pytest.param(
+            RS.REASONING_EFFORT,
+            {"accepts_reasoning_effort": False},
+            "thinking switch dropped: the model does not take reasoning_effort",
+            id="reasoning-effort",
+        ),
+    ],
+)
+def test_refused_thinking_switch_falls_back_to_nothing(
+    switch: ReasoningSwitch, refused: dict[str, bool], note: str
+) -> None:
+    out, notes = translate(body(thinking=ON), route_with(reasoning=switch, **refused))
+    assert "chat_template_kwargs" not in out and "reasoning_effort" not in out
+    assert out["messages"] == [USER_HI]
+    assert notes == [note]
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [{"accepts_reasoning_effort": False}, {"accepts_chat_template_kwargs": False}],
+)
+def test_a_refusal_only_touches_its_own_switch(refused: dict[str, bool]) -> None:
+    out, notes = translate(
+        body(thinking=ON), route_with(reasoning=RS.SLASH_THINK_SYSTEM, **refused)
+    )
+    assert out["messages"][0] == {"role": "system", "content": "/think"}
+    assert notes == []
+
+
+def test_parallel_tool_calls_refused() -> None:
+    out, notes = translate(body(**TOOL_FIELDS), route_with(accepts_parallel_tool_calls=False))
+    assert out["tool_choice"] == "auto" and "parallel_tool_calls" not in out
+    assert notes == ["parallel_tool_calls dropped: the model does not take it"]
+
+
+def test_stream_options_refused() -> None:
+    out, notes = translate(body(stream=True), route_with(accepts_stream_options=False))
+    assert out["stream"] is True and "stream_options" not in out
+    assert notes == ["stream_options dropped: the model does not take it; usage may be missing"]
+
+
 def test_output_key_order_is_fixed() -> None:
     request = body(
         system="S",
@@ -1195,13 +1344,32 @@ THINKING_FIELD = st.sampled_from(
     [None, ON, OFF, ADAPTIVE, {"type": "enabled", "budget_tokens": 20000}]
 )
 ROUTES = st.builds(
-    lambda r, s, m, k: route_with(
-        reasoning=r, send_reasoning_back=s, max_output_tokens=m, accepts_top_k=k
+    lambda r, s, m, k, tools, images, flags: route_with(
+        reasoning=r,
+        send_reasoning_back=s,
+        max_output_tokens=m,
+        accepts_top_k=k,
+        supports_tools=tools,
+        supports_images=images,
+        **flags,
     ),
     st.sampled_from(list(ReasoningSwitch)),
     st.booleans(),
     st.sampled_from([None, 50, 4096]),
     st.booleans(),
+    st.sampled_from([None, True, False]),
+    st.sampled_from([None, True, False]),
+    st.fixed_dictionaries(
+        {
+            name: st.booleans()
+            for name in (
+                "accepts_chat_template_kwargs",
+                "accepts_reasoning_effort",
+                "accepts_parallel_tool_calls",
+                "accepts_stream_options",
+            )
+        }
+    ),
 )
 
 
@@ -1254,11 +1422,31 @@ def assert_well_formed(out: dict[str, Any]) -> None:
     assert len(out.get("stop", [])) <= 4
 
 
+def assert_refusals_honoured(out: dict[str, Any], quirks: ModelQuirks) -> None:
+    """Nothing the model is known to refuse is sent."""
+    if quirks.supports_tools is False:
+        assert not {"tools", "tool_choice", "parallel_tool_calls"} & out.keys()
+        assert find_keys(out["messages"], "tool_calls") == []
+        assert all(m["role"] != "tool" for m in out["messages"])
+    if quirks.supports_images is False:
+        assert find_keys(out, "image_url") == []
+    for flag, key in (
+        ("accepts_top_k", "top_k"),
+        ("accepts_chat_template_kwargs", "chat_template_kwargs"),
+        ("accepts_reasoning_effort", "reasoning_effort"),
+        ("accepts_parallel_tool_calls", "parallel_tool_calls"),
+        ("accepts_stream_options", "stream_options"),
+    ):
+        if not getattr(quirks, flag):
+            assert key not in out
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(request=requests(), route=ROUTES)
 def test_any_well_formed_request_translates(request: dict[str, Any], route: ModelRoute) -> None:
     before = copy.deepcopy(request)
     out, _ = translate(request, route)
     assert_well_formed(out)
+    assert_refusals_honoured(out, route.quirks)
     assert request == before
     assert json.dumps(translate(request, route)[0]) == json.dumps(out)

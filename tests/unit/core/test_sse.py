@@ -215,3 +215,43 @@ def test_delta_fast_path_is_byte_identical(kind: tuple[str, str], text: str, ind
     assert encode_event(event) == _generic_encoding(event)
     decoded = json.loads(encode_event(event).split(b"data: ", 1)[1])
     assert decoded == event or "\ud83d" in text  # a lone surrogate only round-trips escaped
+
+
+def test_generic_encoding_escapes_a_lone_surrogate() -> None:
+    event: StreamEvent = {"type": "error", "error": {"type": "api_error", "message": "\ud83d!"}}
+    encoded = encode_event(event)
+    assert b"\\ud83d!" in encoded
+    assert json.loads(encoded.split(b"data: ", 1)[1]) == event
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        pytest.param(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "citations_delta", "citation": {"x": 1}},
+            },
+            id="unknown-delta-type",
+        ),
+        pytest.param(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": None},
+            },
+            id="non-string-value",
+        ),
+        pytest.param(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "a", "extra": 1},
+            },
+            id="extra-key",
+        ),
+    ],
+)
+def test_unusual_deltas_take_the_generic_path(event: StreamEvent) -> None:
+    assert encode_event(event) == _generic_encoding(event)

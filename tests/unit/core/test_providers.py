@@ -1,0 +1,49 @@
+"""app.core.providers: presets as data, and what a configured provider derives from them."""
+
+import pytest
+
+from app.core.providers import (
+    PRESET_BY_KIND,
+    CatalogStyle,
+    ExplicitModel,
+    Provider,
+    ProviderKind,
+    preset_base_url,
+)
+
+
+def test_every_kind_has_a_preset() -> None:
+    assert set(PRESET_BY_KIND) == set(ProviderKind)
+    for kind, preset in PRESET_BY_KIND.items():
+        assert preset.kind is kind and preset.label
+        assert kind is ProviderKind.CUSTOM or preset.base_url.startswith(("http://", "https://"))
+
+
+@pytest.mark.parametrize(
+    ("provider", "budget"),
+    [
+        pytest.param(Provider("n", ProviderKind.NVIDIA, "https://x/v1"), 40, id="nvidia-free-tier"),
+        pytest.param(
+            Provider("n", ProviderKind.NVIDIA, "https://x/v1", requests_per_minute=200),
+            200,
+            id="configured-wins",
+        ),
+        pytest.param(Provider("o", ProviderKind.OLLAMA, "http://x/v1"), None, id="unlimited"),
+    ],
+)
+def test_budget_per_minute(provider: Provider, budget: int | None) -> None:
+    assert provider.budget_per_minute == budget
+    assert provider.preset is PRESET_BY_KIND[provider.kind]
+
+
+def test_preset_base_url() -> None:
+    assert preset_base_url(ProviderKind.CLOUDFLARE, "acc123") == (
+        "https://api.cloudflare.com/client/v4/accounts/acc123/ai/v1"
+    )
+    assert preset_base_url(ProviderKind.NVIDIA) == "https://integrate.api.nvidia.com/v1"
+    assert PRESET_BY_KIND[ProviderKind.CLOUDFLARE].catalog is CatalogStyle.CLOUDFLARE
+
+
+def test_explicit_model_upstream_id() -> None:
+    assert ExplicitModel("coder", remote_id="Qwen/Qwen3-Coder").upstream_id == "Qwen/Qwen3-Coder"
+    assert ExplicitModel("coder").upstream_id == "coder"

@@ -1,0 +1,96 @@
+"""app.core.routing: which provider and model a client's name means (table-driven)."""
+
+import pytest
+
+from app.core.models import ModelAliases, Tier
+from app.core.providers import ExplicitModel, Provider, ProviderKind
+from app.core.routing import Router
+
+NVIDIA = Provider("nvidia", ProviderKind.NVIDIA, "https://integrate.api.nvidia.com/v1")
+OPENAI = Provider(
+    "openai",
+    ProviderKind.OPENAI,
+    "https://api.openai.com/v1",
+    models=(ExplicitModel("fast", remote_id="gpt-4.1-mini", display_name="Fast one"),),
+)
+LOCAL = Provider("local", ProviderKind.OLLAMA, "http://127.0.0.1:11434/v1")
+ROUTER = Router(
+    (NVIDIA, OPENAI, LOCAL),
+    "nvidia",
+    ModelAliases(
+        default="qwen/qwen3-coder-480b-a35b-instruct",
+        opus="openai/gpt-5",
+        haiku="fast",
+        subagent="local/qwen3:8b",
+        exact={"my-name": "deepseek-ai/deepseek-v3.1"},
+    ),
+    catalogs={
+        "nvidia": frozenset({"nvidia/llama-3.3-nemotron-super-49b-v1", "openai/gpt-oss-120b"}),
+        "local": frozenset({"llama3.2:3b"}),
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("client", "provider", "upstream", "tier"),
+    [
+        pytest.param(
+            "claude-sonnet-4-6",
+            "nvidia",
+            "qwen/qwen3-coder-480b-a35b-instruct",
+            Tier.SONNET,
+            id="tier-falls-to-default-model",
+        ),
+        pytest.param(
+            "claude-opus-4-5-20251101", "openai", "gpt-5", Tier.OPUS, id="tier-to-prefixed-provider"
+        ),
+        pytest.param(
+            "claude-haiku-4-5", "openai", "gpt-4.1-mini", Tier.HAIKU, id="tier-to-explicit-model"
+        ),
+        pytest.param("claude-subagent", "local", "qwen3:8b", Tier.SUBAGENT, id="subagent-tier"),
+        pytest.param("my-name", "nvidia", "deepseek-ai/deepseek-v3.1", None, id="exact-alias"),
+        pytest.param("fast", "openai", "gpt-4.1-mini", None, id="explicit-id"),
+        pytest.param("openai/fast", "openai", "gpt-4.1-mini", None, id="prefix-then-explicit"),
+        pytest.param(
+            "openai/gpt-oss-120b", "nvidia", "openai/gpt-oss-120b", None, id="catalog-beats-prefix"
+        ),
+        pytest.param(
+            "nvidia/llama-3.3-nemotron-super-49b-v1",
+            "nvidia",
+            "nvidia/llama-3.3-nemotron-super-49b-v1",
+            None,
+            id="default-namespace",
+        ),
+        pytest.param(
+            "nvidia/not-in-catalog",
+            "nvidia",
+            "nvidia/not-in-catalog",
+            None,
+            id="default-provider-prefix-kept-whole",
+        ),
+        pytest.param("llama3.2:3b", "local", "llama3.2:3b", None, id="other-catalog"),
+        pytest.param("local/anything", "local", "anything", None, id="prefix"),
+        pytest.param(
+            "meta/llama-3.3-70b-instruct",
+            "nvidia",
+            "meta/llama-3.3-70b-instruct",
+            None,
+            id="unknown-goes-to-default",
+        ),
+        pytest.param("unknown/x", "nvidia", "unknown/x", None, id="unknown-prefix"),
+    ],
+)
+def test_route(client: str, provider: str, upstream: str, tier: Tier | None) -> None:
+    route = ROUTER.route(client)
+    assert (route.provider, route.upstream_model, route.tier) == (provider, upstream, tier)
+    assert route.client_model == client
+
+
+def test_quirks_follow_the_upstream_model() -> None:
+    assert ROUTER.route("my-name").quirks.send_reasoning_back  # DeepSeek V3.1's history rule
+
+
+def test_with_catalog_adds_without_mutating() -> None:
+    grown = ROUTER.with_catalog("openai", frozenset({"o3"}))
+    assert grown.route("o3").provider == "openai"
+    assert ROUTER.route("o3").provider == "nvidia"
