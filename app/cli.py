@@ -1,23 +1,27 @@
 """The composition root: parses the command line, builds the pieces, runs them.
 
-`nimbridge serve` runs the translation server headless. Its flags are a
-contract that tests and later issues rely on: keep them.
+`nimbridge serve` runs the translation server headless; `key`, `models` and
+`doctor` manage and check the set-up. `serve`'s flags are a contract that
+tests and later issues rely on: keep them.
 """
 
 import argparse
 import asyncio
+import getpass
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from app import __version__
-from app.config.secrets import ServerSecrets, secrets_from_env
+from app.config.secrets import ProviderKeys, open_secret_store
 from app.config.settings import (
     NVIDIA_BASE_URL,
     Settings,
     SettingsError,
+    default_settings_path,
     load_settings,
     validate_settings,
 )
@@ -25,6 +29,7 @@ from app.logs import setup_logging
 from app.server.app import ProxyServer
 
 log = logging.getLogger("app.cli")
+PROXY_KEY_ENV = "NIMBRIDGE_PROXY_KEY"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,20 +39,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"nimbridge {__version__}")
     commands = parser.add_subparsers(dest="command")
-    serve = commands.add_parser("serve", help="run the translation server without a UI")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", type=Path, help="settings file (default: the platform's)")
+        return sub
+
+    serve = command("serve", "run the translation server without a UI")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8787; 0 picks one)")
     serve.add_argument(
-        "--upstream-url", help=f"OpenAI-compatible base URL (default {NVIDIA_BASE_URL})"
+        "--upstream-url", help=f"the default provider's base URL (default {NVIDIA_BASE_URL})"
     )
     serve.add_argument("--model", help="upstream model that claude-* names map to by default")
     serve.add_argument(
         "--proxy-key",
-        help="key clients must send (or env NIMBRIDGE_PROXY_KEY); without one, "
-        "the client's key is passed to the upstream",
+        help=f"key clients must send (or env {PROXY_KEY_ENV}); without one, "
+        "NimBridge's own provider keys are used, else the client's key is passed on",
     )
-    serve.add_argument("--config", type=Path, help="settings file (JSON)")
     serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+
+    key = command("key", "store, remove or list provider keys in the OS keychain")
+    key.add_argument("action", choices=["set", "delete", "status"])
+    key.add_argument("provider", nargs="?", help="provider name, e.g. nvidia (set and delete)")
+
+    models = command("models", "list the providers' chat models with their capabilities")
+    models.add_argument("--provider", help="only this provider")
+    models.add_argument("--probe", action="store_true", help="send each model one tool call")
+    models.add_argument("--refresh", action="store_true", help="ignore cached lists")
+
+    command("doctor", "check the set-up and say what is wrong, in plain words")
     return parser
 
 
@@ -56,33 +77,80 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command is None:
         # The tray app arrives with its own issue; until then the app is the server.
-        args = parser.parse_args(["serve", *(argv or sys.argv[1:])])
-    return run_serve(args)
-
-
-def run_serve(args: argparse.Namespace) -> int:
+        args = parser.parse_args(["serve", *(argv if argv is not None else sys.argv[1:])])
+    settings_path = args.config or default_settings_path()
     try:
-        settings = load_settings(args.config) if args.config else Settings()
-        settings = validate_settings(
-            settings.with_overrides(
-                host=args.host,
-                port=args.port,
-                upstream_url=args.upstream_url,
-                model=args.model,
-                log_level=args.log_level,
-            ),
-            "command line",
-        )
+        settings = load_settings(settings_path)
+        if args.command == "serve":
+            settings = validate_settings(
+                settings.with_overrides(
+                    host=args.host,
+                    port=args.port,
+                    upstream_url=args.upstream_url,
+                    model=args.model,
+                    log_level=args.log_level,
+                ),
+                "command line",
+            )
     except SettingsError as exc:
         print(f"nimbridge: invalid settings: {exc}", file=sys.stderr)
         return 2
-    secrets = secrets_from_env(proxy_key=args.proxy_key)
-    setup_logging(settings.log_level, secrets=lambda: secrets)
-    return asyncio.run(serve(settings, secrets))
+    # `serve` logs a keychain warning once it listens (so a refusal to start stays
+    # one line); the other commands print it at once.
+    deferred: list[str] = []
+    warn = deferred.append if args.command == "serve" else _warn_now
+    keys = ProviderKeys(open_secret_store(warn=warn), os.environ)
+    proxy_key = getattr(args, "proxy_key", None) or os.environ.get(PROXY_KEY_ENV) or None
+    setup_logging(
+        settings.log_level, secrets=lambda: [*keys.known_secrets(), *filter(None, [proxy_key])]
+    )
+    if args.command == "key":
+        from app.commands.keys import run_key_command
+
+        return run_key_command(
+            args.action,
+            args.provider,
+            providers=settings.providers,
+            keys=keys,
+            read_secret=_read_secret,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
+    if args.command == "models":
+        from app.commands.models import run_models_command
+
+        return asyncio.run(
+            run_models_command(
+                settings, keys, provider=args.provider, probe=args.probe, refresh=args.refresh
+            )
+        )
+    if args.command == "doctor":
+        from app.commands.doctor import run_doctor
+
+        return asyncio.run(run_doctor(settings, settings_path, keys))
+    if settings.require_proxy_key and not proxy_key:
+        print(
+            f"nimbridge: settings require a proxy key: pass --proxy-key or set {PROXY_KEY_ENV}",
+            file=sys.stderr,
+        )
+        return 2
+    return asyncio.run(serve(settings, keys, proxy_key, warnings=deferred))
 
 
-async def serve(settings: Settings, secrets: ServerSecrets) -> int:
-    server = ProxyServer(settings, secrets)
+def _warn_now(message: str) -> None:
+    print(f"nimbridge: {message}", file=sys.stderr)
+
+
+def _read_secret(prompt: str) -> str:
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    return sys.stdin.readline().rstrip("\n")  # piped: `printf %s "$KEY" | nimbridge key set`
+
+
+async def serve(
+    settings: Settings, keys: ProviderKeys, proxy_key: str | None, *, warnings: Sequence[str] = ()
+) -> int:
+    server = ProxyServer(settings, keys, proxy_key)
     try:
         base_url = await server.start()
     except OSError as exc:
@@ -93,14 +161,16 @@ async def serve(settings: Settings, secrets: ServerSecrets) -> int:
         )
         return 2
     print(f"NimBridge listening on {base_url}", flush=True)
-    if secrets.proxy_key:
-        log.info(
-            "clients must send the proxy key; upstream key %s",
-            "set" if secrets.upstream_key else "MISSING (set NVIDIA_API_KEY)",
-        )
+    for warning in warnings:
+        log.warning("%s", warning)
+    if proxy_key:
+        log.info("clients must send the proxy key")
     else:
-        log.info("no proxy key: each client's own key is passed to %s", settings.upstream_url)
-    log.info("claude-* models map to %s", settings.model)
+        log.info("no proxy key: NimBridge's provider keys are used, else each client's own")
+    for provider in settings.providers:
+        status = keys.status(provider)
+        log.info("provider %s: %s, key %s", provider.name, provider.base_url, status.source.value)
+    log.info("claude-* models map to %s", settings.tiers.default)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -111,10 +181,9 @@ async def serve(settings: Settings, secrets: ServerSecrets) -> int:
     try:
         await stop.wait()
     finally:
-        in_flight = server.app_state.in_flight
         log.info(
             "shutting down (%d request(s) in flight, waiting up to %g s)",
-            in_flight,
+            server.app_state.in_flight,
             settings.shutdown_grace_s,
         )
         await server.stop()

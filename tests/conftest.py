@@ -3,3 +3,4 @@
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+pytest_plugins = ["tests.secret_service"]

@@ -224,7 +224,8 @@ async def default_behaviour(request: web.Request, record: Recorded) -> web.Strea
 class FakeUpstream:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
-        self.queue: deque[Behaviour] = deque()
+        self.queue: deque[Behaviour] = deque()  # for /chat/completions
+        self.models_queue: deque[Behaviour] = deque()  # for /models
         self.models = [
             {
                 "id": "meta/llama-3.3-70b-instruct",
@@ -253,6 +254,7 @@ class FakeUpstream:
     def reset(self) -> None:
         self.requests.clear()
         self.queue.clear()
+        self.models_queue.clear()
         self.cancelled.clear()
 
     @property
@@ -281,8 +283,9 @@ class FakeUpstream:
 
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), None))
-        if self.queue:
-            return await self.queue.popleft()(request, self.requests[-1])  # type: ignore[return-value]
+        if self.models_queue:
+            behaviour = self.models_queue.popleft()
+            return await behaviour(request, self.requests[-1])  # type: ignore[return-value]
         return web.json_response({"object": "list", "data": self.models})
 
     async def start(self) -> str:
@@ -335,3 +338,13 @@ def http_request(
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
+
+
+def after(seconds: float, behaviour: Behaviour) -> Behaviour:
+    """Say nothing for `seconds`, then behave (a slow 429, a late answer...)."""
+
+    async def behave(request: web.Request, record: Recorded) -> web.StreamResponse:
+        await asyncio.sleep(seconds)
+        return await behaviour(request, record)
+
+    return behave

@@ -1,60 +1,290 @@
-"""Server settings: a frozen value, loaded from a JSON file and overridden by flags.
+"""Settings: one human-readable JSON file, validated on load, saved atomically.
 
-Invariant: no secret is ever a field here. The proxy key and the upstream key
-travel separately (`app.config.secrets`), so nothing that saves settings can
-write one to disk.
+Invariants:
+- No secret is ever a field here: keys live in the OS keychain
+  (`app.config.secrets`), so nothing that saves settings can write one to disk.
+- A bad file is refused whole, with an error naming the file and the key path
+  (`providers[1].base_url`); nothing half-loaded.
+- Saving writes a temp file and renames it over the old one (a crash leaves the
+  old file or the new one, never half of one) and keeps keys this version does
+  not know.
 """
 
 import json
 import os
 import tempfile
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from app.core.capabilities import capability_overrides_from_mapping
 from app.core.models import DEFAULT_UPSTREAM_MODEL, ModelAliases
+from app.core.providers import (
+    PRESET_BY_KIND,
+    ExplicitModel,
+    Provider,
+    ProviderKind,
+    preset_base_url,
+)
 
-NVIDIA_BASE_URL = "https://integrate.api.nvidia.com/v1"
+NVIDIA_BASE_URL = PRESET_BY_KIND[ProviderKind.NVIDIA].base_url
+SETTINGS_FILE_NAME = "settings.json"
+TIER_NAMES = ("default", "opus", "sonnet", "haiku", "subagent")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class SettingsError(Exception):
     """A settings file that cannot be used; the message names the file and the key."""
 
 
+def default_settings_path() -> Path:
+    """`settings.json` in the platform's config directory (platformdirs)."""
+    import platformdirs  # imported here: only the composition root asks for the real path
+
+    return platformdirs.user_config_path("nimbridge", appauthor=False) / SETTINGS_FILE_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class TierModels:
+    """Tier -> model reference (`model-id` or `provider/model-id`); None: use `default`."""
+
+    default: str = DEFAULT_UPSTREAM_MODEL
+    opus: str | None = None
+    sonnet: str | None = None
+    haiku: str | None = None
+    subagent: str | None = None
+
+
+def _default_providers() -> tuple[Provider, ...]:
+    return (Provider("nvidia", ProviderKind.NVIDIA, NVIDIA_BASE_URL),)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
+    # server
     host: str = "127.0.0.1"
     port: int = 8787
-    upstream_url: str = NVIDIA_BASE_URL
-    model: str = DEFAULT_UPSTREAM_MODEL  # what claude-* names map to by default
-    opus_model: str | None = None
-    sonnet_model: str | None = None
-    haiku_model: str | None = None
-    model_aliases: dict[str, str] = field(default_factory=dict)  # exact client name -> model
-    # Retry 429/503/refused connections this long before the first byte goes out.
-    commit_window_s: float = 0.8
+    require_proxy_key: bool = False  # refuse to serve without a proxy key
+    commit_window_s: float = 0.8  # hold bytes back this long while the upstream has not answered
     connect_timeout_s: float = 10.0
-    # Longest silence tolerated from the upstream (reasoning models think for minutes).
-    read_timeout_s: float = 600.0
+    read_timeout_s: float = 600.0  # longest silence tolerated (reasoning models think for minutes)
     ping_interval_s: float = 5.0
     shutdown_grace_s: float = 10.0
+    # upstream behaviour
+    retry_max_attempts: int = 4  # per request, before the first byte only
+    retry_max_wait_s: float = 20.0  # total backoff a request may spend retrying
+    queue_max_wait_s: float = 20.0  # longest a request may queue for the rate budget
+    catalog_ttl_s: float = 600.0  # how long a provider's /models answer is reused
+    # providers and models
+    providers: tuple[Provider, ...] = field(default_factory=_default_providers)
+    default_provider: str = "nvidia"
+    tiers: TierModels = field(default_factory=TierModels)
+    fallbacks: dict[str, str] = field(
+        default_factory=dict
+    )  # tier -> model used when retries run out
+    model_aliases: dict[str, str] = field(default_factory=dict)  # exact client name -> model
+    capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)  # per-model overrides
+    # the rest
+    ui: dict[str, Any] = field(default_factory=dict)
     log_level: str = "INFO"
 
     def aliases(self) -> ModelAliases:
         return ModelAliases(
-            default=self.model,
-            opus=self.opus_model,
-            sonnet=self.sonnet_model,
-            haiku=self.haiku_model,
+            default=self.tiers.default,
+            opus=self.tiers.opus,
+            sonnet=self.tiers.sonnet,
+            haiku=self.tiers.haiku,
+            subagent=self.tiers.subagent,
             exact=dict(self.model_aliases),
         )
 
-    def with_overrides(self, **overrides: Any) -> "Settings":
-        """A copy with the non-None overrides applied (command-line flags)."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+    def provider(self, name: str) -> Provider | None:
+        return next((p for p in self.providers if p.name == name), None)
+
+    @property
+    def default(self) -> Provider:
+        found = self.provider(self.default_provider)
+        assert found is not None  # validate_settings guarantees it
+        return found
+
+    def with_overrides(
+        self, *, upstream_url: str | None = None, model: str | None = None, **flat: Any
+    ) -> "Settings":
+        """A copy with command-line flags applied: `--upstream-url` re-points the default
+        provider, `--model` sets the default tier; other non-None values replace fields."""
+        changed = replace(self, **{k: v for k, v in flat.items() if v is not None})
+        if upstream_url is not None:
+            providers = tuple(
+                replace(p, base_url=upstream_url) if p.name == changed.default_provider else p
+                for p in changed.providers
+            )
+            changed = replace(changed, providers=providers)
+        if model is not None:
+            changed = replace(changed, tiers=replace(changed.tiers, default=model))
+        return changed
 
 
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# ------------------------------------------------------------------ validation
+
+
+class _Reader:
+    """Typed access to a parsed JSON object; errors name `where` and the key path."""
+
+    def __init__(self, data: Mapping[str, Any], where: str, path: str = "") -> None:
+        self.data, self.where, self.path = data, where, path
+
+    def error(self, key: str, why: str) -> SettingsError:
+        return SettingsError(f"{self.where}: '{self.path}{key}' {why}")
+
+    def get(self, key: str, kinds: type | tuple[type, ...], default: Any) -> Any:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if value is None and default is None:
+            return None
+        accepted = kinds if isinstance(kinds, tuple) else (kinds,)
+        if isinstance(value, bool) and bool not in accepted:
+            raise self.error(key, f"must be {_kind_words(accepted)}, got {value!r}")
+        if not isinstance(value, accepted):
+            raise self.error(key, f"must be {_kind_words(accepted)}, got {type(value).__name__}")
+        return value
+
+    def number(self, key: str, default: float, *, minimum: float, strictly: bool = False) -> float:
+        value = float(self.get(key, (int, float), default))
+        if value < minimum or (strictly and value == minimum):
+            bound = f"more than {minimum:g}" if strictly else f"at least {minimum:g}"
+            raise self.error(key, f"must be {bound}, got {value:g}")
+        return value
+
+    def string_map(self, key: str) -> dict[str, str]:
+        mapping = self.get(key, dict, {})
+        for name, value in mapping.items():
+            if not isinstance(value, str) or not value:
+                raise self.error(f"{key}.{name}", "must be a non-empty string")
+        return dict(mapping)
+
+
+def _kind_words(kinds: tuple[type, ...]) -> str:
+    words = {
+        str: "a string",
+        int: "a whole number",
+        float: "a number",
+        bool: "true or false",
+        dict: "an object",
+        list: "a list",
+    }
+    return " or ".join(dict.fromkeys(words[k] for k in kinds if k in words))
+
+
+def _url(reader: _Reader, key: str, value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise reader.error(key, f"must start with http:// or https://, got {value!r}")
+    return value.rstrip("/")
+
+
+def _provider_from(data: object, where: str, index: int) -> Provider:
+    path = f"providers[{index}]."
+    if not isinstance(data, dict):
+        raise SettingsError(f"{where}: 'providers[{index}]' must be an object")
+    reader = _Reader(data, where, path)
+    name = reader.get("name", str, "")
+    if not name or "/" in name or name != name.strip():
+        raise reader.error("name", "must be a non-empty name without '/' or surrounding spaces")
+    kind_text = reader.get("kind", str, ProviderKind.CUSTOM.value)
+    try:
+        kind = ProviderKind(kind_text)
+    except ValueError:
+        kinds = ", ".join(k.value for k in ProviderKind)
+        raise reader.error("kind", f"must be one of {kinds}, got {kind_text!r}") from None
+    account_id = reader.get("account_id", str, None)
+    explicit_url = reader.get("base_url", str, None)
+    if kind is ProviderKind.CLOUDFLARE and not account_id and not explicit_url:
+        raise reader.error("account_id", "is needed for Cloudflare Workers AI")
+    base_url = explicit_url or preset_base_url(kind, account_id)
+    if not base_url:
+        raise reader.error("base_url", "is needed for a custom provider")
+    models = []
+    for position, entry in enumerate(reader.get("models", list, [])):
+        model_reader = _Reader(
+            entry if isinstance(entry, dict) else {}, where, f"{path}models[{position}]."
+        )
+        if not isinstance(entry, dict) or not model_reader.get("id", str, ""):
+            raise model_reader.error("id", "must be a non-empty string")
+        models.append(
+            ExplicitModel(
+                id=entry["id"],
+                remote_id=model_reader.get("remote_id", str, None),
+                display_name=model_reader.get("display_name", str, None),
+            )
+        )
+    budget = reader.get("requests_per_minute", int, None)
+    if budget is not None and budget < 1:
+        raise reader.error("requests_per_minute", f"must be at least 1, got {budget}")
+    return Provider(
+        name=name,
+        kind=kind,
+        base_url=_url(reader, "base_url", base_url),
+        models=tuple(models),
+        account_id=account_id,
+        requests_per_minute=budget,
+    )
+
+
+def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
+    """Validate a parsed JSON object. Unknown keys are ignored here and kept on save."""
+    if not isinstance(data, dict):
+        raise SettingsError(f"{where}: expected a JSON object at the top level")
+    reader = _Reader(data, where)
+    defaults = Settings()
+    values: dict[str, Any] = {
+        "host": reader.get("host", str, defaults.host),
+        "port": reader.get("port", int, defaults.port),
+        "require_proxy_key": reader.get("require_proxy_key", bool, defaults.require_proxy_key),
+        "commit_window_s": reader.number("commit_window_s", defaults.commit_window_s, minimum=0),
+        "retry_max_attempts": reader.get("retry_max_attempts", int, defaults.retry_max_attempts),
+        "retry_max_wait_s": reader.number("retry_max_wait_s", defaults.retry_max_wait_s, minimum=0),
+        "queue_max_wait_s": reader.number("queue_max_wait_s", defaults.queue_max_wait_s, minimum=0),
+        "log_level": reader.get("log_level", str, defaults.log_level),
+        "ui": reader.get("ui", dict, {}),
+        "model_aliases": reader.string_map("model_aliases"),
+        "fallbacks": reader.string_map("fallbacks"),
+    }
+    for name in (
+        "connect_timeout_s",
+        "read_timeout_s",
+        "ping_interval_s",
+        "shutdown_grace_s",
+        "catalog_ttl_s",
+    ):
+        values[name] = reader.number(name, getattr(defaults, name), minimum=0, strictly=True)
+    if "providers" in data:
+        entries = reader.get("providers", list, [])
+        values["providers"] = tuple(
+            _provider_from(entry, where, i) for i, entry in enumerate(entries)
+        )
+    providers = values.get("providers") or defaults.providers
+    values["default_provider"] = reader.get("default_provider", str, providers[0].name)
+    tiers = reader.get("tiers", dict, {})
+    tier_reader = _Reader(tiers, where, "tiers.")
+    for tier in tiers:
+        if tier not in TIER_NAMES:
+            raise tier_reader.error(tier, f"is not a tier; tiers are {', '.join(TIER_NAMES)}")
+    values["tiers"] = TierModels(
+        default=tier_reader.get("default", str, DEFAULT_UPSTREAM_MODEL),
+        **{t: tier_reader.get(t, str, None) for t in TIER_NAMES[1:]},
+    )
+    capabilities = reader.get("capabilities", dict, {})
+    for model_id, overrides in capabilities.items():
+        if not isinstance(overrides, dict):
+            raise reader.error(f"capabilities.{model_id}", "must be an object")
+    try:
+        values["capabilities"] = capability_overrides_from_mapping(
+            capabilities, where=f"{where}: capabilities"
+        )
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from exc
+    return validate_settings(Settings(**values), where)
 
 
 def validate_settings(settings: Settings, where: str) -> Settings:
@@ -65,52 +295,76 @@ def validate_settings(settings: Settings, where: str) -> Settings:
 
     if not 0 <= settings.port <= 65535:
         raise bad("port", f"must be 0..65535, got {settings.port}")
-    if not settings.upstream_url.startswith(("http://", "https://")):
-        raise bad(
-            "upstream_url", f"must start with http:// or https://, got {settings.upstream_url!r}"
-        )
-    if not settings.model.strip():
-        raise bad("model", "must not be empty")
+    if not settings.providers:
+        raise bad("providers", "must name at least one provider")
+    names = [p.name for p in settings.providers]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise bad("providers", f"names provider {duplicate!r} twice")
+    if settings.default_provider not in names:
+        raise bad("default_provider", f"must be one of the providers ({', '.join(names)})")
+    for provider in settings.providers:  # flags (--upstream-url) bypass the file's checks
+        if not provider.base_url.startswith(("http://", "https://")):
+            raise bad(
+                "upstream_url",
+                f"(base URL of provider {provider.name!r}) must start with http:// or https://, "
+                f"got {provider.base_url!r}",
+            )
+    if not settings.tiers.default.strip():
+        raise bad("tiers.default", "must not be empty")
+    for tier in settings.fallbacks:
+        if tier not in TIER_NAMES:
+            raise bad(f"fallbacks.{tier}", f"is not a tier; tiers are {', '.join(TIER_NAMES)}")
+    if settings.retry_max_attempts < 1:
+        raise bad("retry_max_attempts", f"must be at least 1, got {settings.retry_max_attempts}")
     if settings.commit_window_s < 0:
         raise bad("commit_window_s", f"must be 0 or more seconds, got {settings.commit_window_s}")
     for name in ("connect_timeout_s", "read_timeout_s", "ping_interval_s", "shutdown_grace_s"):
         if getattr(settings, name) <= 0:
             raise bad(name, f"must be a positive number of seconds, got {getattr(settings, name)}")
-    if settings.log_level.upper() not in _LOG_LEVELS:
-        raise bad("log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
+    if settings.log_level.upper() not in LOG_LEVELS:
+        raise bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
     return replace(settings, log_level=settings.log_level.upper())
 
 
-def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
-    """Validate a parsed JSON object; unknown keys are ignored here (kept on save)."""
-    if not isinstance(data, dict):
-        raise SettingsError(f"{where}: expected a JSON object at the top level")
-    values: dict[str, Any] = {}
+# ------------------------------------------------------------------ files
+
+
+def settings_to_mapping(settings: Settings) -> dict[str, Any]:
+    """The JSON form: what `settings_from_mapping` reads back to equal settings."""
+    out: dict[str, Any] = {}
     for f in fields(Settings):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        default = f.default if f.default_factory is MISSING else f.default_factory()
-        if not _type_matches(value, default, f.type):
-            raise SettingsError(f"{where}: '{f.name}' has the wrong type ({type(value).__name__})")
-        values[f.name] = float(value) if isinstance(default, float) else value
-    return validate_settings(Settings(**values), where)
+        value = getattr(settings, f.name)
+        if f.name == "providers":
+            value = [_provider_to_mapping(p) for p in value]
+        elif f.name == "tiers":
+            value = {t: getattr(value, t) for t in TIER_NAMES}
+        out[f.name] = value
+    return out
 
 
-def _type_matches(value: object, default: object, declared: object) -> bool:
-    if value is None:
-        return "None" in str(declared)
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, float):
-        return isinstance(value, int | float)
-    if isinstance(default, dict):
-        return isinstance(value, dict) and all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        )
-    if default is None:  # str | None fields
-        return isinstance(value, str)
-    return isinstance(value, type(default))
+def _provider_to_mapping(provider: Provider) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": provider.name, "kind": provider.kind.value}
+    if provider.base_url != preset_base_url(provider.kind, provider.account_id):
+        out["base_url"] = provider.base_url
+    if provider.account_id:
+        out["account_id"] = provider.account_id
+    if provider.requests_per_minute is not None:
+        out["requests_per_minute"] = provider.requests_per_minute
+    if provider.models:
+        out["models"] = [
+            {
+                k: v
+                for k, v in (
+                    ("id", m.id),
+                    ("remote_id", m.remote_id),
+                    ("display_name", m.display_name),
+                )
+                if v is not None
+            }
+            for m in provider.models
+        ]
+    return out
 
 
 def load_settings(path: Path) -> Settings:
@@ -137,12 +391,12 @@ def save_settings(path: Path, settings: Settings) -> None:
             existing = loaded
     except (OSError, ValueError):
         pass
-    existing.update(asdict(settings))
+    existing.update(settings_to_mapping(settings))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(existing, out, indent=2, sort_keys=True)
+            json.dump(existing, out, indent=2, sort_keys=True, ensure_ascii=False)
             out.write("\n")
             out.flush()
             os.fsync(out.fileno())

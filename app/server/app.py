@@ -9,16 +9,19 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
-from app.config.secrets import ServerSecrets
+from app.config.secrets import ProviderKeys
 from app.config.settings import Settings
 from app.core.errors import ProxyError
+from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord, new_request_id
 from app.server.routes import add_routes
 from app.server.state import RECORD, STATE, ProxyState
+from app.server.tasks import create_task
 from app.server.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
@@ -89,24 +92,25 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
             log.log(level, "%s", record.summary())
 
 
-def make_app(settings: Settings, secrets: ServerSecrets) -> web.Application:
+def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> web.Application:
     app = web.Application(middlewares=[request_middleware], client_max_size=CLIENT_MAX_SIZE)
     upstream = UpstreamClient(
-        settings.upstream_url,
-        connect_timeout_s=settings.connect_timeout_s,
-        read_timeout_s=settings.read_timeout_s,
+        connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s
     )
-    state = ProxyState(
-        settings=settings, secrets=secrets, upstream=upstream, aliases=settings.aliases()
-    )
+    registry = ProviderRegistry(settings, keys, upstream)
+    state = ProxyState(settings=settings, registry=registry, proxy_key=proxy_key)
     state.idle.set()
     app[STATE] = state
     add_routes(app)
 
-    async def upstream_session(app: web.Application) -> Any:
+    async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         state.started = time.monotonic()
         await upstream.start()
+        # Catalogs fill in the background so routing by catalog works early;
+        # no request waits for them.
+        prefetch = create_task(registry.prefetch(), name="catalog prefetch")
         yield
+        prefetch.cancel()
         await upstream.close()
 
     app.cleanup_ctx.append(upstream_session)
@@ -116,9 +120,9 @@ def make_app(settings: Settings, secrets: ServerSecrets) -> web.Application:
 class ProxyServer:
     """Runs the app on host:port; `stop()` lets in-flight requests finish (bounded)."""
 
-    def __init__(self, settings: Settings, secrets: ServerSecrets) -> None:
+    def __init__(self, settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> None:
         self.settings = settings
-        self.app = make_app(settings, secrets)
+        self.app = make_app(settings, keys, proxy_key)
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 

@@ -29,11 +29,10 @@ def check_inbound_key(request: web.Request, proxy_key: str) -> None:
         raise InboundAuthError("invalid x-api-key: this is not the NimBridge proxy key")
 
 
-def upstream_key_for(
-    request: web.Request, proxy_key: str | None, upstream_key: str | None
-) -> str | None:
-    """The key to send upstream: ours with a proxy key, else the client's (pass-through)."""
+def authorize(request: web.Request, proxy_key: str | None) -> str | None:
+    """Check the proxy key when one is set (then NimBridge's own keys are used: None);
+    without one, the client's own key, which may be passed to the upstream."""
     if proxy_key is not None:
         check_inbound_key(request, proxy_key)
-        return upstream_key
-    return client_key(request) or upstream_key
+        return None
+    return client_key(request)

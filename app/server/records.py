@@ -5,6 +5,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.models import ModelRoute
+
 
 def new_request_id() -> str:
     return f"req_{secrets.token_hex(12)}"
@@ -29,6 +31,12 @@ class RequestRecord:
     usage: dict[str, Any] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)
     error: str | None = None
+
+    def note_route(self, route: ModelRoute) -> None:
+        self.client_model = route.client_model
+        self.upstream_model = (
+            f"{route.upstream_model}@{route.provider}" if route.provider else route.upstream_model
+        )
 
     def mark_first_byte(self) -> None:
         if self.first_byte_at is None:

@@ -24,6 +24,7 @@ from app.core.anthropic_types import PING_EVENT, StreamEvent
 from app.core.errors import ProxyError, UpstreamProtocolError, UpstreamUnavailable
 from app.core.sse import SSEDecoder, encode_event
 from app.core.stream import StreamState, StreamTranslator
+from app.server.calls import Attempts
 from app.server.records import RequestRecord
 from app.server.tasks import create_task
 from app.server.upstream import READ_ERRORS
@@ -79,6 +80,7 @@ async def stream_messages(
     request: web.Request,
     *,
     opening: Coroutine[Any, Any, aiohttp.ClientResponse],
+    attempts: Attempts,
     translator: StreamTranslator,
     record: RequestRecord,
     commit_window_s: float,
@@ -89,9 +91,9 @@ async def stream_messages(
     upstream: aiohttp.ClientResponse | None = None
     pinger: asyncio.Task[None] | None = None
     try:
-        done, _ = await asyncio.wait({opening_task}, timeout=commit_window_s)
-        if done:
+        if await _answered_within_window(opening_task, attempts, commit_window_s):
             upstream = opening_task.result()  # a ProxyError here is still a plain HTTP error
+        attempts.committed = True  # from here on a failure is an `error` event, never a retry
         response = web.StreamResponse(status=200, headers=STREAM_HEADERS)
         response.headers["request-id"] = record.request_id
         await response.prepare(request)
@@ -128,6 +130,24 @@ async def stream_messages(
             # Back to the pool when read to the end; otherwise the connection is
             # closed, which is what aborts the upstream request on a disconnect.
             upstream.release()
+
+
+async def _answered_within_window(
+    opening: "asyncio.Task[aiohttp.ClientResponse]", attempts: Attempts, window_s: float
+) -> bool:
+    """Wait for the upstream's answer (True) or for an attempt to stay unanswered for
+    `window_s` (False: commit). Time spent in a backoff or a budget queue does not
+    count: a retry must stay possible, so nothing may be written yet."""
+    loop = asyncio.get_running_loop()
+    while not opening.done():
+        if attempts.waiting or attempts.count == 0:
+            timeout = 0.05  # not sent yet: look again soon
+        else:
+            timeout = attempts.attempt_started + window_s - loop.time()
+            if timeout <= 0:
+                return False
+        await asyncio.wait({opening}, timeout=timeout)
+    return True
 
 
 async def _relay_body(

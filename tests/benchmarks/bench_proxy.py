@@ -41,7 +41,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from app.config.secrets import ServerSecrets
+from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings
 from app.core.models import ModelAliases, resolve_model
 from app.core.request_map import to_openai_request
@@ -189,7 +189,8 @@ class Controller:
     def __init__(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
         self.loop = loop
         self.stop = stop
-        self.secrets = ServerSecrets(proxy_key=None, upstream_key=API_KEY)
+        self.keys = ProviderKeys(MemorySecretStore(), env={})
+        self.keys.set("nvidia", API_KEY)
         self.profiler: cProfile.Profile | None = None
         self.log_file: Any = None
 
@@ -241,7 +242,7 @@ class Controller:
         root = logging.getLogger("app")
         if on:
             self.log_file = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
-            setup_logging("INFO", secrets=lambda: self.secrets)
+            setup_logging("INFO", secrets=self.keys.known_secrets)
             for handler in root.handlers:
                 if isinstance(handler, logging.StreamHandler):
                     handler.setStream(self.log_file)
@@ -266,16 +267,11 @@ async def serve_all(conn: Connection) -> None:
     passthrough = PassThrough(upstream_url)
     passthrough_url = await passthrough.start()
     settings = Settings(
-        host="127.0.0.1",
-        port=0,
-        upstream_url=f"{upstream_url}/v1",
-        model=UPSTREAM_MODEL,
-        commit_window_s=COMMIT_WINDOW_S,
-        shutdown_grace_s=2.0,
-    )
+        host="127.0.0.1", port=0, commit_window_s=COMMIT_WINDOW_S, shutdown_grace_s=2.0
+    ).with_overrides(upstream_url=f"{upstream_url}/v1", model=UPSTREAM_MODEL)
     stop = asyncio.Event()
     controller = Controller(loop, stop)
-    server = ProxyServer(settings, controller.secrets)
+    server = ProxyServer(settings, controller.keys, None)
     nimbridge_url = await server.start()
     conn.send({DIRECT: upstream_url, PASSTHROUGH: passthrough_url, NIMBRIDGE: nimbridge_url})
     thread = threading.Thread(target=controller.serve, args=(conn,), daemon=True)

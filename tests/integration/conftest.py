@@ -12,7 +12,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from app.config.secrets import ServerSecrets
+from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings
 from app.server.app import ProxyServer
 from tests.fake_upstream import FakeUpstream, LoopThread
@@ -88,19 +88,25 @@ def make_proxy(loop_thread: LoopThread, upstream: FakeUpstream) -> Iterator[Make
         proxy_key: str | None = "proxy-key-for-tests",
         upstream_key: str | None = UPSTREAM_KEY,
         upstream_url: str | None = None,
+        model: str = DEFAULT_MODEL,
         **overrides: Any,
     ) -> LiveProxy:
         values: dict[str, Any] = {
             "host": "127.0.0.1",
             "port": 0,
-            "upstream_url": upstream_url or upstream.base_url,
-            "model": DEFAULT_MODEL,
             "commit_window_s": 0.3,
             "ping_interval_s": 5.0,
             "shutdown_grace_s": 2.0,
+            "retry_max_wait_s": 3.0,
         }
         values.update(overrides)
-        server = ProxyServer(Settings(**values), ServerSecrets(proxy_key, upstream_key))
+        settings = Settings(**values).with_overrides(
+            upstream_url=upstream_url or upstream.base_url, model=model
+        )
+        keys = ProviderKeys(MemorySecretStore(), env={})
+        if upstream_key is not None:
+            keys.set(settings.default_provider, upstream_key)
+        server = ProxyServer(settings, keys, proxy_key)
         url = loop_thread.run(server.start())
         started.append(server)
         return LiveProxy(server, url, upstream, proxy_key or "client-own-key")

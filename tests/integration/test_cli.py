@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +18,16 @@ from tests.integration.conftest import track
 
 
 def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    full_env.pop("NIMBRIDGE_PROXY_KEY", None)
+    # A settings home of its own: the user's real settings and keychain stay out of it.
+    home = tempfile.mkdtemp(prefix="nimbridge-cli-")
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_CONFIG_HOME": home, **(env or {})}
+    for name in ("NIMBRIDGE_PROXY_KEY", "NVIDIA_API_KEY", "NGC_API_KEY"):
+        full_env.pop(name, None)
+    full_env.update(env or {})
+    full_env.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     return subprocess.Popen(
         [sys.executable, "-m", "app", *args],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -118,7 +125,12 @@ def test_port_taken_exits_nonzero_with_one_line() -> None:
         ("{not json", "not valid JSON"),
         ('{"port": "eighty"}', "'port'"),
         ('{"port": 99999}', "'port'"),
-        ('{"upstream_url": "ftp://x"}', "'upstream_url'"),
+        (
+            '{"providers": [{"name": "x", "kind": "custom", "base_url": "ftp://x"}]}',
+            "'providers[0].base_url'",
+        ),
+        ('{"providers": [{"name": "x", "kind": "bogus"}]}', "'providers[0].kind'"),
+        ('{"tiers": {"opus": 5}}', "'tiers.opus'"),
     ],
 )
 def test_invalid_config_exits_nonzero_naming_file_and_key(
@@ -138,9 +150,8 @@ def test_config_file_values_are_used(tmp_path: Path, upstream: FakeUpstream) -> 
     config.write_text(
         json.dumps(
             {
-                "upstream_url": upstream.base_url,
-                "model": "from/config",
-                "haiku_model": "small/model",
+                "providers": [{"name": "local", "kind": "vllm", "base_url": upstream.base_url}],
+                "tiers": {"default": "from/config", "haiku": "small/model"},
                 "port": 0,
             }
         )

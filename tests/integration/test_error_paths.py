@@ -126,7 +126,7 @@ def test_error_table(
     error_type: str,
     exception: type[anthropic.APIStatusError],
 ) -> None:
-    proxy = make_proxy(commit_window_s=0.0)  # no retries: see the status as it is
+    proxy = make_proxy(retry_max_attempts=1)  # no retries: see the status as it is
     proxy.upstream.enqueue(
         reply_body(body, status=upstream_status, content_type="application/json")
     )
@@ -191,6 +191,7 @@ def test_context_overflow_reads_prompt_is_too_long(make_proxy: MakeProxy, body: 
     assert int(words[4]) > int(words[7])
 
 
+@pytest.mark.allow_warnings  # the repair is logged at WARNING, on purpose
 def test_too_large_max_tokens_is_clamped_and_retried_once(make_proxy: MakeProxy) -> None:
     proxy = make_proxy()
     proxy.upstream.enqueue(

@@ -1,0 +1,1 @@
+"""Sub-commands of the `nimbridge` CLI that do one job and exit."""

@@ -1,0 +1,91 @@
+"""POST /v1/chat/completions: the provider's own API, with NimBridge's key and routing.
+
+The body is passed on as the client wrote it, except `model`, which routes like
+any other name (so `claude-*` names and `provider/model` work here too). The
+request is paced and retried before the first byte like a translated one, but
+never "repaired": we did not write the body, so we do not rewrite it.
+"""
+
+import json
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from app.core.capabilities import ModelQuirks
+from app.core.errors import ClientRequestError
+from app.core.models import ModelRoute
+from app.server.auth import authorize
+from app.server.calls import Attempts, UpstreamCall
+from app.server.state import STATE, record_of
+from app.server.upstream import READ_ERRORS
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    state, record = request.app[STATE], record_of(request)
+    client_key = authorize(request, state.proxy_key)
+    try:
+        body = json.loads(await request.read())
+    except ValueError as exc:
+        raise ClientRequestError(f"body: invalid JSON ({exc})") from exc
+    if not isinstance(body, dict):
+        raise ClientRequestError("body: expected a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise ClientRequestError("model: Field required")
+    route = state.registry.router.route(model)
+    record.note_route(route)
+    record.stream = bool(body.get("stream"))
+
+    def build(route: ModelRoute, _quirks: ModelQuirks) -> dict[str, Any]:
+        return {**body, "model": route.upstream_model}
+
+    attempts = Attempts()
+    call = UpstreamCall(
+        state.registry,
+        build,
+        route,
+        client_key=client_key,
+        prompt_tokens=None,
+        attempts=attempts,
+        request_id=record.request_id,
+        learn=False,
+    )
+    try:
+        upstream = await call.open()
+    finally:
+        record.attempts = attempts.count
+    record.mark_first_byte()
+    record.status = upstream.status
+    try:
+        if not record.stream:
+            return web.Response(
+                body=await upstream.read(),
+                status=upstream.status,
+                content_type=upstream.content_type,
+                headers=_kept_headers(upstream),
+            )
+        response = web.StreamResponse(status=upstream.status, headers=_kept_headers(upstream))
+        response.content_type = upstream.content_type
+        await response.prepare(request)
+        try:
+            async for data in upstream.content.iter_any():  # relayed as it arrives
+                await response.write(data)
+        except READ_ERRORS as exc:
+            failure = state.registry.upstream.read_failure(exc, str(upstream.url))
+            record.error = failure.message
+            error = {"error": {"message": failure.message, "type": failure.error_type}}
+            await response.write(f"data: {_dumps(error)}\n\n".encode())
+        await response.write_eof()
+        return response
+    finally:
+        upstream.release()
+
+
+def _kept_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
+    kept = ("Retry-After", "x-request-id", "Cache-Control")
+    return {name: upstream.headers[name] for name in kept if name in upstream.headers}

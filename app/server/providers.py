@@ -1,0 +1,311 @@
+"""Everything the server knows about its providers, in one place.
+
+`ProviderRegistry` holds, per provider: where it is, its key (env, keychain or
+the client's), its discovered catalog (cached with expiry), what each model
+was learned to refuse this session, and the rate governors that pace requests.
+
+Invariants:
+- The router always reflects the catalogs fetched so far; a catalog fetch
+  never blocks a request that does not need it.
+- Governors: one per provider (its budget, e.g. 40/min for NVIDIA's free tier)
+  and one per (provider, model) that learns from that model's own 429s, since
+  providers limit some models more than others.
+"""
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.config.secrets import ProviderKeys, SecretStoreUnavailable
+from app.config.settings import Settings
+from app.core.capabilities import ModelQuirks, quirks_for_model
+from app.core.catalog import (
+    CLOUDFLARE_SEARCH_PATH,
+    CatalogModel,
+    catalog_from_cloudflare_search,
+    catalog_from_models_list,
+    merge_catalogs,
+)
+from app.core.errors import ProxyError, UpstreamProtocolError, upstream_error_from_response
+from app.core.governor import GovernorState, RateGovernor
+from app.core.models import ModelRoute
+from app.core.providers import CatalogStyle, Provider
+from app.core.quirk_learning import Rejection, learn
+from app.core.routing import Router
+from app.server.upstream import UpstreamClient, encode_json_body, read_error_body
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    """What one forced tool call told us about a model and this key."""
+
+    entitled: bool  # False: the key may not use this model (401/403/404) or it is unreachable
+    tools: bool | None  # None: not known (the probe could not tell)
+    detail: str
+
+
+@dataclass(slots=True)
+class _Learned:
+    rejections: set[Rejection] = field(default_factory=set)
+    max_output_tokens: int | None = None
+
+
+class ProviderRegistry:
+    def __init__(self, settings: Settings, keys: ProviderKeys, upstream: UpstreamClient) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.upstream = upstream
+        self.router = Router(settings.providers, settings.default_provider, settings.aliases())
+        self._catalogs: dict[str, tuple[float, list[CatalogModel]]] = {}
+        self._catalog_locks: dict[str, asyncio.Lock] = {}
+        self._learned: dict[tuple[str, str], _Learned] = {}
+        self._governors: dict[tuple[str, str | None], RateGovernor] = {}
+        self.probes: dict[tuple[str, str], ProbeResult] = {}
+
+    # ------------------------------------------------------------------ providers and keys
+
+    def provider(self, name: str) -> Provider:
+        found = self.settings.provider(name)
+        if found is None:  # routing only names configured providers
+            raise ProxyError(f"no provider named {name!r} is configured", status=404)
+        return found
+
+    def key_for(self, provider: Provider, client_key: str | None = None) -> str | None:
+        """Ours when we hold one; else the client's (pass-through, no proxy key)."""
+        try:
+            return self.keys.key_for(provider) or client_key
+        except SecretStoreUnavailable as exc:
+            raise ProxyError(
+                f"the key for {provider.name} could not be read from the OS keychain "
+                f"({exc.reason}); unlock the keychain, or set "
+                f"{' or '.join(provider.preset.key_env) or 'the key in the environment'}",
+                status=500,
+            ) from exc
+
+    def key_rejected(self, provider: Provider) -> None:
+        """An upstream 401: read the key again next time (it may have been changed)."""
+        self.keys.forget(provider.name)
+
+    # ------------------------------------------------------------------ quirks
+
+    def quirks_for(self, route: ModelRoute) -> ModelQuirks:
+        """Built-in table, then settings overrides, then what was learned this session."""
+        quirks = quirks_for_model(route.upstream_model, self.settings.capabilities or None)
+        learned = self._learned.get((route.provider, route.upstream_model))
+        if learned is None:
+            return quirks
+        for rejection in sorted(learned.rejections):
+            quirks = learn(quirks, rejection)
+        if learned.max_output_tokens is not None:
+            cap = learned.max_output_tokens
+            if quirks.max_output_tokens is None or cap < quirks.max_output_tokens:
+                quirks = dataclasses.replace(quirks, max_output_tokens=cap)
+        return quirks
+
+    def learn_rejection(self, route: ModelRoute, rejection: Rejection) -> bool:
+        """Remember for the session; False when it was known already (then don't retry)."""
+        learned = self._learned.setdefault((route.provider, route.upstream_model), _Learned())
+        if rejection in learned.rejections:
+            return False
+        learned.rejections.add(rejection)
+        return True
+
+    def learn_output_cap(self, route: ModelRoute, cap: int) -> None:
+        learned = self._learned.setdefault((route.provider, route.upstream_model), _Learned())
+        learned.max_output_tokens = cap
+
+    # ------------------------------------------------------------------ governors
+
+    def governors_for(self, route: ModelRoute) -> list[RateGovernor]:
+        provider = self.provider(route.provider)
+        return [
+            self._governor(provider.name, None, provider.budget_per_minute),
+            self._governor(provider.name, route.upstream_model, None),
+        ]
+
+    def _governor(self, provider: str, model: str | None, budget: int | None) -> RateGovernor:
+        key = (provider, model)
+        if key not in self._governors:
+            # A 429 can come from a neighbour sharing the key: never learn the
+            # budget down below a quarter of what the provider advertises.
+            floor = max(1, budget // 4) if budget else 1
+            self._governors[key] = RateGovernor(budget, min_budget=floor)
+        return self._governors[key]
+
+    def governor_states(self) -> dict[str, GovernorState]:
+        """Per provider, for the UI: its own budget and the busiest model's cool-down."""
+        now = asyncio.get_running_loop().time()
+        states: dict[str, GovernorState] = {}
+        for (provider, model), governor in self._governors.items():
+            state = governor.state(now)
+            if model is None:
+                states[provider] = state
+            elif provider in states and state.cooling_down_for > states[provider].cooling_down_for:
+                states[provider] = dataclasses.replace(
+                    states[provider], cooling_down_for=state.cooling_down_for
+                )
+        return states
+
+    # ------------------------------------------------------------------ catalogs
+
+    async def catalog(self, name: str, *, refresh: bool = False) -> list[CatalogModel]:
+        """The provider's chat models, from cache unless stale or `refresh`."""
+        provider = self.provider(name)
+        lock = self._catalog_locks.setdefault(name, asyncio.Lock())
+        async with lock:  # one fetch at a time per provider; waiters reuse its answer
+            now = asyncio.get_running_loop().time()
+            cached = self._catalogs.get(name)
+            if cached is not None and not refresh and now - cached[0] < self.settings.catalog_ttl_s:
+                return cached[1]
+            models = await self._fetch_catalog(provider)
+            self._catalogs[name] = (asyncio.get_running_loop().time(), models)
+            self.router = self.router.with_catalog(name, frozenset(m.id for m in models))
+            return models
+
+    async def merged_catalog(self, *, refresh: bool = False) -> list[CatalogModel]:
+        """Every provider's catalog; a provider that fails is logged and left out,
+        unless all fail, when the first failure is raised."""
+        results = await asyncio.gather(
+            *(self.catalog(p.name, refresh=refresh) for p in self.settings.providers),
+            return_exceptions=True,
+        )
+        catalogs: list[list[CatalogModel]] = []
+        failures: list[ProxyError] = []
+        for provider, result in zip(self.settings.providers, results, strict=True):
+            if isinstance(result, ProxyError):
+                log.info("could not list the models of %s: %s", provider.name, result.message)
+                failures.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                catalogs.append(result)
+        if failures and not catalogs:
+            raise failures[0]
+        return merge_catalogs(catalogs)
+
+    async def prefetch(self) -> None:
+        """Fill the catalogs in the background at start, so routing by catalog works early."""
+        # Failures are logged per provider; requests still route by prefix and default.
+        with contextlib.suppress(ProxyError):
+            await self.merged_catalog()
+
+    async def _fetch_catalog(self, provider: Provider) -> list[CatalogModel]:
+        key = self.key_for(provider)
+        overrides = self.settings.capabilities or None
+        if provider.preset.catalog is CatalogStyle.CLOUDFLARE:
+            url = provider.base_url.removesuffix("/ai/v1") + CLOUDFLARE_SEARCH_PATH
+        else:
+            url = f"{provider.base_url}/models"
+        response = await self.upstream.request("GET", url, api_key=key)
+        if response.status >= 400:
+            raw = await read_error_body(response)
+            raise upstream_error_from_response(response.status, raw)
+        try:
+            body: Any = await response.json(content_type=None)
+        except ValueError as exc:
+            raise UpstreamProtocolError(
+                f"{provider.name}: the model list is not JSON ({url})"
+            ) from exc
+        finally:
+            response.release()
+        if provider.preset.catalog is CatalogStyle.CLOUDFLARE:
+            models = catalog_from_cloudflare_search(
+                body, provider=provider.name, overrides=overrides
+            )
+        else:
+            models = catalog_from_models_list(body, provider=provider.name, overrides=overrides)
+        return models + _explicit_models(provider, models, overrides)
+
+    # ------------------------------------------------------------------ probe
+
+    async def probe(self, provider_name: str, model_id: str) -> ProbeResult:
+        """One cheap request that forces a tool call: is this key entitled to the
+        model, and do its tool calls work? Remembered for the model list."""
+        provider = self.provider(provider_name)
+        url = f"{provider.base_url}/chat/completions"
+        key = self.key_for(provider)
+        result: ProbeResult | None = None
+        for tool_choice in ("required", "auto"):  # some servers refuse "required"
+            body = {**PROBE_REQUEST, "model": model_id, "tool_choice": tool_choice}
+            try:
+                response = await self.upstream.request(
+                    "POST", url, api_key=key, body=encode_json_body(body)
+                )
+            except ProxyError as exc:
+                result = ProbeResult(False, None, exc.message)
+                break
+            if response.status >= 400:
+                raw = await read_error_body(response)
+                error = upstream_error_from_response(response.status, raw)
+                if response.status == 400 and tool_choice == "required":
+                    continue
+                entitled = response.status not in (401, 403, 404)
+                tools = False if entitled and response.status in (400, 422) else None
+                result = ProbeResult(entitled, tools, error.message)
+                break
+            try:
+                answer: Any = await response.json(content_type=None)
+            except ValueError:
+                answer = {}
+            finally:
+                response.release()
+            called = _called_a_tool(answer)
+            detail = "tool calls work" if called else "answered without calling the tool"
+            result = ProbeResult(True, called, detail)
+            break
+        assert result is not None
+        self.probes[(provider_name, model_id)] = result
+        return result
+
+    def cached_models(self) -> Iterable[CatalogModel]:
+        for _, models in self._catalogs.values():
+            yield from models
+
+
+PROBE_REQUEST: dict[str, Any] = {
+    "messages": [{"role": "user", "content": "Call the ping tool now."}],
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "ping",
+                "description": "Answer by calling this tool.",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        }
+    ],
+    "max_tokens": 64,
+}
+
+
+def _called_a_tool(answer: Any) -> bool:
+    choices = answer.get("choices") if isinstance(answer, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return False
+    message = choices[0].get("message")
+    return isinstance(message, dict) and bool(message.get("tool_calls"))
+
+
+def _explicit_models(
+    provider: Provider, discovered: list[CatalogModel], overrides: Any
+) -> list[CatalogModel]:
+    """Models named in settings (as clients call them) that the provider's list lacks."""
+    known = {m.id for m in discovered}
+    return [
+        CatalogModel(
+            id=model.id,
+            provider=provider.name,
+            display_name=model.display_name or model.id,
+            created=0,
+            owned_by=provider.name,
+            quirks=quirks_for_model(model.upstream_id, overrides),
+        )
+        for model in provider.models
+        if model.id not in known
+    ]

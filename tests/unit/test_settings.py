@@ -1,0 +1,215 @@
+"""app.config.settings: validated on load, saved atomically, unknown keys kept, no secrets."""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config.settings import (
+    Settings,
+    SettingsError,
+    TierModels,
+    default_settings_path,
+    load_settings,
+    save_settings,
+    settings_from_mapping,
+    settings_to_mapping,
+    validate_settings,
+)
+from app.core.providers import ExplicitModel, Provider, ProviderKind
+
+FULL = Settings(
+    port=9000,
+    require_proxy_key=True,
+    providers=(
+        Provider(
+            "nvidia",
+            ProviderKind.NVIDIA,
+            "https://integrate.api.nvidia.com/v1",
+            requests_per_minute=30,
+        ),
+        Provider(
+            "cf",
+            ProviderKind.CLOUDFLARE,
+            "https://api.cloudflare.com/client/v4/accounts/abc123/ai/v1",
+            account_id="abc123",
+        ),
+        Provider(
+            "box",
+            ProviderKind.CUSTOM,
+            "http://10.0.0.5:8000/v1",
+            models=(ExplicitModel("coder", remote_id="Qwen/Qwen3-Coder", display_name="C"),),
+        ),
+    ),
+    default_provider="nvidia",
+    tiers=TierModels(default="qwen/qwen3-coder-480b-a35b-instruct", haiku="box/coder"),
+    fallbacks={"opus": "meta/llama-3.3-70b-instruct"},
+    model_aliases={"mine": "box/coder"},
+    capabilities={"box/coder": {"supports_tools": True}},
+    ui={"theme": "dark"},
+)
+
+
+def test_defaults_when_the_file_is_missing(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "nope.json")
+    assert settings == Settings()
+    assert settings.default.base_url == "https://integrate.api.nvidia.com/v1"
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "settings.json"
+    save_settings(path, FULL)
+    assert load_settings(path) == FULL
+    text = path.read_text()
+    assert json.loads(text)["providers"][1] == {
+        "name": "cf",
+        "kind": "cloudflare",
+        "account_id": "abc123",
+    }  # preset URLs are not written out: they follow the preset
+
+
+def test_unknown_keys_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"port": 9001, "future_feature": {"x": 1}}))
+    settings = load_settings(path)
+    save_settings(path, validate_settings(Settings(port=9002), "t"))
+    data = json.loads(path.read_text())
+    assert settings.port == 9001
+    assert data["future_feature"] == {"x": 1} and data["port"] == 9002
+
+
+def test_a_crash_mid_save_leaves_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "settings.json"
+    save_settings(path, Settings(port=1111))
+
+    def crash(*args: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        save_settings(path, Settings(port=2222))
+    assert load_settings(path).port == 1111
+    assert [p.name for p in tmp_path.iterdir()] == ["settings.json"]  # no temp file left
+
+
+def test_a_crash_while_writing_leaves_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "settings.json"
+    save_settings(path, Settings(port=1111))
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt  # the process dies half-way through json.dump
+
+    monkeypatch.setattr(json, "dump", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_settings(path, Settings(port=2222))
+    assert load_settings(path).port == 1111
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        pytest.param([], "expected a JSON object", id="not-an-object"),
+        pytest.param({"port": "80"}, "'port' must be a whole number", id="port-type"),
+        pytest.param({"port": True}, "'port' must be a whole number", id="port-bool"),
+        pytest.param({"port": 70000}, "'port' must be 0..65535", id="port-range"),
+        pytest.param({"read_timeout_s": 0}, "'read_timeout_s' must be more than 0", id="timeout"),
+        pytest.param({"commit_window_s": -1}, "'commit_window_s' must be at least 0", id="window"),
+        pytest.param({"providers": []}, "'providers' must name at least one", id="no-provider"),
+        pytest.param({"providers": [5]}, "'providers[0]' must be an object", id="provider-type"),
+        pytest.param({"providers": [{"kind": "nvidia"}]}, "'providers[0].name'", id="no-name"),
+        pytest.param({"providers": [{"name": "a/b"}]}, "'providers[0].name'", id="slash-name"),
+        pytest.param({"providers": [{"name": "a", "kind": "x"}]}, "'providers[0].kind'", id="kind"),
+        pytest.param(
+            {"providers": [{"name": "a", "kind": "custom"}]},
+            "'providers[0].base_url' is needed",
+            id="custom-needs-url",
+        ),
+        pytest.param(
+            {"providers": [{"name": "a", "kind": "cloudflare"}]},
+            "'providers[0].account_id'",
+            id="cloudflare-needs-account",
+        ),
+        pytest.param(
+            {"providers": [{"name": "a", "base_url": "ftp://x"}]},
+            "'providers[0].base_url' must start with http",
+            id="url-scheme",
+        ),
+        pytest.param(
+            {"providers": [{"name": "a", "kind": "vllm", "models": [{"x": 1}]}]},
+            "'providers[0].models[0].id'",
+            id="model-id",
+        ),
+        pytest.param(
+            {"providers": [{"name": "a", "kind": "vllm", "requests_per_minute": 0}]},
+            "'providers[0].requests_per_minute'",
+            id="budget",
+        ),
+        pytest.param(
+            {"providers": [{"name": "a", "kind": "vllm"}, {"name": "a", "kind": "vllm"}]},
+            "names provider 'a' twice",
+            id="duplicate",
+        ),
+        pytest.param(
+            {"default_provider": "nope"}, "'default_provider' must be one of", id="default-provider"
+        ),
+        pytest.param({"tiers": {"giant": "x"}}, "'tiers.giant' is not a tier", id="tier-name"),
+        pytest.param({"tiers": {"opus": 1}}, "'tiers.opus' must be a string", id="tier-type"),
+        pytest.param(
+            {"tiers": {"default": " "}}, "'tiers.default' must not be empty", id="tier-empty"
+        ),
+        pytest.param(
+            {"fallbacks": {"giant": "x"}}, "'fallbacks.giant' is not a tier", id="fallback-tier"
+        ),
+        pytest.param(
+            {"fallbacks": {"opus": ""}}, "'fallbacks.opus' must be a non-empty", id="fallback-empty"
+        ),
+        pytest.param({"model_aliases": {"a": 3}}, "'model_aliases.a'", id="alias-type"),
+        pytest.param(
+            {"capabilities": {"m": 3}}, "'capabilities.m' must be an object", id="capabilities"
+        ),
+        pytest.param(
+            {"retry_max_attempts": 0}, "'retry_max_attempts' must be at least 1", id="attempts"
+        ),
+        pytest.param({"log_level": "LOUD"}, "'log_level' must be one of", id="log-level"),
+        pytest.param({"ui": []}, "'ui' must be an object", id="ui"),
+    ],
+)
+def test_validation_names_file_and_key(data: object, needle: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        settings_from_mapping(data, where="/x/settings.json")
+    assert str(raised.value).startswith("/x/settings.json: ")
+    assert needle in str(raised.value)
+
+
+def test_invalid_json_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text("{nope")
+    with pytest.raises(SettingsError, match=f"{path}: not valid JSON"):
+        load_settings(path)
+
+
+def test_command_line_overrides() -> None:
+    changed = Settings().with_overrides(upstream_url="http://127.0.0.1:9/v1", model="m", port=1)
+    assert changed.default.base_url == "http://127.0.0.1:9/v1"
+    assert changed.tiers.default == "m" and changed.port == 1
+    with pytest.raises(SettingsError, match="'upstream_url'"):
+        validate_settings(Settings().with_overrides(upstream_url="ftp://x"), "command line")
+
+
+def test_the_default_path_is_the_platforms(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    assert default_settings_path() == tmp_path / "nimbridge" / "settings.json"
+
+
+def test_no_secret_field_exists() -> None:
+    """Keys live in the keychain: nothing in the settings' JSON form can hold one."""
+    text = json.dumps(settings_to_mapping(FULL)).lower()
+    for word in ("api_key", "apikey", "token", "secret", "password"):
+        assert word not in text
