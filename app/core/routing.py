@@ -26,15 +26,31 @@ from app.core.capabilities import quirks_for_model
 from app.core.models import ModelAliases, ModelRoute, resolve_model
 from app.core.providers import Provider
 
+# Routes remembered per router: clients use a handful of names over and over.
+_ROUTE_CACHE_SIZE = 1024
+
 
 @dataclass(frozen=True, slots=True)
 class Router:
+    """Immutable: a new catalog makes a new router (`with_catalog`), so the routes it
+    remembers can never go stale."""
+
     providers: tuple[Provider, ...]
     default_provider: str
     aliases: ModelAliases = field(default_factory=ModelAliases)
     catalogs: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    _routes: dict[str, ModelRoute] = field(default_factory=dict, compare=False, repr=False)
 
     def route(self, client_model: str) -> ModelRoute:
+        route = self._routes.get(client_model)
+        if route is None:
+            route = self._route(client_model)
+            if len(self._routes) >= _ROUTE_CACHE_SIZE:
+                self._routes.clear()
+            self._routes[client_model] = route
+        return route
+
+    def _route(self, client_model: str) -> ModelRoute:
         by_tier = resolve_model(client_model, self.aliases)
         provider, upstream_id = self.resolve_reference(by_tier.upstream_model)
         return replace(
@@ -62,7 +78,7 @@ class Router:
         return self.default_provider, reference
 
     def with_catalog(self, provider: str, model_ids: frozenset[str]) -> "Router":
-        return replace(self, catalogs={**self.catalogs, provider: model_ids})
+        return replace(self, catalogs={**self.catalogs, provider: model_ids}, _routes={})
 
     def _provider(self, name: str) -> Provider | None:
         return next((p for p in self.providers if p.name == name), None)

@@ -36,7 +36,7 @@ from app.core.errors import (
     max_tokens_limit,
     upstream_error_from_response,
 )
-from app.core.governor import Reservation, RetryPolicy, parse_retry_after
+from app.core.governor import Reservation, parse_retry_after
 from app.core.models import ModelRoute
 from app.core.quirk_learning import rejection_from_error
 from app.core.request_map import to_openai_request
@@ -92,10 +92,7 @@ class UpstreamCall:
         self.prompt_tokens = prompt_tokens
         self.attempts = attempts
         self.request_id = request_id
-        settings = registry.settings
-        self.policy = RetryPolicy(
-            max_attempts=settings.retry_max_attempts, max_total_wait_s=settings.retry_max_wait_s
-        )
+        self.policy = registry.retry_policy
 
     def body_for(self, route: ModelRoute) -> dict[str, Any]:
         """The upstream request for `route`, with every quirk learned so far applied."""

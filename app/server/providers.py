@@ -31,7 +31,7 @@ from app.core.catalog import (
     merge_catalogs,
 )
 from app.core.errors import ProxyError, UpstreamProtocolError, upstream_error_from_response
-from app.core.governor import GovernorState, RateGovernor
+from app.core.governor import GovernorState, RateGovernor, RetryPolicy
 from app.core.models import ModelRoute
 from app.core.providers import CatalogStyle, Provider
 from app.core.quirk_learning import Rejection, learn
@@ -62,16 +62,21 @@ class ProviderRegistry:
         self.keys = keys
         self.upstream = upstream
         self.router = Router(settings.providers, settings.default_provider, settings.aliases())
+        self._providers = {p.name: p for p in settings.providers}
+        self.retry_policy = RetryPolicy(
+            max_attempts=settings.retry_max_attempts, max_total_wait_s=settings.retry_max_wait_s
+        )
         self._catalogs: dict[str, tuple[float, list[CatalogModel]]] = {}
         self._catalog_locks: dict[str, asyncio.Lock] = {}
         self._learned: dict[tuple[str, str], _Learned] = {}
         self._governors: dict[tuple[str, str | None], RateGovernor] = {}
+        self._governor_pairs: dict[tuple[str, str], tuple[RateGovernor, RateGovernor]] = {}
         self.probes: dict[tuple[str, str], ProbeResult] = {}
 
     # ------------------------------------------------------------------ providers and keys
 
     def provider(self, name: str) -> Provider:
-        found = self.settings.provider(name)
+        found = self._providers.get(name)
         if found is None:  # routing only names configured providers
             raise ProxyError(f"no provider named {name!r} is configured", status=404)
         return found
@@ -122,12 +127,17 @@ class ProviderRegistry:
 
     # ------------------------------------------------------------------ governors
 
-    def governors_for(self, route: ModelRoute) -> list[RateGovernor]:
-        provider = self.provider(route.provider)
-        return [
-            self._governor(provider.name, None, provider.budget_per_minute),
-            self._governor(provider.name, route.upstream_model, None),
-        ]
+    def governors_for(self, route: ModelRoute) -> tuple[RateGovernor, RateGovernor]:
+        """The provider's budget, and the model's own cool-downs."""
+        pair = self._governor_pairs.get((route.provider, route.upstream_model))
+        if pair is None:
+            provider = self.provider(route.provider)
+            pair = (
+                self._governor(provider.name, None, provider.budget_per_minute),
+                self._governor(provider.name, route.upstream_model, None),
+            )
+            self._governor_pairs[(route.provider, route.upstream_model)] = pair
+        return pair
 
     def _governor(self, provider: str, model: str | None, budget: int | None) -> RateGovernor:
         key = (provider, model)

@@ -42,8 +42,9 @@ import aiohttp
 from aiohttp import web
 
 from app.config.secrets import MemorySecretStore, ProviderKeys
-from app.config.settings import Settings
+from app.config.settings import Settings, TierModels
 from app.core.models import ModelAliases, resolve_model
+from app.core.providers import Provider, ProviderKind
 from app.core.request_map import to_openai_request
 from app.core.request_validation import validate_messages_request
 from app.core.tokens import measure_request
@@ -190,7 +191,7 @@ class Controller:
         self.loop = loop
         self.stop = stop
         self.keys = ProviderKeys(MemorySecretStore(), env={})
-        self.keys.set("nvidia", API_KEY)
+        self.keys.set("bench", API_KEY)
         self.profiler: cProfile.Profile | None = None
         self.log_file: Any = None
 
@@ -266,9 +267,16 @@ async def serve_all(conn: Connection) -> None:
     upstream_url = await upstream.start()
     passthrough = PassThrough(upstream_url)
     passthrough_url = await passthrough.start()
+    # A custom provider: no rate budget, so the figures measure the proxy, not a quota.
     settings = Settings(
-        host="127.0.0.1", port=0, commit_window_s=COMMIT_WINDOW_S, shutdown_grace_s=2.0
-    ).with_overrides(upstream_url=f"{upstream_url}/v1", model=UPSTREAM_MODEL)
+        host="127.0.0.1",
+        port=0,
+        commit_window_s=COMMIT_WINDOW_S,
+        shutdown_grace_s=2.0,
+        providers=(Provider("bench", ProviderKind.CUSTOM, f"{upstream_url}/v1"),),
+        default_provider="bench",
+        tiers=TierModels(default=UPSTREAM_MODEL),
+    )
     stop = asyncio.Event()
     controller = Controller(loop, stop)
     server = ProxyServer(settings, controller.keys, None)
