@@ -226,6 +226,7 @@ class FakeUpstream:
         self.requests: list[Recorded] = []
         self.queue: deque[Behaviour] = deque()  # for /chat/completions
         self.models_queue: deque[Behaviour] = deque()  # for /models
+        self.cloudflare_models: list[dict[str, Any]] = []  # for Workers AI's model search
         self.models = [
             {
                 "id": "meta/llama-3.3-70b-instruct",
@@ -288,10 +289,19 @@ class FakeUpstream:
             return await behaviour(request, self.requests[-1])  # type: ignore[return-value]
         return web.json_response({"object": "list", "data": self.models})
 
+    async def _search(self, request: web.Request) -> web.Response:
+        self.requests.append(Recorded(request.method, request.path, dict(request.headers), None))
+        return web.json_response(
+            {"success": True, "errors": [], "messages": [], "result": self.cloudflare_models}
+        )
+
     async def start(self) -> str:
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        # Cloudflare Workers AI's shape: OpenAI API under /ai/v1, model search beside it.
+        app.router.add_post("/client/v4/accounts/{account}/ai/v1/chat/completions", self._chat)
+        app.router.add_get("/client/v4/accounts/{account}/ai/models/search", self._search)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

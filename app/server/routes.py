@@ -177,6 +177,17 @@ async def health(request: web.Request) -> web.Response:
             "upstream": state.settings.default.base_url,
             "providers": [p.name for p in state.settings.providers],
             "uptime_s": round(time.monotonic() - state.started, 3),
+            # The rate governors' view, for the tray and for people debugging 429s.
+            "pacing": {
+                name: {
+                    "requests_last_minute": governor.requests_last_minute,
+                    "budget_per_minute": governor.budget_per_minute,
+                    "cooling_down_for_s": round(governor.cooling_down_for, 1),
+                    "queued": governor.queued,
+                    "rate_limited": governor.rate_limited_count,
+                }
+                for name, governor in state.registry.governor_states().items()
+            },
         }
     )
 

@@ -327,3 +327,73 @@ def test_tier_fallback_when_retries_run_out(
     assert message.model == "claude-opus-4-5"
     assert len(second_upstream.chat_requests) == 2
     assert upstream.chat_requests[-1].body["model"] == "meta/llama-3.3-70b-instruct"
+
+
+def test_cloudflare_workers_ai_catalog_and_chat(
+    loop_thread: LoopThread, second_upstream: FakeUpstream
+) -> None:
+    """Workers AI: the account id goes into the URL; its model search API tells chat
+    models from the rest; chat goes to the OpenAI-compatible /ai/v1 beside it."""
+    second_upstream.reset()
+    second_upstream.cloudflare_models = [
+        {
+            "id": "a1",
+            "name": "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+            "task": {"name": "Text Generation"},
+            "properties": [
+                {"property_id": "context_window", "value": "24000"},
+                {"property_id": "function_calling", "value": "true"},
+            ],
+        },
+        {
+            "id": "a2",
+            "name": "@cf/black-forest-labs/flux-1-schnell",
+            "task": {"name": "Text-to-Image"},
+        },
+        {"id": "a3", "name": "@cf/baai/bge-m3", "task": {"name": "Text Embeddings"}},
+    ]
+    root = second_upstream.base_url.removesuffix("/v1")
+    cf = Provider(
+        "cf",
+        ProviderKind.CLOUDFLARE,
+        f"{root}/client/v4/accounts/acc123/ai/v1",
+        account_id="acc123",
+    )
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    keys.set("cf", "cf-token-0123456789")
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        providers=(cf,),
+        default_provider="cf",
+        tiers=TierModels(default="@cf/meta/llama-3.3-70b-instruct-fp8-fast"),
+    )
+    server = ProxyServer(settings, keys, None)
+    url = loop_thread.run(server.start())
+    try:
+        raw = json.loads(
+            http_request(url + "/v1/models", headers={"anthropic-version": "2023-06-01"})[2]
+        )
+        assert [m["id"] for m in raw["data"]] == ["@cf/meta/llama-3.3-70b-instruct-fp8-fast"]
+        assert raw["data"][0]["nimbridge"]["context_window"] == 24000
+        assert raw["data"][0]["nimbridge"]["tools"] is True
+        searches = [r for r in second_upstream.requests if r.path.endswith("/ai/models/search")]
+        assert searches[0].path == "/client/v4/accounts/acc123/ai/models/search"
+        assert searches[0].headers["Authorization"] == "Bearer cf-token-0123456789"
+
+        client(url).messages.create(model="claude-sonnet-4-6", max_tokens=5, messages=HELLO)
+        sent = second_upstream.chat_requests[-1]
+        assert sent.path == "/client/v4/accounts/acc123/ai/v1/chat/completions"
+        assert sent.body["model"] == "@cf/meta/llama-3.3-70b-instruct-fp8-fast"
+    finally:
+        loop_thread.run(server.stop())
+
+
+def test_health_shows_the_pacing(two: Any, upstream: FakeUpstream) -> None:
+    url, _ = two()
+    client(url).messages.create(model="claude-sonnet-4-6", max_tokens=5, messages=HELLO)
+    health = json.loads(http_request(url + "/health")[2])
+    assert health["providers"] == ["nvidia", "two"]
+    nvidia = health["pacing"]["nvidia"]
+    assert nvidia["budget_per_minute"] == 40 and nvidia["requests_last_minute"] == 1
+    assert nvidia["cooling_down_for_s"] == 0
