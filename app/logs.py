@@ -9,7 +9,10 @@ import logging
 import logging.handlers
 import re
 import sys
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 # Shapes of secrets worth masking even when we were not told the value.
@@ -55,6 +58,56 @@ def _mask_match(match: re.Match[str]) -> str:
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    created: float  # time.time() of the record
+    level: str
+    name: str
+    message: str  # already redacted
+
+
+class LogBuffer(logging.Handler):
+    """The last `capacity` records, and subscribers told of each new one.
+
+    Subscribers are called on whatever thread logged; a UI must hand the lines
+    to its own thread and batch them (the log window flushes on a timer, never
+    per record: DESKTOP.md measured a 6x slowdown otherwise).
+    """
+
+    def __init__(self, capacity: int = 5000) -> None:
+        super().__init__(logging.DEBUG)
+        self._lines: deque[LogLine] = deque(maxlen=capacity)
+        self._subscribers: list[Callable[[LogLine], None]] = []
+        self._lock_lines = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = LogLine(record.created, record.levelname, record.name, record.getMessage())
+        if record.exc_text:
+            line = LogLine(
+                line.created, line.level, line.name, f"{line.message}\n{record.exc_text}"
+            )
+        with self._lock_lines:
+            self._lines.append(line)
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            callback(line)
+
+    def lines(self) -> list[LogLine]:
+        with self._lock_lines:
+            return list(self._lines)
+
+    def subscribe(self, callback: Callable[[LogLine], None]) -> Callable[[], None]:
+        with self._lock_lines:
+            self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            with self._lock_lines:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever `sys.stderr` is now (test runners and GUIs replace it),
     as the standard library's own last-resort handler does."""
@@ -76,6 +129,7 @@ def setup_logging(
     *,
     secrets: Callable[[], Iterable[str]] = tuple,
     log_file: Path | None = None,
+    buffer: LogBuffer | None = None,
 ) -> logging.Logger:
     """Give the `app` logger its handlers; only the composition root calls this."""
     root = logging.getLogger("app")
@@ -92,6 +146,8 @@ def setup_logging(
                 log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
             )
         )
+    if buffer is not None:
+        handlers.append(buffer)
     for handler in handlers:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler.addFilter(RedactingFilter(secrets))
