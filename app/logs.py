@@ -153,3 +153,12 @@ def setup_logging(
         handler.addFilter(RedactingFilter(secrets))
         root.addHandler(handler)
     return root
+
+
+def redact(text: str) -> str:
+    """Mask secret-shaped strings (`nvapi-…`, `sk-…`, `Bearer …`, `x-api-key`) in any text.
+
+    For text shown outside logging (the log window's panes): the controller has
+    already redacted it, and this is the second lock on the same door.
+    """
+    return _SECRET_SHAPES.sub(_mask_match, text)

@@ -7,18 +7,38 @@ loop's thread, except log callbacks, which may come from any thread that logs
 (the UI bridge batches them onto the Qt thread on a timer).
 """
 
+import asyncio
+import contextlib
 import enum
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+import json
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from app.config.secrets import KeyStatus
-from app.config.settings import Settings, TierModels
+from app.config.secrets import (
+    KeySource,
+    KeyStatus,
+    MemorySecretStore,
+    ProviderKeys,
+    SecretStoreUnavailable,
+)
+from app.config.settings import Settings, TierModels, save_settings, validate_settings
 from app.core.catalog import CatalogModel
+from app.core.errors import ProxyError
 from app.core.governor import GovernorState
 from app.core.providers import Provider
-from app.logs import LogLine
+from app.logs import LogBuffer, LogLine, RedactingFilter
+from app.server.app import ProxyServer
+from app.server.providers import ProviderRegistry
+from app.server.records import RequestRecord
+from app.server.upstream import UpstreamClient
+
+log = logging.getLogger(__name__)
 
 Unsubscribe = Callable[[], None]
 
@@ -144,3 +164,329 @@ class ProxyController(Protocol):
         """Call the provider once with this key (None: the stored one): (ok, words)."""
 
     def log_file(self) -> Path | None: ...
+
+
+# ---------------------------------------------------------------------------- ProxyService
+
+REQUEST_ROWS_KEPT = 1000
+REQUEST_DETAILS_KEPT = 100
+
+
+def _redact(text: str, secrets: Iterable[str]) -> str:
+    """The log filter's masking (known keys and key-shaped strings), for any text."""
+    record = logging.LogRecord("app", logging.INFO, "", 0, "%s", (text,), None)
+    RedactingFilter(lambda: secrets).filter(record)
+    return record.getMessage()
+
+
+def _json_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        raw: bytes = value
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            return raw.decode("utf-8", "replace")
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+class ProxyService:
+    """Runs the server on the current event loop (qasync's, in the tray app)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        keys: ProviderKeys,
+        *,
+        settings_path: Path | None,
+        proxy_key: str | None = None,
+        log_buffer: LogBuffer | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self._settings = settings
+        self._keys = keys
+        self._settings_path = settings_path
+        self._proxy_key = proxy_key
+        self._log_buffer = log_buffer
+        self._log_path = log_path
+        self._server: ProxyServer | None = None
+        self._state = ServerState.STOPPED
+        self._last_error: str | None = None
+        self._day = date.today()
+        self._requests_today = 0
+        self._failed_today = 0
+        self._rows: deque[RequestSummary] = deque(maxlen=REQUEST_ROWS_KEPT)
+        self._details: OrderedDict[str, RequestRecord] = OrderedDict()
+        self._status_subscribers: list[Callable[[ServiceStatus], None]] = []
+        self._request_subscribers: list[Callable[[RequestSummary], None]] = []
+        self._lock = asyncio.Lock()  # start/stop/apply never overlap
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    def status(self) -> ServiceStatus:
+        server = self._server
+        registry = server.app_state.registry if server is not None else None
+        pacing = registry.governor_states() if registry is not None else {}
+        default = self._settings.default
+        needs_key = default.preset.needs_key and self._key_source(default) is KeySource.NONE
+        return ServiceStatus(
+            state=self._state,
+            base_url=server.base_url
+            if server is not None and self._state is ServerState.RUNNING
+            else None,
+            in_flight=server.app_state.in_flight if server is not None else 0,
+            last_error=self._last_error,
+            cooling_down_for=max((p.cooling_down_for for p in pacing.values()), default=0.0),
+            tiers=self._settings.tiers,
+            requests_today=self._requests_today,
+            failed_today=self._failed_today,
+            needs_key=needs_key,
+            proxy_key=self._proxy_key,
+            pacing=pacing,
+        )
+
+    def _key_source(self, provider: Provider) -> KeySource:
+        try:
+            return self._keys.status(provider).source
+        except SecretStoreUnavailable:
+            return KeySource.NONE
+
+    def _notify(self) -> None:
+        status = self.status()
+        for callback in list(self._status_subscribers):
+            callback(status)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        async with self._lock:
+            if self._server is not None:
+                return
+            self._state, self._last_error = ServerState.STARTING, None
+            self._notify()
+            server = ProxyServer(self._settings, self._keys, self._proxy_key)
+            server.app_state.on_request_started.append(self._request_started)
+            server.app_state.on_request_finished.append(self._request_finished)
+            try:
+                await server.start()
+            except OSError as exc:
+                host, port = self._settings.host, self._settings.port
+                self._state = ServerState.ERROR
+                self._last_error = (
+                    f"cannot listen on {host}:{port} ({exc.strerror or 'address in use'}); "
+                    "another program may use the port: choose another one in Settings"
+                )
+                log.warning("%s", self._last_error)
+            else:
+                self._server, self._state = server, ServerState.RUNNING
+                log.info("NimBridge listening on %s", server.base_url)
+            self._notify()
+
+    async def stop(self) -> None:
+        async with self._lock:
+            await self._stop_locked()
+
+    async def _stop_locked(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            self._state = ServerState.STOPPED
+            self._notify()
+            return
+        self._state = ServerState.STOPPING
+        self._notify()
+        await server.stop()  # in-flight requests get shutdown_grace_s, then are cancelled
+        self._state = ServerState.STOPPED
+        log.info("server stopped")
+        self._notify()
+
+    async def apply_settings(self, settings: Settings) -> None:
+        settings = validate_settings(settings, str(self._settings_path or "settings"))
+        if self._settings_path is not None:
+            save_settings(self._settings_path, settings)
+        async with self._lock:
+            was_running = self._server is not None
+            self._settings = settings
+            if was_running:
+                await self._stop_locked()
+        if was_running:
+            await self.start()
+        self._notify()
+
+    # ------------------------------------------------------------------ requests
+
+    def _request_started(self, record: RequestRecord) -> None:
+        self._notify()
+
+    def _request_finished(self, record: RequestRecord) -> None:
+        today = date.today()
+        if today != self._day:
+            self._day, self._requests_today, self._failed_today = today, 0, 0
+        if record.path not in ("/", "/health"):
+            self._requests_today += 1
+            failed = record.status is None or record.status >= 400 or bool(record.error)
+            self._failed_today += failed
+            self._last_error = record.error if failed and record.status != 499 else None
+            row = _summary_of(record)
+            self._rows.append(row)
+            self._details[record.request_id] = record
+            while len(self._details) > REQUEST_DETAILS_KEPT:
+                self._details.popitem(last=False)
+            for callback in list(self._request_subscribers):
+                callback(row)
+        self._notify()
+
+    def subscribe_status(self, callback: Callable[[ServiceStatus], None]) -> Unsubscribe:
+        return _subscribe(self._status_subscribers, callback)
+
+    def subscribe_requests(self, callback: Callable[[RequestSummary], None]) -> Unsubscribe:
+        return _subscribe(self._request_subscribers, callback)
+
+    def recent_requests(self) -> list[RequestSummary]:
+        return list(self._rows)
+
+    def request_detail(self, request_id: str) -> RequestDetail | None:
+        record = self._details.get(request_id)
+        if record is None:
+            return None
+        secrets = [*self._keys.known_secrets(), *filter(None, [self._proxy_key])]
+        provider = (
+            self._settings.provider(record.upstream_model.rsplit("@", 1)[-1])
+            if (record.upstream_model and "@" in record.upstream_model)
+            else None
+        )
+        upstream_request = _json_text(record.upstream_body)
+        response = (
+            _json_text(record.upstream_response)
+            if record.upstream_response is not None
+            else "(streamed: see the log for the upstream's chunks at DEBUG level)"
+        )
+        return RequestDetail(
+            summary=_summary_of(record),
+            client_request=_redact(_json_text(record.client_body), secrets),
+            upstream_request=_redact(upstream_request, secrets),
+            upstream_response=_redact(response, secrets),
+            curl=_redact(_curl(provider, upstream_request), secrets),
+        )
+
+    # ------------------------------------------------------------------ logs
+
+    def subscribe_logs(self, callback: Callable[[Sequence[LogLine]], None]) -> Unsubscribe:
+        if self._log_buffer is None:
+            return lambda: None
+        return self._log_buffer.subscribe(lambda line: callback((line,)))
+
+    def recent_logs(self) -> list[LogLine]:
+        return self._log_buffer.lines() if self._log_buffer is not None else []
+
+    def log_file(self) -> Path | None:
+        return self._log_path
+
+    # ------------------------------------------------------------------ models and keys
+
+    async def list_models(self, *, refresh: bool = False) -> list[CatalogModel]:
+        async with self._registry() as registry:
+            return await registry.merged_catalog(refresh=refresh)
+
+    async def probe(self, provider: str, model: str) -> tuple[bool, bool | None, str]:
+        async with self._registry() as registry:
+            result = await registry.probe(provider, model)
+        return result.entitled, result.tools, result.detail
+
+    def key_statuses(self) -> list[KeyStatus]:
+        return [self._keys.status(p) for p in self._settings.providers]
+
+    def set_key(self, provider: str, key: str) -> None:
+        self._keys.set(provider, key)
+        self._notify()
+
+    def delete_key(self, provider: str) -> bool:
+        deleted = self._keys.delete(provider)
+        self._notify()
+        return deleted
+
+    async def test_provider(self, provider: Provider, key: str | None) -> tuple[bool, str]:
+        """List the provider's models, then spend one token on the first, with this key."""
+        keys = self._keys
+        if key is not None:
+            keys = ProviderKeys(MemorySecretStore(), env={})
+            keys.set(provider.name, key)
+        settings = replace(self._settings, providers=(provider,), default_provider=provider.name)
+        upstream = UpstreamClient(connect_timeout_s=10, read_timeout_s=30)
+        await upstream.start()
+        try:
+            registry = ProviderRegistry(settings, keys, upstream)
+            try:
+                models = await registry.catalog(provider.name, refresh=True)
+            except ProxyError as exc:
+                return False, exc.message
+            if not models:
+                return True, f"{provider.base_url} answers but lists no chat model"
+            result = await registry.probe(provider.name, models[0].id)
+            if not result.entitled:
+                return False, result.detail
+            return True, f"{provider.base_url} answers, key accepted, {len(models)} chat models"
+        finally:
+            await upstream.close()
+
+    @contextlib.asynccontextmanager
+    async def _registry(self) -> AsyncIterator[ProviderRegistry]:
+        """The running server's registry (its caches), or a short-lived one when stopped."""
+        if self._server is not None:
+            yield self._server.app_state.registry
+            return
+        upstream = UpstreamClient(
+            connect_timeout_s=self._settings.connect_timeout_s, read_timeout_s=60
+        )
+        await upstream.start()
+        try:
+            yield ProviderRegistry(self._settings, self._keys, upstream)
+        finally:
+            await upstream.close()
+
+
+def _subscribe[T](subscribers: list[T], callback: T) -> Unsubscribe:
+    subscribers.append(callback)
+
+    def unsubscribe() -> None:
+        if callback in subscribers:
+            subscribers.remove(callback)
+
+    return unsubscribe
+
+
+def _summary_of(record: RequestRecord) -> RequestSummary:
+    loop_now = record.started + (time.time() - record.started_wall)
+    return RequestSummary(
+        request_id=record.request_id,
+        started_at=record.started_wall,
+        method=record.method,
+        path=record.path,
+        client_model=record.client_model,
+        upstream_model=record.upstream_model,
+        stream=record.stream,
+        status=record.status,
+        ttfb_ms=(record.first_byte_at - record.started) * 1000
+        if record.first_byte_at is not None
+        else None,
+        duration_ms=max(0.0, (loop_now - record.started) * 1000),
+        input_tokens=record.usage.get("input_tokens"),
+        output_tokens=record.usage.get("output_tokens"),
+        attempts=record.attempts,
+        repairs=tuple(record.repairs),
+        error=record.error,
+    )
+
+
+def _curl(provider: Provider | None, body: str) -> str:
+    url = f"{provider.base_url}/chat/completions" if provider else "$UPSTREAM_URL/chat/completions"
+    key_env = provider.preset.key_env[0] if provider and provider.preset.key_env else "API_KEY"
+    return (
+        f"curl -sS {url} \\\n"
+        f'  -H "Authorization: Bearer ${key_env}" -H "Content-Type: application/json" \\\n'
+        f"  --data-binary @- <<'JSON'\n{body}\nJSON"
+    )

@@ -59,6 +59,8 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
     request[RECORD] = record
     state.in_flight += 1
     state.idle.clear()
+    for observer in state.on_request_started:
+        observer(record)
     try:
         response: web.StreamResponse = await handler(request)
         return response
@@ -90,6 +92,8 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
             level = logging.WARNING
         if log.isEnabledFor(level):
             log.log(level, "%s", record.summary())
+        for observer in state.on_request_finished:
+            observer(record)
 
 
 def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> web.Application:

@@ -92,11 +92,13 @@ class UpstreamCall:
         self.prompt_tokens = prompt_tokens
         self.attempts = attempts
         self.request_id = request_id
+        self.last_body: dict[str, Any] | None = None
         self.policy = registry.retry_policy
 
     def body_for(self, route: ModelRoute) -> dict[str, Any]:
         """The upstream request for `route`, with every quirk learned so far applied."""
         body = self.build_body(route, self.registry.quirks_for(route))
+        self.last_body = body  # for the request detail view (a reference, not a copy)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s upstream request: %s", self.request_id, body)
         return body

@@ -2,6 +2,7 @@
 
 import asyncio
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,12 @@ class RequestRecord:
     usage: dict[str, Any] = field(default_factory=dict)
     repairs: list[str] = field(default_factory=list)
     error: str | None = None
+    started_wall: float = field(default_factory=time.time)
+    # References (never copies) for the UI's request detail view; bodies are
+    # redacted only when someone asks to see them.
+    client_body: Any = None
+    upstream_body: Any = None
+    upstream_response: bytes | None = None
 
     def note_route(self, route: ModelRoute) -> None:
         self.client_model = route.client_model

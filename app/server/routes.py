@@ -64,6 +64,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     state, record = request.app[STATE], record_of(request)
     client_key = authorize(request, state.proxy_key)
     req = validate_messages_request(await read_json_object(request))
+    record.client_body = req
     route = _route(state, req, record)
     if log.isEnabledFor(logging.DEBUG):  # bodies only at DEBUG; the handlers redact keys
         log.debug("%s client request: %s", record.request_id, _dumps(req))
@@ -106,6 +107,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         return await _complete_message(state, record, req, call, size, message_id)
     finally:
         record.attempts = attempts.count
+        record.upstream_body = call.last_body
         if attempts.route is not None:
             record.note_route(attempts.route)
 
@@ -136,6 +138,7 @@ async def _complete_message(
         ) from exc
     if not isinstance(parsed, dict):
         raise UpstreamProtocolError("upstream answered with JSON that is not an object")
+    record.upstream_response = raw
     if log.isEnabledFor(logging.DEBUG):
         log.debug("%s upstream response: %s", record.request_id, raw.decode("utf-8", "replace"))
     message = to_anthropic_message(

@@ -1,6 +1,7 @@
 """What every handler needs, reached through one typed AppKey (no globals)."""
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -20,6 +21,9 @@ class ProxyState:
     started: float = 0.0
     in_flight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # Told of every request as it starts and ends (the tray's service), on the loop.
+    on_request_started: list[Callable[[RequestRecord], None]] = field(default_factory=list)
+    on_request_finished: list[Callable[[RequestRecord], None]] = field(default_factory=list)
 
 
 STATE = web.AppKey("state", ProxyState)

@@ -1,0 +1,122 @@
+"""ProxyService on qasync's event loop, as the tray app runs it: start, a real SDK request,
+the request feed and its redacted detail, stop frees the port."""
+
+import asyncio
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import anthropic
+import pytest
+import qasync  # noqa: I001  (after PySide6: qasync probes the Qt bindings at import)
+from PySide6.QtWidgets import QApplication
+
+from app.config.secrets import MemorySecretStore, ProviderKeys
+from app.config.settings import Settings, load_settings
+from app.logs import LogBuffer
+from app.service import ProxyService, RequestSummary, ServerState, ServiceStatus
+from tests.fake_upstream import FakeUpstream
+
+KEY = "nvapi-service-test-key-0123456789"
+
+
+@pytest.fixture
+def qasync_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    yield loop
+    loop.close()  # DESKTOP.md: an unclosed loop breaks the next test's teardown
+    asyncio.set_event_loop(None)
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_service_runs_the_server_on_the_qt_loop(
+    qasync_loop: asyncio.AbstractEventLoop, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    keys.set("nvidia", KEY)
+    settings_path = tmp_path / "settings.json"
+    settings = Settings(host="127.0.0.1", port=0).with_overrides(
+        upstream_url=upstream.base_url, model="fake/model"
+    )
+    buffer = LogBuffer()
+    service = ProxyService(settings, keys, settings_path=settings_path, log_buffer=buffer)
+    statuses: list[ServiceStatus] = []
+    rows: list[RequestSummary] = []
+    service.subscribe_status(statuses.append)
+    service.subscribe_requests(rows.append)
+
+    async def scenario() -> None:
+        await service.start()
+        status = service.status()
+        assert status.state is ServerState.RUNNING and status.base_url
+        client = anthropic.AsyncAnthropic(base_url=status.base_url, api_key="x", max_retries=0)
+        message = await client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+        await client.close()
+        assert message.content[0].type == "text"
+        port = int(status.base_url.rsplit(":", 1)[1])
+        await service.stop()
+        assert service.status().state is ServerState.STOPPED
+        assert port_is_free(port)
+
+    qasync_loop.run_until_complete(asyncio.wait_for(scenario(), 30))
+
+    assert [r.client_model for r in rows] == ["claude-sonnet-4-6"]
+    row = rows[0]
+    assert row.status == 200 and row.upstream_model == "fake/model@nvidia"
+    assert row.input_tokens and row.output_tokens and row.duration_ms >= 0
+    assert service.status().requests_today == 1
+    assert any(s.in_flight == 1 for s in statuses)  # the busy state was shown
+    detail = service.request_detail(row.request_id)
+    assert detail is not None
+    assert '"claude-sonnet-4-6"' in detail.client_request
+    assert '"fake/model"' in detail.upstream_request and "You said: hi" in detail.upstream_response
+    assert "$NVIDIA_API_KEY" in detail.curl and KEY not in detail.curl + detail.upstream_request
+
+
+@pytest.mark.allow_warnings  # the refusal to start is logged, on purpose
+def test_port_taken_is_an_error_status_in_words(
+    qasync_loop: asyncio.AbstractEventLoop, tmp_path: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = ProxyService(
+            Settings(port=port), ProviderKeys(MemorySecretStore(), env={}), settings_path=None
+        )
+        qasync_loop.run_until_complete(service.start())
+    status = service.status()
+    assert status.state is ServerState.ERROR and status.health.value == "error"
+    assert status.last_error and f"127.0.0.1:{port}" in status.last_error
+    assert "choose another one in Settings" in status.last_error
+    assert status.needs_key  # no NVIDIA key anywhere: the tray says so
+
+
+def test_apply_settings_saves_and_restarts(
+    qasync_loop: asyncio.AbstractEventLoop, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    path = tmp_path / "settings.json"
+    settings = Settings(port=0).with_overrides(upstream_url=upstream.base_url)
+    service = ProxyService(settings, ProviderKeys(MemorySecretStore(), env={}), settings_path=path)
+
+    async def scenario() -> None:
+        await service.start()
+        first = service.status().base_url
+        await service.apply_settings(settings.with_overrides(model="other/model"))
+        assert service.status().state is ServerState.RUNNING
+        assert service.status().base_url and first
+        await service.stop()
+
+    qasync_loop.run_until_complete(asyncio.wait_for(scenario(), 30))
+    assert load_settings(path).tiers.default == "other/model"
