@@ -155,6 +155,9 @@ class ProxyController(Protocol):
 
     def key_statuses(self) -> list[KeyStatus]: ...
 
+    def key_store_description(self) -> str:
+        """Where keys are kept, in words ("Secret Service (GNOME Keyring)", "memory only...")."""
+
     def set_key(self, provider: str, key: str) -> None:
         """Store in the OS keychain; ValueError (words, never the key) when refused."""
 
@@ -399,6 +402,9 @@ class ProxyService:
 
     def key_statuses(self) -> list[KeyStatus]:
         return [self._keys.status(p) for p in self._settings.providers]
+
+    def key_store_description(self) -> str:
+        return self._keys.store.description
 
     def set_key(self, provider: str, key: str) -> None:
         self._keys.set(provider, key)

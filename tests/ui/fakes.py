@@ -181,6 +181,9 @@ class FakeController:
             for p in self._settings.providers
         ]
 
+    def key_store_description(self) -> str:
+        return "Secret Service (GNOME Keyring)"
+
     def set_key(self, provider: str, key: str) -> None:
         if not key.strip():
             raise ValueError("the key is empty")

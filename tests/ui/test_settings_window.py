@@ -1,0 +1,401 @@
+"""The settings dialog: validates, stores keys through the controller, never shows them."""
+
+from dataclasses import replace
+
+import pytest
+from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit, QWidget
+from pytestqt.qtbot import QtBot
+
+from app import autostart
+from app.config.settings import Settings
+from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind
+from app.ui.settings_window import SettingsDialog, is_loopback
+from tests.ui.fakes import FakeController
+from tests.ui.qt_async import qasync_loop  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("qasync_loop")
+
+SECRET = "nvapi-THIS-KEY-MUST-NEVER-BE-SHOWN-0123456789"
+OPENAI_URL = PRESET_BY_KIND[ProviderKind.OPENAI].base_url
+
+
+@pytest.fixture(autouse=True)
+def xdg_config_home(tmp_path, monkeypatch):
+    """Start at login writes here, never into the real ~/.config."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    return tmp_path / "config"
+
+
+def two_providers() -> Settings:
+    return Settings(
+        providers=(
+            Provider("nvidia", ProviderKind.NVIDIA, PRESET_BY_KIND[ProviderKind.NVIDIA].base_url),
+            Provider("openai", ProviderKind.OPENAI, OPENAI_URL),
+        )
+    )
+
+
+def open_dialog(
+    qtbot: QtBot, controller: FakeController, *, focus_key_for: str | None = None
+) -> SettingsDialog:
+    dialog = SettingsDialog(controller, focus_key_for=focus_key_for)
+    qtbot.addWidget(dialog)
+    return dialog
+
+
+def all_widget_text(dialog: QWidget) -> str:
+    """Every string a widget of the dialog holds or shows."""
+    parts = [dialog.windowTitle()]
+    for widget in dialog.findChildren(QWidget):
+        parts += [widget.toolTip(), widget.accessibleName(), widget.windowTitle()]
+        if isinstance(widget, QLineEdit):
+            parts += [widget.text(), widget.displayText(), widget.placeholderText()]
+        elif isinstance(widget, QLabel | QAbstractButton):
+            parts.append(widget.text())
+        elif isinstance(widget, QComboBox):
+            parts += [widget.itemText(i) for i in range(widget.count())]
+    return "\n".join(parts)
+
+
+def click_ok_and_wait(qtbot: QtBot, dialog: SettingsDialog) -> None:
+    dialog.ok_button.click()
+    qtbot.waitUntil(lambda: dialog.ok_button.isEnabled())
+
+
+# ------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize(
+    ("port", "reason"),
+    [
+        pytest.param("70000", "the port must be between 1 and 65535, got 70000", id="too-big"),
+        pytest.param("0", "the port must be between 1 and 65535, got 0", id="zero"),
+        pytest.param("87a", "the port must be a whole number, got '87a'", id="not-a-number"),
+    ],
+)
+def test_bad_port_is_refused_with_the_reason(qtbot, port, reason):
+    controller = FakeController()
+    dialog = open_dialog(qtbot, controller)
+    dialog.tabs.setCurrentWidget(dialog.providers_tab)
+    dialog.port_edit.setText(port)
+
+    dialog.ok_button.click()
+    qtbot.wait(50)
+
+    assert dialog.message_label.text() == f"Not saved: {reason}"
+    assert dialog.message_label.isVisibleTo(dialog)
+    assert dialog.tabs.currentWidget() is dialog.server_tab  # shows where the problem is
+    assert controller.saved == [] and "apply_settings" not in controller.calls
+    assert dialog.result() == 0  # not accepted: still open for a fix
+
+
+def test_validate_settings_reasons_reach_the_dialog(qtbot):
+    controller = FakeController(two_providers())
+    dialog = open_dialog(qtbot, controller)
+    dialog.select_provider("openai")
+    dialog.base_url_edit.setText("ftp://example.com")
+    dialog.base_url_edit.textEdited.emit("ftp://example.com")
+
+    dialog.apply_button.click()
+    qtbot.wait(50)
+
+    assert "must start with http:// or https://" in dialog.message_label.text()
+    assert dialog.message_label.text().startswith("Not saved:")
+    assert dialog.tabs.currentWidget() is dialog.providers_tab
+    assert controller.saved == []
+
+
+@pytest.mark.parametrize(
+    ("host", "warned"),
+    [
+        ("127.0.0.1", False),
+        ("::1", False),
+        ("localhost", False),
+        ("127.0.0.2", False),
+        ("0.0.0.0", True),
+        ("192.168.1.20", True),
+        ("my-laptop.lan", True),
+    ],
+)
+def test_non_loopback_host_warns_before_anything_binds(qtbot, host, warned):
+    controller = FakeController()
+    dialog = open_dialog(qtbot, controller)
+    dialog.host_edit.setText(host)
+    assert dialog.host_warning.isHidden() is not warned  # its tab need not be showing
+    assert is_loopback(host) is not warned
+    if warned:
+        assert "other computers" in dialog.host_warning.text()
+    assert controller.calls == []  # nothing applied by typing
+
+
+# ------------------------------------------------------------------ saving
+
+
+def test_ok_applies_once_with_the_edited_settings(qtbot):
+    controller = FakeController(two_providers())
+    dialog = open_dialog(qtbot, controller)
+    dialog.port_edit.setText("9911")
+    dialog.require_key_check.setChecked(True)
+    dialog.start_server_check.setChecked(False)
+    dialog.commit_spin.setValue(1.5)
+    dialog.read_spin.setValue(900)
+    dialog.default_combo.setCurrentIndex(1)
+    dialog.default_combo.activated.emit(1)
+
+    with qtbot.waitSignal(dialog.accepted, timeout=3000):
+        dialog.ok_button.click()
+
+    assert controller.calls.count("apply_settings") == 1
+    expected = replace(
+        two_providers(),
+        port=9911,
+        require_proxy_key=True,
+        commit_window_s=1.5,
+        read_timeout_s=900.0,
+        default_provider="openai",
+        ui={"start_server_at_launch": False},
+    )
+    assert controller.saved == [expected]
+
+
+def test_ok_without_changes_does_not_restart_anything(qtbot):
+    controller = FakeController()
+    dialog = open_dialog(qtbot, controller)
+    dialog.start_server_check.setChecked(True)  # the default, so not written
+    with qtbot.waitSignal(dialog.accepted, timeout=3000):
+        dialog.ok_button.click()
+    assert controller.saved == []
+
+
+def test_apply_keeps_the_dialog_open_and_says_saved(qtbot):
+    controller = FakeController()
+    dialog = open_dialog(qtbot, controller)
+    dialog.show()
+    dialog.port_edit.setText("8788")
+    dialog.apply_button.click()
+    qtbot.waitUntil(lambda: dialog.message_label.text() == "Saved.")
+    assert dialog.isVisible()
+    assert [s.port for s in controller.saved] == [8788]
+
+
+def test_a_refused_apply_is_shown_and_leaves_start_at_login_alone(qtbot, xdg_config_home):
+    class Refusing(FakeController):
+        async def apply_settings(self, settings: Settings) -> None:
+            self.calls.append("apply_settings")
+            raise OSError("settings.json: disk full")
+
+    controller = Refusing()
+    dialog = open_dialog(qtbot, controller)
+    dialog.port_edit.setText("8790")
+    dialog.login_check.setChecked(True)
+
+    click_ok_and_wait(qtbot, dialog)
+
+    assert dialog.message_label.text() == "Not saved: settings.json: disk full"
+    assert not (xdg_config_home / "autostart" / "nimbridge.desktop").exists()
+    assert dialog.result() == 0  # still open for another try
+
+
+def test_cancel_changes_nothing(qtbot, xdg_config_home):
+    controller = FakeController(two_providers())
+    before = controller.settings
+    dialog = open_dialog(qtbot, controller)
+    dialog.port_edit.setText("9999")
+    dialog.host_edit.setText("0.0.0.0")
+    dialog.login_check.setChecked(True)
+    dialog.select_provider("openai")
+    dialog.remove_button.click()
+
+    dialog.cancel_button.click()
+    qtbot.wait(50)
+
+    assert controller.settings is before
+    assert controller.saved == [] and controller.calls == []
+    assert not (xdg_config_home / "autostart").exists()
+
+
+def test_start_at_login_writes_the_autostart_file(qtbot, xdg_config_home):
+    controller = FakeController()
+    dialog = open_dialog(qtbot, controller)
+    assert not dialog.login_check.isChecked()
+    dialog.login_check.setChecked(True)
+    with qtbot.waitSignal(dialog.accepted, timeout=3000):
+        dialog.ok_button.click()
+    assert autostart.autostart_enabled()
+    assert (xdg_config_home / "autostart" / "nimbridge.desktop").is_file()
+    assert controller.saved == []  # only start at login changed
+
+    again = open_dialog(qtbot, controller)
+    assert again.login_check.isChecked()
+
+
+# ------------------------------------------------------------------ providers
+
+
+def test_add_a_provider_from_a_preset(qtbot):
+    controller = FakeController()
+    dialog = open_dialog(qtbot, controller)
+    dialog.add_button.click()
+    add = dialog.add_dialog
+    assert add is not None
+    add.set_kind(ProviderKind.CLOUDFLARE)
+    assert add.account_edit.isVisibleTo(add)
+    add.ok_button.click()  # no account id yet
+    assert "account ID" in add.error_label.text() and add.result() == 0
+    add.account_edit.setText("abc123")
+    add.account_edit.textEdited.emit("abc123")
+    assert add.base_url_edit.text() == (
+        "https://api.cloudflare.com/client/v4/accounts/abc123/ai/v1"
+    )
+    add.ok_button.click()
+    qtbot.waitUntil(
+        lambda: dialog.current_draft is not None and dialog.current_draft.name == "cloudflare"
+    )
+
+    with qtbot.waitSignal(dialog.accepted, timeout=3000):
+        dialog.ok_button.click()
+    saved = controller.saved[0]
+    assert [p.name for p in saved.providers] == ["nvidia", "cloudflare"]
+    assert saved.providers[1].account_id == "abc123"
+    assert saved.providers[1].kind is ProviderKind.CLOUDFLARE
+
+
+def test_remove_a_provider_moves_the_default(qtbot):
+    controller = FakeController(replace(two_providers(), default_provider="openai"))
+    dialog = open_dialog(qtbot, controller)
+    dialog.select_provider("openai")
+    dialog.remove_button.click()
+    assert not dialog.remove_button.isEnabled()  # the last one stays
+    with qtbot.waitSignal(dialog.accepted, timeout=3000):
+        dialog.ok_button.click()
+    assert [p.name for p in controller.saved[0].providers] == ["nvidia"]
+    assert controller.saved[0].default_provider == "nvidia"
+
+
+# ------------------------------------------------------------------ keys
+
+
+def test_save_key_stores_it_and_never_shows_it_again(qtbot):
+    controller = FakeController(two_providers())
+    dialog = open_dialog(qtbot, controller)
+    dialog.show()
+    dialog.select_provider("nvidia")
+    assert dialog.key_status_label.text() == "Status: no key"
+    assert dialog.key_edit.echoMode() is QLineEdit.EchoMode.Password
+
+    dialog.key_edit.setText(SECRET)
+    dialog.save_key_button.click()
+
+    assert controller.keys == {"nvidia": SECRET}
+    assert dialog.key_edit.text() == ""
+    assert dialog.key_status_label.text() == "Status: key set, in Secret Service (GNOME Keyring)"
+    assert SECRET not in all_widget_text(dialog)
+    # ...nor after moving around and coming back
+    dialog.select_provider("openai")
+    dialog.select_provider("nvidia")
+    dialog.tabs.setCurrentWidget(dialog.server_tab)
+    assert SECRET not in all_widget_text(dialog)
+    assert controller.saved == []  # a key is not a setting
+
+
+def test_key_status_names_the_keychain_when_the_controller_does(qtbot):
+    class Described(FakeController):
+        def key_store_description(self) -> str:
+            return "Secret Service"
+
+    controller = Described()
+    controller.keys["nvidia"] = SECRET
+    dialog = open_dialog(qtbot, controller)
+    assert dialog.key_status_label.text() == "Status: key set, in Secret Service"
+    assert SECRET not in all_widget_text(dialog)
+
+
+def test_a_refused_key_is_told_in_words(qtbot):
+    controller = FakeController()
+    dialog = open_dialog(qtbot, controller)
+    dialog.key_edit.setText("   ")
+    dialog.save_key_button.click()  # disabled: nothing to save
+    assert controller.keys == {}
+    dialog.key_edit.setText(" ")
+    dialog._save_key()
+    assert controller.keys == {}
+
+    class Locked(FakeController):
+        def set_key(self, provider: str, key: str) -> None:
+            raise ValueError("the keychain is locked; unlock it and try again")
+
+    locked = open_dialog(qtbot, Locked())
+    locked.key_edit.setText(SECRET)
+    locked.save_key_button.click()
+    assert locked.key_message_label.text() == (
+        "Key not saved: the keychain is locked; unlock it and try again"
+    )
+
+
+def test_remove_key(qtbot):
+    controller = FakeController()
+    controller.keys["nvidia"] = SECRET
+    dialog = open_dialog(qtbot, controller)
+    assert dialog.remove_key_button.isEnabled()
+    dialog.remove_key_button.click()
+    assert controller.keys == {}
+    assert dialog.key_status_label.text() == "Status: no key"
+    assert not dialog.remove_key_button.isEnabled()
+
+
+def test_test_button_reports_in_words(qtbot):
+    controller = FakeController(two_providers())
+    dialog = open_dialog(qtbot, controller)
+    dialog.select_provider("openai")
+    dialog.test_button.click()
+    qtbot.waitUntil(lambda: dialog.key_message_label.text().startswith("Works"))
+    assert dialog.key_message_label.text() == f"Works: {OPENAI_URL} answers; key accepted"
+    assert "test openai" in controller.calls
+
+
+def test_test_button_failure_and_typed_key(qtbot):
+    seen: list[str | None] = []
+
+    class Rejecting(FakeController):
+        async def test_provider(self, provider: Provider, key: str | None) -> tuple[bool, str]:
+            seen.append(key)
+            return False, "the provider rejected the key (401)"
+
+    dialog = open_dialog(qtbot, Rejecting())
+    dialog.key_edit.setText(SECRET)
+    dialog.test_button.click()
+    qtbot.waitUntil(lambda: dialog.key_message_label.text().startswith("Failed"))
+    assert dialog.key_message_label.text() == "Failed: the provider rejected the key (401)"
+    assert seen == [SECRET]  # a typed key is tested before it is saved
+    assert dialog.test_button.isEnabled()
+
+
+# ------------------------------------------------------------------ first run
+
+
+def test_first_run_opens_at_the_nvidia_key_field(qtbot):
+    controller = FakeController(replace(two_providers(), default_provider="nvidia"))
+    dialog = open_dialog(qtbot, controller, focus_key_for="nvidia")
+    dialog.show()
+
+    assert dialog.tabs.currentWidget() is dialog.providers_tab
+    assert dialog.current_draft is not None and dialog.current_draft.name == "nvidia"
+    qtbot.waitUntil(lambda: dialog.focusWidget() is dialog.key_edit)
+    assert dialog.banner.isVisible()
+    assert "Paste your NVIDIA API key to start (get one at" in dialog.banner.text()
+    assert 'href="https://build.nvidia.com/settings/api-keys"' in dialog.banner.text()
+    assert "build.nvidia.com</a>" in dialog.banner.text()
+    assert dialog.get_key_link.isVisible()
+
+    dialog.key_edit.setText(SECRET)
+    dialog.key_edit.returnPressed.emit()
+    assert controller.keys == {"nvidia": SECRET}
+    assert controller.status().needs_key is False
+    assert "Key saved" in dialog.banner.text()
+    assert SECRET not in all_widget_text(dialog)
+
+
+def test_no_banner_normally(qtbot):
+    dialog = open_dialog(qtbot, FakeController())
+    dialog.show()
+    assert not dialog.banner.isVisible()
