@@ -94,3 +94,11 @@ def test_with_catalog_adds_without_mutating() -> None:
     grown = ROUTER.with_catalog("openai", frozenset({"o3"}))
     assert grown.route("o3").provider == "openai"
     assert ROUTER.route("o3").provider == "nvidia"
+
+
+def test_route_cache_stays_bounded() -> None:
+    router = Router((NVIDIA,), "nvidia")
+    for i in range(2000):
+        router.route(f"model-{i}")
+    assert len(router._routes) <= 1024
+    assert router.route("model-1999").upstream_model == "model-1999"
