@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from app import __version__
@@ -46,18 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     serve = command("serve", "run the translation server without a UI")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8787; 0 picks one)")
-    serve.add_argument(
-        "--upstream-url", help=f"the default provider's base URL (default {NVIDIA_BASE_URL})"
-    )
-    serve.add_argument("--model", help="upstream model that claude-* names map to by default")
-    serve.add_argument(
-        "--proxy-key",
-        help=f"key clients must send (or env {PROXY_KEY_ENV}); without one, "
-        "NimBridge's own provider keys are used, else the client's key is passed on",
-    )
-    serve.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    gui = command("gui", "the tray app (what `nimbridge` alone starts)")
+    for sub in (serve, gui):
+        _server_flags(sub)
 
     key = command("key", "store, remove or list provider keys in the OS keychain")
     key.add_argument("action", choices=["set", "delete", "status"])
@@ -72,16 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _server_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    sub.add_argument("--port", type=int, help="port to listen on (default 8787; 0 picks one)")
+    sub.add_argument(
+        "--upstream-url", help=f"the default provider's base URL (default {NVIDIA_BASE_URL})"
+    )
+    sub.add_argument("--model", help="upstream model that claude-* names map to by default")
+    sub.add_argument(
+        "--proxy-key",
+        help=f"key clients must send (or env {PROXY_KEY_ENV}); without one, "
+        "NimBridge's own provider keys are used, else the client's key is passed on",
+    )
+    sub.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        # The tray app arrives with its own issue; until then the app is the server.
-        args = parser.parse_args(["serve", *(argv if argv is not None else sys.argv[1:])])
+    if args.command is None:  # `nimbridge` alone is the tray app
+        args = parser.parse_args(["gui", *(argv if argv is not None else sys.argv[1:])])
     settings_path = args.config or default_settings_path()
     try:
         settings = load_settings(settings_path)
-        if args.command == "serve":
+        if args.command in ("serve", "gui"):
             settings = validate_settings(
                 settings.with_overrides(
                     host=args.host,
@@ -98,12 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `serve` logs a keychain warning once it listens (so a refusal to start stays
     # one line); the other commands print it at once.
     deferred: list[str] = []
-    warn = deferred.append if args.command == "serve" else _warn_now
+    warn = deferred.append if args.command in ("serve", "gui") else _warn_now
     keys = ProviderKeys(open_secret_store(warn=warn), os.environ)
     proxy_key = getattr(args, "proxy_key", None) or os.environ.get(PROXY_KEY_ENV) or None
-    setup_logging(
-        settings.log_level, secrets=lambda: [*keys.known_secrets(), *filter(None, [proxy_key])]
-    )
+    secrets = lambda: [*keys.known_secrets(), *filter(None, [proxy_key])]  # noqa: E731
+    if args.command == "gui":
+        return run_tray_app(settings, settings_path, keys, proxy_key, secrets, deferred)
+    setup_logging(settings.log_level, secrets=secrets)
     if args.command == "key":
         from app.commands.keys import run_key_command
 
@@ -135,6 +141,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     return asyncio.run(serve(settings, keys, proxy_key, warnings=deferred))
+
+
+def run_tray_app(
+    settings: Settings,
+    settings_path: Path,
+    keys: ProviderKeys,
+    proxy_key: str | None,
+    secrets: Callable[[], Iterable[str]],
+    warnings: Sequence[str],
+) -> int:
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
+        or os.environ.get("QT_QPA_PLATFORM")
+    ):
+        print(
+            "nimbridge: no display found; run `nimbridge serve` for the headless server",
+            file=sys.stderr,
+        )
+        return 2
+    import platformdirs
+
+    from app.logs import LogBuffer
+    from app.service import ProxyService
+    from app.ui.qt_main import run_gui
+
+    buffer = LogBuffer()
+    log_path = platformdirs.user_log_path("nimbridge", appauthor=False) / "nimbridge.log"
+    setup_logging(settings.log_level, secrets=secrets, log_file=log_path, buffer=buffer)
+    for warning in warnings:
+        log.warning("%s", warning)
+    service = ProxyService(
+        settings,
+        keys,
+        settings_path=settings_path,
+        proxy_key=proxy_key,
+        log_buffer=buffer,
+        log_path=log_path,
+    )
+    return run_gui(service)
 
 
 def _warn_now(message: str) -> None:

@@ -1,0 +1,221 @@
+"""`run_gui`: the tray app's main loop (QApplication + qasync), single instance, clean quit.
+
+Order matters (DESKTOP.md): PySide6 is imported before qasync, and qasync's
+loop is made the running loop before any task is created, or tasks are lost.
+Quit awaits `controller.stop()` (in-flight streams get their grace period) so
+the port is never left bound.
+"""
+
+import asyncio
+import contextlib
+import getpass
+import signal
+from collections.abc import Callable
+
+import qasync  # noqa: I001  (after PySide6: qasync probes the Qt bindings at import)
+from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtNetwork import QLocalServer, QLocalSocket
+from PySide6.QtWidgets import (
+    QApplication,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSystemTrayIcon,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.service import Health, ProxyController, ServerState, ServiceStatus
+from app.ui._tasks import spawn
+from app.ui.log_window import LogWindow
+from app.ui.model_picker import ModelPicker
+from app.ui.settings_window import SettingsDialog
+from app.ui.tray import TrayIcon, Windows, icon_for, status_line
+
+QUIT_GRACE_S = 15.0
+
+
+class SingleInstance(QObject):
+    """One NimBridge per user: a second launch asks the first to show itself, then exits."""
+
+    show_requested = Signal()
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__()
+        self.name = name or f"nimbridge-{getpass.getuser()}"
+        self._server: QLocalServer | None = None
+
+    def acquire(self) -> bool:
+        """True when this process is the first; False after telling the first one."""
+        probe = QLocalSocket()
+        probe.connectToServer(self.name)
+        if probe.waitForConnected(300):
+            probe.write(b"show\n")
+            probe.waitForBytesWritten(300)
+            probe.disconnectFromServer()
+            return False
+        QLocalServer.removeServer(self.name)  # a socket left by a crashed instance
+        self._server = QLocalServer()
+        self._server.newConnection.connect(self._on_connection)
+        return self._server.listen(self.name)
+
+    def _on_connection(self) -> None:
+        assert self._server is not None
+        socket = self._server.nextPendingConnection()
+        if socket is not None:
+            socket.readyRead.connect(self.show_requested.emit)
+            socket.disconnected.connect(socket.deleteLater)
+
+    def release(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+
+class MainWindow(QWidget):
+    """The same controls as the tray menu, for desktops without a system tray."""
+
+    status_changed = Signal(object)
+
+    def __init__(self, controller: ProxyController, windows: Windows) -> None:
+        super().__init__()
+        self.setWindowTitle("NimBridge")
+        self.controller = controller
+        self.status_label = QLabel()
+        self.status_label.setWordWrap(True)
+        self.start_stop = QPushButton()
+        self.start_stop.clicked.connect(self._start_stop)
+        row = QHBoxLayout()
+        row.addWidget(self.start_stop)
+        for text, callback in (
+            ("Logs", windows.open_logs),
+            ("Settings", windows.open_settings),
+            ("Quit", windows.quit),
+        ):
+            button = QPushButton(text)
+            button.setEnabled(callback is not None)
+            if callback is not None:
+                button.clicked.connect(lambda checked=False, c=callback: c())
+            row.addWidget(button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.status_label)
+        layout.addLayout(row)
+        self.status_changed.connect(self.show_status)
+        self._unsubscribe = controller.subscribe_status(self.status_changed.emit)
+        self.show_status(controller.status())
+
+    def show_status(self, status: ServiceStatus) -> None:
+        self.setWindowIcon(icon_for(status.health))
+        self.status_label.setText(status_line(status))
+        running = status.state is ServerState.RUNNING
+        self.start_stop.setText("Stop server" if running else "Start server")
+
+    def _start_stop(self) -> None:
+        running = self.controller.status().state is ServerState.RUNNING
+        spawn(self.controller.stop() if running else self.controller.start(), name="start/stop")
+
+
+class App:
+    """The pieces of the running tray app, wired together."""
+
+    def __init__(self, qt: QApplication, controller: ProxyController, quit_app: Callable[[], None]):
+        self.qt = qt
+        self.controller = controller
+        self.log_window: LogWindow | None = None
+        self.settings: SettingsDialog | None = None
+        self.picker: ModelPicker | None = None
+        self.windows = Windows(
+            open_logs=self.open_logs,
+            open_settings=self.open_settings,
+            open_model_picker=self.open_model_picker,
+            quit=quit_app,
+        )
+        self.tray: TrayIcon | None = None
+        self.main_window: MainWindow | None = None
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            self.tray = TrayIcon(controller, self.windows)
+            self.tray.icon.show()
+        else:  # no tray on this desktop: a small window with the same controls
+            self.main_window = MainWindow(controller, self.windows)
+            self.main_window.show()
+
+    def open_logs(self) -> None:
+        if self.log_window is None:
+            self.log_window = LogWindow(self.controller)
+        self.log_window.bring_forward()
+
+    def open_settings(self, focus_key_for: str | None = None) -> None:
+        if self.settings is None or not self.settings.isVisible():
+            self.settings = SettingsDialog(self.controller, focus_key_for=focus_key_for)
+        self.settings.show()
+        self.settings.raise_()
+        self.settings.activateWindow()
+
+    def open_model_picker(self, tier: str = "default") -> None:
+        self.picker = ModelPicker(self.controller, tier=tier)
+        self.picker.show()
+        self.picker.raise_()
+
+    def show_yourself(self) -> None:
+        """A second launch asked for us: bring a window forward."""
+        if self.main_window is not None:
+            self.main_window.show()
+            self.main_window.raise_()
+            self.main_window.activateWindow()
+        else:
+            self.open_logs()
+
+    def close(self) -> None:
+        if self.log_window is not None:
+            self.log_window.shutdown()
+        if self.tray is not None:
+            self.tray.close()
+
+
+def run_gui(controller: ProxyController, *, start_server: bool | None = None) -> int:
+    qt = QApplication.instance() or QApplication([])
+    assert isinstance(qt, QApplication)
+    qt.setApplicationName("NimBridge")
+    qt.setQuitOnLastWindowClosed(False)  # closing a window leaves the tray running
+    qt.setWindowIcon(icon_for(Health.RUNNING))
+    instance = SingleInstance()
+    if not instance.acquire():
+        print("NimBridge is already running; its window was brought forward.")
+        return 0
+    loop = qasync.QEventLoop(qt)
+    asyncio.set_event_loop(loop)  # before any task: tasks made earlier are lost
+    closing = asyncio.Event()
+    app = App(qt, controller, lambda: closing.set())
+    instance.show_requested.connect(app.show_yourself)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, closing.set)
+        except (NotImplementedError, RuntimeError):  # Windows
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(closing.set))
+    # Python only sees signals between Qt events: wake it up now and then.
+    wake = QTimer()
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
+
+    async def main() -> None:
+        if (
+            start_server
+            if start_server is not None
+            else controller.settings.ui.get("start_server_at_launch", True)
+        ):
+            await controller.start()
+        if controller.status().needs_key:  # first run: straight to the key field
+            app.open_settings(focus_key_for=controller.settings.default_provider)
+        await closing.wait()
+        # stop() cancels what is left after its grace; the process ends either way.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(controller.stop(), QUIT_GRACE_S)
+
+    try:
+        with loop:
+            loop.run_until_complete(main())
+    finally:
+        wake.stop()
+        app.close()
+        instance.release()
+    return 0

@@ -1,0 +1,234 @@
+"""The tray icon and its menu: the whole app at a glance, driven by `ServiceStatus`.
+
+Rule (vorta's tray_menu.py): the menu is rebuilt from `controller.status()` every
+time it is about to show, so it is never stale; windows come in as callables
+(`Windows`), so this module knows no window class.
+"""
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QAction, QGuiApplication, QIcon, QPixmap
+from PySide6.QtWidgets import QMenu, QSystemTrayIcon
+
+from app.service import Health, ProxyController, ServerState, ServiceStatus
+from app.ui._tasks import spawn
+
+ICON_SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
+
+
+def resources_dir() -> Path:
+    """resources/ beside the package, or inside a PyInstaller bundle (sys._MEIPASS)."""
+    bundle = getattr(sys, "_MEIPASS", None)
+    root = Path(bundle) if bundle else Path(__file__).resolve().parents[2]
+    return root / "resources"
+
+
+def icon_for(health: Health) -> QIcon:
+    icon = QIcon()
+    for size in ICON_SIZES:
+        path = resources_dir() / "icons" / f"nimbridge-{health.value}-{size}.png"
+        if path.exists():
+            icon.addPixmap(QPixmap(str(path)))
+    return icon
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """How the menu opens things; None leaves the item disabled."""
+
+    open_logs: Callable[[], None] | None = None
+    open_settings: Callable[[], None] | None = None
+    open_model_picker: Callable[[str], None] | None = None  # the tier to choose for
+    launch_claude_code: Callable[[], None] | None = None  # comes with the launcher issue
+    quit: Callable[[], None] | None = None
+
+
+def status_line(status: ServiceStatus) -> str:
+    if status.needs_key:
+        return "Needs an NVIDIA key: open Settings"
+    if status.state is ServerState.ERROR or (
+        status.last_error and status.state is not ServerState.RUNNING
+    ):
+        return f"Error: {status.last_error or 'the server did not start'}"
+    if status.state is ServerState.RUNNING:
+        busy = f" · {status.in_flight} in flight" if status.in_flight else ""
+        cooling = (
+            f" · cooling down {status.cooling_down_for:.0f} s" if status.cooling_down_for else ""
+        )
+        return f"Running on {status.base_url}{busy}{cooling}"
+    return {ServerState.STARTING: "Starting...", ServerState.STOPPING: "Stopping..."}.get(
+        status.state, "Stopped"
+    )
+
+
+def tooltip(status: ServiceStatus) -> str:
+    lines = ["NimBridge", status_line(status), f"Default model: {status.default_model}"]
+    lines.append(f"Requests today: {status.requests_today} ({status.failed_today} failed)")
+    for provider, pacing in status.pacing.items():
+        budget = f"/{pacing.budget_per_minute}" if pacing.budget_per_minute else ""
+        cooling = (
+            f", cooling down {pacing.cooling_down_for:.0f} s" if pacing.cooling_down_for else ""
+        )
+        lines.append(f"{provider}: {pacing.requests_last_minute}{budget} per minute{cooling}")
+    return "\n".join(lines)
+
+
+def claude_code_setup(status: ServiceStatus) -> str:
+    """POSIX shell lines for users who start Claude Code in their own terminal."""
+    lines = [f"export ANTHROPIC_BASE_URL={status.base_url or 'http://127.0.0.1:8787'}"]
+    lines.append(f"export ANTHROPIC_AUTH_TOKEN={status.proxy_key or 'nimbridge'}")
+    tiers = status.tiers
+    lines.append(f"export ANTHROPIC_MODEL={tiers.default}")
+    for name, value in (("OPUS", tiers.opus), ("SONNET", tiers.sonnet), ("HAIKU", tiers.haiku)):
+        lines.append(f"export ANTHROPIC_DEFAULT_{name}_MODEL={value or tiers.default}")
+    lines.append("unset ANTHROPIC_API_KEY")
+    return "\n".join(lines) + "\n"
+
+
+class TrayMenu(QObject):
+    """The QMenu, rebuilt from live status on every `aboutToShow`."""
+
+    def __init__(self, controller: ProxyController, windows: Windows) -> None:
+        super().__init__()
+        self.controller = controller
+        self.windows = windows
+        self.menu = QMenu()
+        self.menu.aboutToShow.connect(self.rebuild)
+        self.rebuild()
+
+    def action(self, text: str) -> QAction:
+        """The menu's action with this text (tests trigger them)."""
+        found = next((a for a in self._all_actions(self.menu) if a.text() == text), None)
+        if found is None:
+            raise KeyError(text)
+        return found
+
+    def _all_actions(self, menu: QMenu) -> list[QAction]:
+        actions: list[QAction] = []
+        for item in menu.actions():
+            actions.append(item)
+            submenu = item.menu()
+            if isinstance(submenu, QMenu):
+                actions += self._all_actions(submenu)
+        return actions
+
+    def rebuild(self) -> None:
+        status = self.controller.status()
+        menu = self.menu
+        menu.clear()
+        line = menu.addAction(status_line(status))
+        line.setEnabled(False)
+        menu.addSeparator()
+        running = status.state is ServerState.RUNNING
+        if running:
+            menu.addAction("Stop server").triggered.connect(
+                lambda checked=False: spawn(self.controller.stop(), name="stop server")
+            )
+        else:
+            menu.addAction("Start server").triggered.connect(
+                lambda checked=False: spawn(self.controller.start(), name="start server")
+            )
+        copy_url = menu.addAction("Copy base URL")
+        copy_url.setEnabled(running)
+        copy_url.triggered.connect(
+            lambda checked=False: QGuiApplication.clipboard().setText(status.base_url or "")
+        )
+        menu.addAction("Copy Claude Code setup").triggered.connect(
+            lambda checked=False: QGuiApplication.clipboard().setText(claude_code_setup(status))
+        )
+        self._add_window_action(
+            "Launch Claude Code...",
+            self.windows.launch_claude_code,
+            "comes with the Claude Code launcher",
+        )
+        models = menu.addMenu("Model")
+        tiers = status.tiers
+        for tier, value in (
+            ("default", tiers.default),
+            ("opus", tiers.opus),
+            ("sonnet", tiers.sonnet),
+            ("haiku", tiers.haiku),
+        ):
+            shown = value or f"(default: {tiers.default})"
+            item = models.addAction(f"{tier.capitalize()}: {shown}")
+            self._connect_picker(item, tier)
+        models.addSeparator()
+        self._connect_picker(models.addAction("Choose model..."), "default")
+        menu.addSeparator()
+        self._add_window_action("Show logs", self.windows.open_logs)
+        self._add_window_action("Settings...", self.windows.open_settings)
+        menu.addSeparator()
+        self._add_window_action("Quit", self.windows.quit)
+
+    def _connect_picker(self, item: QAction, tier: str) -> None:
+        opener = self.windows.open_model_picker
+        item.setEnabled(opener is not None)
+        if opener is not None:
+            item.triggered.connect(lambda checked=False, t=tier: opener(t))
+
+    def _add_window_action(
+        self, text: str, callback: Callable[[], None] | None, missing: str = ""
+    ) -> None:
+        item = self.menu.addAction(text)
+        item.setEnabled(callback is not None)
+        if callback is None:
+            item.setToolTip(missing)
+        else:
+            item.triggered.connect(lambda checked=False: callback())
+
+
+class TrayIcon(QObject):
+    """The icon: its look says the health; notifications for what the user must know."""
+
+    status_changed = Signal(object)  # ServiceStatus, delivered on the Qt thread
+
+    def __init__(self, controller: ProxyController, windows: Windows) -> None:
+        super().__init__()
+        self.menu = TrayMenu(controller, windows)
+        self.icon = QSystemTrayIcon()
+        self.icon.setContextMenu(self.menu.menu)
+        self.icon.activated.connect(self._activated)
+        self._open_logs = windows.open_logs
+        self._last: ServiceStatus | None = None
+        self.status_changed.connect(self.show_status)
+        self._unsubscribe = controller.subscribe_status(self.status_changed.emit)
+        self.show_status(controller.status())
+
+    def show_status(self, status: ServiceStatus) -> None:
+        self.icon.setIcon(icon_for(status.health))
+        self.icon.setToolTip(tooltip(status))
+        self._notify_changes(self._last, status)
+        self._last = status
+
+    def _notify_changes(self, before: ServiceStatus | None, now: ServiceStatus) -> None:
+        """One balloon per change worth knowing, never repeated for the same state."""
+        if now.state is ServerState.ERROR and (
+            before is None or before.last_error != now.last_error
+        ):
+            self.notify("NimBridge could not start", now.last_error or "")
+        elif before is not None:
+            if before.cooling_down_for == 0 and now.cooling_down_for > 0:
+                self.notify(
+                    "Rate limited",
+                    f"The provider asked NimBridge to wait {now.cooling_down_for:.0f} s; "
+                    "requests queue meanwhile.",
+                )
+            elif before.cooling_down_for > 0 and now.cooling_down_for == 0:
+                self.notify("Rate limit over", "Requests flow again.")
+            if now.last_error and "401" in now.last_error and now.last_error != before.last_error:
+                self.notify("Key rejected", now.last_error)
+
+    def notify(self, title: str, message: str) -> None:
+        self.icon.showMessage(title, message, QSystemTrayIcon.MessageIcon.Information, 8000)
+
+    def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
+        if reason is QSystemTrayIcon.ActivationReason.Trigger and self._open_logs is not None:
+            self._open_logs()
+
+    def close(self) -> None:
+        self._unsubscribe()
+        self.icon.hide()

@@ -1,0 +1,189 @@
+"""The tray menu and icon, offscreen, with the controller faked."""
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
+
+from app.config.settings import Settings, TierModels
+from app.core.governor import GovernorState
+from app.service import Health, ServerState
+from app.ui.qt_main import MainWindow, SingleInstance
+from app.ui.tray import TrayIcon, TrayMenu, Windows, claude_code_setup, icon_for, tooltip
+from tests.ui.fakes import FakeController
+from tests.ui.qt_async import qasync_loop  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("qasync_loop")
+
+
+@pytest.fixture
+def controller() -> FakeController:
+    return FakeController(Settings(tiers=TierModels(default="qwen/coder", haiku="meta/small")))
+
+
+@pytest.fixture
+def opened() -> Iterator[list[str]]:
+    yield []
+
+
+def windows(opened: list[str]) -> Windows:
+    return Windows(
+        open_logs=lambda: opened.append("logs"),
+        open_settings=lambda: opened.append("settings"),
+        open_model_picker=lambda tier: opened.append(f"picker:{tier}"),
+        quit=lambda: opened.append("quit"),
+    )
+
+
+def texts(menu: TrayMenu) -> list[str]:
+    return [a.text() for a in menu.menu.actions() if a.text()]
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_menu_follows_the_status(controller: FakeController, opened: list[str]) -> None:
+    menu = TrayMenu(controller, windows(opened))
+    assert texts(menu)[0] == "Stopped" and "Start server" in texts(menu)
+    assert not menu.action("Copy base URL").isEnabled()
+    controller.set_status(state=ServerState.RUNNING, base_url="http://127.0.0.1:8787", in_flight=2)
+    menu.menu.aboutToShow.emit()  # rebuilt from live status each time it opens
+    assert texts(menu)[0] == "Running on http://127.0.0.1:8787 · 2 in flight"
+    assert "Stop server" in texts(menu) and menu.action("Copy base URL").isEnabled()
+    controller.set_status(needs_key=True)
+    menu.rebuild()
+    assert texts(menu)[0] == "Needs an NVIDIA key: open Settings"
+
+
+def test_start_and_stop_reach_the_controller(
+    controller: FakeController, opened: list[str], qtbot: QtBot
+) -> None:
+    menu = TrayMenu(controller, windows(opened))
+    menu.action("Start server").trigger()
+    qtbot.waitUntil(lambda: controller.calls == ["start"])
+    menu.rebuild()
+    menu.action("Stop server").trigger()
+    qtbot.waitUntil(lambda: controller.calls == ["start", "stop"])
+
+
+def test_copy_actions(controller: FakeController, opened: list[str]) -> None:
+    controller.set_status(
+        state=ServerState.RUNNING, base_url="http://127.0.0.1:9999", proxy_key="local-key"
+    )
+    menu = TrayMenu(controller, windows(opened))
+    menu.action("Copy base URL").trigger()
+    assert QGuiApplication.clipboard().text() == "http://127.0.0.1:9999"
+    menu.action("Copy Claude Code setup").trigger()
+    setup = QGuiApplication.clipboard().text()
+    assert "export ANTHROPIC_BASE_URL=http://127.0.0.1:9999" in setup
+    assert "export ANTHROPIC_AUTH_TOKEN=local-key" in setup
+    assert "export ANTHROPIC_DEFAULT_HAIKU_MODEL=meta/small" in setup
+    assert "unset ANTHROPIC_API_KEY" in setup
+
+
+def test_window_actions_and_model_submenu(controller: FakeController, opened: list[str]) -> None:
+    menu = TrayMenu(controller, windows(opened))
+    for text in ("Show logs", "Settings...", "Quit", "Choose model...", "Haiku: meta/small"):
+        menu.action(text).trigger()
+    assert opened == ["logs", "settings", "quit", "picker:default", "picker:haiku"]
+    assert menu.action("Opus: (default: qwen/coder)").isEnabled()
+    launch = menu.action("Launch Claude Code...")
+    assert not launch.isEnabled() and "launcher" in launch.toolTip()
+
+
+def test_missing_windows_are_disabled(controller: FakeController) -> None:
+    menu = TrayMenu(controller, Windows())
+    assert not menu.action("Show logs").isEnabled()
+    assert not menu.action("Choose model...").isEnabled()
+
+
+def test_icon_and_tooltip_follow_health(
+    controller: FakeController, opened: list[str], qtbot: QtBot
+) -> None:
+    tray = TrayIcon(controller, windows(opened))
+    keys = {h: icon_for(h).pixmap(32, 32).toImage() for h in Health}
+    assert len({img.cacheKey() for img in keys.values()}) == len(Health)  # four looks
+
+    def shown() -> object:
+        return tray.icon.icon().pixmap(32, 32).toImage()
+
+    assert shown() == keys[Health.STOPPED]
+    controller.set_status(state=ServerState.RUNNING, base_url="http://127.0.0.1:8787")
+    qtbot.waitUntil(lambda: shown() == keys[Health.RUNNING])
+    controller.set_status(in_flight=1)
+    qtbot.waitUntil(lambda: shown() == keys[Health.BUSY])
+    controller.set_status(
+        in_flight=0,
+        cooling_down_for=12.0,
+        requests_today=7,
+        pacing={"nvidia": GovernorState(12, 40, 12.0, 0, 1)},
+    )
+    qtbot.waitUntil(lambda: shown() == keys[Health.ERROR])
+    tip = tray.icon.toolTip()
+    assert "Default model: qwen/coder" in tip and "Requests today: 7" in tip
+    assert "nvidia: 12/40 per minute, cooling down 12 s" in tip
+    tray.close()
+
+
+def test_notifications_once_per_change(
+    controller: FakeController, opened: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tray = TrayIcon(controller, windows(opened))
+    shown: list[str] = []
+    monkeypatch.setattr(tray, "notify", lambda title, message: shown.append(title))
+    controller.set_status(state=ServerState.RUNNING, base_url="http://x")
+    controller.set_status(cooling_down_for=30.0)
+    controller.set_status(cooling_down_for=29.0)  # still cooling: no second balloon
+    controller.set_status(cooling_down_for=0.0)
+    controller.set_status(state=ServerState.ERROR, last_error="cannot listen on :8787")
+    controller.set_status(state=ServerState.ERROR, last_error="cannot listen on :8787")
+    assert shown == ["Rate limited", "Rate limit over", "NimBridge could not start"]
+    tray.close()
+
+
+def test_tooltip_and_setup_text_without_a_running_server() -> None:
+    status = FakeController().status()
+    assert tooltip(status).splitlines()[1] == "Stopped"
+    assert claude_code_setup(status).startswith("export ANTHROPIC_BASE_URL=http://127.0.0.1:8787")
+
+
+def test_fallback_main_window(controller: FakeController, opened: list[str], qtbot: QtBot) -> None:
+    window = MainWindow(controller, windows(opened))
+    qtbot.addWidget(window)
+    assert window.status_label.text() == "Stopped" and window.start_stop.text() == "Start server"
+    window.start_stop.click()
+    qtbot.waitUntil(lambda: window.start_stop.text() == "Stop server")
+    assert window.status_label.text().startswith("Running on http://127.0.0.1:8787")
+
+
+def test_single_instance(qtbot: QtBot) -> None:
+    first = SingleInstance("nimbridge-test-single-instance")
+    assert first.acquire()
+    second = SingleInstance("nimbridge-test-single-instance")
+    with qtbot.waitSignal(first.show_requested, timeout=3000):
+        assert not second.acquire()
+    first.release()
+    third = SingleInstance("nimbridge-test-single-instance")
+    assert third.acquire()  # the name is free again after release
+    third.release()
+
+
+class _Emitter(QObject):
+    ping = Signal(object)
+
+
+def test_signal_guard_10000_emits(qtbot: QtBot) -> None:
+    """DESKTOP.md: PySide6 on CPython 3.11 loses a reference to True on every emit and
+    aborts after a few hundred; 3.12+ runs clean. This guards the Python choice."""
+    emitter = _Emitter()
+    received: list[object] = []
+    emitter.ping.connect(received.append)
+    for i in range(10_000):
+        emitter.ping.emit(i % 2 == 0)
+    assert len(received) == 10_000 and QApplication.instance() is not None
