@@ -30,6 +30,7 @@ from app.server.app import ProxyServer
 
 log = logging.getLogger("app.cli")
 PROXY_KEY_ENV = "NIMBRIDGE_PROXY_KEY"
+COMMANDS = ("serve", "gui", "key", "models", "doctor")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,9 +81,10 @@ def _server_flags(sub: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:  # `nimbridge` alone is the tray app
-        args = parser.parse_args(["gui", *(argv if argv is not None else sys.argv[1:])])
+    raw = list(argv if argv is not None else sys.argv[1:])
+    if not raw or raw[0] not in (*COMMANDS, "-h", "--help", "--version"):
+        raw = ["gui", *raw]  # `nimbridge [serve's flags]` is the tray app
+    args = parser.parse_args(raw)
     settings_path = args.config or default_settings_path()
     try:
         settings = load_settings(settings_path)
