@@ -12,6 +12,7 @@ import contextlib
 import enum
 import json
 import logging
+import secrets
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from app.config.secrets import (
+    PROXY_KEY_ENTRY,
     KeySource,
     KeyStatus,
     MemorySecretStore,
@@ -158,6 +160,10 @@ class ProxyController(Protocol):
     def key_store_description(self) -> str:
         """Where keys are kept, in words ("Secret Service (GNOME Keyring)", "memory only...")."""
 
+    async def regenerate_proxy_key(self) -> str:
+        """A new random proxy key, kept in the keychain and required from now on (the
+        server restarts with it if running); returns it so the UI can show and copy it."""
+
     def set_key(self, provider: str, key: str) -> None:
         """Store in the OS keychain; ValueError (words, never the key) when refused."""
 
@@ -210,7 +216,10 @@ class ProxyService:
         self._settings = settings
         self._keys = keys
         self._settings_path = settings_path
-        self._proxy_key = proxy_key
+        # A flag or env wins; else the key kept in the keychain by `regenerate_proxy_key`.
+        self._proxy_key = proxy_key or _stored_proxy_key(keys)
+        if self._proxy_key:
+            keys.remember(self._proxy_key)
         self._log_buffer = log_buffer
         self._log_path = log_path
         self._server: ProxyServer | None = None
@@ -406,6 +415,21 @@ class ProxyService:
     def key_store_description(self) -> str:
         return self._keys.store.description
 
+    async def regenerate_proxy_key(self) -> str:
+        key = secrets.token_urlsafe(24)
+        self._keys.remember(key)
+        self._keys.store.set(PROXY_KEY_ENTRY, key)
+        async with self._lock:
+            self._proxy_key = key
+            was_running = self._server is not None
+            if was_running:
+                await self._stop_locked()
+        if was_running:
+            await self.start()
+        log.info("a new proxy key was made; clients must send it from now on")
+        self._notify()
+        return key
+
     def set_key(self, provider: str, key: str) -> None:
         self._keys.set(provider, key)
         self._notify()
@@ -453,6 +477,13 @@ class ProxyService:
             yield ProviderRegistry(self._settings, self._keys, upstream)
         finally:
             await upstream.close()
+
+
+def _stored_proxy_key(keys: ProviderKeys) -> str | None:
+    try:
+        return keys.store.get(PROXY_KEY_ENTRY)
+    except SecretStoreUnavailable:
+        return None
 
 
 def _subscribe[T](subscribers: list[T], callback: T) -> Unsubscribe:

@@ -339,6 +339,10 @@ class ProviderKeys:
         self._remember(value)
         return value
 
+    def remember(self, secret: str) -> None:
+        """Mask this value in logs too (the local proxy key, which is not a provider key)."""
+        self._remember(secret)
+
     def _remember(self, value: str) -> None:
         with self._lock:
             self._known[value] = None

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import urlparse
 
 from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QShowEvent
+from PySide6.QtGui import QGuiApplication, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractButton,
     QCheckBox,
@@ -60,7 +60,6 @@ BANNER_STYLE = (
     "QLabel { background: #e8f0fe; color: #0b2a5b; border: 1px solid #a8c1f0;"
     " border-radius: 4px; padding: 8px 10px; font-weight: 600; }"
 )
-PROXY_KEY_LATER = "comes with the Claude Code launcher"
 
 
 def is_loopback(host: str) -> bool:
@@ -687,26 +686,33 @@ class SettingsDialog(QDialog):
             "Refuse requests without NimBridge's own key (Claude Code sends it as its auth token)"
         )
 
-        # Placeholder until the controller can show / regenerate the proxy key.
-        self.proxy_key_edit = QLineEdit()
+        # The local proxy key: shown masked, revealed or copied on demand, regenerated
+        # (the server restarts with it, so old clients must be given the new one).
+        self.proxy_key_edit = QLineEdit(self._controller.status().proxy_key or "")
+        self.proxy_key_edit.setReadOnly(True)
         self.proxy_key_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.proxy_key_edit.setPlaceholderText("hidden")
+        self.proxy_key_edit.setPlaceholderText("none: clients' own keys are passed on")
         self.show_proxy_key_button = QPushButton("Show")
+        self.show_proxy_key_button.setCheckable(True)
+        self.show_proxy_key_button.toggled.connect(self._show_proxy_key)
+        self.copy_proxy_key_button = QPushButton("Copy")
+        self.copy_proxy_key_button.clicked.connect(
+            lambda checked=False: QGuiApplication.clipboard().setText(self.proxy_key_edit.text())
+        )
         self.regenerate_proxy_key_button = QPushButton("Regenerate")
+        self.regenerate_proxy_key_button.setToolTip(
+            "Make a new random key; clients (Claude Code) must then send the new one"
+        )
+        self.regenerate_proxy_key_button.clicked.connect(
+            lambda checked=False: spawn(self._regenerate_proxy_key(), name="regenerate proxy key")
+        )
         proxy_row_widget = QWidget()
         proxy_row = QHBoxLayout(proxy_row_widget)
         proxy_row.setContentsMargins(0, 0, 0, 0)
         proxy_row.addWidget(self.proxy_key_edit, 1)
         proxy_row.addWidget(self.show_proxy_key_button)
+        proxy_row.addWidget(self.copy_proxy_key_button)
         proxy_row.addWidget(self.regenerate_proxy_key_button)
-        for widget in (
-            proxy_row_widget,
-            self.proxy_key_edit,
-            self.show_proxy_key_button,
-            self.regenerate_proxy_key_button,
-        ):
-            widget.setEnabled(False)
-            widget.setToolTip(PROXY_KEY_LATER)
 
         self.start_server_check = QCheckBox("Start the server when NimBridge starts")
         self.start_server_check.setChecked(bool(settings.ui.get("start_server_at_launch", True)))
@@ -761,6 +767,18 @@ class SettingsDialog(QDialog):
         self.host_edit.textChanged.connect(self._host_changed)
         self._host_changed(self.host_edit.text())
         return tab
+
+    def _show_proxy_key(self, shown: bool) -> None:
+        mode = QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password
+        self.proxy_key_edit.setEchoMode(mode)
+        self.show_proxy_key_button.setText("Hide" if shown else "Show")
+
+    async def _regenerate_proxy_key(self) -> None:
+        self.regenerate_proxy_key_button.setEnabled(False)
+        try:
+            self.proxy_key_edit.setText(await self._controller.regenerate_proxy_key())
+        finally:
+            self.regenerate_proxy_key_button.setEnabled(True)
 
     @staticmethod
     def _seconds(

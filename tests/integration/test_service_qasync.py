@@ -120,3 +120,38 @@ def test_apply_settings_saves_and_restarts(
 
     qasync_loop.run_until_complete(asyncio.wait_for(scenario(), 30))
     assert load_settings(path).tiers.default == "other/model"
+
+
+def test_regenerated_proxy_key_is_kept_and_required(
+    qasync_loop: asyncio.AbstractEventLoop, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    store = MemorySecretStore()
+    keys = ProviderKeys(store, env={})
+    settings = Settings(port=0).with_overrides(upstream_url=upstream.base_url)
+    service = ProxyService(settings, keys, settings_path=None)
+    assert service.status().proxy_key is None  # none yet: clients' own keys pass through
+
+    async def scenario() -> str:
+        await service.start()
+        key = await service.regenerate_proxy_key()
+        base_url = service.status().base_url
+        assert service.status().state is ServerState.RUNNING and base_url
+        refused = anthropic.AsyncAnthropic(base_url=base_url, api_key="wrong", max_retries=0)
+        with pytest.raises(anthropic.AuthenticationError):
+            await refused.messages.create(
+                model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+            )
+        await refused.close()
+        allowed = anthropic.AsyncAnthropic(base_url=base_url, api_key=key, max_retries=0)
+        await allowed.messages.create(
+            model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+        await allowed.close()
+        await service.stop()
+        return key
+
+    key = qasync_loop.run_until_complete(asyncio.wait_for(scenario(), 30))
+    assert len(key) >= 32 and store.get("nimbridge-proxy-key") == key
+    again = ProxyService(settings, ProviderKeys(store, env={}), settings_path=None)
+    assert again.status().proxy_key == key  # kept in the keychain for the next start
+    assert key in keys.known_secrets()  # masked in logs

@@ -184,6 +184,12 @@ class FakeController:
     def key_store_description(self) -> str:
         return "Secret Service (GNOME Keyring)"
 
+    async def regenerate_proxy_key(self) -> str:
+        self.calls.append("regenerate_proxy_key")
+        key = f"proxy-key-{len(self.calls)}"
+        self.set_status(proxy_key=key)
+        return key
+
     def set_key(self, provider: str, key: str) -> None:
         if not key.strip():
             raise ValueError("the key is empty")

@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import pytest
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit, QWidget
 from pytestqt.qtbot import QtBot
 
@@ -399,3 +400,21 @@ def test_no_banner_normally(qtbot):
     dialog = open_dialog(qtbot, FakeController())
     dialog.show()
     assert not dialog.banner.isVisible()
+
+
+def test_proxy_key_shown_masked_copied_and_regenerated(qtbot: QtBot) -> None:
+    controller = FakeController()
+    controller.set_status(proxy_key="first-proxy-key")
+    dialog = open_dialog(qtbot, controller)
+    edit = dialog.proxy_key_edit
+    assert edit.text() == "first-proxy-key" and "first-proxy-key" not in edit.displayText()
+    dialog.show_proxy_key_button.click()
+    assert edit.displayText() == "first-proxy-key"
+    dialog.show_proxy_key_button.click()
+    assert "first-proxy-key" not in edit.displayText()
+    dialog.copy_proxy_key_button.click()
+    assert QGuiApplication.clipboard().text() == "first-proxy-key"
+    dialog.regenerate_proxy_key_button.click()
+    qtbot.waitUntil(lambda: edit.text() != "first-proxy-key")
+    assert controller.calls == ["regenerate_proxy_key"]
+    assert edit.text() == controller.status().proxy_key
