@@ -177,6 +177,18 @@ class ProxyController(Protocol):
 
 # ---------------------------------------------------------------------------- ProxyService
 
+# Settings the running server cannot take without listening again or rebuilding
+# its upstream session; anything else (tiers, aliases, retries...) applies live.
+RESTART_FIELDS = (
+    "host",
+    "port",
+    "providers",
+    "default_provider",
+    "connect_timeout_s",
+    "read_timeout_s",
+    "shutdown_grace_s",
+    "catalog_ttl_s",
+)
 REQUEST_ROWS_KEPT = 1000
 REQUEST_DETAILS_KEPT = 100
 
@@ -321,11 +333,15 @@ class ProxyService:
         if self._settings_path is not None:
             save_settings(self._settings_path, settings)
         async with self._lock:
-            was_running = self._server is not None
-            self._settings = settings
-            if was_running:
+            old, self._settings = self._settings, settings
+            restart = self._server is not None and any(
+                getattr(old, name) != getattr(settings, name) for name in RESTART_FIELDS
+            )
+            if self._server is not None and not restart:
+                self._server.update_settings(settings)  # a new tier applies at once
+            elif restart:
                 await self._stop_locked()
-        if was_running:
+        if restart:
             await self.start()
         self._notify()
 

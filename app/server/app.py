@@ -140,6 +140,12 @@ class ProxyServer:
         shown = f"[{host}]" if ":" in host else host
         return f"http://{shown}:{self.port}"
 
+    def update_settings(self, settings: Settings) -> None:
+        """Apply settings that do not change how the server listens or reaches providers."""
+        self.settings = settings
+        self.app_state.settings = settings
+        self.app_state.registry.update_settings(settings)
+
     async def start(self) -> str:
         runner = web.AppRunner(
             self.app,

@@ -73,6 +73,20 @@ class ProviderRegistry:
         self._governor_pairs: dict[tuple[str, str], tuple[RateGovernor, RateGovernor]] = {}
         self.probes: dict[tuple[str, str], ProbeResult] = {}
 
+    def update_settings(self, settings: Settings) -> None:
+        """Take settings that need no restart (tiers, aliases, fallbacks, capabilities,
+        retries) at once; the catalogs fetched so far are kept."""
+        self.settings = settings
+        self.router = Router(
+            settings.providers,
+            settings.default_provider,
+            settings.aliases(),
+            catalogs=self.router.catalogs,
+        )
+        self.retry_policy = RetryPolicy(
+            max_attempts=settings.retry_max_attempts, max_total_wait_s=settings.retry_max_wait_s
+        )
+
     # ------------------------------------------------------------------ providers and keys
 
     def provider(self, name: str) -> Provider:

@@ -113,9 +113,18 @@ def test_apply_settings_saves_and_restarts(
     async def scenario() -> None:
         await service.start()
         first = service.status().base_url
-        await service.apply_settings(settings.with_overrides(model="other/model"))
-        assert service.status().state is ServerState.RUNNING
-        assert service.status().base_url and first
+        assert first
+        client = anthropic.AsyncAnthropic(base_url=first, api_key="x", max_retries=0)
+        changed = settings.with_overrides(model="other/model")
+        await service.apply_settings(changed)  # a tier: live, no restart
+        assert service.status().base_url == first
+        await client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+        assert upstream.chat_requests[-1].body["model"] == "other/model"
+        await service.apply_settings(changed.with_overrides(port=0, read_timeout_s=300.0))
+        assert service.status().state is ServerState.RUNNING  # restarted for a timeout
+        await client.close()
         await service.stop()
 
     qasync_loop.run_until_complete(asyncio.wait_for(scenario(), 30))
