@@ -13,6 +13,7 @@ import enum
 import json
 import logging
 import secrets
+import socket
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -301,9 +302,11 @@ class ProxyService:
             except OSError as exc:
                 host, port = self._settings.host, self._settings.port
                 self._state = ServerState.ERROR
+                free = _free_port_near(host, port)
+                offer = f" ({free} is free)" if free else ""
                 self._last_error = (
                     f"cannot listen on {host}:{port} ({exc.strerror or 'address in use'}); "
-                    "another program may use the port: choose another one in Settings"
+                    f"another program may use the port: choose another one in Settings{offer}"
                 )
                 log.warning("%s", self._last_error)
             else:
@@ -493,6 +496,18 @@ class ProxyService:
             yield ProviderRegistry(self._settings, self._keys, upstream)
         finally:
             await upstream.close()
+
+
+def _free_port_near(host: str, port: int) -> int | None:
+    """A port after `port` that is free now, to offer when `port` is taken."""
+    for candidate in range(port + 1, min(port + 50, 65536)):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            try:
+                sock.bind((host, candidate))
+            except OSError:
+                continue
+            return candidate
+    return None
 
 
 def _stored_proxy_key(keys: ProviderKeys) -> str | None:

@@ -100,6 +100,8 @@ def test_port_taken_is_an_error_status_in_words(
     assert status.state is ServerState.ERROR and status.health.value == "error"
     assert status.last_error and f"127.0.0.1:{port}" in status.last_error
     assert "choose another one in Settings" in status.last_error
+    offered = int(status.last_error.rsplit("(", 1)[1].split()[0])  # "... (8788 is free)"
+    assert offered > port
     assert status.needs_key  # no NVIDIA key anywhere: the tray says so
 
 
