@@ -5,6 +5,7 @@ time it is about to show, so it is never stale; windows come in as callables
 (`Windows`), so this module knows no window class.
 """
 
+import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QPixmap
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
+from app.launcher.environment import UNSET, claude_code_env
 from app.service import Health, ProxyController, ServerState, ServiceStatus
 from app.ui._tasks import spawn
 
@@ -79,13 +81,15 @@ def tooltip(status: ServiceStatus) -> str:
 
 def claude_code_setup(status: ServiceStatus) -> str:
     """POSIX shell lines for users who start Claude Code in their own terminal."""
-    lines = [f"export ANTHROPIC_BASE_URL={status.base_url or 'http://127.0.0.1:8787'}"]
-    lines.append(f"export ANTHROPIC_AUTH_TOKEN={status.proxy_key or 'nimbridge'}")
-    tiers = status.tiers
-    lines.append(f"export ANTHROPIC_MODEL={tiers.default}")
-    for name, value in (("OPUS", tiers.opus), ("SONNET", tiers.sonnet), ("HAIKU", tiers.haiku)):
-        lines.append(f"export ANTHROPIC_DEFAULT_{name}_MODEL={value or tiers.default}")
-    lines.append("unset ANTHROPIC_API_KEY")
+    env = claude_code_env(
+        base_url=status.base_url or "http://127.0.0.1:8787",
+        proxy_key=status.proxy_key,
+        tiers=status.tiers,
+        context_window=None,
+        timeout_s=600,
+    )
+    lines = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+    lines += [f"unset {name}" for name in UNSET]
     return "\n".join(lines) + "\n"
 
 
