@@ -30,7 +30,7 @@ from app.server.app import ProxyServer
 
 log = logging.getLogger("app.cli")
 PROXY_KEY_ENV = "NIMBRIDGE_PROXY_KEY"
-COMMANDS = ("serve", "gui", "key", "models", "doctor")
+COMMANDS = ("serve", "gui", "key", "models", "doctor", "code")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--refresh", action="store_true", help="ignore cached lists")
 
     command("doctor", "check the set-up and say what is wrong, in plain words")
+
+    code = command("code", "run Claude Code here, through NimBridge")
+    code.add_argument("--model", help="the upstream model Claude Code's default tier uses")
+    code.add_argument("--folder", type=Path, help="where Claude Code works (default: here)")
+    code.add_argument("--proxy-key", help="the running NimBridge's proxy key, if it needs one")
+    code.add_argument(
+        "claude_args",
+        nargs=argparse.REMAINDER,
+        help="after --, arguments for Claude Code (e.g. -- -p 'fix the tests')",
+    )
     return parser
 
 
@@ -131,6 +141,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_models_command(
                 settings, keys, provider=args.provider, probe=args.probe, refresh=args.refresh
             )
+        )
+    if args.command == "code":
+        from app.commands.code import run_code_command
+
+        claude_args = args.claude_args[1:] if args.claude_args[:1] == ["--"] else args.claude_args
+        return run_code_command(
+            settings,
+            keys,
+            model=args.model,
+            folder=args.folder,
+            claude_args=claude_args,
+            proxy_key=proxy_key,
         )
     if args.command == "doctor":
         from app.commands.doctor import run_doctor

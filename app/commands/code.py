@@ -1,0 +1,125 @@
+"""`nimbridge code [--model M] [--folder DIR] [-- CLAUDE_ARGS...]`: Claude Code on NimBridge.
+
+Reuses a NimBridge already serving on the configured host and port (the tray
+app or `serve`); otherwise starts one in this process on a free port, with a
+random proxy key for the run, so nothing else on the machine can spend the
+user's quota through it. Claude Code runs in this terminal with its settings
+in a private file; its exit code is passed through, and what was started here
+is stopped when it exits.
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import TextIO
+
+from app.config.secrets import PROXY_KEY_ENTRY, ProviderKeys, SecretStoreUnavailable
+from app.config.settings import Settings
+from app.core.capabilities import quirks_for_model
+from app.launcher.discovery import INSTALL_COMMAND, find_claude
+from app.launcher.environment import claude_code_env, process_env, write_settings_file
+from app.server.app import ProxyServer
+
+
+def running_nimbridge(host: str, port: int, timeout_s: float = 1.0) -> str | None:
+    """The base URL of a NimBridge answering /health on host:port, else None."""
+    shown = f"[{host}]" if ":" in host else host
+    base_url = f"http://{shown}:{port}"
+    try:
+        with urllib.request.urlopen(f"{base_url}/health", timeout=timeout_s) as response:
+            health = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    return base_url if isinstance(health, dict) and health.get("status") == "ok" else None
+
+
+class BackgroundServer:
+    """A NimBridge server on its own event loop in a daemon thread, for the run."""
+
+    def __init__(self, settings: Settings, keys: ProviderKeys, proxy_key: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server = ProxyServer(settings, keys, proxy_key)
+
+    def start(self) -> str:
+        self._thread.start()
+        return asyncio.run_coroutine_threadsafe(self._server.start(), self._loop).result(30)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._server.stop(), self._loop).result(60)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+
+def _stored_proxy_key(keys: ProviderKeys) -> str | None:
+    try:
+        return keys.store.get(PROXY_KEY_ENTRY)
+    except SecretStoreUnavailable:
+        return None
+
+
+def run_code_command(
+    settings: Settings,
+    keys: ProviderKeys,
+    *,
+    model: str | None,
+    folder: Path | None,
+    claude_args: Sequence[str],
+    proxy_key: str | None,
+    err: TextIO = sys.stderr,
+) -> int:
+    claude = find_claude()
+    if claude is None:
+        print(
+            f"nimbridge: Claude Code is not installed; install it with: {INSTALL_COMMAND}", file=err
+        )
+        return 127
+    if model:
+        settings = replace(settings, tiers=replace(settings.tiers, default=model))
+    started: BackgroundServer | None = None
+    base_url = running_nimbridge(settings.host, settings.port)
+    if base_url is not None and not model:
+        # Someone else's server: its proxy key is the one kept for it, or the env's.
+        token = proxy_key or _stored_proxy_key(keys)
+        print(f"nimbridge: using the NimBridge already running at {base_url}", file=err)
+    else:
+        token = proxy_key or secrets.token_urlsafe(24)  # a key for this run only
+        keys.remember(token)
+        started = BackgroundServer(replace(settings, port=0), keys, token)
+        try:
+            base_url = started.start()
+        except OSError as exc:
+            print(f"nimbridge: cannot start the server: {exc.strerror or exc}", file=err)
+            return 2
+        print(f"nimbridge: started NimBridge at {base_url} for this session", file=err)
+    env = claude_code_env(
+        base_url=base_url,
+        proxy_key=token,
+        tiers=settings.tiers,
+        context_window=quirks_for_model(settings.tiers.default).context_window,
+        timeout_s=settings.read_timeout_s,
+    )
+    settings_file = write_settings_file(env)
+    try:
+        completed = subprocess.run(
+            [str(claude), "--settings", str(settings_file), *claude_args],
+            cwd=folder or Path.cwd(),
+            env=process_env(os.environ, env),
+            check=False,
+        )
+        return completed.returncode
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        settings_file.unlink(missing_ok=True)
+        if started is not None:
+            started.stop()
