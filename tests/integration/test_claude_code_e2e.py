@@ -32,6 +32,17 @@ def claude_dir() -> str | None:
     return str(Path(found).parent) if found else None
 
 
+def require_claude() -> str:
+    """Claude Code's folder; a skip where it is missing, a failure in CI."""
+    where = claude_dir()
+    if where is None:
+        why = "needs Claude Code (npm install -g @anthropic-ai/claude-code)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    return where
+
+
 def tool_call_stream(body: dict[str, Any]) -> list[Any]:
     arguments = json.dumps(
         {"command": "echo made-by-nimbridge > made.txt", "description": "Write made.txt"}
@@ -88,12 +99,7 @@ async def agent(request: web.Request, record: Recorded) -> web.StreamResponse:
 
 
 def test_claude_code_runs_a_tool_through_nimbridge(upstream: FakeUpstream, tmp_path: Path) -> None:
-    where = claude_dir()
-    if where is None:
-        why = "needs Claude Code (npm install -g @anthropic-ai/claude-code)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+    where = require_claude()
     upstream.enqueue(*[agent] * 20)
     work = tmp_path / "work"
     work.mkdir()
@@ -152,3 +158,113 @@ def test_claude_code_runs_a_tool_through_nimbridge(upstream: FakeUpstream, tmp_p
     sent = upstream.chat_requests[-1]
     assert sent.headers["Authorization"] == "Bearer nvapi-e2e-upstream-key-0000"
     assert "nvapi-e2e-upstream-key-0000" not in result.stdout + result.stderr
+
+
+def bash_call(index: int, call_id: str, command: str) -> dict[str, Any]:
+    arguments = json.dumps({"command": command, "description": "step"})
+    return {
+        "index": index,
+        "id": call_id,
+        "type": "function",
+        "function": {"name": "Bash", "arguments": arguments},
+    }
+
+
+async def multi_step_agent(request: web.Request, record: Recorded) -> web.StreamResponse:
+    """Step 1: two Bash calls at once (parallel); step 2: one more, using their files;
+    step 3: a final answer that streams its reasoning first (thinking)."""
+    body = record.body
+    if not any(t.get("function", {}).get("name") == "Bash" for t in body.get("tools", [])):
+        return await reply_stream(text_stream(body, "ok"))(request, record)
+    results = sum(1 for m in body.get("messages", []) if m.get("role") == "tool")
+    if results == 0:
+        items: list[Any] = [
+            chunk(body, {"role": "assistant", "content": ""}),
+            chunk(
+                body,
+                {
+                    "tool_calls": [
+                        bash_call(0, "call_a", "echo alpha > a.txt"),
+                        bash_call(1, "call_b", "echo beta > b.txt"),
+                    ]
+                },
+            ),
+            chunk(body, {}, finish_reason="tool_calls"),
+            "[DONE]",
+        ]
+    elif results == 2:
+        items = [
+            chunk(body, {"role": "assistant", "content": ""}),
+            chunk(body, {"tool_calls": [bash_call(0, "call_c", "cat a.txt b.txt > c.txt")]}),
+            chunk(body, {}, finish_reason="tool_calls"),
+            "[DONE]",
+        ]
+    else:
+        items = [
+            chunk(body, {"role": "assistant", "reasoning_content": "Both files are joined; "}),
+            chunk(body, {"reasoning_content": "I can report now."}),
+            *text_stream(body, "All three steps done.")[1:],
+        ]
+    return await reply_stream(items)(request, record)
+
+
+def test_claude_code_multi_step_parallel_tools_and_thinking(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    where = require_claude()
+    upstream.enqueue(*[multi_step_agent] * 30)
+    work = tmp_path / "work"
+    work.mkdir()
+    config = tmp_path / "settings.json"
+    config.write_text(
+        json.dumps(
+            {
+                "providers": [{"name": "nvidia", "kind": "nvidia", "base_url": upstream.base_url}],
+                "tiers": {"default": "fake/agent-model"},
+                "port": 1,
+            }
+        )
+    )
+    (tmp_path / "home").mkdir()
+    env = {
+        **os.environ,
+        "PATH": f"{where}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOME": str(tmp_path / "home"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "NVIDIA_API_KEY": "nvapi-e2e-upstream-key-0000",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+    env.pop("ANTHROPIC_API_KEY", None)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "code",
+            "--config",
+            str(config),
+            "--folder",
+            str(work),
+            "--",
+            "-p",
+            "Do the three steps",
+            "--permission-mode",
+            "acceptEdits",
+            "--allowedTools",
+            "Bash",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (work / "c.txt").read_text().split() == ["alpha", "beta"]
+    assert "All three steps done." in result.stdout
+    last = [r.body for r in upstream.chat_requests if r.body.get("tools")][-1]
+    tool_ids = [m["tool_call_id"] for m in last["messages"] if m["role"] == "tool"]
+    assert tool_ids == ["call_a", "call_b", "call_c"]  # results in order, right after calls
+    roles = [m["role"] for m in last["messages"]]
+    assert roles.count("assistant") >= 2
