@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from app.service import Health, ProxyController, ServerState, ServiceStatus
 from app.ui._tasks import spawn
+from app.ui.launch import ClaudeCodeLauncher
 from app.ui.log_window import LogWindow
 from app.ui.model_picker import ModelPicker
 from app.ui.settings_window import SettingsDialog
@@ -124,10 +125,12 @@ class App:
         self.log_window: LogWindow | None = None
         self.settings: SettingsDialog | None = None
         self.picker: ModelPicker | None = None
+        self.launcher = ClaudeCodeLauncher(controller)
         self.windows = Windows(
             open_logs=self.open_logs,
             open_settings=self.open_settings,
             open_model_picker=self.open_model_picker,
+            launch_claude_code=self.launcher.launch,
             quit=quit_app,
         )
         self.tray: TrayIcon | None = None

@@ -5,7 +5,6 @@ time it is about to show, so it is never stale; windows come in as callables
 (`Windows`), so this module knows no window class.
 """
 
-import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,8 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QPixmap
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
-from app.launcher.environment import UNSET, claude_code_env
+from app.launcher.environment import claude_code_env
+from app.launcher.terminals import Shell, setup_lines
 from app.service import Health, ProxyController, ServerState, ServiceStatus
 from app.ui._tasks import spawn
 
@@ -79,8 +79,8 @@ def tooltip(status: ServiceStatus) -> str:
     return "\n".join(lines)
 
 
-def claude_code_setup(status: ServiceStatus) -> str:
-    """POSIX shell lines for users who start Claude Code in their own terminal."""
+def claude_code_setup(status: ServiceStatus, shell: Shell = "posix") -> str:
+    """Shell lines for users who start Claude Code in their own terminal."""
     env = claude_code_env(
         base_url=status.base_url or "http://127.0.0.1:8787",
         proxy_key=status.proxy_key,
@@ -88,9 +88,7 @@ def claude_code_setup(status: ServiceStatus) -> str:
         context_window=None,
         timeout_s=600,
     )
-    lines = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
-    lines += [f"unset {name}" for name in UNSET]
-    return "\n".join(lines) + "\n"
+    return setup_lines(env, shell=shell)
 
 
 class TrayMenu(QObject):
@@ -141,9 +139,18 @@ class TrayMenu(QObject):
         copy_url.triggered.connect(
             lambda checked=False: QGuiApplication.clipboard().setText(status.base_url or "")
         )
-        menu.addAction("Copy Claude Code setup").triggered.connect(
-            lambda checked=False: QGuiApplication.clipboard().setText(claude_code_setup(status))
+        setup = menu.addMenu("Copy Claude Code setup")
+        shells: tuple[tuple[str, Shell], ...] = (
+            ("POSIX shell", "posix"),
+            ("PowerShell", "powershell"),
+            ("cmd", "cmd"),
         )
+        for text, shell in shells:
+            setup.addAction(text).triggered.connect(
+                lambda checked=False, sh=shell: QGuiApplication.clipboard().setText(
+                    claude_code_setup(status, sh)
+                )
+            )
         self._add_window_action(
             "Launch Claude Code...",
             self.windows.launch_claude_code,

@@ -79,12 +79,23 @@ def test_copy_actions(controller: FakeController, opened: list[str]) -> None:
     menu = TrayMenu(controller, windows(opened))
     menu.action("Copy base URL").trigger()
     assert QGuiApplication.clipboard().text() == "http://127.0.0.1:9999"
-    menu.action("Copy Claude Code setup").trigger()
+    assert menu.action("Copy Claude Code setup").menu() is not None  # one per shell
+    menu.action("POSIX shell").trigger()
     setup = QGuiApplication.clipboard().text()
     assert "export ANTHROPIC_BASE_URL=http://127.0.0.1:9999" in setup
     assert "export ANTHROPIC_AUTH_TOKEN=local-key" in setup
     assert "export ANTHROPIC_DEFAULT_HAIKU_MODEL=meta/small" in setup
     assert "unset ANTHROPIC_API_KEY" in setup
+    menu.action("PowerShell").trigger()
+    setup = QGuiApplication.clipboard().text()
+    assert "$env:ANTHROPIC_BASE_URL = 'http://127.0.0.1:9999'" in setup
+    assert "$env:ANTHROPIC_AUTH_TOKEN = 'local-key'" in setup
+    assert "Remove-Item Env:ANTHROPIC_API_KEY -ErrorAction SilentlyContinue" in setup
+    menu.action("cmd").trigger()
+    setup = QGuiApplication.clipboard().text()
+    assert 'set "ANTHROPIC_BASE_URL=http://127.0.0.1:9999"' in setup
+    assert 'set "ANTHROPIC_AUTH_TOKEN=local-key"' in setup
+    assert "set ANTHROPIC_API_KEY=\n" in setup
 
 
 def test_window_actions_and_model_submenu(controller: FakeController, opened: list[str]) -> None:

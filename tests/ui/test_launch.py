@@ -1,0 +1,176 @@
+"""The tray's "Launch Claude Code...", offscreen: dialogs faked, the terminal caught at `popen`."""
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QMessageBox, QPushButton
+from pytestqt.qtbot import QtBot
+
+from app.config.settings import Settings, TierModels
+from app.launcher.discovery import INSTALL_COMMAND
+from app.service import ServerState
+from app.ui.launch import MAX_RECENT, ClaudeCodeLauncher, FolderChooser, remember
+from app.ui.tray import TrayMenu, Windows
+from tests.ui.fakes import FakeController
+from tests.ui.qt_async import qasync_loop  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("qasync_loop")
+
+CLAUDE = Path("/opt/claude/bin/claude")
+
+
+class Recorder:
+    """The seams: folder chooser, error box and popen, all remembered."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.offered: list[list[Path]] = []
+        self.errors: list[tuple[str, str, str | None]] = []
+        self.commands: list[list[str]] = []
+
+    def choose(self, recent: Sequence[Path]) -> Path | None:
+        self.offered.append(list(recent))
+        return self.folder
+
+    def error(self, title: str, text: str, copy_text: str | None) -> None:
+        self.errors.append((title, text, copy_text))
+
+    def popen(self, command: list[str], **options: Any) -> None:
+        self.commands.append(command)
+        Path(command[-1]).unlink()  # the terminal would run and remove it
+
+
+def launcher_for(
+    controller: FakeController, seams: Recorder, claude: Path | None = CLAUDE
+) -> ClaudeCodeLauncher:
+    return ClaudeCodeLauncher(
+        controller,
+        choose_folder=seams.choose,
+        show_error=seams.error,
+        find=lambda: claude,
+        popen=seams.popen,
+        which=lambda name: f"/usr/bin/{name}" if name == "konsole" else None,
+        platform="linux",
+    )
+
+
+@pytest.fixture
+def controller() -> FakeController:
+    settings = Settings(
+        tiers=TierModels(default="qwen/coder"), ui={"recent_folders": ["/old/one", "/old/two"]}
+    )
+    return FakeController(settings)
+
+
+def test_tray_action_starts_the_server_and_opens_a_terminal(
+    controller: FakeController, tmp_path: Path, qtbot: QtBot
+) -> None:
+    seams = Recorder(tmp_path)
+    launcher = launcher_for(controller, seams)
+    menu = TrayMenu(controller, Windows(launch_claude_code=launcher.launch))
+    assert menu.action("Launch Claude Code...").isEnabled()
+    menu.action("Launch Claude Code...").trigger()
+    qtbot.waitUntil(lambda: len(controller.saved) == 1)
+    assert controller.calls == ["start", "apply_settings"]  # stopped, so started first
+    assert seams.offered == [[Path("/old/one"), Path("/old/two")]]
+    [command] = seams.commands
+    assert command[:3] == ["/usr/bin/konsole", "-e", "bash"]
+    assert Path(command[3]).name.startswith("nimbridge-claude-")
+    assert controller.saved[0].ui["recent_folders"] == [str(tmp_path), "/old/one", "/old/two"]
+    assert seams.errors == []
+
+
+def test_running_server_is_reused_and_the_script_holds_the_key(
+    controller: FakeController, tmp_path: Path, qtbot: QtBot
+) -> None:
+    controller.set_status(
+        state=ServerState.RUNNING, base_url="http://127.0.0.1:9999", proxy_key="local-key"
+    )
+    scripts: list[str] = []
+    seams = Recorder(tmp_path)
+
+    def popen(command: list[str], **options: Any) -> None:
+        seams.commands.append(command)
+        scripts.append(Path(command[-1]).read_text())
+        Path(command[-1]).unlink()
+
+    launcher = launcher_for(controller, seams)
+    launcher.popen = popen
+    launcher.launch()
+    qtbot.waitUntil(lambda: len(controller.saved) == 1)
+    assert "start" not in controller.calls
+    assert not any("local-key" in word for word in seams.commands[0])
+    assert "export ANTHROPIC_AUTH_TOKEN=local-key" in scripts[0]
+    assert "export ANTHROPIC_BASE_URL=http://127.0.0.1:9999" in scripts[0]
+    assert f"cd -- {tmp_path}" in scripts[0]
+
+
+def test_missing_claude_shows_the_install_command(
+    controller: FakeController, tmp_path: Path
+) -> None:
+    seams = Recorder(tmp_path)
+    launcher_for(controller, seams, claude=None).launch()
+    [(title, text, copy_text)] = seams.errors
+    assert "not installed" in title and INSTALL_COMMAND in text
+    assert copy_text == INSTALL_COMMAND
+    assert seams.offered == [] and seams.commands == [] and controller.calls == []
+
+
+def test_the_real_message_box_copies_the_install_command(controller: FakeController) -> None:
+    launcher = ClaudeCodeLauncher(controller, find=lambda: None)
+    launcher.launch()
+    box = launcher._box
+    assert isinstance(box, QMessageBox) and INSTALL_COMMAND in box.text()
+    copy = next(b for b in box.findChildren(QPushButton) if b.text() == "Copy install command")
+    copy.click()
+    assert QGuiApplication.clipboard().text() == INSTALL_COMMAND
+    box.close()
+
+
+def test_cancelled_chooser_does_nothing(controller: FakeController) -> None:
+    seams = Recorder(None)
+    launcher_for(controller, seams).launch()
+    assert seams.offered and controller.calls == [] and seams.commands == []
+
+
+def test_server_that_fails_to_start_is_reported(
+    controller: FakeController, tmp_path: Path, qtbot: QtBot
+) -> None:
+    controller.start_error = "port 8787 is taken"
+    seams = Recorder(tmp_path)
+    launcher_for(controller, seams).launch()
+    qtbot.waitUntil(lambda: bool(seams.errors))
+    assert seams.errors == [("The server did not start", "port 8787 is taken", None)]
+    assert seams.commands == [] and controller.saved == []
+
+
+def test_no_terminal_is_reported(controller: FakeController, tmp_path: Path, qtbot: QtBot) -> None:
+    seams = Recorder(tmp_path)
+    launcher = launcher_for(controller, seams)
+    launcher.which = lambda name: None
+    launcher.launch()
+    qtbot.waitUntil(lambda: bool(seams.errors))
+    assert "no terminal found" in seams.errors[0][1]
+    assert controller.saved == []
+
+
+def test_recent_folders_are_capped_and_deduplicated() -> None:
+    recent = [Path(f"/p/{i}") for i in range(MAX_RECENT)]
+    assert remember(recent, Path("/p/3"))[:2] == ["/p/3", "/p/0"]
+    assert len(remember(recent, Path("/new"))) == MAX_RECENT
+    assert remember(recent, Path("/new"))[0] == "/new"
+
+
+def test_folder_chooser_offers_the_recent_folders(qtbot: QtBot) -> None:
+    chooser = FolderChooser([Path("/old/one"), Path("/old/two")])
+    qtbot.addWidget(chooser)
+    assert [chooser.list.item(i).text() for i in range(chooser.list.count())] == [
+        "/old/one",
+        "/old/two",
+    ]
+    chooser.list.setCurrentRow(1)
+    chooser._open_current()
+    assert chooser.chosen == Path("/old/two") and chooser.result() == 1
