@@ -203,6 +203,7 @@ def run_tray_app(
         proxy_key=proxy_key,
         log_buffer=buffer,
         log_path=log_path,
+        generate_proxy_key=True,
     )
     return run_gui(service)
 

@@ -225,12 +225,17 @@ class ProxyService:
         proxy_key: str | None = None,
         log_buffer: LogBuffer | None = None,
         log_path: Path | None = None,
+        generate_proxy_key: bool = False,
     ) -> None:
         self._settings = settings
         self._keys = keys
         self._settings_path = settings_path
-        # A flag or env wins; else the key kept in the keychain by `regenerate_proxy_key`.
+        # A flag or env wins; else the key kept in the keychain by `regenerate_proxy_key`;
+        # else (the tray app) a random key for this run, so no other local program or
+        # web page can spend the user's quota through the port. The launcher hands it on.
         self._proxy_key = proxy_key or _stored_proxy_key(keys)
+        if self._proxy_key is None and generate_proxy_key:
+            self._proxy_key = secrets.token_urlsafe(24)
         if self._proxy_key:
             keys.remember(self._proxy_key)
         self._log_buffer = log_buffer

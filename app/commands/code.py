@@ -101,6 +101,15 @@ def run_code_command(
             print(f"nimbridge: cannot start the server: {exc.strerror or exc}", file=err)
             return 2
         print(f"nimbridge: started NimBridge at {base_url} for this session", file=err)
+    tiers = settings.tiers
+    print(
+        "nimbridge: Claude Code's models: "
+        + ", ".join(
+            f"{name} {getattr(tiers, name) or tiers.default}"
+            for name in ("default", "opus", "sonnet", "haiku", "subagent")
+        ),
+        file=err,
+    )
     env = claude_code_env(
         base_url=base_url,
         proxy_key=token,

@@ -230,8 +230,12 @@ class TrayIcon(QObject):
                 )
             elif before.cooling_down_for > 0 and now.cooling_down_for == 0:
                 self.notify("Rate limit over", "Requests flow again.")
-            if now.last_error and "401" in now.last_error and now.last_error != before.last_error:
-                self.notify("Key rejected", now.last_error)
+            if now.last_error and now.last_error != before.last_error:
+                if "401" in now.last_error:
+                    self.notify("Key rejected", now.last_error)
+                elif now.failed_today > before.failed_today:
+                    # A Claude Code session would otherwise just show a spinner.
+                    self.notify("A request failed", now.last_error)
 
     def notify(self, title: str, message: str) -> None:
         self.icon.showMessage(title, message, QSystemTrayIcon.MessageIcon.Information, 8000)

@@ -152,6 +152,9 @@ def test_claude_code_runs_a_tool_through_nimbridge(upstream: FakeUpstream, tmp_p
     assert result.returncode == 0, result.stdout + result.stderr
     assert (work / "made.txt").read_text().strip() == "made-by-nimbridge"
     assert FINAL_TEXT in result.stdout
+    assert "Claude Code's models: default fake/agent-model, opus fake/agent-model" in (
+        result.stderr
+    )
     conversations = [r.body for r in upstream.chat_requests if r.body.get("tools")]
     tool_messages = [m for body in conversations for m in body["messages"] if m["role"] == "tool"]
     assert tool_messages and tool_messages[0]["tool_call_id"] == "call_e2e_1"

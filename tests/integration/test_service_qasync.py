@@ -166,3 +166,14 @@ def test_regenerated_proxy_key_is_kept_and_required(
     again = ProxyService(settings, ProviderKeys(store, env={}), settings_path=None)
     assert again.status().proxy_key == key  # kept in the keychain for the next start
     assert key in keys.known_secrets()  # masked in logs
+
+
+def test_tray_service_makes_a_proxy_key_for_the_run_when_none_is_set() -> None:
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    plain = ProxyService(Settings(), keys, settings_path=None)
+    assert plain.status().proxy_key is None  # `serve`-like use: nothing invented
+    tray = ProxyService(Settings(), keys, settings_path=None, generate_proxy_key=True)
+    first = tray.status().proxy_key
+    assert first and len(first) >= 32
+    again = ProxyService(Settings(), keys, settings_path=None, generate_proxy_key=True)
+    assert again.status().proxy_key != first  # for that run only: nothing was stored

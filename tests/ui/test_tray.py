@@ -155,6 +155,13 @@ def test_notifications_once_per_change(
     controller.set_status(state=ServerState.ERROR, last_error="cannot listen on :8787")
     controller.set_status(state=ServerState.ERROR, last_error="cannot listen on :8787")
     assert shown == ["Rate limited", "Rate limit over", "NimBridge could not start"]
+    controller.set_status(state=ServerState.RUNNING, last_error=None, failed_today=0)
+    controller.set_status(last_error="upstream rate limit reached (429): slow down", failed_today=1)
+    controller.set_status(last_error="upstream rate limit reached (429): slow down", failed_today=1)
+    controller.set_status(
+        last_error="upstream rejected the API key (401); check the key", failed_today=2
+    )
+    assert shown[3:] == ["A request failed", "Key rejected"]
     tray.close()
 
 
