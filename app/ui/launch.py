@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.capabilities import quirks_for_model
 from app.launcher.discovery import INSTALL_COMMAND, find_claude
 from app.launcher.environment import claude_code_env
 from app.launcher.terminals import LaunchError, Popen, launch_in_terminal
@@ -169,7 +170,10 @@ class ClaudeCodeLauncher:
             base_url=status.base_url,
             proxy_key=status.proxy_key,
             tiers=status.tiers,
-            context_window=None,
+            # Compact at the default model's real window (settings overrides included).
+            context_window=quirks_for_model(
+                status.tiers.default, settings.capabilities or None
+            ).context_window,
             timeout_s=settings.read_timeout_s,
         )
         try:

@@ -87,7 +87,10 @@ def test_running_server_is_reused_and_the_script_holds_the_key(
     controller: FakeController, tmp_path: Path, qtbot: QtBot
 ) -> None:
     controller.set_status(
-        state=ServerState.RUNNING, base_url="http://127.0.0.1:9999", proxy_key="local-key"
+        state=ServerState.RUNNING,
+        base_url="http://127.0.0.1:9999",
+        proxy_key="local-key",
+        tiers=TierModels(default="qwen/qwen3-coder-480b-a35b-instruct"),
     )
     scripts: list[str] = []
     seams = Recorder(tmp_path)
@@ -106,6 +109,8 @@ def test_running_server_is_reused_and_the_script_holds_the_key(
     assert "export ANTHROPIC_AUTH_TOKEN=local-key" in scripts[0]
     assert "export ANTHROPIC_BASE_URL=http://127.0.0.1:9999" in scripts[0]
     assert f"cd -- {tmp_path}" in scripts[0]
+    # Claude Code compacts at the model's real window (256K for Qwen3 Coder), not 200K.
+    assert "export CLAUDE_CODE_AUTO_COMPACT_WINDOW=262144" in scripts[0]
 
 
 def test_missing_claude_shows_the_install_command(
