@@ -30,7 +30,7 @@ from app.server.app import ProxyServer
 
 log = logging.getLogger("app.cli")
 PROXY_KEY_ENV = "NIMBRIDGE_PROXY_KEY"
-COMMANDS = ("serve", "gui", "key", "models", "doctor", "code")
+COMMANDS = ("serve", "gui", "key", "models", "doctor", "code", "selftest")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--refresh", action="store_true", help="ignore cached lists")
 
     command("doctor", "check the set-up and say what is wrong, in plain words")
+
+    command("selftest", "prove this installation works, offline, in a few seconds")
 
     code = command("code", "run Claude Code here, through NimBridge")
     code.add_argument("--model", help="the upstream model Claude Code's default tier uses")
@@ -112,6 +114,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"nimbridge: invalid settings: {exc}", file=sys.stderr)
         return 2
+    if args.command == "selftest":  # reports the keychain itself: do not open it here
+        from app.commands.selftest import run_selftest
+        from app.ui.diagnostics import qt_platform_plugins
+
+        setup_logging("WARNING")
+        return run_selftest(qt_platform_plugins)
     # `serve` logs a keychain warning once it listens (so a refusal to start stays
     # one line); the other commands print it at once.
     deferred: list[str] = []

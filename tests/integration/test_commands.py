@@ -129,3 +129,27 @@ def test_commands_help() -> None:
     for command in ("serve", "key", "models", "doctor"):
         assert command in out
     finish(spawn("key", "status"))
+
+
+def test_selftest_passes_offline() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "selftest"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "selftest passed"
+    for subject in (
+        "server:",
+        "/health:",
+        "translated request:",
+        "streamed request:",
+        "keyring backend:",
+        "Qt platform plugins:",
+    ):
+        assert any(subject in line for line in lines), subject
+    assert "offscreen" in result.stdout  # Qt's plugins were found
+    assert result.stderr == ""  # quiet: the findings are the output
