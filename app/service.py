@@ -233,7 +233,7 @@ class ProxyService:
         # A flag or env wins; else the key kept in the keychain by `regenerate_proxy_key`;
         # else (the tray app) a random key for this run, so no other local program or
         # web page can spend the user's quota through the port. The launcher hands it on.
-        self._proxy_key = proxy_key or _stored_proxy_key(keys)
+        self._proxy_key = proxy_key or keys.stored_proxy_key()
         if self._proxy_key is None and generate_proxy_key:
             self._proxy_key = secrets.token_urlsafe(24)
         if self._proxy_key:
@@ -513,13 +513,6 @@ def _free_port_near(host: str, port: int) -> int | None:
                 continue
             return candidate
     return None
-
-
-def _stored_proxy_key(keys: ProviderKeys) -> str | None:
-    try:
-        return keys.store.get(PROXY_KEY_ENTRY)
-    except SecretStoreUnavailable:
-        return None
 
 
 def _subscribe[T](subscribers: list[T], callback: T) -> Unsubscribe:

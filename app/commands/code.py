@@ -21,7 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from app.config.secrets import PROXY_KEY_ENTRY, ProviderKeys, SecretStoreUnavailable
+from app.config.secrets import ProviderKeys
 from app.config.settings import Settings
 from app.core.capabilities import quirks_for_model
 from app.launcher.discovery import INSTALL_COMMAND, find_claude
@@ -60,13 +60,6 @@ class BackgroundServer:
         self._loop.close()
 
 
-def _stored_proxy_key(keys: ProviderKeys) -> str | None:
-    try:
-        return keys.store.get(PROXY_KEY_ENTRY)
-    except SecretStoreUnavailable:
-        return None
-
-
 def run_code_command(
     settings: Settings,
     keys: ProviderKeys,
@@ -89,7 +82,7 @@ def run_code_command(
     base_url = running_nimbridge(settings.host, settings.port)
     if base_url is not None and not model:
         # Someone else's server: its proxy key is the one kept for it, or the env's.
-        token = proxy_key or _stored_proxy_key(keys)
+        token = proxy_key or keys.stored_proxy_key()
         print(f"nimbridge: using the NimBridge already running at {base_url}", file=err)
     else:
         token = proxy_key or secrets.token_urlsafe(24)  # a key for this run only

@@ -339,6 +339,13 @@ class ProviderKeys:
         self._remember(value)
         return value
 
+    def stored_proxy_key(self) -> str | None:
+        """The local proxy key kept in the keychain (by the tray's Regenerate), if any."""
+        try:
+            return self._store.get(PROXY_KEY_ENTRY)
+        except SecretStoreUnavailable:
+            return None
+
     def remember(self, secret: str) -> None:
         """Mask this value in logs too (the local proxy key, which is not a provider key)."""
         self._remember(secret)

@@ -43,6 +43,60 @@ def require_claude() -> str:
     return where
 
 
+def run_nimbridge_code(
+    upstream: FakeUpstream, tmp_path: Path, where: str, prompt: str, tools: str
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`nimbridge code -- -p PROMPT` in a fresh folder and home, against the fake upstream."""
+    work = tmp_path / "work"
+    work.mkdir()
+    config = tmp_path / "settings.json"
+    config.write_text(
+        json.dumps(
+            {
+                "providers": [{"name": "nvidia", "kind": "nvidia", "base_url": upstream.base_url}],
+                "tiers": {"default": "fake/agent-model"},
+                "port": 1,  # nothing answers there: `code` starts its own server
+            }
+        )
+    )
+    (tmp_path / "home").mkdir()
+    env = {
+        **os.environ,
+        "PATH": f"{where}{os.pathsep}{os.environ.get('PATH', '')}",
+        "HOME": str(tmp_path / "home"),  # Claude Code's own state stays in the test's folder
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "NVIDIA_API_KEY": "nvapi-e2e-upstream-key-0000",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+    }
+    env.pop("ANTHROPIC_API_KEY", None)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "app",
+            "code",
+            "--config",
+            str(config),
+            "--folder",
+            str(work),
+            "--",
+            "-p",
+            prompt,
+            "--permission-mode",
+            "acceptEdits",
+            "--allowedTools",
+            tools,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    return work, result
+
+
 def tool_call_stream(body: dict[str, Any]) -> list[Any]:
     arguments = json.dumps(
         {"command": "echo made-by-nimbridge > made.txt", "description": "Write made.txt"}
@@ -101,53 +155,8 @@ async def agent(request: web.Request, record: Recorded) -> web.StreamResponse:
 def test_claude_code_runs_a_tool_through_nimbridge(upstream: FakeUpstream, tmp_path: Path) -> None:
     where = require_claude()
     upstream.enqueue(*[agent] * 20)
-    work = tmp_path / "work"
-    work.mkdir()
-    config = tmp_path / "settings.json"
-    config.write_text(
-        json.dumps(
-            {
-                "providers": [{"name": "nvidia", "kind": "nvidia", "base_url": upstream.base_url}],
-                "tiers": {"default": "fake/agent-model"},
-                "port": 1,  # nothing answers there: `code` starts its own server
-            }
-        )
-    )
-    home = tmp_path / "home"
-    home.mkdir()
-    env = {
-        **os.environ,
-        "PATH": f"{where}{os.pathsep}{os.environ.get('PATH', '')}",
-        "HOME": str(home),  # Claude Code's own state stays in the test's folder
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "NVIDIA_API_KEY": "nvapi-e2e-upstream-key-0000",
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
-    }
-    env.pop("ANTHROPIC_API_KEY", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "code",
-            "--config",
-            str(config),
-            "--folder",
-            str(work),
-            "--",
-            "-p",
-            "Write made.txt please",
-            "--permission-mode",
-            "acceptEdits",
-            "--allowedTools",
-            "Bash Write",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+    work, result = run_nimbridge_code(
+        upstream, tmp_path, where, "Write made.txt please", "Bash Write"
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (work / "made.txt").read_text().strip() == "made-by-nimbridge"
@@ -216,53 +225,7 @@ def test_claude_code_multi_step_parallel_tools_and_thinking(
 ) -> None:
     where = require_claude()
     upstream.enqueue(*[multi_step_agent] * 30)
-    work = tmp_path / "work"
-    work.mkdir()
-    config = tmp_path / "settings.json"
-    config.write_text(
-        json.dumps(
-            {
-                "providers": [{"name": "nvidia", "kind": "nvidia", "base_url": upstream.base_url}],
-                "tiers": {"default": "fake/agent-model"},
-                "port": 1,
-            }
-        )
-    )
-    (tmp_path / "home").mkdir()
-    env = {
-        **os.environ,
-        "PATH": f"{where}{os.pathsep}{os.environ.get('PATH', '')}",
-        "HOME": str(tmp_path / "home"),
-        "XDG_CONFIG_HOME": str(tmp_path / "config"),
-        "NVIDIA_API_KEY": "nvapi-e2e-upstream-key-0000",
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
-    }
-    env.pop("ANTHROPIC_API_KEY", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "code",
-            "--config",
-            str(config),
-            "--folder",
-            str(work),
-            "--",
-            "-p",
-            "Do the three steps",
-            "--permission-mode",
-            "acceptEdits",
-            "--allowedTools",
-            "Bash",
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    work, result = run_nimbridge_code(upstream, tmp_path, where, "Do the three steps", "Bash")
     assert result.returncode == 0, result.stdout + result.stderr
     assert (work / "c.txt").read_text().split() == ["alpha", "beta"]
     assert "All three steps done." in result.stdout
