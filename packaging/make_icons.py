@@ -67,9 +67,9 @@ def main() -> int:
         svg = state_svg(source, colour, badge)
         for size in SIZES:
             out = ICONS / f"nimbridge-{state}-{size}.png"
-            if not render(svg, size).save(str(out), "PNG"):
+            if not render(svg, size).save(str(out), b"PNG"):
                 raise SystemExit(f"make_icons: cannot write {out}")
-    render(source, 256).save(str(ICONS / "nimbridge.png"), "PNG")
+    render(source, 256).save(str(ICONS / "nimbridge.png"), b"PNG")
     print(f"wrote {len(STATES) * len(SIZES) + 1} PNGs to {ICONS}")
     return 0
 

@@ -163,6 +163,19 @@ def check_keyring() -> Finding:
     )
 
 
+# The plugin each desktop needs to show the tray icon: a bundle without it starts
+# headless at best.
+DESKTOP_PLUGIN = {"win32": "windows", "darwin": "cocoa"}
+
+
+def check_qt_plugins(plugins: list[str], platform: str = sys.platform) -> Finding:
+    needed = DESKTOP_PLUGIN.get(platform, "xcb")
+    found = ", ".join(plugins) or "none"
+    if needed not in plugins:
+        return Finding(Verdict.FAIL, "Qt platform plugins", f"{found}; missing {needed!r}")
+    return Finding(Verdict.OK, "Qt platform plugins", found)
+
+
 def run_selftest(qt_plugins: Callable[[], list[str]], out: TextIO = sys.stdout) -> int:
     findings = asyncio.run(check_server())
     findings.append(check_keyring())
@@ -171,8 +184,7 @@ def run_selftest(qt_plugins: Callable[[], list[str]], out: TextIO = sys.stdout) 
     except Exception as exc:  # idem: a missing Qt library must be named, not crash
         findings.append(Finding(Verdict.FAIL, "Qt", f"cannot load Qt: {exc}"))
     else:
-        verdict = Verdict.OK if plugins else Verdict.FAIL
-        findings.append(Finding(verdict, "Qt platform plugins", ", ".join(plugins) or "none"))
+        findings.append(check_qt_plugins(plugins))
     for finding in findings:
         print(finding.line(), file=out)
     failed = [f for f in findings if f.verdict is Verdict.FAIL]

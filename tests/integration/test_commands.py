@@ -5,6 +5,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import anthropic
@@ -18,8 +19,13 @@ from tests.secret_service import SecretServiceInfo
 CANARY = "nvapi-CANARY-0123456789abcdef"
 
 
-def run(*args: str, env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    process = spawn(*args, env=env)
+def run(
+    *args: str,
+    env: dict[str, str],
+    stdin: str = "",
+    program: Sequence[str] = (sys.executable, "-m", "app"),
+) -> subprocess.CompletedProcess[str]:
+    process = spawn(*args, env=env, program=program)
     out, err = process.communicate(stdin, timeout=60) if stdin else process.communicate(timeout=60)
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
@@ -153,3 +159,26 @@ def test_selftest_passes_offline() -> None:
         assert any(subject in line for line in lines), subject
     assert "offscreen" in result.stdout  # Qt's plugins were found
     assert result.stderr == ""  # quiet: the findings are the output
+
+
+@pytest.mark.parametrize(
+    ("platform", "plugins", "passes"),
+    [
+        ("linux", ["minimal", "offscreen", "wayland", "xcb"], True),
+        ("linux", ["minimal", "offscreen"], False),  # a bundle trimmed too far: no desktop
+        ("win32", ["minimal", "offscreen", "windows"], True),
+        ("win32", ["offscreen", "xcb"], False),
+        ("darwin", ["cocoa", "minimal", "offscreen"], True),
+        ("darwin", [], False),
+    ],
+)
+def test_selftest_needs_the_desktop_platform_plugin(
+    platform: str, plugins: list[str], passes: bool
+) -> None:
+    from app.commands.doctor import Verdict
+    from app.commands.selftest import check_qt_plugins
+
+    finding = check_qt_plugins(plugins, platform)
+    assert (finding.verdict is Verdict.OK) is passes
+    if not passes:
+        assert "missing" in finding.line()
