@@ -93,12 +93,15 @@ def _exec_argument(arg: str) -> str:
 def _desktop_entry(command: Sequence[str]) -> str:
     """The .desktop file's text. Its string values escape backslashes once more."""
     exec_line = " ".join(_exec_argument(arg) for arg in command).replace("\\", "\\\\")
+    # TryExec: once the program is uninstalled, the session skips the entry.
+    try_exec = command[0].replace("\\", "\\\\")
     return (
         "[Desktop Entry]\n"
         "Type=Application\n"
         f"Name={APP_NAME}\n"
         "Comment=Local proxy: Claude Code on NVIDIA NIM and OpenAI-compatible providers\n"
         f"Exec={exec_line}\n"
+        f"TryExec={try_exec}\n"
         "Icon=nimbridge\n"
         "Terminal=false\n"
         "Categories=Development;\n"

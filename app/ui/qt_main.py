@@ -179,6 +179,8 @@ def run_gui(controller: ProxyController, *, start_server: bool | None = None) ->
     qt = QApplication.instance() or QApplication([])
     assert isinstance(qt, QApplication)
     qt.setApplicationName("NimBridge")
+    # Wayland's app id and the menu entry it belongs to (packaging/linux/nimbridge.desktop).
+    qt.setDesktopFileName("nimbridge")
     qt.setQuitOnLastWindowClosed(False)  # closing a window leaves the tray running
     qt.setWindowIcon(icon_for(Health.RUNNING))
     instance = SingleInstance()

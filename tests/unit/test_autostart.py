@@ -187,3 +187,10 @@ def test_default_command_starts_this_app(monkeypatch):
     assert autostart.default_command() == [sys.executable, "-m", "app"]
     monkeypatch.setattr(sys, "frozen", True, raising=False)
     assert autostart.default_command() == [sys.executable]
+
+
+def test_linux_entry_is_skipped_once_the_program_is_uninstalled():
+    # TryExec names the program: when a package removal deletes it, the desktop
+    # session ignores the user's autostart entry instead of failing at each login.
+    text = autostart._desktop_entry(["/opt/nimbridge/nimbridge"])
+    assert "TryExec=/opt/nimbridge/nimbridge\n" in text
