@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import anthropic
@@ -17,7 +17,12 @@ from tests.fake_upstream import FakeUpstream, http_request, reply_stream, text_s
 from tests.integration.conftest import track
 
 
-def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def spawn(
+    *args: str,
+    env: dict[str, str] | None = None,
+    program: Sequence[str] = (sys.executable, "-m", "app"),
+) -> subprocess.Popen[str]:
+    """`nimbridge ARGS` as a user runs it (`program`: the installed or bundled one)."""
     # A settings home of its own: the user's real settings and keychain stay out of it.
     home = tempfile.mkdtemp(prefix="nimbridge-cli-")
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "XDG_CONFIG_HOME": home, **(env or {})}
@@ -26,7 +31,7 @@ def spawn(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str
     full_env.update(env or {})
     full_env.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     return subprocess.Popen(
-        [sys.executable, "-m", "app", *args],
+        [*program, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

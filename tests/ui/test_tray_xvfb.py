@@ -108,6 +108,11 @@ def _wait_for(predicate: object, timeout: float, what: str) -> None:
 
 
 def test_tray_icon_menu_and_quit(x_display: str, tmp_path: Path) -> None:
+    run_tray_session([sys.executable, "-m", "app"], x_display, tmp_path)
+
+
+def run_tray_session(command: list[str], x_display: str, tmp_path: Path) -> None:
+    """Start the tray app (`command`), find its icon docked, open the menu, Quit."""
     config = tmp_path / "settings.json"
     config.write_text(
         json.dumps(
@@ -129,7 +134,7 @@ def test_tray_icon_menu_and_quit(x_display: str, tmp_path: Path) -> None:
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
     }
     app = subprocess.Popen(
-        [sys.executable, "-m", "app", "--config", str(config)],
+        [*command, "--config", str(config)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
