@@ -53,10 +53,10 @@ def bundle() -> list[str]:
 
 @pytest.fixture(scope="module")
 def deb_file() -> Path:
-    found = sorted(DIST.glob("nimbridge_*.deb"))
+    found = sorted(DIST.glob(f"nimbridge_{__version__}_*.deb"))  # this version's, not an old one
     if not found:
-        _absent("the .deb")
-    return found[-1]
+        _absent(f"the .deb of {__version__}")
+    return found[0]
 
 
 def headless() -> dict[str, str]:
