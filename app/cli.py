@@ -27,6 +27,7 @@ from app.config.settings import (
 )
 from app.logs import setup_logging
 from app.server.app import ProxyServer
+from app.server.guard import UnsafeBindError
 
 log = logging.getLogger("app.cli")
 PROXY_KEY_ENV = "NIMBRIDGE_PROXY_KEY"
@@ -232,6 +233,9 @@ async def serve(
     server = ProxyServer(settings, keys, proxy_key)
     try:
         base_url = await server.start()
+    except UnsafeBindError as exc:
+        print(f"nimbridge: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         reason = exc.strerror or str(exc)
         print(

@@ -37,6 +37,7 @@ from app.core.governor import GovernorState
 from app.core.providers import Provider
 from app.logs import LogBuffer, LogLine, RedactingFilter
 from app.server.app import ProxyServer
+from app.server.guard import UnsafeBindError
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
 from app.server.upstream import UpstreamClient
@@ -182,6 +183,7 @@ class ProxyController(Protocol):
 # its upstream session; anything else (tiers, aliases, retries...) applies live.
 RESTART_FIELDS = (
     "host",
+    "max_request_mb",
     "port",
     "providers",
     "default_provider",
@@ -304,6 +306,9 @@ class ProxyService:
             server.app_state.on_request_finished.append(self._request_finished)
             try:
                 await server.start()
+            except UnsafeBindError as exc:
+                self._state, self._last_error = ServerState.ERROR, str(exc)
+                log.warning("%s", exc)
             except OSError as exc:
                 host, port = self._settings.host, self._settings.port
                 self._state = ServerState.ERROR

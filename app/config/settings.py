@@ -66,6 +66,13 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8787
     require_proxy_key: bool = False  # refuse to serve without a proxy key
+    # Host names (beyond localhost and IP addresses) clients may call us by: a web page
+    # reaching us through DNS rebinding carries its own name and is refused.
+    allowed_hosts: tuple[str, ...] = ()
+    # Web origins allowed to call us from a browser (CORS); any other Origin is refused.
+    allowed_origins: tuple[str, ...] = ()
+    max_request_mb: int = 32  # request body limit (Anthropic's own is 32 MB)
+    max_concurrent_requests: int = 64  # beyond this, 529 overloaded with retry-after
     commit_window_s: float = 0.8  # hold bytes back this long while the upstream has not answered
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 600.0  # longest silence tolerated (reasoning models think for minutes)
@@ -157,6 +164,13 @@ class _Reader:
             raise self.error(key, f"must be {bound}, got {value:g}")
         return value
 
+    def string_list(self, key: str) -> tuple[str, ...]:
+        items = self.get(key, list, [])
+        for position, item in enumerate(items):
+            if not isinstance(item, str) or not item.strip():
+                raise self.error(f"{key}[{position}]", "must be a non-empty string")
+        return tuple(item.strip() for item in items)
+
     def string_map(self, key: str) -> dict[str, str]:
         mapping = self.get(key, dict, {})
         for name, value in mapping.items():
@@ -241,6 +255,12 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
         "host": reader.get("host", str, defaults.host),
         "port": reader.get("port", int, defaults.port),
         "require_proxy_key": reader.get("require_proxy_key", bool, defaults.require_proxy_key),
+        "allowed_hosts": reader.string_list("allowed_hosts"),
+        "allowed_origins": reader.string_list("allowed_origins"),
+        "max_request_mb": reader.get("max_request_mb", int, defaults.max_request_mb),
+        "max_concurrent_requests": reader.get(
+            "max_concurrent_requests", int, defaults.max_concurrent_requests
+        ),
         "commit_window_s": reader.number("commit_window_s", defaults.commit_window_s, minimum=0),
         "retry_max_attempts": reader.get("retry_max_attempts", int, defaults.retry_max_attempts),
         "retry_max_wait_s": reader.number("retry_max_wait_s", defaults.retry_max_wait_s, minimum=0),
@@ -322,6 +342,17 @@ def validate_settings(settings: Settings, where: str) -> Settings:
     for name in ("connect_timeout_s", "read_timeout_s", "ping_interval_s", "shutdown_grace_s"):
         if getattr(settings, name) <= 0:
             raise bad(name, f"must be a positive number of seconds, got {getattr(settings, name)}")
+    for name in ("max_request_mb", "max_concurrent_requests"):
+        if getattr(settings, name) < 1:
+            raise bad(name, f"must be at least 1, got {getattr(settings, name)}")
+    for position, origin in enumerate(settings.allowed_origins):
+        scheme, _, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not rest or "/" in rest:
+            raise bad(
+                f"allowed_origins[{position}]",
+                f"must be an origin like https://app.example (scheme and host, no path), "
+                f"got {origin!r}",
+            )
     if settings.log_level.upper() not in LOG_LEVELS:
         raise bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
     return replace(settings, log_level=settings.log_level.upper())
@@ -339,6 +370,8 @@ def settings_to_mapping(settings: Settings) -> dict[str, Any]:
             value = [_provider_to_mapping(p) for p in value]
         elif f.name == "tiers":
             value = {t: getattr(value, t) for t in TIER_NAMES}
+        elif isinstance(value, tuple):
+            value = list(value)
         out[f.name] = value
     return out
 

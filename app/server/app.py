@@ -17,6 +17,7 @@ from aiohttp import web
 from app.config.secrets import ProviderKeys
 from app.config.settings import Settings
 from app.core.errors import ProxyError
+from app.server.guard import add_cors_headers, check_bind, check_request
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord, new_request_id
 from app.server.routes import add_routes
@@ -26,8 +27,7 @@ from app.server.upstream import UpstreamClient
 
 log = logging.getLogger(__name__)
 
-# Claude Code sends images and 100 KB+ histories; Anthropic accepts up to 32 MB.
-CLIENT_MAX_SIZE = 64 * 1024 * 1024
+MB = 1024 * 1024
 _QUIET_PATHS = frozenset({"/", "/health"})
 
 
@@ -62,6 +62,10 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
     for observer in state.on_request_started:
         observer(record)
     try:
+        preflight = check_request(request, state.settings, state.in_flight)
+        if preflight is not None:
+            record.status = preflight.status
+            return preflight
         response: web.StreamResponse = await handler(request)
         return response
     except ProxyError as exc:
@@ -71,7 +75,8 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
             raise
         reason = {404: f"not found: {request.method} {request.path}"}.get(exc.status, exc.reason)
         if exc.status == 413:
-            reason = f"request body is larger than {CLIENT_MAX_SIZE // (1024 * 1024)} MB"
+            limit = request.app[STATE].settings.max_request_mb
+            reason = f"request body is larger than {limit} MB (max_request_mb in the settings)"
         return error_response(request, ProxyError(reason, status=exc.status), record)
     except asyncio.CancelledError:
         record.status, record.error = 499, "client disconnected"
@@ -97,7 +102,10 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
 
 
 def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> web.Application:
-    app = web.Application(middlewares=[request_middleware], client_max_size=CLIENT_MAX_SIZE)
+    app = web.Application(
+        middlewares=[request_middleware], client_max_size=settings.max_request_mb * MB
+    )
+    app.on_response_prepare.append(add_cors_headers)
     upstream = UpstreamClient(
         connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s
     )
@@ -147,6 +155,8 @@ class ProxyServer:
         self.app_state.registry.update_settings(settings)
 
     async def start(self) -> str:
+        """Listen; OSError when the port is taken, UnsafeBindError for an open door."""
+        check_bind(self.settings.host, self.app_state.proxy_key)
         runner = web.AppRunner(
             self.app,
             handler_cancellation=True,  # a client that goes away cancels its upstream request

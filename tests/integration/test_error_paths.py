@@ -434,7 +434,8 @@ def test_client_disconnect_cancels_upstream_within_a_second(proxy: LiveProxy) ->
     with socket.create_connection(("127.0.0.1", proxy.server.port)) as sock:
         sock.sendall(
             (
-                f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nx-api-key: {proxy.client_key}\r\n"
+                "POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                f"x-api-key: {proxy.client_key}\r\n"
                 f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n{body}"
             ).encode()
         )
