@@ -23,6 +23,7 @@ from app.config.settings import (
     SettingsError,
     default_settings_path,
     load_settings,
+    load_settings_or_set_aside,
     validate_settings,
 )
 from app.logs import setup_logging
@@ -99,8 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         raw = ["gui", *raw]  # `nimbridge [serve's flags]` is the tray app
     args = parser.parse_args(raw)
     settings_path = args.config or default_settings_path()
+    set_aside_warning: str | None = None
     try:
-        settings = load_settings(settings_path)
+        if args.command == "gui":  # users: keep a broken file aside and start anyway
+            settings, set_aside_warning = load_settings_or_set_aside(settings_path)
+        else:  # servers and scripts: a broken file is an error to fix, as it stands
+            settings = load_settings(settings_path)
         if args.command in ("serve", "gui"):
             settings = validate_settings(
                 settings.with_overrides(
@@ -123,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_selftest(qt_platform_plugins)
     # `serve` logs a keychain warning once it listens (so a refusal to start stays
     # one line); the other commands print it at once.
-    deferred: list[str] = []
+    deferred: list[str] = [set_aside_warning] if set_aside_warning else []
     warn = deferred.append if args.command in ("serve", "gui") else _warn_now
     keys = ProviderKeys(open_secret_store(warn=warn), os.environ)
     proxy_key = getattr(args, "proxy_key", None) or os.environ.get(PROXY_KEY_ENV) or None
@@ -214,7 +219,7 @@ def run_tray_app(
         log_path=log_path,
         generate_proxy_key=True,
     )
-    return run_gui(service)
+    return run_gui(service, notices=warnings)
 
 
 def _warn_now(message: str) -> None:

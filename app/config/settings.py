@@ -10,6 +10,7 @@ Invariants:
   not know.
 """
 
+import datetime
 import json
 import os
 import tempfile
@@ -415,14 +416,47 @@ def load_settings(path: Path) -> Settings:
     return settings_from_mapping(data, where=str(path))
 
 
+def set_aside(path: Path, *, now: datetime.datetime | None = None) -> Path:
+    """Rename a settings file we cannot use to `<name>.broken-<UTC time>`; the new path."""
+    stamp = (now or datetime.datetime.now(datetime.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    kept = path.with_name(f"{path.name}.broken-{stamp}")
+    counter = 1
+    while kept.exists():  # twice in one second: never overwrite an earlier copy
+        counter += 1
+        kept = path.with_name(f"{path.name}.broken-{stamp}-{counter}")
+    os.replace(path, kept)
+    return kept
+
+
+def load_settings_or_set_aside(path: Path) -> tuple[Settings, str | None]:
+    """For the tray app: a file we cannot use is kept aside, not lost, and the app starts
+    on defaults; the second value says so in words (None when all was well)."""
+    try:
+        return load_settings(path), None
+    except SettingsError as exc:
+        try:
+            kept = set_aside(path)
+        except OSError:
+            raise exc from None  # cannot even move it: report the original problem
+        return Settings(), (
+            f"{exc}. The file was kept as {kept.name} and NimBridge started with default "
+            "settings; fix that file and put it back, or set things again in Settings"
+        )
+
+
 def save_settings(path: Path, settings: Settings) -> None:
-    """Write atomically (temp file + rename) and keep keys this version does not know."""
+    """Write atomically (temp file + rename) and keep keys this version does not know.
+    A file that is not valid JSON is set aside first, never overwritten unseen."""
     existing: dict[str, Any] = {}
     try:
         loaded = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(loaded, dict):
             existing = loaded
-    except (OSError, ValueError):
+    except FileNotFoundError:
+        pass
+    except ValueError:
+        set_aside(path)
+    except OSError:
         pass
     existing.update(settings_to_mapping(settings))
     path.parent.mkdir(parents=True, exist_ok=True)

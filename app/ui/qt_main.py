@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import getpass
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import qasync  # noqa: I001  (after PySide6: qasync probes the Qt bindings at import)
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -142,6 +142,10 @@ class App:
             self.main_window = MainWindow(controller, self.windows)
             self.main_window.show()
 
+    def notify(self, message: str) -> None:
+        if self.tray is not None:
+            self.tray.notify("NimBridge", message)
+
     def open_logs(self) -> None:
         if self.log_window is None:
             self.log_window = LogWindow(self.controller)
@@ -175,7 +179,14 @@ class App:
             self.tray.close()
 
 
-def run_gui(controller: ProxyController, *, start_server: bool | None = None) -> int:
+def run_gui(
+    controller: ProxyController,
+    *,
+    start_server: bool | None = None,
+    notices: Sequence[str] = (),
+) -> int:
+    """Run the tray app until Quit; `notices` (a settings file set aside, no keychain...)
+    are shown once as tray notifications, as well as in the log."""
     qt = QApplication.instance() or QApplication([])
     assert isinstance(qt, QApplication)
     qt.setApplicationName("NimBridge")
@@ -191,6 +202,8 @@ def run_gui(controller: ProxyController, *, start_server: bool | None = None) ->
     asyncio.set_event_loop(loop)  # before any task: tasks made earlier are lost
     closing = asyncio.Event()
     app = App(qt, controller, lambda: closing.set())
+    for notice in notices:
+        app.notify(notice)
     instance.show_requested.connect(app.show_yourself)
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:

@@ -13,7 +13,9 @@ from app.config.settings import (
     TierModels,
     default_settings_path,
     load_settings,
+    load_settings_or_set_aside,
     save_settings,
+    set_aside,
     settings_from_mapping,
     settings_to_mapping,
     validate_settings,
@@ -213,3 +215,54 @@ def test_no_secret_field_exists() -> None:
     text = json.dumps(settings_to_mapping(FULL)).lower()
     for word in ("api_key", "apikey", "token", "secret", "password"):
         assert word not in text
+
+
+# ------------------------------------------------------------------ broken files
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"port": 8787,', '{"port": "eighty"}', "[]", '{"providers": []}'],
+    ids=["truncated JSON", "wrong type", "not an object", "invalid value"],
+)
+def test_a_broken_file_is_set_aside_and_the_app_starts_on_defaults(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(text)
+    settings, warning = load_settings_or_set_aside(path)
+    assert settings == Settings()
+    kept = list(tmp_path.glob("settings.json.broken-*"))
+    assert len(kept) == 1 and kept[0].read_text() == text  # nothing lost
+    assert not path.exists()
+    assert warning is not None and str(path) in warning and kept[0].name in warning
+    # A second broken file in the same second never overwrites the first copy.
+    path.write_text(text)
+    load_settings_or_set_aside(path)
+    assert len(list(tmp_path.glob("settings.json.broken-*"))) == 2
+
+
+def test_a_good_file_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    save_settings(path, Settings(port=9999))
+    settings, warning = load_settings_or_set_aside(path)
+    assert settings.port == 9999 and warning is None
+    assert [p.name for p in tmp_path.iterdir()] == ["settings.json"]
+
+
+def test_saving_over_a_file_that_is_not_json_keeps_that_file(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text('{"port": 8787, "my_note": "hand-edited but broken",')
+    save_settings(path, Settings(port=9000))
+    assert json.loads(path.read_text())["port"] == 9000
+    (kept,) = tmp_path.glob("settings.json.broken-*")
+    assert "hand-edited" in kept.read_text()
+
+
+def test_set_aside_names_the_time(tmp_path: Path) -> None:
+    import datetime
+
+    path = tmp_path / "settings.json"
+    path.write_text("{")
+    when = datetime.datetime(2026, 11, 21, 8, 30, 5, tzinfo=datetime.UTC)
+    assert set_aside(path, now=when).name == "settings.json.broken-20261121T083005Z"
