@@ -134,7 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     proxy_key = getattr(args, "proxy_key", None) or os.environ.get(PROXY_KEY_ENV) or None
     secrets = lambda: [*keys.known_secrets(), *filter(None, [proxy_key])]  # noqa: E731
     if args.command == "gui":
-        return run_tray_app(settings, settings_path, keys, proxy_key, secrets, deferred)
+        notices = [set_aside_warning] if set_aside_warning else []
+        return run_tray_app(settings, settings_path, keys, proxy_key, secrets, deferred, notices)
     setup_logging(settings.log_level, secrets=secrets)
     if args.command == "key":
         from app.commands.keys import run_key_command
@@ -188,7 +189,10 @@ def run_tray_app(
     proxy_key: str | None,
     secrets: Callable[[], Iterable[str]],
     warnings: Sequence[str],
+    notices: Sequence[str] = (),
 ) -> int:
+    """The tray app; `warnings` go to the log, `notices` also pop up once (rare, and
+    something the user must act on: a settings file set aside)."""
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY")
         or os.environ.get("WAYLAND_DISPLAY")
@@ -219,7 +223,7 @@ def run_tray_app(
         log_path=log_path,
         generate_proxy_key=True,
     )
-    return run_gui(service, notices=warnings)
+    return run_gui(service, notices=notices)
 
 
 def _warn_now(message: str) -> None:

@@ -24,7 +24,7 @@ import pytest
 from app import __version__
 from tests.fake_upstream import FakeUpstream, http_request
 from tests.integration.conftest import track
-from tests.integration.test_cli import base_url_of, finish, spawn
+from tests.integration.test_cli import PROXY_KEY, UPSTREAM_SECRET, base_url_of, finish, spawn_serve
 from tests.integration.test_commands import CANARY, keychain_env, run
 from tests.secret_service import SecretServiceInfo
 from tests.ui.test_tray_xvfb import run_tray_session, x_display  # noqa: F401  (a fixture)
@@ -79,22 +79,10 @@ def test_selftest(bundle: list[str]) -> None:
 
 
 def test_serve_translates_a_request(bundle: list[str], upstream: FakeUpstream) -> None:
-    server = spawn(
-        "serve",
-        "--port",
-        "0",
-        "--upstream-url",
-        upstream.base_url,
-        "--model",
-        "fake/model",
-        "--proxy-key",
-        "bundle-proxy-key",
-        env={"NVIDIA_API_KEY": "nvapi-bundle-upstream"},
-        program=bundle,
-    )
+    server = spawn_serve(upstream, program=bundle)
     try:
         url = base_url_of(server)
-        sdk = track(anthropic.Anthropic(base_url=url, api_key="bundle-proxy-key", max_retries=0))
+        sdk = track(anthropic.Anthropic(base_url=url, api_key=PROXY_KEY, max_retries=0))
         assert json.loads(http_request(url + "/health")[2])["status"] == "ok"
         message = sdk.messages.create(
             model="claude-sonnet-4-6", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
@@ -102,7 +90,7 @@ def test_serve_translates_a_request(bundle: list[str], upstream: FakeUpstream) -
         assert message.content[0].type == "text" and message.content[0].text == "You said: hi"
         sent = upstream.chat_requests[-1]
         assert sent.body["model"] == "fake/model"
-        assert sent.headers["Authorization"] == "Bearer nvapi-bundle-upstream"
+        assert sent.headers["Authorization"] == f"Bearer {UPSTREAM_SECRET}"
         with sdk.messages.stream(
             model="claude-sonnet-4-6", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
         ) as stream:

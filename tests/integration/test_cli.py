@@ -47,9 +47,15 @@ def base_url_of(process: subprocess.Popen[str]) -> str:
     return line.split()[-1]
 
 
-@pytest.fixture
-def served(upstream: FakeUpstream) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    process = spawn(
+PROXY_KEY = "cli-proxy-key"
+UPSTREAM_SECRET = "nvapi-cli-upstream-secret"
+
+
+def spawn_serve(
+    upstream: FakeUpstream, program: Sequence[str] = (sys.executable, "-m", "app")
+) -> subprocess.Popen[str]:
+    """`serve` on a free port in front of the fake upstream, with a proxy key."""
+    return spawn(
         "serve",
         "--port",
         "0",
@@ -58,9 +64,15 @@ def served(upstream: FakeUpstream) -> Iterator[tuple[subprocess.Popen[str], str]
         "--model",
         "fake/model",
         "--proxy-key",
-        "cli-proxy-key",
-        env={"NVIDIA_API_KEY": "nvapi-cli-upstream-secret"},
+        PROXY_KEY,
+        env={"NVIDIA_API_KEY": UPSTREAM_SECRET},
+        program=program,
     )
+
+
+@pytest.fixture
+def served(upstream: FakeUpstream) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    process = spawn_serve(upstream)
     try:
         yield process, base_url_of(process)
     finally:
