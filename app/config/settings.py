@@ -438,9 +438,11 @@ def load_settings_or_set_aside(path: Path) -> tuple[Settings, str | None]:
             kept = set_aside(path)
         except OSError:
             raise exc from None  # cannot even move it: report the original problem
+        # What the user must know first (a notification shows the start), then why.
         return Settings(), (
-            f"{exc}. The file was kept as {kept.name} and NimBridge started with default "
-            "settings; fix that file and put it back, or set things again in Settings"
+            f"NimBridge started with default settings: {path.name} could not be used and "
+            f"was kept as {kept.name}. Why: {exc}. Fix that file and put it back, or set "
+            "things again in Settings"
         )
 
 
