@@ -108,13 +108,12 @@ def shlib_depends(staging: Path) -> str:
 
 
 def folder_kib(folder: Path) -> int:
-    """Installed-Size as dpkg counts it: KiB, each file rounded up."""
-    total = sum(
-        (p.lstat().st_size + 1023) // 1024
-        for p in folder.rglob("*")
-        if p.is_file() or p.is_symlink()
-    )
-    return total + sum(1 for p in folder.rglob("*") if p.is_dir())
+    """Installed-Size as dpkg counts it: KiB, each file rounded up, 1 per directory."""
+    total = 0
+    for path in folder.rglob("*"):
+        is_dir = path.is_dir() and not path.is_symlink()
+        total += 1 if is_dir else (path.lstat().st_size + 1023) // 1024
+    return total
 
 
 def stage(bundle: Path, staging: Path, version: str) -> None:
