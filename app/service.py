@@ -76,6 +76,7 @@ class ServiceStatus:
     failed_today: int = 0
     needs_key: bool = False  # the default provider needs a key and has none
     proxy_key: str | None = None  # what clients must send (shown on demand, copied)
+    keychain_problem: str | None = None  # why keys last for this session only, in words
     pacing: Mapping[str, GovernorState] = field(default_factory=dict)
 
     @property
@@ -232,14 +233,9 @@ class ProxyService:
         self._settings = settings
         self._keys = keys
         self._settings_path = settings_path
-        # A flag or env wins; else the key kept in the keychain by `regenerate_proxy_key`;
-        # else (the tray app) a random key for this run, so no other local program or
-        # web page can spend the user's quota through the port. The launcher hands it on.
-        self._proxy_key = proxy_key or keys.stored_proxy_key()
-        if self._proxy_key is None and generate_proxy_key:
-            self._proxy_key = secrets.token_urlsafe(24)
-        if self._proxy_key:
-            keys.remember(self._proxy_key)
+        self._explicit_proxy_key = proxy_key
+        self._generate_proxy_key = generate_proxy_key
+        self._proxy_key = self._choose_proxy_key(settings)
         self._log_buffer = log_buffer
         self._log_path = log_path
         self._server: ProxyServer | None = None
@@ -253,6 +249,32 @@ class ProxyService:
         self._status_subscribers: list[Callable[[ServiceStatus], None]] = []
         self._request_subscribers: list[Callable[[RequestSummary], None]] = []
         self._lock = asyncio.Lock()  # start/stop/apply never overlap
+
+    def _choose_proxy_key(self, settings: Settings) -> str | None:
+        """A flag or env wins. The tray app (`generate_proxy_key`) always has a key unless
+        the user chose pass-through: the one in the keychain, else a new random one, kept
+        there so that `nimbridge code` and Claude Code sessions find it again after a
+        restart. Then no other local program or web page can spend the user's quota
+        through the port; the launcher hands the key on."""
+        key = self._explicit_proxy_key
+        if key is None and not (self._generate_proxy_key and settings.pass_client_keys):
+            key = self._keys.stored_proxy_key()
+            if key is None and self._generate_proxy_key:
+                key = secrets.token_urlsafe(24)
+                self._store_proxy_key(key)
+        if key:
+            self._keys.remember(key)
+        return key
+
+    def _store_proxy_key(self, key: str) -> None:
+        store = self._keys.store
+        try:
+            store.set(PROXY_KEY_ENTRY, key)
+        except SecretStoreUnavailable as exc:
+            log.warning("the proxy key is for this run only: %s", exc)
+            return
+        if not store.persistent:
+            log.info("the proxy key is for this run only: keys are kept in memory")
 
     # ------------------------------------------------------------------ state
 
@@ -279,6 +301,7 @@ class ProxyService:
             failed_today=self._failed_today,
             needs_key=needs_key,
             proxy_key=self._proxy_key,
+            keychain_problem=self._keys.store.problem,
             pacing=pacing,
         )
 
@@ -347,9 +370,14 @@ class ProxyService:
             save_settings(self._settings_path, settings)
         async with self._lock:
             old, self._settings = self._settings, settings
-            restart = self._server is not None and any(
-                getattr(old, name) != getattr(settings, name) for name in RESTART_FIELDS
+            proxy_key = self._proxy_key
+            if old.pass_client_keys != settings.pass_client_keys:
+                proxy_key = self._choose_proxy_key(settings)
+            restart = self._server is not None and (
+                proxy_key != self._proxy_key
+                or any(getattr(old, name) != getattr(settings, name) for name in RESTART_FIELDS)
             )
+            self._proxy_key = proxy_key
             if self._server is not None and not restart:
                 self._server.update_settings(settings)  # a new tier applies at once
             elif restart:
@@ -442,7 +470,8 @@ class ProxyService:
         return [self._keys.status(p) for p in self._settings.providers]
 
     def key_store_description(self) -> str:
-        return self._keys.store.description
+        store = self._keys.store
+        return f"{store.description}: {store.problem}" if store.problem else store.description
 
     async def regenerate_proxy_key(self) -> str:
         key = secrets.token_urlsafe(24)

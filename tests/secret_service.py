@@ -178,6 +178,44 @@ def secret_service(
         _empty_keyring()  # the env still points at the private bus here
 
 
+def _unlock_default_collection() -> None:
+    """Unlock the login collection with its password and no prompt, through gnome-keyring's
+    own D-Bus call for that (what its PAM module does at login)."""
+    import secretstorage
+    from secretstorage.util import DBusAddressWrapper, format_secret, open_session
+
+    with closing(secretstorage.dbus_init()) as connection:
+        collection = secretstorage.get_default_collection(connection)
+        session = open_session(connection)
+        keyring_daemon = DBusAddressWrapper(
+            "/org/freedesktop/secrets",
+            "org.gnome.keyring.InternalUnsupportedGuiltRiddenInterface",
+            connection,
+        )
+        keyring_daemon.call(
+            "UnlockWithMasterPassword",
+            "o(oayays)",
+            collection.collection_path,
+            format_secret(session, _PASSWORD.encode(), "text/plain"),
+        )
+
+
+@pytest.fixture
+def locked_keychain(secret_service: SecretServiceInfo) -> Iterator[SecretServiceInfo]:
+    """The private Secret Service with its collection locked (as after a screen lock or
+    a login without the keyring's password); unlocked again afterwards."""
+    import secretstorage
+
+    with closing(secretstorage.dbus_init()) as connection:
+        secretstorage.get_default_collection(connection).lock()
+    try:
+        yield secret_service
+    finally:
+        _unlock_default_collection()
+        with closing(secretstorage.dbus_init()) as connection:
+            assert not secretstorage.get_default_collection(connection).is_locked()
+
+
 @pytest.fixture
 def no_keychain() -> Iterator[None]:
     """keyring finds no backend, as on a fresh headless machine."""

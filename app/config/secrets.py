@@ -52,6 +52,11 @@ class SecretStore(Protocol):
     @property
     def persistent(self) -> bool: ...
 
+    @property
+    def problem(self) -> str | None:
+        """Why keys are not kept across restarts when the user did not choose that."""
+        ...
+
     def get(self, name: str) -> str | None: ...
 
     def set(self, name: str, value: str) -> None: ...
@@ -156,6 +161,10 @@ class KeyringSecretStore:
     def persistent(self) -> bool:
         return True
 
+    @property
+    def problem(self) -> str | None:
+        return None
+
     def get(self, name: str) -> str | None:
         def read() -> str | None:
             return self._backend.get_password(SERVICE_NAME, name)
@@ -184,8 +193,13 @@ class KeyringSecretStore:
         try:
             return op()
         except Exception as exc:  # backends raise anything: KeyringError, D-Bus, OS errors
+            # keyring's KeyringLocked, secretstorage's LockedException: no prompt could
+            # unlock it (none runs in a headless session), so say that in plain words.
+            locked = "locked" in type(exc).__name__.lower()
             message = (
-                f"{self._description} could not {verb} the entry {name!r} "
+                f"{self._description} is locked"
+                if locked
+                else f"{self._description} could not {verb} the entry {name!r} "
                 f"({_error_text(exc, secret)})"
             )
         # Raised here, outside `except`, so the backend's exception (which we did
@@ -199,8 +213,9 @@ class KeyringSecretStore:
 class MemorySecretStore:
     """Forgotten when the process exits: for tests, `--no-keyring`, and machines without one."""
 
-    def __init__(self) -> None:
+    def __init__(self, problem: str | None = None) -> None:
         self._entries: dict[str, str] = {}
+        self._problem = problem
 
     @property
     def description(self) -> str:
@@ -209,6 +224,10 @@ class MemorySecretStore:
     @property
     def persistent(self) -> bool:
         return False
+
+    @property
+    def problem(self) -> str | None:
+        return self._problem
 
     def get(self, name: str) -> str | None:
         return self._entries.get(name)
@@ -233,7 +252,7 @@ def open_secret_store(*, warn: Callable[[str], None]) -> SecretStore:
             f"No usable OS keychain ({exc.reason}), so keys are kept in memory "
             f"for this session only; to keep them, {keychain_advice()}."
         )
-        return MemorySecretStore()
+        return MemorySecretStore(problem=exc.reason)
     return store
 
 

@@ -67,6 +67,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8787
     require_proxy_key: bool = False  # refuse to serve without a proxy key
+    # The tray app's explicit opt-out of its proxy key: no key is asked of clients and
+    # each client's own API key goes to the provider (the pass-through of OpenAI gateways).
+    pass_client_keys: bool = False
     # Host names (beyond localhost and IP addresses) clients may call us by: a web page
     # reaching us through DNS rebinding carries its own name and is refused.
     allowed_hosts: tuple[str, ...] = ()
@@ -256,6 +259,7 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
         "host": reader.get("host", str, defaults.host),
         "port": reader.get("port", int, defaults.port),
         "require_proxy_key": reader.get("require_proxy_key", bool, defaults.require_proxy_key),
+        "pass_client_keys": reader.get("pass_client_keys", bool, defaults.pass_client_keys),
         "allowed_hosts": reader.string_list("allowed_hosts"),
         "allowed_origins": reader.string_list("allowed_origins"),
         "max_request_mb": reader.get("max_request_mb", int, defaults.max_request_mb),
@@ -314,6 +318,8 @@ def validate_settings(settings: Settings, where: str) -> Settings:
     def bad(key: str, why: str) -> SettingsError:
         return SettingsError(f"{where}: '{key}' {why}")
 
+    if settings.require_proxy_key and settings.pass_client_keys:
+        raise bad("pass_client_keys", "cannot be true while require_proxy_key is true")
     if not 0 <= settings.port <= 65535:
         raise bad("port", f"must be 0..65535, got {settings.port}")
     if not settings.providers:

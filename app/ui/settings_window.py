@@ -680,11 +680,17 @@ class SettingsDialog(QDialog):
         self.host_warning.setStyleSheet(WARNING_STYLE)
         self.port_edit = QLineEdit(str(settings.port))
         self.port_edit.setMaximumWidth(100)
-        self.require_key_check = QCheckBox("Clients must send the proxy key")
-        self.require_key_check.setChecked(settings.require_proxy_key)
-        self.require_key_check.setToolTip(
-            "Refuse requests without NimBridge's own key (Claude Code sends it as its auth token)"
+        self.pass_client_keys_check = QCheckBox(
+            "Pass-through: no proxy key; send each client's own API key to the provider"
         )
+        self.pass_client_keys_check.setChecked(settings.pass_client_keys)
+        self.pass_client_keys_check.setToolTip(
+            "Off (recommended): clients must send NimBridge's proxy key, which Launch Claude\n"
+            "Code hands on, so no other program or web page can spend your quota.\n"
+            "On: any program on this computer can use the port; NimBridge's own provider\n"
+            "keys are used when set, else the client's key is passed on."
+        )
+        self.pass_client_keys_check.setEnabled(not settings.require_proxy_key)
 
         # The local proxy key: shown masked, revealed or copied on demand, regenerated
         # (the server restarts with it, so old clients must be given the new one).
@@ -743,7 +749,7 @@ class SettingsDialog(QDialog):
         net_form.addRow("Host:", self.host_edit)
         net_form.addRow("", self.host_warning)
         net_form.addRow("Port:", self.port_edit)
-        net_form.addRow("", self.require_key_check)
+        net_form.addRow("", self.pass_client_keys_check)
         net_form.addRow("Proxy key:", proxy_row_widget)
 
         startup = QGroupBox("Starting")
@@ -802,8 +808,8 @@ class SettingsDialog(QDialog):
         where = "every network interface" if host in ("", "0.0.0.0", "::") else host
         self.host_warning.setText(
             f"Warning: NimBridge will listen on {where}, so other computers on the network "
-            "can reach it and spend your API keys' quota. Keep 127.0.0.1 unless you need "
-            "this, and turn on the proxy key."
+            "can reach it; only the proxy key keeps them from spending your API keys' quota "
+            "(so pass-through must stay off). Keep 127.0.0.1 unless you need this."
         )
         self.host_warning.show()
 
@@ -817,6 +823,8 @@ class SettingsDialog(QDialog):
             return SettingsError(f"{WHERE}: {why}")
 
         host = self.host_edit.text().strip()
+        if self.pass_client_keys_check.isChecked() and host and not is_loopback(host):
+            raise refuse(f"listening on {host} needs the proxy key: turn pass-through off")
         if not host:
             raise refuse("the host must not be empty (127.0.0.1 keeps NimBridge on this computer)")
         port_text = self.port_edit.text().strip()
@@ -844,7 +852,7 @@ class SettingsDialog(QDialog):
             base,
             host=host,
             port=port,
-            require_proxy_key=self.require_key_check.isChecked(),
+            pass_client_keys=self.pass_client_keys_check.isChecked(),
             commit_window_s=self.commit_spin.value(),
             connect_timeout_s=self.connect_spin.value(),
             read_timeout_s=self.read_spin.value(),

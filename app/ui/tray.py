@@ -67,8 +67,18 @@ def status_line(status: ServiceStatus) -> str:
     )
 
 
+def keychain_line(status: ServiceStatus) -> str | None:
+    """Said beside the status, for as long as it lasts: keys entered now are lost at exit."""
+    if status.keychain_problem is None:
+        return None
+    return f"Keys last this session only: {status.keychain_problem}"
+
+
 def tooltip(status: ServiceStatus) -> str:
     lines = ["NimBridge", status_line(status), f"Default model: {status.default_model}"]
+    keychain = keychain_line(status)
+    if keychain:
+        lines.append(keychain)
     lines.append(f"Requests today: {status.requests_today} ({status.failed_today} failed)")
     for provider, pacing in status.pacing.items():
         budget = f"/{pacing.budget_per_minute}" if pacing.budget_per_minute else ""
@@ -124,6 +134,9 @@ class TrayMenu(QObject):
         menu.clear()
         line = menu.addAction(status_line(status))
         line.setEnabled(False)
+        keychain = keychain_line(status)
+        if keychain:
+            menu.addAction(keychain).setEnabled(False)
         menu.addSeparator()
         running = status.state is ServerState.RUNNING
         if running:

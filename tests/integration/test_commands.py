@@ -182,3 +182,27 @@ def test_selftest_needs_the_desktop_platform_plugin(
     assert (finding.verdict is Verdict.OK) is passes
     if not passes:
         assert "missing" in finding.line()
+
+
+def test_a_locked_keychain_is_said_plainly_and_nimbridge_still_serves(
+    config: Path, upstream: FakeUpstream, locked_keychain: SecretServiceInfo
+) -> None:
+    env = keychain_env(locked_keychain)
+    status = run("key", "status", "--config", str(config), env=env)
+    assert status.returncode == 0, status.stderr
+    assert "Secret Service (GNOME Keyring) is locked" in status.stderr
+    assert "in memory for this session only" in status.stderr
+    assert "Traceback" not in status.stderr
+
+    server = spawn("serve", "--config", str(config), env={**env, "NVIDIA_API_KEY": CANARY})
+    try:
+        sdk = track(anthropic.Anthropic(base_url=base_url_of(server), api_key="x", max_retries=0))
+        sdk.messages.create(
+            model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert upstream.chat_requests[-1].headers["Authorization"] == f"Bearer {CANARY}"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+        _, log = server.communicate(timeout=10)
+    assert "is locked" in log and CANARY not in log

@@ -4,6 +4,7 @@ the request feed and its redacted detail, stop frees the port."""
 import asyncio
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import anthropic
@@ -168,12 +169,65 @@ def test_regenerated_proxy_key_is_kept_and_required(
     assert key in keys.known_secrets()  # masked in logs
 
 
-def test_tray_service_makes_a_proxy_key_for_the_run_when_none_is_set() -> None:
-    keys = ProviderKeys(MemorySecretStore(), env={})
+def test_tray_service_makes_a_proxy_key_and_keeps_it_in_the_keychain() -> None:
+    store = MemorySecretStore()
+    keys = ProviderKeys(store, env={})
     plain = ProxyService(Settings(), keys, settings_path=None)
     assert plain.status().proxy_key is None  # `serve`-like use: nothing invented
     tray = ProxyService(Settings(), keys, settings_path=None, generate_proxy_key=True)
     first = tray.status().proxy_key
-    assert first and len(first) >= 32
+    assert first and len(first) >= 32 and store.get("nimbridge-proxy-key") == first
     again = ProxyService(Settings(), keys, settings_path=None, generate_proxy_key=True)
-    assert again.status().proxy_key != first  # for that run only: nothing was stored
+    assert again.status().proxy_key == first  # the next start, and `nimbridge code`, find it
+    explicit = ProxyService(
+        Settings(), keys, settings_path=None, proxy_key="from-flag", generate_proxy_key=True
+    )
+    assert explicit.status().proxy_key == "from-flag"  # --proxy-key / the env win
+
+
+def test_pass_through_is_an_explicit_choice_that_applies_live(
+    qasync_loop: asyncio.AbstractEventLoop, upstream: FakeUpstream
+) -> None:
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    settings = Settings(port=0).with_overrides(upstream_url=upstream.base_url)
+    service = ProxyService(settings, keys, settings_path=None, generate_proxy_key=True)
+    key = service.status().proxy_key
+    assert key
+
+    async def status_of(api_key: str) -> int:
+        base_url = service.status().base_url
+        client = anthropic.AsyncAnthropic(base_url=base_url, api_key=api_key, max_retries=0)
+        try:
+            await client.messages.create(
+                model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+            )
+            return 200
+        except anthropic.APIStatusError as exc:
+            return exc.status_code
+        finally:
+            await client.close()
+
+    async def scenario() -> None:
+        await service.start()
+        assert await status_of("sk-clients-own") == 401  # by default the proxy key is asked
+        await service.apply_settings(replace(settings, pass_client_keys=True))
+        assert service.status().proxy_key is None
+        assert await status_of("sk-clients-own") == 200
+        assert upstream.chat_requests[-1].headers["Authorization"] == "Bearer sk-clients-own"
+        await service.apply_settings(settings)
+        assert service.status().proxy_key == key  # the same key comes back from the keychain
+        assert await status_of("sk-clients-own") == 401
+        assert await status_of(key) == 200
+        await service.stop()
+
+    qasync_loop.run_until_complete(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_keychain_problem_is_in_the_status() -> None:
+    problem = "Secret Service (GNOME Keyring) is locked"
+    keys = ProviderKeys(MemorySecretStore(problem=problem), env={})
+    service = ProxyService(Settings(), keys, settings_path=None, generate_proxy_key=True)
+    assert service.status().keychain_problem == problem
+    assert service.status().proxy_key  # the app still works, with a key for this run
+    fine = ProxyService(Settings(), ProviderKeys(MemorySecretStore(), env={}), settings_path=None)
+    assert fine.status().keychain_problem is None

@@ -136,7 +136,7 @@ def test_ok_applies_once_with_the_edited_settings(qtbot):
     controller = FakeController(two_providers())
     dialog = open_dialog(qtbot, controller)
     dialog.port_edit.setText("9911")
-    dialog.require_key_check.setChecked(True)
+    dialog.pass_client_keys_check.setChecked(True)
     dialog.start_server_check.setChecked(False)
     dialog.commit_spin.setValue(1.5)
     dialog.read_spin.setValue(900)
@@ -150,7 +150,7 @@ def test_ok_applies_once_with_the_edited_settings(qtbot):
     expected = replace(
         two_providers(),
         port=9911,
-        require_proxy_key=True,
+        pass_client_keys=True,
         commit_window_s=1.5,
         read_timeout_s=900.0,
         default_provider="openai",
@@ -195,6 +195,25 @@ def test_a_refused_apply_is_shown_and_leaves_start_at_login_alone(qtbot, xdg_con
     assert dialog.message_label.text() == "Not saved: settings.json: disk full"
     assert not (xdg_config_home / "autostart" / "nimbridge.desktop").exists()
     assert dialog.result() == 0  # still open for another try
+
+
+def test_pass_through_beyond_this_computer_is_refused(qtbot):
+    controller = FakeController()
+    dialog = open_dialog(qtbot, controller)
+    dialog.host_edit.setText("0.0.0.0")
+    dialog.pass_client_keys_check.setChecked(True)
+    dialog.ok_button.click()
+    assert dialog.message_label.text() == (
+        "Not saved: listening on 0.0.0.0 needs the proxy key: turn pass-through off"
+    )
+    assert controller.saved == []
+
+
+def test_pass_through_is_locked_off_when_the_file_requires_the_key(qtbot):
+    controller = FakeController(replace(Settings(), require_proxy_key=True))
+    dialog = open_dialog(qtbot, controller)
+    assert not dialog.pass_client_keys_check.isEnabled()
+    assert not dialog.pass_client_keys_check.isChecked()
 
 
 def test_cancel_changes_nothing(qtbot, xdg_config_home):

@@ -61,6 +61,18 @@ def test_menu_follows_the_status(controller: FakeController, opened: list[str]) 
     assert texts(menu)[0] == "Needs an NVIDIA key: open Settings"
 
 
+def test_a_keychain_problem_stays_in_sight(controller: FakeController, opened: list[str]) -> None:
+    controller.set_status(state=ServerState.RUNNING, base_url="http://127.0.0.1:8787")
+    menu = TrayMenu(controller, windows(opened))
+    assert not any("Keys last" in text for text in texts(menu))
+    controller.set_status(keychain_problem="Secret Service (GNOME Keyring) is locked")
+    menu.rebuild()
+    line = "Keys last this session only: Secret Service (GNOME Keyring) is locked"
+    assert texts(menu)[:2] == ["Running on http://127.0.0.1:8787", line]
+    assert not menu.action(line).isEnabled()  # words, not a button
+    assert line in tooltip(controller.status())
+
+
 def test_start_and_stop_reach_the_controller(
     controller: FakeController, opened: list[str], qtbot: QtBot
 ) -> None:

@@ -67,6 +67,7 @@ class FailingStore:
 
     description = "Secret Service (GNOME Keyring)"
     persistent = True
+    problem = None
 
     def get(self, name: str) -> str | None:
         raise SecretStoreUnavailable("the keychain is locked", "unlock it and try again")

@@ -182,21 +182,21 @@ def test_unviable_backend_is_refused(backend: None) -> None:
 @pytest.mark.parametrize("backend", [BrokenBackend], indirect=True)
 def test_backend_errors_become_one_exception_without_the_key(backend: None) -> None:
     store = KeyringSecretStore()
-    for call in (
-        lambda: store.get("nvidia"),
-        lambda: store.set("nvidia", CANARY),
-        lambda: store.delete("nvidia"),
+    for call, words in (
+        (lambda: store.get("nvidia"), "BrokenBackend is locked;"),  # KeyringLocked, said plainly
+        (lambda: store.set("nvidia", CANARY), "could not store the entry 'nvidia'"),
+        (lambda: store.delete("nvidia"), "BrokenBackend is locked;"),  # asks first: locked
     ):
         with pytest.raises(SecretStoreUnavailable) as caught:
             call()
         message = str(caught.value)
-        assert "nvidia" in message and "unlock the keychain" in message
+        assert words in message and "unlock the keychain" in message
         assert CANARY not in message and CANARY not in repr(caught.value)
         # The backend's own exception is not chained (its text is not ours to vouch for).
         assert caught.value.__cause__ is None and caught.value.__context__ is None
     warnings: list[str] = []
     assert isinstance(open_secret_store(warn=warnings.append), MemorySecretStore)
-    assert len(warnings) == 1 and "KeyringLocked" in warnings[0]
+    assert len(warnings) == 1 and "BrokenBackend is locked" in warnings[0]
 
 
 def test_advice_per_platform() -> None:
@@ -297,3 +297,12 @@ def test_keychain_answers_are_cached_until_forgotten() -> None:
     assert keys.key_for(provider) == "nvapi-third" and store.reads == 2
     keys.delete("nvidia")
     assert keys.key_for(provider) is None
+
+
+# ------------------------------------------------------------- a locked keychain
+
+
+@pytest.mark.usefixtures("secret_service")
+def test_a_working_keychain_has_no_problem_to_report() -> None:
+    assert open_secret_store(warn=pytest.fail).problem is None
+    assert MemorySecretStore().problem is None  # chosen (--no-keyring, tests): not a problem

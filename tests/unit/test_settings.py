@@ -181,6 +181,12 @@ def test_a_crash_while_writing_leaves_the_old_file(
         ),
         pytest.param({"log_level": "LOUD"}, "'log_level' must be one of", id="log-level"),
         pytest.param({"ui": []}, "'ui' must be an object", id="ui"),
+        pytest.param(
+            {"require_proxy_key": True, "pass_client_keys": True},
+            "'pass_client_keys' cannot be true while require_proxy_key is true",
+            id="pass-through-and-required-key",
+        ),
+        pytest.param({"pass_client_keys": "yes"}, "'pass_client_keys'", id="pass-through-type"),
     ],
 )
 def test_validation_names_file_and_key(data: object, needle: str) -> None:
