@@ -712,6 +712,8 @@ class SettingsDialog(QDialog):
         self.regenerate_proxy_key_button.clicked.connect(
             lambda checked=False: spawn(self._regenerate_proxy_key(), name="regenerate proxy key")
         )
+        # In pass-through there is no key to regenerate (OK applies the choice first).
+        self.regenerate_proxy_key_button.setEnabled(not settings.pass_client_keys)
         proxy_row_widget = QWidget()
         proxy_row = QHBoxLayout(proxy_row_widget)
         proxy_row.setContentsMargins(0, 0, 0, 0)

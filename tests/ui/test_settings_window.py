@@ -209,6 +209,13 @@ def test_pass_through_beyond_this_computer_is_refused(qtbot):
     assert controller.saved == []
 
 
+def test_no_key_to_regenerate_in_pass_through(qtbot):
+    controller = FakeController(replace(Settings(), pass_client_keys=True))
+    dialog = open_dialog(qtbot, controller)
+    assert dialog.pass_client_keys_check.isChecked()
+    assert not dialog.regenerate_proxy_key_button.isEnabled()
+
+
 def test_pass_through_is_locked_off_when_the_file_requires_the_key(qtbot):
     controller = FakeController(replace(Settings(), require_proxy_key=True))
     dialog = open_dialog(qtbot, controller)
