@@ -26,7 +26,7 @@ from app.config.settings import (
     load_settings_or_set_aside,
     validate_settings,
 )
-from app.logs import setup_logging
+from app.logs import log_crashes, setup_logging
 from app.server.app import ProxyServer
 from app.server.guard import UnsafeBindError
 
@@ -137,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         notices = [set_aside_warning] if set_aside_warning else []
         return run_tray_app(settings, settings_path, keys, proxy_key, secrets, deferred, notices)
     setup_logging(settings.log_level, secrets=secrets)
+    log_crashes()
     if args.command == "key":
         from app.commands.keys import run_key_command
 
@@ -212,6 +213,7 @@ def run_tray_app(
     buffer = LogBuffer()
     log_path = platformdirs.user_log_path("nimbridge", appauthor=False) / "nimbridge.log"
     setup_logging(settings.log_level, secrets=secrets, log_file=log_path, buffer=buffer)
+    log_crashes()
     for warning in warnings:
         log.warning("%s", warning)
     service = ProxyService(

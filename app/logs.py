@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 # Shapes of secrets worth masking even when we were not told the value.
 _SECRET_SHAPES = re.compile(
@@ -32,17 +33,20 @@ class RedactingFilter(logging.Filter):
         self._secrets = secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        for secret in self._secrets():
-            if secret and len(secret) >= 4:
-                message = message.replace(secret, MASK)
-        message = _SECRET_SHAPES.sub(_mask_match, message)
-        record.msg, record.args = message, None
+        record.msg, record.args = self.mask(record.getMessage()), None
         if record.exc_info and record.exc_text is None:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = _SECRET_SHAPES.sub(_mask_match, record.exc_text)
+        if record.exc_text:  # a traceback quotes exception messages, which may hold a key
+            record.exc_text = self.mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.mask(record.stack_info)
         return True
+
+    def mask(self, text: str) -> str:
+        for secret in self._secrets():
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, MASK)
+        return _SECRET_SHAPES.sub(_mask_match, text)
 
 
 def _mask_match(match: re.Match[str]) -> str:
@@ -56,6 +60,10 @@ def _mask_match(match: re.Match[str]) -> str:
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# Libraries whose warnings and errors belong in our log (redacted like ours): asyncio's
+# "Task exception was never retrieved", aiohttp's "Error handling request"...
+LIBRARY_LOGGERS = ("asyncio", "aiohttp")
+CRASH_LOGGER = "app.crash"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +146,12 @@ def setup_logging(
         handler.close()
     root.setLevel(level.upper())
     root.propagate = False
+    libraries = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    for library in libraries:
+        for handler in list(library.handlers):
+            library.removeHandler(handler)  # ours, from an earlier call; closed above
+        library.setLevel(logging.WARNING)
+        library.propagate = False
     handlers: list[logging.Handler] = [StderrHandler()]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +166,36 @@ def setup_logging(
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         handler.addFilter(RedactingFilter(secrets))
         root.addHandler(handler)
+        for library in libraries:
+            library.addHandler(handler)
     return root
+
+
+def log_crashes() -> None:
+    """Uncaught exceptions (a Qt slot's, a thread's, the main thread's) become CRITICAL
+    records of `app.crash`: the crash report lands in the log file and window, through
+    the same redaction as everything else, instead of a raw traceback on stderr."""
+    crash = logging.getLogger(CRASH_LOGGER)
+
+    def on_exception(
+        kind: type[BaseException], error: BaseException, trace: TracebackType | None
+    ) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, error, trace)
+            return
+        crash.critical("NimBridge hit a bug; please report it", exc_info=(kind, error, trace))
+
+    def on_thread_exception(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is not None:
+            where = args.thread.name if args.thread is not None else "a thread"
+            crash.critical(
+                "NimBridge hit a bug in %s; please report it",
+                where,
+                exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+            )
+
+    sys.excepthook = on_exception
+    threading.excepthook = on_thread_exception
 
 
 def redact(text: str) -> str:

@@ -400,7 +400,7 @@ class ProxyService:
             failed = record.status is None or record.status >= 400 or bool(record.error)
             self._failed_today += failed
             self._last_error = record.error if failed and record.status != 499 else None
-            row = _summary_of(record)
+            row = _summary_of(record, self._secrets())
             self._rows.append(row)
             self._details[record.request_id] = record
             while len(self._details) > REQUEST_DETAILS_KEPT:
@@ -418,11 +418,14 @@ class ProxyService:
     def recent_requests(self) -> list[RequestSummary]:
         return list(self._rows)
 
+    def _secrets(self) -> list[str]:
+        return [*self._keys.known_secrets(), *filter(None, [self._proxy_key])]
+
     def request_detail(self, request_id: str) -> RequestDetail | None:
         record = self._details.get(request_id)
         if record is None:
             return None
-        secrets = [*self._keys.known_secrets(), *filter(None, [self._proxy_key])]
+        secrets = self._secrets()
         provider = (
             self._settings.provider(record.upstream_model.rsplit("@", 1)[-1])
             if (record.upstream_model and "@" in record.upstream_model)
@@ -435,7 +438,7 @@ class ProxyService:
             else "(streamed: see the log for the upstream's chunks at DEBUG level)"
         )
         return RequestDetail(
-            summary=_summary_of(record),
+            summary=_summary_of(record, secrets),
             client_request=_redact(_json_text(record.client_body), secrets),
             upstream_request=_redact(upstream_request, secrets),
             upstream_response=_redact(response, secrets),
@@ -559,7 +562,7 @@ def _subscribe[T](subscribers: list[T], callback: T) -> Unsubscribe:
     return unsubscribe
 
 
-def _summary_of(record: RequestRecord) -> RequestSummary:
+def _summary_of(record: RequestRecord, secrets: Iterable[str]) -> RequestSummary:
     loop_now = record.started + (time.time() - record.started_wall)
     return RequestSummary(
         request_id=record.request_id,
@@ -578,7 +581,7 @@ def _summary_of(record: RequestRecord) -> RequestSummary:
         output_tokens=record.usage.get("output_tokens"),
         attempts=record.attempts,
         repairs=tuple(record.repairs),
-        error=record.error,
+        error=_redact(record.error, secrets) if record.error else None,
     )
 
 

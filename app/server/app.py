@@ -36,6 +36,9 @@ def _openai_error_body(error: ProxyError) -> dict[str, Any]:
 
 
 def error_response(request: web.Request, error: ProxyError, record: RequestRecord) -> web.Response:
+    message = request.app[STATE].mask(error.message)
+    if message != error.message:
+        error = ProxyError(message, status=error.status, retry_after=error.retry_after)
     record.status, record.error = error.status, error.message
     openai_shape = request.path.startswith("/v1/chat/completions")
     body = _openai_error_body(error) if openai_shape else error.to_error_body()

@@ -100,6 +100,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                 commit_window_s=settings.commit_window_s,
                 ping_interval_s=settings.ping_interval_s,
                 read_failure=state.registry.upstream.read_failure,
+                mask=state.mask,
             )
             if translator.usage_reported:
                 _learn(state, attempts.route or route, size, record.usage)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from app.config.settings import Settings
 from app.core.tokens import TokenEstimator
+from app.logs import RedactingFilter
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
 
@@ -24,6 +25,13 @@ class ProxyState:
     # Told of every request as it starts and ends (the tray's service), on the loop.
     on_request_started: list[Callable[[RequestRecord], None]] = field(default_factory=list)
     on_request_finished: list[Callable[[RequestRecord], None]] = field(default_factory=list)
+
+    def mask(self, text: str) -> str:
+        """`text` without any key we know (ours, the proxy key) or key-shaped string: for
+        what leaves us in words (error messages, which quote what upstreams echo back:
+        "Incorrect API key provided: ...")."""
+        secrets = [*self.registry.keys.known_secrets(), *filter(None, [self.proxy_key])]
+        return RedactingFilter(lambda: secrets).mask(text)
 
 
 STATE = web.AppKey("state", ProxyState)

@@ -47,8 +47,14 @@ class EventWriter:
     progress, so the relay's reads need no timer of their own.
     """
 
-    def __init__(self, response: web.StreamResponse, ping_interval_s: float) -> None:
+    def __init__(
+        self,
+        response: web.StreamResponse,
+        ping_interval_s: float,
+        mask: Callable[[str], str] = str,
+    ) -> None:
         self._response = response
+        self._mask = mask  # error events quote upstreams, which may echo the key back
         self._loop = asyncio.get_running_loop()
         self._ping_interval_s = ping_interval_s
         self.last_write = self._loop.time()
@@ -57,6 +63,8 @@ class EventWriter:
 
     async def write(self, events: list[StreamEvent]) -> None:
         if events:
+            if events[-1]["type"] == "error":  # only ever last; once per stream at most
+                events[-1] = _masked_error(events[-1], self._mask)
             self._busy = True
             try:
                 await self._response.write(b"".join(map(encode_event, events)))
@@ -76,6 +84,12 @@ class EventWriter:
                 return  # the client left; the relay finds out at its next write
 
 
+def _masked_error(event: StreamEvent, mask: Callable[[str], str]) -> StreamEvent:
+    error = dict(event["error"])
+    error["message"] = mask(str(error.get("message", "")))
+    return {**event, "error": error}  # type: ignore[typeddict-item]
+
+
 async def stream_messages(
     request: web.Request,
     *,
@@ -86,6 +100,7 @@ async def stream_messages(
     commit_window_s: float,
     ping_interval_s: float,
     read_failure: Callable[[Exception], UpstreamUnavailable],
+    mask: Callable[[str], str] = str,
 ) -> web.StreamResponse:
     opening_task = create_task(opening, name=f"upstream-open {record.request_id}")
     upstream: aiohttp.ClientResponse | None = None
@@ -98,7 +113,7 @@ async def stream_messages(
         response.headers["request-id"] = record.request_id
         await response.prepare(request)
         record.status = 200
-        writer = EventWriter(response, ping_interval_s)
+        writer = EventWriter(response, ping_interval_s, mask)
         await writer.write(translator.start())
         pinger = create_task(writer.keep_alive(), name=f"ping {record.request_id}")
         try:
@@ -106,7 +121,7 @@ async def stream_messages(
                 upstream = await opening_task
             await _relay_body(upstream, translator, writer, record, read_failure)
         except ProxyError as exc:
-            record.error = exc.message
+            record.error = mask(exc.message)
             await writer.write(translator.fail(exc.to_error_body()))
         except ConnectionResetError:
             raise  # the client went away: nothing left to tell it

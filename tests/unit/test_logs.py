@@ -1,12 +1,14 @@
 """app.logs: every handler setup_logging installs masks secrets, however they are logged."""
 
 import logging
+import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from app.logs import MASK, RedactingFilter, setup_logging
+from app.logs import LIBRARY_LOGGERS, MASK, RedactingFilter, log_crashes, setup_logging
 
 SECRETS = ("exact-proxy-secret-123", "nvapi-EXACTUPSTREAMSECRET")
 
@@ -21,6 +23,10 @@ def logged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Path]
         root.removeHandler(handler)
         handler.close()
     root.propagate = True
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.handlers.clear()
+        library.propagate, library.level = True, logging.NOTSET
 
 
 @pytest.mark.parametrize(
@@ -62,6 +68,54 @@ def test_tracebacks_are_redacted_too(logged: Path, capsys: pytest.CaptureFixture
         logging.getLogger("app.x").exception("boom")
     assert "secret-token-value" not in capsys.readouterr().err
     assert "secret-token-value" not in logged.read_text()
+
+
+def test_tracebacks_mask_known_secrets_of_any_shape(
+    logged: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        raise RuntimeError("provider said: bad key exact-proxy-secret-123")
+    except RuntimeError:
+        logging.getLogger("app.x").exception("boom")
+    assert "exact-proxy-secret-123" not in capsys.readouterr().err
+    assert "exact-proxy-secret-123" not in logged.read_text()
+
+
+@pytest.mark.parametrize("library", LIBRARY_LOGGERS)
+def test_library_errors_land_in_our_log_redacted(
+    logged: Path, capsys: pytest.CaptureFixture[str], library: str
+) -> None:
+    logging.getLogger(f"{library}.inner").error("Task failed: exact-proxy-secret-123")
+    logging.getLogger(library).info("chatter below WARNING stays out")
+    written = logged.read_text()
+    assert f"{library}.inner: Task failed: {MASK}" in written
+    assert "chatter" not in written and "exact-proxy-secret-123" not in capsys.readouterr().err
+
+
+@pytest.fixture
+def crash_hooks() -> Iterator[None]:
+    saved = sys.excepthook, threading.excepthook
+    log_crashes()
+    yield
+    sys.excepthook, threading.excepthook = saved
+
+
+@pytest.mark.usefixtures("crash_hooks")
+def test_an_uncaught_exception_is_a_redacted_crash_report(logged: Path) -> None:
+    try:
+        raise ValueError("slot failed holding nvapi-EXACTUPSTREAMSECRET")
+    except ValueError as error:  # what Python does with an exception nobody caught
+        sys.excepthook(type(error), error, error.__traceback__)
+    thread = threading.Thread(
+        target=lambda: (_ for _ in ()).throw(OSError("exact-proxy-secret-123")), name="worker"
+    )
+    thread.start()
+    thread.join()
+    written = logged.read_text()
+    assert "CRITICAL app.crash: NimBridge hit a bug; please report it" in written
+    assert f"ValueError: slot failed holding {MASK}" in written  # the traceback is kept
+    assert "NimBridge hit a bug in worker" in written and f"OSError: {MASK}" in written
+    assert "EXACTUPSTREAMSECRET" not in written and "exact-proxy-secret-123" not in written
 
 
 def test_ordinary_text_is_left_alone() -> None:
