@@ -163,7 +163,7 @@ def test_no_key_leaks_in_a_whole_session(
     answers: list[str] = []
 
     def ask(client: anthropic.Anthropic, text: str, *, stream: bool = False) -> None:
-        message = {"role": "user", "content": text}
+        message: anthropic.types.MessageParam = {"role": "user", "content": text}
         try:
             if stream:
                 with client.messages.stream(
