@@ -185,6 +185,7 @@ class ProxyController(Protocol):
 RESTART_FIELDS = (
     "host",
     "max_request_mb",
+    "fetch_private_addresses",
     "port",
     "providers",
     "default_provider",

@@ -33,6 +33,7 @@ NVIDIA_BASE_URL = PRESET_BY_KIND[ProviderKind.NVIDIA].base_url
 SETTINGS_FILE_NAME = "settings.json"
 TIER_NAMES = ("default", "opus", "sonnet", "haiku", "subagent")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+IMAGE_URL_POLICIES = ("pass", "fetch", "refuse")
 
 
 class SettingsError(Exception):
@@ -77,6 +78,13 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     max_request_mb: int = 32  # request body limit (Anthropic's own is 32 MB)
     max_concurrent_requests: int = 64  # beyond this, 529 overloaded with retry-after
+    # Images a client gives by URL: "pass" them to the provider as URLs (NimBridge
+    # fetches nothing), "fetch" them here and send the bytes (for providers that take
+    # only inline images), or "refuse" them with a 400.
+    image_urls: str = "pass"
+    # Fetch from private, loopback and link-local addresses too (a LAN you trust);
+    # off, such URLs are refused, so a client cannot reach into your network through us.
+    fetch_private_addresses: bool = False
     commit_window_s: float = 0.8  # hold bytes back this long while the upstream has not answered
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 600.0  # longest silence tolerated (reasoning models think for minutes)
@@ -271,6 +279,10 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
         "retry_max_wait_s": reader.number("retry_max_wait_s", defaults.retry_max_wait_s, minimum=0),
         "queue_max_wait_s": reader.number("queue_max_wait_s", defaults.queue_max_wait_s, minimum=0),
         "log_level": reader.get("log_level", str, defaults.log_level),
+        "image_urls": reader.get("image_urls", str, defaults.image_urls),
+        "fetch_private_addresses": reader.get(
+            "fetch_private_addresses", bool, defaults.fetch_private_addresses
+        ),
         "ui": reader.get("ui", dict, {}),
         "model_aliases": reader.string_map("model_aliases"),
         "fallbacks": reader.string_map("fallbacks"),
@@ -360,6 +372,8 @@ def validate_settings(settings: Settings, where: str) -> Settings:
                 f"must be an origin like https://app.example (scheme and host, no path), "
                 f"got {origin!r}",
             )
+    if settings.image_urls not in IMAGE_URL_POLICIES:
+        raise bad("image_urls", f"must be one of {', '.join(IMAGE_URL_POLICIES)}")
     if settings.log_level.upper() not in LOG_LEVELS:
         raise bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
     return replace(settings, log_level=settings.log_level.upper())

@@ -21,6 +21,7 @@ from app.server.guard import add_cors_headers, check_bind, check_request
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord, new_request_id
 from app.server.routes import add_routes
+from app.server.safe_fetch import FetchPolicy, SafeFetcher
 from app.server.state import RECORD, STATE, ProxyState
 from app.server.tasks import create_task
 from app.server.upstream import UpstreamClient
@@ -113,7 +114,8 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
         connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s
     )
     registry = ProviderRegistry(settings, keys, upstream)
-    state = ProxyState(settings=settings, registry=registry, proxy_key=proxy_key)
+    fetcher = SafeFetcher(FetchPolicy(allow_private=settings.fetch_private_addresses))
+    state = ProxyState(settings=settings, registry=registry, proxy_key=proxy_key, fetcher=fetcher)
     state.idle.set()
     app[STATE] = state
     add_routes(app)
@@ -127,6 +129,7 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
         yield
         prefetch.cancel()
         await upstream.close()
+        await fetcher.close()
 
     app.cleanup_ctx.append(upstream_session)
     return app

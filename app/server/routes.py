@@ -17,6 +17,7 @@ from app.core.stream import StreamTranslator
 from app.core.tokens import RequestSize, measure_request
 from app.server.auth import authorize
 from app.server.calls import Attempts, UpstreamCall, messages_body_builder
+from app.server.image_urls import apply_image_url_policy
 from app.server.models_routes import get_model, list_models
 from app.server.passthrough import chat_completions
 from app.server.records import RequestRecord, new_message_id
@@ -65,6 +66,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     client_key = authorize(request, state.proxy_key)
     req = validate_messages_request(await read_json_object(request))
     record.client_body = req
+    req = await apply_image_url_policy(req, state.settings.image_urls, state.fetcher)
     route = _route(state, req, record)
     if log.isEnabledFor(logging.DEBUG):  # bodies only at DEBUG; the handlers redact keys
         log.debug("%s client request: %s", record.request_id, _dumps(req))

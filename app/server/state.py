@@ -11,6 +11,7 @@ from app.core.tokens import TokenEstimator
 from app.logs import RedactingFilter
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
+from app.server.safe_fetch import SafeFetcher
 
 
 @dataclass(slots=True)
@@ -18,6 +19,7 @@ class ProxyState:
     settings: Settings
     registry: ProviderRegistry
     proxy_key: str | None  # what clients must send; None: pass-through of their own keys
+    fetcher: SafeFetcher  # what NimBridge fetches for clients (images by URL)
     estimator: TokenEstimator = field(default_factory=TokenEstimator)
     started: float = 0.0
     in_flight: int = 0

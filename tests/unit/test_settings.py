@@ -187,6 +187,11 @@ def test_a_crash_while_writing_leaves_the_old_file(
             id="pass-through-and-required-key",
         ),
         pytest.param({"pass_client_keys": "yes"}, "'pass_client_keys'", id="pass-through-type"),
+        pytest.param(
+            {"image_urls": "download"},
+            "'image_urls' must be one of pass, fetch, refuse",
+            id="image-urls",
+        ),
     ],
 )
 def test_validation_names_file_and_key(data: object, needle: str) -> None:

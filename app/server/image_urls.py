@@ -1,0 +1,74 @@
+"""Images a client gives by URL, under the `image_urls` setting.
+
+"pass": the provider gets the URL (NimBridge fetches nothing). "fetch": NimBridge
+downloads each image through `SafeFetcher` (public addresses only unless the user
+allowed private ones, bounded size and time) and sends it inline, which providers that
+take only inline images need. "refuse": a 400 saying how to send the image instead.
+"""
+
+import asyncio
+import base64
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+from app.core.anthropic_types import MessagesRequest
+from app.core.errors import ClientRequestError
+from app.server.safe_fetch import FetchError, SafeFetcher
+
+# What Anthropic accepts as an image's media_type (and what providers' vision models read).
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def _url_images(req: MessagesRequest) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, block) of every image block whose source is a URL, tool results included."""
+    for m, message in enumerate(req["messages"]):
+        content = message.get("content")
+        if not isinstance(content, list):
+            continue
+        for b, block in enumerate(content):
+            path = f"messages.{m}.content.{b}"
+            if block.get("type") == "image" and block["source"].get("type") == "url":
+                yield path, block
+            elif block.get("type") == "tool_result" and isinstance(block.get("content"), list):
+                for i, inner in enumerate(block["content"]):
+                    if inner.get("type") == "image" and inner["source"].get("type") == "url":
+                        yield f"{path}.content.{i}", inner
+
+
+async def apply_image_url_policy(
+    req: MessagesRequest, policy: str, fetcher: SafeFetcher
+) -> MessagesRequest:
+    """`req` as the policy wants it; the client's own request is never changed."""
+    if policy == "pass" or next(_url_images(req), None) is None:
+        return req
+    if policy == "refuse":
+        path, _ = next(_url_images(req))
+        raise ClientRequestError(
+            f"{path}.source: this NimBridge does not take images by URL "
+            '("image_urls": "refuse" in its settings); send the image as base64'
+        )
+    fetched = copy.deepcopy(req)  # the inspector keeps showing what the client sent
+    blocks = list(_url_images(fetched))
+    sources = await asyncio.gather(*(_inline(path, block, fetcher) for path, block in blocks))
+    for (_, block), source in zip(blocks, sources, strict=True):
+        block["source"] = source
+    return fetched
+
+
+async def _inline(path: str, block: dict[str, Any], fetcher: SafeFetcher) -> dict[str, str]:
+    url = block["source"].get("url")
+    if not isinstance(url, str):
+        raise ClientRequestError(f"{path}.source.url: expected a string")
+    try:
+        image = await fetcher.fetch(url)
+    except FetchError as exc:
+        raise ClientRequestError(f"{path}.source.url: could not fetch the image: {exc}") from None
+    media_type = image.content_type.split(";", 1)[0].strip().lower()
+    if media_type not in IMAGE_TYPES:
+        raise ClientRequestError(
+            f"{path}.source.url: could not fetch the image: {url} is "
+            f"{media_type or 'of no stated type'}, not an image ({', '.join(IMAGE_TYPES)})"
+        )
+    data = base64.b64encode(image.body).decode("ascii")
+    return {"type": "base64", "media_type": media_type, "data": data}

@@ -1,0 +1,196 @@
+"""Fetch a URL for a client without opening a door into the user's network.
+
+NimBridge runs on the user's machine, so whatever it fetches on a client's behalf is
+fetched from inside their network: a URL naming `127.0.0.1`, `192.168.1.1` or the
+cloud metadata address `169.254.169.254` would reach things no outsider should.
+
+Invariants:
+- Every address actually connected to is checked, not the name in the URL: names are
+  checked in the connector's resolver (what it returns is what it connects to, so a
+  name that resolves to a public address once and a private one next time gains
+  nothing), IP literals before each request (aiohttp does not resolve those).
+- Redirects are followed here, one hop at a time, each hop checked the same way, at
+  most `max_redirects`.
+- Only http and https; at most `max_bytes` read (the rest is never downloaded); the
+  whole fetch, redirects included, within `timeout_s`.
+"""
+
+import asyncio
+import ipaddress
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+AddressCheck = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], str | None]
+
+
+class FetchError(Exception):
+    """The fetch failed or was refused; the message says why in words."""
+
+
+def public_only(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why this address is out of bounds (None: a public address, allowed)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    for attribute, words in (
+        ("is_loopback", "a loopback address (this computer)"),
+        ("is_link_local", "a link-local address (cloud metadata lives there)"),
+        ("is_private", "a private-network address"),
+        ("is_multicast", "a multicast address"),
+        ("is_unspecified", "an unspecified address"),
+        ("is_reserved", "a reserved address"),
+    ):
+        if getattr(address, attribute):
+            return words
+    return None if address.is_global else "not a public address"
+
+
+def any_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchPolicy:
+    allow_private: bool = False  # the user's explicit choice, for a LAN they trust
+    max_bytes: int = 10 * 1024 * 1024
+    timeout_s: float = 15.0
+    max_redirects: int = 5
+
+    @property
+    def check(self) -> AddressCheck:
+        return any_address if self.allow_private else public_only
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    url: str  # after redirects
+    content_type: str
+    body: bytes
+
+
+def _refusal(host: str, address: str, check: AddressCheck) -> str | None:
+    why = check(ipaddress.ip_address(address.split("%", 1)[0]))
+    if why is None:
+        return None
+    shown = host if host == address else f"{host} ({address})"
+    return f"{shown} is {why}; NimBridge fetches only from public addresses"
+
+
+class CheckedResolver(AbstractResolver):
+    """The default resolver, refusing names that resolve to any out-of-bounds address."""
+
+    def __init__(self, check: AddressCheck, inner: AbstractResolver | None = None) -> None:
+        self._check = check
+        self._inner = inner  # the default one is made on the loop, at first use
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if self._inner is None:
+            self._inner = DefaultResolver()
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            refusal = _refusal(host, result["host"], self._check)
+            if refusal is not None:
+                raise FetchError(refusal)
+        return results
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+
+class SafeFetcher:
+    """One connection pool for fetches on clients' behalf, separate from the upstreams'."""
+
+    def __init__(
+        self,
+        policy: FetchPolicy,
+        *,
+        resolver: AbstractResolver | None = None,  # tests: names of their own
+        check: AddressCheck | None = None,  # tests: which loopback address counts as public
+    ) -> None:
+        self.policy = policy
+        self._check = check or policy.check
+        self._resolver = CheckedResolver(self._check, resolver)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=self._resolver, limit=16),
+                headers={"User-Agent": "NimBridge (fetching for a local client)"},
+                auto_decompress=True,
+            )
+        return self._session
+
+    async def fetch(self, url: str) -> Fetched:
+        """The body at `url`; FetchError saying why not."""
+        try:
+            async with asyncio.timeout(self.policy.timeout_s):
+                return await self._follow(URL(url))
+        except TimeoutError:
+            raise FetchError(f"{url} did not answer within {self.policy.timeout_s:g} s") from None
+        except ValueError as exc:  # yarl: not a URL at all
+            raise FetchError(f"{url!r} is not a valid URL ({exc})") from None
+
+    async def _follow(self, url: URL) -> Fetched:
+        for _ in range(self.policy.max_redirects + 1):
+            self._check_url(url)
+            try:
+                async with self._client().get(url, allow_redirects=False) as response:
+                    if response.status in (301, 302, 303, 307, 308):
+                        location = response.headers.get("Location")
+                        if not location:
+                            raise FetchError(f"{url} redirected without saying where")
+                        url = url.join(URL(location))
+                        continue
+                    if response.status >= 400:
+                        raise FetchError(f"{url} answered {response.status} {response.reason}")
+                    body = await self._read_bounded(response, url)
+                    return Fetched(str(url), response.headers.get("Content-Type", ""), body)
+            except FetchError:
+                raise
+            except aiohttp.ClientConnectorError as exc:
+                cause = exc.os_error
+                raise FetchError(
+                    f"could not connect to {url.host}: {cause.strerror or cause}"
+                ) from None
+            except aiohttp.ClientError as exc:
+                raise FetchError(f"fetching {url} failed: {exc.__class__.__name__}") from None
+        raise FetchError(f"{url}: more than {self.policy.max_redirects} redirects")
+
+    def _check_url(self, url: URL) -> None:
+        if url.scheme not in ("http", "https") or not url.host:
+            raise FetchError(f"{url} is not an http(s) URL")
+        host = url.host
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return  # a name: its addresses are checked when the connector resolves it
+        refusal = _refusal(host, host, self._check)
+        if refusal is not None:
+            raise FetchError(refusal)
+
+    async def _read_bounded(self, response: aiohttp.ClientResponse, url: URL) -> bytes:
+        limit = self.policy.max_bytes
+        if response.content_length is not None and response.content_length > limit:
+            raise FetchError(f"{url} is {response.content_length:,} bytes, over {limit:,}")
+        parts: list[bytes] = []
+        size = 0
+        async for part in response.content.iter_any():
+            size += len(part)
+            if size > limit:
+                raise FetchError(f"{url} is over {limit:,} bytes")
+            parts.append(part)
+        return b"".join(parts)
