@@ -5,6 +5,7 @@ opens, a screenshot is taken, Quit is clicked, and the process must exit with
 the port freed. Skipped where Xvfb/trayer are missing, except in CI.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -47,15 +48,9 @@ def _stop(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
             process.wait(5)
 
 
-@pytest.fixture
-def x_display() -> Iterator[str]:
-    missing = _missing()
-    if missing:
-        packages = "xvfb trayer xdotool x11-utils imagemagick"
-        why = f"needs {', '.join(missing)} (apt-get install {packages})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+@contextlib.contextmanager
+def virtual_desktop() -> Iterator[str]:
+    """An Xvfb screen with trayer docked at its top right; yields its DISPLAY."""
     display = f":{_free_display()}"
     xvfb = subprocess.Popen(
         ["Xvfb", display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
@@ -92,6 +87,32 @@ def x_display() -> Iterator[str]:
     finally:
         _stop(trayer)
         _stop(xvfb)
+
+
+@pytest.fixture
+def x_display() -> Iterator[str]:
+    missing = _missing()
+    if missing:
+        packages = "xvfb trayer xdotool x11-utils imagemagick"
+        why = f"needs {', '.join(missing)} (apt-get install {packages})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    with virtual_desktop() as display:
+        yield display
+
+
+# The icon is embedded in trayer's panel: a NimBridge window inside "panel".
+_DOCKED = re.compile(r'"NimBridge": \(.*\)\s+(\d+)x(\d+)\+\d+\+\d+\s+\+(\d+)\+(\d+)')
+
+
+def docked_icon(env: dict[str, str]) -> tuple[int, int] | None:
+    """The centre of NimBridge's icon in the tray panel, once it is docked there."""
+    for match in _DOCKED.finditer(_tree(env)):
+        width, height, x, y = map(int, match.groups())
+        if 10 <= width <= 64 and y < 40:  # inside the 32 px panel at the top
+            return x + width // 2, y + height // 2
+    return None
 
 
 def _tree(env: dict[str, str]) -> str:
@@ -142,15 +163,9 @@ def run_tray_session(command: list[str], x_display: str, tmp_path: Path) -> None
         text=True,
     )
     try:
-        # The icon is embedded in trayer's panel: a NimBridge window inside "panel".
-        docked = re.compile(r'"NimBridge": \(.*\)\s+(\d+)x(\d+)\+\d+\+\d+\s+\+(\d+)\+(\d+)')
 
         def icon_geometry() -> tuple[int, int] | None:
-            for match in docked.finditer(_tree(env)):
-                width, height, x, y = map(int, match.groups())
-                if 10 <= width <= 64 and y < 40:  # inside the 32 px panel at the top
-                    return x + width // 2, y + height // 2
-            return None
+            return docked_icon(env)
 
         _wait_for(lambda: icon_geometry() is not None, 20, "the tray icon in trayer")
         x, y = icon_geometry() or (0, 0)
