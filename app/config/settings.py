@@ -11,6 +11,7 @@ Invariants:
 """
 
 import datetime
+import ipaddress
 import json
 import os
 import tempfile
@@ -322,6 +323,20 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
     return validate_settings(Settings(**values), where)
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "localhost.localdomain"})
+
+
+def is_loopback(host: str) -> bool:
+    """True for a `host` only this computer can reach (127.0.0.0/8, ::1, localhost)."""
+    host = host.strip().strip("[]").lower()
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def validate_settings(settings: Settings, where: str) -> Settings:

@@ -17,13 +17,12 @@ import logging
 
 from aiohttp import web
 
-from app.config.settings import Settings
+from app.config.settings import LOOPBACK_NAMES, Settings, is_loopback
 from app.core.errors import ProxyError
 from app.server.state import STATE
 
 log = logging.getLogger(__name__)
 
-LOCAL_NAMES = frozenset({"localhost", "localhost."})
 CORS_METHODS = "GET, POST, HEAD, OPTIONS"
 CORS_MAX_AGE_S = "600"
 # Paths exempt from the load limit: a health probe must answer while we are busy.
@@ -32,15 +31,6 @@ UNLIMITED_PATHS = frozenset({"/", "/health"})
 
 class UnsafeBindError(ValueError):
     """Listening on a network address without a proxy key would open the upstream key to it."""
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in LOCAL_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, proxy_key: str | None) -> None:
@@ -69,7 +59,7 @@ def host_allowed(header: str | None, settings: Settings) -> bool:
     if not header:  # HTTP/1.0 without Host: not a browser, nothing to rebind
         return True
     name = _host_name(header)
-    if name in LOCAL_NAMES or name in (h.lower() for h in settings.allowed_hosts):
+    if name in LOOPBACK_NAMES or name in (h.lower() for h in settings.allowed_hosts):
         return True
     if name == settings.host.lower():
         return True

@@ -12,7 +12,6 @@ Invariants:
   that button says what it does).
 """
 
-import ipaddress
 import logging
 from dataclasses import dataclass, replace
 from urllib.parse import urlparse
@@ -41,14 +40,13 @@ from PySide6.QtWidgets import (
 
 from app.autostart import autostart_enabled, default_command, set_autostart
 from app.config.secrets import KeySource, KeyStatus
-from app.config.settings import Settings, SettingsError, validate_settings
+from app.config.settings import Settings, SettingsError, is_loopback, validate_settings
 from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind, preset_base_url
 from app.service import ProxyController
 from app.ui._tasks import spawn
 
 log = logging.getLogger(__name__)
 
-LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 WHERE = "Not saved"  # how validate_settings' messages start in this dialog
 ERROR_STYLE = "color: #b3261e;"
 OK_STYLE = "color: #1e7d32;"
@@ -60,17 +58,6 @@ BANNER_STYLE = (
     "QLabel { background: #e8f0fe; color: #0b2a5b; border: 1px solid #a8c1f0;"
     " border-radius: 4px; padding: 8px 10px; font-weight: 600; }"
 )
-
-
-def is_loopback(host: str) -> bool:
-    """True for names and addresses that only this computer can reach."""
-    host = host.strip().strip("[]").lower()
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def short_label(kind: ProviderKind) -> str:

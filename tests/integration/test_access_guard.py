@@ -11,9 +11,9 @@ import anthropic
 import pytest
 
 from app.config.secrets import MemorySecretStore, ProviderKeys
-from app.config.settings import Settings, SettingsError, settings_from_mapping
+from app.config.settings import Settings, SettingsError, is_loopback, settings_from_mapping
 from app.server.app import ProxyServer
-from app.server.guard import UnsafeBindError, host_allowed, is_loopback
+from app.server.guard import UnsafeBindError, host_allowed
 from tests.fake_upstream import (
     after,
     completion,

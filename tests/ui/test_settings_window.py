@@ -8,9 +8,9 @@ from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit, QWi
 from pytestqt.qtbot import QtBot
 
 from app import autostart
-from app.config.settings import Settings
+from app.config.settings import Settings, is_loopback
 from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind
-from app.ui.settings_window import SettingsDialog, is_loopback
+from app.ui.settings_window import SettingsDialog
 from tests.ui.fakes import FakeController
 from tests.ui.qt_async import qasync_loop  # noqa: F401  (fixture)
 
