@@ -74,6 +74,9 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     max_request_mb: int = 32  # request body limit (Anthropic's own is 32 MB)
     max_concurrent_requests: int = 64  # beyond this, 529 overloaded with retry-after
+    # Most an upstream may send for one response (a stream's bytes, or a JSON body):
+    # a 128K-token answer streams ~20 MB; past this a runaway upstream is cut off.
+    max_upstream_response_mb: int = 64
     commit_window_s: float = 0.8  # hold bytes back this long while the upstream has not answered
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 600.0  # longest silence tolerated (reasoning models think for minutes)
@@ -262,6 +265,9 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
         "max_concurrent_requests": reader.get(
             "max_concurrent_requests", int, defaults.max_concurrent_requests
         ),
+        "max_upstream_response_mb": reader.get(
+            "max_upstream_response_mb", int, defaults.max_upstream_response_mb
+        ),
         "commit_window_s": reader.number("commit_window_s", defaults.commit_window_s, minimum=0),
         "retry_max_attempts": reader.get("retry_max_attempts", int, defaults.retry_max_attempts),
         "retry_max_wait_s": reader.number("retry_max_wait_s", defaults.retry_max_wait_s, minimum=0),
@@ -343,7 +349,7 @@ def validate_settings(settings: Settings, where: str) -> Settings:
     for name in ("connect_timeout_s", "read_timeout_s", "ping_interval_s", "shutdown_grace_s"):
         if getattr(settings, name) <= 0:
             raise bad(name, f"must be a positive number of seconds, got {getattr(settings, name)}")
-    for name in ("max_request_mb", "max_concurrent_requests"):
+    for name in ("max_request_mb", "max_concurrent_requests", "max_upstream_response_mb"):
         if getattr(settings, name) < 1:
             raise bad(name, f"must be at least 1, got {getattr(settings, name)}")
     for position, origin in enumerate(settings.allowed_origins):

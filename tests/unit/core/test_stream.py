@@ -1271,11 +1271,11 @@ def test_runaway_stream_ends_as_max_tokens_stop() -> None:
     events = translator.start()
     events += translator.feed(chunk({"reasoning_content": "t" * (limit * 4)}))  # not counted
     events += translator.feed(chunk({"content": "a" * limit}))  # exactly at the limit: goes on
-    assert translator.state is StreamState.IN_BLOCK
+    assert summarize(events)[-1] == ("delta", 1, "a" * limit)  # no end yet
     events += translator.feed(calls(tc(0, "call_1", "f", '{"a": 1}')))  # past it: stop
     assert_anthropic_grammar(events)
     assert summarize(events)[-1] == ("end", "max_tokens")
-    assert translator.state is StreamState.FINISHED
+    assert translator.stop_reason == "max_tokens"
     assert translator.repairs == [RUNAWAY_REPAIR]
     assert translator.finish() == []
 
