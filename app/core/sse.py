@@ -101,10 +101,11 @@ class SSEDecoder:
         self._partial.append(data)
         self._partial_size += len(data)
         if self._partial_size > self._max_event_bytes:
-            raise self._too_large("a line with no end")
+            raise self._too_large("a line")
 
     def _too_large(self, what: str) -> UpstreamProtocolError:
-        limit = f"{self._max_event_bytes / 1024 / 1024:g} MB"
+        size = self._max_event_bytes
+        limit = f"{size / 1024 / 1024:g} MB" if size >= 1024 * 1024 else f"{size} bytes"
         return UpstreamProtocolError(
             f"upstream sent {what} longer than {limit} in its event stream; stopped reading it"
         )
@@ -129,7 +130,7 @@ class SSEDecoder:
             self._data.append(value)
             self._data_size += len(value)
             if self._data_size > self._max_event_bytes:
-                raise self._too_large("one event")
+                raise self._too_large("an event")
         elif name == "event":
             self._event = value
         elif name == "id" and "\0" not in value:

@@ -141,6 +141,7 @@ class StreamTranslator:
         self.state = StreamState.IDLE
         self.repairs: list[str] = []
         self.stop_reason: str | None = None
+        self.failure: str | None = None  # the message of the `error` event that ended it
         self._input_tokens_estimate = input_tokens
         self._tool_id_prefix = tool_id_prefix
         self._signature = signature
@@ -319,6 +320,7 @@ class StreamTranslator:
         if self.state not in _TERMINAL:
             self._close_block(out)
             self._emit(out, {"type": "error", "error": error["error"]})
+            self.failure = error["error"]["message"]
         return out
 
     # ------------------------------------------------------------------ grammar

@@ -132,6 +132,8 @@ async def stream_messages(
         if pinger is not None:
             pinger.cancel()
         record.repairs.extend(r for r in translator.repairs if r not in record.repairs)
+        if record.error is None:  # the translator failed it (garbled chunk, upstream error event)
+            record.error = translator.failure
         record.usage = dict(translator.usage)
         if not opening_task.done():
             opening_task.cancel()

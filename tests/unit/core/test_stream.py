@@ -1011,6 +1011,7 @@ def test_finish_without_finish_reason_is_an_error() -> None:
     assert summarize(events) == [*text_block(0, "Hi"), ("error", "api_error")]
     assert events[-1]["error"]["message"] == NO_FINISH_REASON_MESSAGE
     assert translator.stop_reason is None
+    assert translator.failure == NO_FINISH_REASON_MESSAGE
 
 
 def test_fail_before_start_is_a_lone_error() -> None:
