@@ -32,6 +32,7 @@ from tests.fake_upstream import (
     FakeUpstream,
     LoopThread,
     chunk,
+    drop_connection,
     endless,
     endless_line,
     endless_text,
@@ -353,7 +354,15 @@ def full_backlog() -> Iterator[int]:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 @pytest.mark.parametrize(
-    "case", ["refused", "dns", "tls-to-plain-http", "tls-self-signed", "connect-timeout"]
+    "case",
+    [
+        "refused",
+        "dns",
+        "tls-to-plain-http",
+        "tls-self-signed",
+        "connect-timeout",
+        "dropped-before-answer",
+    ],
 )
 def test_cannot_reach_upstream(
     make_proxy: MakeProxy,
@@ -394,9 +403,15 @@ def test_cannot_reach_upstream(
                 504,
                 ("no answer to the connection attempt within 0.5 s",),
             ),
+            "dropped-before-answer": (
+                upstream.base_url,
+                502,
+                ("the connection to 127.0.0.1 failed before it answered",),
+            ),
         }[case]
         proxy = make_proxy(upstream_url=url, **settings)
         with leaks(proxy).around():
+            upstream.enqueue(drop_connection())  # taken only where the fake upstream is the URL
             answer = ask(proxy, stream=stream)
             assert_http_error(answer, caplog, status=status, error_type="api_error", words=words)
 
@@ -452,6 +467,12 @@ BROKEN: dict[str, tuple[Behaviour, float, str, str | None]] = {
         reply_stream(lambda b: [chunk(b, {"content": "x"}), b"data: {not json\n\n"]),
         5.0,
         "invalid JSON",
+        "text",
+    ),
+    "done-without-finish-reason": (
+        reply_stream(lambda b: [chunk(b, {"content": "x"}), "[DONE]"]),
+        5.0,
+        "without a finish_reason",
         "text",
     ),
 }
