@@ -42,7 +42,7 @@ class ProxyRequestHandler(RequestHandler):
     ) -> web.StreamResponse:
         if request.writer.output_size > 0:  # too late for an answer: aiohttp closes
             return super().handle_error(request, status, exc, message)
-        error = self._error_for(status, exc)
+        error = refusal_error(status, exc, max_headers=self.max_headers)
         request_id = new_request_id()
         if error.status >= 500:
             log.error("%s %s", request_id, error.message, exc_info=exc)
@@ -58,24 +58,26 @@ class ProxyRequestHandler(RequestHandler):
         response.force_close()
         return response
 
-    def _error_for(self, status: int, exc: BaseException | None) -> ProxyError:
-        if isinstance(exc, LineTooLong):
-            limit = exc.args[1] if len(exc.args) > 1 else self.max_field_size
-            return ProxyError(
-                f"a request header (or the request line) is longer than {limit} bytes, the "
-                "most NimBridge reads; send large values in the body",
-                status=431,
-            )
-        if isinstance(exc, HttpProcessingError) and exc.message == _TOO_MANY_HEADERS:
-            return ProxyError(
-                f"the request has more than {self.max_headers} headers, the most NimBridge reads",
-                status=431,
-            )
-        if isinstance(exc, HttpProcessingError):
-            words = exc.message.splitlines()[0][:120] if exc.message else "unreadable"
-            return ProxyError(f"malformed HTTP request: {words}", status=400)
-        name = exc.__class__.__name__ if exc is not None else f"status {status}"
-        return ProxyError(f"internal error in NimBridge's HTTP server ({name}); see its log")
+
+def refusal_error(status: int, exc: BaseException | None, *, max_headers: int) -> ProxyError:
+    """What to answer for a request aiohttp refused (`exc`), in words; never echoing headers."""
+    if isinstance(exc, LineTooLong):
+        limit = exc.args[1] if len(exc.args) > 1 else "8190"
+        return ProxyError(
+            f"a request header (or the request line) is longer than {limit} bytes, the "
+            "most NimBridge reads; send large values in the body",
+            status=431,
+        )
+    if isinstance(exc, HttpProcessingError) and exc.message == _TOO_MANY_HEADERS:
+        return ProxyError(
+            f"the request has more than {max_headers} headers, the most NimBridge reads",
+            status=431,
+        )
+    if isinstance(exc, HttpProcessingError):
+        words = exc.message.splitlines()[0][:120] if exc.message else "unreadable"
+        return ProxyError(f"malformed HTTP request: {words}", status=400)
+    name = exc.__class__.__name__ if exc is not None else f"status {status}"
+    return ProxyError(f"internal error in NimBridge's HTTP server ({name}); see its log")
 
 
 class _ProxyHTTPServer(web.Server):

@@ -546,11 +546,16 @@ def _empty_delta(body: dict[str, Any], n: int) -> bytes:
     return b"data: " + json.dumps(chunk(body, {"content": ""})).encode() + b"\n\n"
 
 
+def _endless_thinking(body: dict[str, Any], n: int) -> bytes:
+    return b"data: " + json.dumps(chunk(body, {"reasoning_content": "hmm "})).encode() + b"\n\n"
+
+
 @pytest.mark.parametrize(
     "piece",
     [
         pytest.param(endless_text, id="text-under-max-tokens"),
         pytest.param(_empty_delta, id="empty-deltas"),
+        pytest.param(_endless_thinking, id="thinking"),  # not counted against max_tokens
         pytest.param(_keepalive, id="keep-alive-comments"),
     ],
 )
@@ -580,6 +585,27 @@ def test_endless_body_hits_the_byte_cap(
         assert_http_error(
             answer, caplog, status=502, error_type="api_error", words=("more than 1 MB",)
         )
+        assert proxy.upstream.cancelled.wait(2.0)
+
+
+def test_endless_body_on_the_openai_pass_through(
+    make_proxy: MakeProxy, leaks: LeakCheckFor, caplog: pytest.LogCaptureFixture
+) -> None:
+    proxy = make_proxy(max_upstream_response_mb=1)
+    body = {"model": "fake/default-model", "messages": HELLO, "stream": False}
+    headers = {"Authorization": f"Bearer {proxy.client_key}", "content-type": "application/json"}
+    with leaks(proxy).around():
+        proxy.upstream.enqueue(endless(endless_line))
+        status, got, raw = http_request(
+            proxy.url + "/v1/chat/completions",
+            "POST",
+            body=json.dumps(body).encode(),
+            headers=headers,
+        )
+        assert status == 502
+        error = json.loads(raw)["error"]  # the OpenAI shape, as that endpoint speaks
+        assert error["type"] == "api_error" and "more than 1 MB" in error["message"]
+        assert "more than 1 MB" in logged(caplog, got["request-id"])
         assert proxy.upstream.cancelled.wait(2.0)
 
 
