@@ -11,13 +11,12 @@ file walks the whole matrix the same way for each case.
 import asyncio
 import json
 import logging
-import os
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from tests.fake_upstream import (
     Behaviour,
     FakeUpstream,
     LoopThread,
+    after,
     chunk,
     drop_connection,
     endless,
@@ -43,6 +43,7 @@ from tests.fake_upstream import (
     text_stream,
 )
 from tests.integration.conftest import UPSTREAM_KEY, LiveProxy, MakeProxy
+from tests.integration.leak_check import LeakCheck
 
 pytestmark = pytest.mark.allow_warnings  # every case here fails on purpose, and says so
 
@@ -53,73 +54,6 @@ MB = 1024 * 1024
 
 
 # ------------------------------------------------------------------ leak check
-
-
-@dataclass(frozen=True)
-class Usage:
-    fds: int  # open file descriptors of the test process (proxy and fake upstream live here)
-    sockets: int  # of which sockets
-    tasks: int  # asyncio tasks on the servers' loop
-    upstream_in_use: int  # connections the proxy's upstream pool has handed out
-
-
-def _fd_counts() -> tuple[int, int]:
-    fds = sockets = 0
-    for entry in os.scandir("/proc/self/fd"):
-        try:
-            target = os.readlink(entry.path)
-        except FileNotFoundError:  # closed while listing (scandir's own descriptor)
-            continue
-        fds += 1
-        sockets += target.startswith("socket:")
-    return fds, sockets
-
-
-class LeakCheck:
-    """Counts before and after a case; after it, waits (bounded) until nothing is left over.
-
-    An idle keep-alive connection in the proxy's upstream pool is not a leak,
-    and it is reused: the baseline, taken once the server settled (its catalog
-    prefetch opens one), already holds it, so "after <= before" is the test.
-    """
-
-    def __init__(self, loop_thread: LoopThread, proxy: LiveProxy) -> None:
-        self._loop_thread = loop_thread
-        self._proxy = proxy
-
-    def sample(self) -> Usage:
-        async def on_loop() -> tuple[int, int]:
-            connector = self._proxy.server.app_state.registry.upstream.session.connector
-            assert connector is not None
-            return len(asyncio.all_tasks()), len(connector._acquired)
-
-        tasks, in_use = self._loop_thread.run(on_loop())
-        fds, sockets = _fd_counts()
-        return Usage(fds, sockets, tasks, in_use)
-
-    def settled(self, timeout: float = 3.0) -> Usage:
-        """The first sample equal to the two before it (or the last one at the timeout)."""
-        deadline = time.monotonic() + timeout
-        seen = [self.sample()]
-        while time.monotonic() < deadline and not (len(seen) >= 3 and len(set(seen[-3:])) == 1):
-            time.sleep(0.02)
-            seen.append(self.sample())
-        return seen[-1]
-
-    @contextmanager
-    def around(self, timeout: float = 5.0) -> Iterator[None]:
-        before = self.settled()
-        yield
-        deadline = time.monotonic() + timeout
-        while True:
-            after = self.sample()
-            if after.upstream_in_use == 0 and all(
-                getattr(after, f.name) <= getattr(before, f.name) for f in fields(Usage)
-            ):
-                return
-            if time.monotonic() > deadline:
-                pytest.fail(f"resources left over after the case: before {before}, after {after}")
-            time.sleep(0.02)
 
 
 @pytest.fixture
@@ -287,11 +221,33 @@ def test_upstream_status(
 
 
 @pytest.mark.parametrize("upstream_status", list(STATUSES))
+def test_upstream_status_after_commit(
+    make_proxy: MakeProxy,
+    leaks: LeakCheckFor,
+    caplog: pytest.LogCaptureFixture,
+    upstream_status: int,
+) -> None:
+    """The error comes after the commit window: message_start is out, an `error` event ends it."""
+    proxy = make_proxy(retry_max_attempts=1, commit_window_s=0.05)
+    words = f"late zebra {upstream_status}"
+    body, content_type = error_body("openai", upstream_status, words)
+    with leaks(proxy).around():
+        proxy.upstream.enqueue(
+            after(0.25, reply_body(body, status=upstream_status, content_type=content_type))
+        )
+        answer = ask(proxy, stream=True)
+        events = assert_error_event(answer, caplog, words=(words,))
+        assert events[-1]["error"]["type"] == STATUSES[upstream_status][1]
+
+
+@pytest.mark.parametrize("upstream_status", list(STATUSES))
 def test_retried_statuses(make_proxy: MakeProxy, upstream_status: int) -> None:
     """429, 502, 503 and 504 are retried before the first byte; the rest are final."""
     proxy = make_proxy(retry_max_attempts=2)
-    for _ in range(2):
-        proxy.upstream.enqueue(reply_body("busy busy", status=upstream_status))
+    for _ in range(2):  # Retry-After 0: no 2 s cool-down after the 429
+        proxy.upstream.enqueue(
+            reply_body("busy busy", status=upstream_status, **{"Retry-After": "0"})
+        )
     answer = ask(proxy, stream=False)
     assert answer.status == STATUSES[upstream_status][0]
     retried = upstream_status in {429, 502, 503, 504}
