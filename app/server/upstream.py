@@ -104,9 +104,8 @@ class UpstreamClient:
             ) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamUnavailable(
-                f"the upstream {host} did not answer in time (connect timeout "
-                f"{self._connect_timeout_s:g} s, read timeout {self._read_timeout_s:g} s); "
-                "it may be overloaded, try again",
+                f"the upstream {host} did not answer in time (read timeout "
+                f"{self._read_timeout_s:g} s); it may be overloaded, try again",
                 status=504,
             ) from exc
         except aiohttp.ClientError as exc:

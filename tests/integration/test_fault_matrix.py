@@ -394,7 +394,7 @@ DROPPED = "the upstream connection dropped in the middle of the response"
 
 # id -> (behaviour, read_timeout_s, words, what the stream kept before the error)
 BROKEN: dict[str, tuple[Behaviour, float, str, str | None]] = {
-    "no-headers": (hang(3), 0.5, "did not answer in time", None),
+    "no-headers": (hang(3), 0.5, "did not answer in time (read timeout 0.5 s)", None),
     "headers-then-silence": (
         reply_stream([chunk({}, {"role": "assistant", "content": "Hel"})], hang=3),
         0.5,
@@ -449,7 +449,7 @@ def test_broken_stream(
 
 # The same faults on a non-stream request: one plain HTTP error.
 BROKEN_JSON: dict[str, tuple[Behaviour, float, int, str]] = {
-    "no-headers": (hang(3), 0.5, 504, "did not answer in time"),
+    "no-headers": (hang(3), 0.5, 504, "did not answer in time (read timeout 0.5 s)"),
     "headers-then-silence": (reply_stream([b'{"id": "x", '], hang=3), 0.5, 504, "sent nothing"),
     "cut-mid-body": (reply_stream([b'{"id": "x", "choi'], cut=True), 5.0, 502, DROPPED),
     "garbled-json": (
