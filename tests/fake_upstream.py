@@ -34,6 +34,7 @@ class Recorded:
     finished: bool = False
     cancelled_at: float | None = None  # the proxy closed the connection mid-response
     peer: object = None  # the proxy's (host, port): equal for requests on one connection
+    sent_bytes: int = 0  # body bytes an endless behaviour got written (the proxy read them)
 
 
 def fake_prompt_tokens(body: Any) -> int:
@@ -192,6 +193,38 @@ def reply_stream(
 def reply_fixture(name: str, *, split: int | None = None, delay: float = 0.0) -> Behaviour:
     raw = (FIXTURES / "openai_stream" / name).read_bytes()
     return reply_stream([raw], split=split, delay=delay)
+
+
+def endless(piece: Callable[[dict[str, Any], int], bytes]) -> Behaviour:
+    """Stream `piece(body, n)` for n = 0, 1, 2... until the proxy goes away.
+
+    `record.sent_bytes` counts what was written: `write` waits while the
+    connection's buffers are full, so it shows whether the proxy keeps reading.
+    """
+
+    async def behave(request: web.Request, record: Recorded) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        n = 0
+        while True:
+            data = piece(record.body, n)
+            await response.write(data)
+            record.sent_bytes += len(data)
+            n += 1
+            if n % 64 == 0:
+                await asyncio.sleep(0)  # a fast writer still lets the loop breathe
+
+    return behave
+
+
+def endless_text(body: dict[str, Any], n: int) -> bytes:
+    delta = {"role": "assistant", "content": "word "} if n == 0 else {"content": "word "}
+    return b"data: " + json.dumps(chunk(body, delta)).encode() + b"\n\n"
+
+
+def endless_line(body: dict[str, Any], n: int) -> bytes:
+    """One SSE line that never ends: 64 KB of it at a time, never a newline."""
+    return (b"data: " if n == 0 else b"") + b"x" * 65536
 
 
 def hang(seconds: float) -> Behaviour:

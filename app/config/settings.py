@@ -79,6 +79,9 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     max_request_mb: int = 32  # request body limit (Anthropic's own is 32 MB)
     max_concurrent_requests: int = 64  # beyond this, 529 overloaded with retry-after
+    # Most an upstream may send for one response (a stream's bytes, or a JSON body):
+    # a 128K-token answer streams ~20 MB; past this a runaway upstream is cut off.
+    max_upstream_response_mb: int = 64
     # Images a client gives by URL: "pass" them to the provider as URLs (NimBridge
     # fetches nothing), "fetch" them here and send the bytes (for providers that take
     # only inline images), or "refuse" them with a 400.
@@ -275,6 +278,9 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
         "max_concurrent_requests": reader.get(
             "max_concurrent_requests", int, defaults.max_concurrent_requests
         ),
+        "max_upstream_response_mb": reader.get(
+            "max_upstream_response_mb", int, defaults.max_upstream_response_mb
+        ),
         "commit_window_s": reader.number("commit_window_s", defaults.commit_window_s, minimum=0),
         "retry_max_attempts": reader.get("retry_max_attempts", int, defaults.retry_max_attempts),
         "retry_max_wait_s": reader.number("retry_max_wait_s", defaults.retry_max_wait_s, minimum=0),
@@ -376,7 +382,7 @@ def validate_settings(settings: Settings, where: str) -> Settings:
     for name in ("connect_timeout_s", "read_timeout_s", "ping_interval_s", "shutdown_grace_s"):
         if getattr(settings, name) <= 0:
             raise bad(name, f"must be a positive number of seconds, got {getattr(settings, name)}")
-    for name in ("max_request_mb", "max_concurrent_requests"):
+    for name in ("max_request_mb", "max_concurrent_requests", "max_upstream_response_mb"):
         if getattr(settings, name) < 1:
             raise bad(name, f"must be at least 1, got {getattr(settings, name)}")
     for position, origin in enumerate(settings.allowed_origins):

@@ -10,6 +10,9 @@ Invariants:
   no data never emitted) with one documented deviation for TGI (below).
 - Comment lines are not events; `SSEDecoder.comments` counts them, so the
   server can tell a silent upstream from one sending keep-alives.
+- Memory is bounded: an unterminated line, or the data of one event, longer
+  than `max_event_bytes` raises `UpstreamProtocolError` (the stream fails
+  cleanly instead of buffering a line that never ends).
 """
 
 import json
@@ -17,8 +20,13 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring, encode_basestring_ascii
 
 from app.core.anthropic_types import StreamEvent
+from app.core.errors import UpstreamProtocolError
 
 DONE_LINE = b"data: [DONE]\n\n"
+
+# Far more than any one chunk a model sends: a whole 128K-token answer is about
+# 0.5 MB of text, 1 MB JSON-escaped.
+MAX_EVENT_BYTES = 4 * 1024 * 1024
 
 _BOM = "\ufeff"
 
@@ -40,9 +48,12 @@ class SSEDecoder:
     its last line, so real SSE multi-line data still joins as the spec says.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self.comments = 0
+        self._max_event_bytes = max_event_bytes
         self._partial: list[bytes] = []  # an unterminated line, in pieces
+        self._partial_size = 0
+        self._data_size = 0  # characters in `_data`
         self._skip_lf = False  # the last feed ended in "\r": a leading "\n" is its pair
         self._at_stream_start = True
         self._data: list[str] = []
@@ -57,18 +68,19 @@ class SSEDecoder:
         # Fast path: no line end yet, only remember the bytes (no quadratic joins).
         if b"\n" not in data and b"\r" not in data:
             if data:
-                self._partial.append(data)
+                self._keep_partial(data)
             return []
         if self._partial:
             self._partial.append(data)
             data = b"".join(self._partial)
             self._partial.clear()
+            self._partial_size = 0
         if b"\r" in data:
             self._skip_lf = data.endswith(b"\r")
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         last_lf = data.rfind(b"\n")
         if last_lf + 1 < len(data):
-            self._partial.append(data[last_lf + 1 :])
+            self._keep_partial(data[last_lf + 1 :])
         events: list[ServerSentEvent] = []
         for line in data[:last_lf].decode("utf-8", "replace").split("\n"):
             self._take_line(line, events)
@@ -80,9 +92,23 @@ class SSEDecoder:
         if self._partial:
             self._take_line(b"".join(self._partial).decode("utf-8", "replace"), events)
             self._partial.clear()
+            self._partial_size = 0
         self._dispatch(events)
         self._skip_lf = False
         return events
+
+    def _keep_partial(self, data: bytes) -> None:
+        self._partial.append(data)
+        self._partial_size += len(data)
+        if self._partial_size > self._max_event_bytes:
+            raise self._too_large("a line")
+
+    def _too_large(self, what: str) -> UpstreamProtocolError:
+        size = self._max_event_bytes
+        limit = f"{size / 1024 / 1024:g} MB" if size >= 1024 * 1024 else f"{size} bytes"
+        return UpstreamProtocolError(
+            f"upstream sent {what} longer than {limit} in its event stream; stopped reading it"
+        )
 
     def _take_line(self, line: str, events: list[ServerSentEvent]) -> None:
         if self._at_stream_start:
@@ -102,6 +128,9 @@ class SSEDecoder:
             if self._data and _is_complete_json_object(self._data):
                 self._dispatch(events)  # TGI: no blank line between events
             self._data.append(value)
+            self._data_size += len(value)
+            if self._data_size > self._max_event_bytes:
+                raise self._too_large("an event")
         elif name == "event":
             self._event = value
         elif name == "id" and "\0" not in value:
@@ -112,11 +141,14 @@ class SSEDecoder:
         if self._data:
             events.append(ServerSentEvent("\n".join(self._data), self._event, self._last_id))
             self._data = []
+            self._data_size = 0
         self._event = None
 
 
 def _is_complete_json_object(lines: list[str]) -> bool:
-    if not lines[0].startswith("{"):
+    # A complete object ends in "}": checked first, so the lines of a long
+    # multi-line event are not each parsed with everything gathered before them.
+    if not lines[0].startswith("{") or not lines[-1].rstrip().endswith("}"):
         return False
     try:
         json.loads("\n".join(lines))

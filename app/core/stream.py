@@ -37,6 +37,14 @@ Tool calls (one block open at a time, so calls cannot be streamed side by side):
   tools: without tools no call can be meant, and the text stays untouched.
 - Fragments go out as received. Arguments that are not valid JSON when their
   block closes are recorded as a repair: `partial_json` cannot be retracted.
+
+Runaway upstreams: given the client's `max_output_tokens`, a stream whose
+text and tool arguments pass `max_output_tokens * RUNAWAY_CHARS_PER_TOKEN`
+characters is ended as a `max_tokens` stop (the client asked for no more;
+Claude Code continues from a max_tokens stop as usual). The margin is wide on
+purpose: only an upstream that ignores `max_tokens` gets there. Thinking is
+not counted (DeepSeek's reasoner does not count its reasoning in
+`max_tokens`); the server's byte cap bounds it.
 """
 
 import enum
@@ -65,6 +73,11 @@ STOP_REASON_BY_FINISH_REASON: dict[str, str] = {
 }
 
 NO_FINISH_REASON_MESSAGE = "upstream stream ended without a finish_reason (connection dropped?)"
+
+# Characters per token above which a stream is a runaway: tokenizers average
+# 3-6 characters a token on code and prose; 16 is far beyond any real answer.
+RUNAWAY_CHARS_PER_TOKEN = 16
+RUNAWAY_REPAIR = "upstream ignored max_tokens; stream ended as max_tokens"
 
 BlockKind = Literal["text", "thinking", "tool_use"]
 
@@ -121,12 +134,14 @@ class StreamTranslator:
         signature: str = "nimbridge",
         tools: Sequence[Mapping[str, Any]] = (),
         start_in_thinking: bool = False,
+        max_output_tokens: int | None = None,
     ) -> None:
         self.model = model
         self.message_id = message_id
         self.state = StreamState.IDLE
         self.repairs: list[str] = []
         self.stop_reason: str | None = None
+        self.failure: str | None = None  # the message of the `error` event that ended it
         self._input_tokens_estimate = input_tokens
         self._tool_id_prefix = tool_id_prefix
         self._signature = signature
@@ -148,6 +163,10 @@ class StreamTranslator:
         self._waiting_calls: list[_ToolCall] = []  # named, block not opened yet
         self._tool_blocks = 0
         self._emitted_chars = 0
+        self._answer_chars = 0  # text and tool arguments: what max_output_tokens bounds
+        self._max_answer_chars = (
+            None if max_output_tokens is None else max_output_tokens * RUNAWAY_CHARS_PER_TOKEN
+        )
         # end of message
         self._finish_reason: str | None = None
         self._stop_sequence: str | None = None
@@ -215,6 +234,10 @@ class StreamTranslator:
         delta = choice.get("delta")
         if isinstance(delta, Mapping):
             self._take_delta(out, delta)
+        if self._max_answer_chars is not None and self._answer_chars > self._max_answer_chars:
+            self._repair(RUNAWAY_REPAIR)
+            self._finish_reason = "length"
+            return out + self.finish()
         finish_reason = choice.get("finish_reason")
         if isinstance(finish_reason, str) and finish_reason:
             self._finish_reason = finish_reason
@@ -297,6 +320,7 @@ class StreamTranslator:
         if self.state not in _TERMINAL:
             self._close_block(out)
             self._emit(out, {"type": "error", "error": error["error"]})
+            self.failure = error["error"]["message"]
         return out
 
     # ------------------------------------------------------------------ grammar
@@ -448,6 +472,7 @@ class StreamTranslator:
             self._open_waiting_calls(out)
             self._open_block(out, "text", None)
         self._emitted_chars += len(text)
+        self._answer_chars += len(text)
         delta = {"type": "text_delta", "text": text}
         self._emit(
             out, {"type": "content_block_delta", "index": self._next_index - 1, "delta": delta}
@@ -540,6 +565,7 @@ class StreamTranslator:
 
     def _emit_arguments(self, out: list[StreamEvent], arguments: str) -> None:
         self._emitted_chars += len(arguments)
+        self._answer_chars += len(arguments)
         delta = {"type": "input_json_delta", "partial_json": arguments}
         self._emit(
             out, {"type": "content_block_delta", "index": self._next_index - 1, "delta": delta}

@@ -21,6 +21,7 @@ from app.server.guard import add_cors_headers, check_bind, check_request
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord, new_request_id
 from app.server.routes import add_routes
+from app.server.runner import ProxyRunner
 from app.server.safe_fetch import FetchPolicy, SafeFetcher
 from app.server.state import RECORD, STATE, ProxyState
 from app.server.tasks import create_task
@@ -163,7 +164,7 @@ class ProxyServer:
     async def start(self) -> str:
         """Listen; OSError when the port is taken, UnsafeBindError for an open door."""
         check_bind(self.settings.host, self.app_state.proxy_key)
-        runner = web.AppRunner(
+        runner = ProxyRunner(  # aiohttp's own refusals answered as Anthropic errors
             self.app,
             handler_cancellation=True,  # a client that goes away cancels its upstream request
             access_log=None,  # our own one line per request replaces it

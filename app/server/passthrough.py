@@ -18,7 +18,7 @@ from app.core.models import ModelRoute
 from app.server.auth import authorize
 from app.server.calls import Attempts, UpstreamCall
 from app.server.state import STATE, record_of
-from app.server.upstream import READ_ERRORS
+from app.server.upstream import MB, READ_ERRORS, read_bounded
 
 
 def _dumps(value: Any) -> str:
@@ -63,8 +63,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     record.status = upstream.status
     try:
         if not record.stream:
+            try:
+                body = await read_bounded(upstream, state.settings.max_upstream_response_mb * MB)
+            except READ_ERRORS as exc:
+                raise state.registry.upstream.read_failure(exc, str(upstream.url)) from exc
+            if upstream.status >= 400:  # "Incorrect API key provided: <our key>"
+                body = state.mask(body.decode("utf-8", "replace")).encode()
             return web.Response(
-                body=await upstream.read(),
+                body=body,
                 status=upstream.status,
                 content_type=upstream.content_type,
                 headers=_kept_headers(upstream),
@@ -77,8 +83,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 await response.write(data)
         except READ_ERRORS as exc:
             failure = state.registry.upstream.read_failure(exc, str(upstream.url))
-            record.error = failure.message
-            error = {"error": {"message": failure.message, "type": failure.error_type}}
+            record.error = state.mask(failure.message)
+            error = {"error": {"message": record.error, "type": failure.error_type}}
             await response.write(f"data: {_dumps(error)}\n\n".encode())
         await response.write_eof()
         return response

@@ -23,7 +23,7 @@ from app.server.passthrough import chat_completions
 from app.server.records import RequestRecord, new_message_id
 from app.server.state import STATE, ProxyState, record_of
 from app.server.streaming import stream_messages
-from app.server.upstream import READ_ERRORS
+from app.server.upstream import MB, READ_ERRORS, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                 message_id=message_id,
                 input_tokens=estimate,
                 tools=req.get("tools") or (),
+                max_output_tokens=req["max_tokens"],  # a runaway upstream stops there
             )
             response = await stream_messages(
                 request,
@@ -102,6 +103,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                 commit_window_s=settings.commit_window_s,
                 ping_interval_s=settings.ping_interval_s,
                 read_failure=state.registry.upstream.read_failure,
+                max_upstream_bytes=settings.max_upstream_response_mb * MB,
                 mask=state.mask,
             )
             if translator.usage_reported:
@@ -127,7 +129,7 @@ async def _complete_message(
     route = call.attempts.route or call.route
     record.mark_first_byte()
     try:
-        raw = await upstream.read()
+        raw = await read_bounded(upstream, state.settings.max_upstream_response_mb * MB)
     except READ_ERRORS as exc:
         raise state.registry.upstream.read_failure(exc, str(upstream.url)) from exc
     finally:

@@ -9,10 +9,16 @@ Invariants:
   the last event), so idle connections stay open.
 - Chunks are written as they arrive (one write per upstream read), never
   buffered whole; the upstream response is closed in `finally`, which aborts
-  the upstream request when the client went away.
+  the upstream request when the client went away. A slow client slows the
+  upstream read (`write` awaits the drain), so memory stays bounded.
+- A runaway upstream is bounded: past `max_upstream_bytes` the stream ends with
+  an `error` event (something is wrong upstream; a clean stop would pass a
+  broken answer off as whole). Past the client's max_tokens the translator ends
+  it as a `max_tokens` stop; one SSE event is bounded by the decoder.
 """
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -27,7 +33,7 @@ from app.core.stream import StreamState, StreamTranslator
 from app.server.calls import Attempts
 from app.server.records import RequestRecord
 from app.server.tasks import create_task
-from app.server.upstream import READ_ERRORS
+from app.server.upstream import READ_ERRORS, read_bounded, response_too_large
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +106,7 @@ async def stream_messages(
     commit_window_s: float,
     ping_interval_s: float,
     read_failure: Callable[[Exception], UpstreamUnavailable],
+    max_upstream_bytes: int,
     mask: Callable[[str], str] = str,
 ) -> web.StreamResponse:
     opening_task = create_task(opening, name=f"upstream-open {record.request_id}")
@@ -119,7 +126,9 @@ async def stream_messages(
         try:
             if upstream is None:  # committed before the upstream answered
                 upstream = await opening_task
-            await _relay_body(upstream, translator, writer, record, read_failure)
+            await _relay_body(
+                upstream, translator, writer, record, read_failure, max_upstream_bytes
+            )
         except ProxyError as exc:
             record.error = mask(exc.message)
             await writer.write(translator.fail(exc.to_error_body()))
@@ -138,6 +147,8 @@ async def stream_messages(
         if pinger is not None:
             pinger.cancel()
         record.repairs.extend(r for r in translator.repairs if r not in record.repairs)
+        if record.error is None:  # the translator failed it (garbled chunk, upstream error event)
+            record.error = mask(translator.failure) if translator.failure else None
         record.usage = dict(translator.usage)
         if not opening_task.done():
             opening_task.cancel()
@@ -171,15 +182,18 @@ async def _relay_body(
     writer: EventWriter,
     record: RequestRecord,
     read_failure: Callable[[Exception], UpstreamUnavailable],
+    max_upstream_bytes: int,
 ) -> None:
     content_type = upstream.headers.get("Content-Type", "")
     if "text/event-stream" not in content_type and "json" in content_type:
         # Some upstreams ignore `stream: true` and answer one JSON body.
-        await writer.write(await _translate_whole_body(upstream, translator))
+        whole = await _translate_whole_body(upstream, translator, max_upstream_bytes, read_failure)
+        await writer.write(whole)
         return
     decoder = SSEDecoder()
     content = upstream.content
     debug = log.isEnabledFor(logging.DEBUG)
+    received = 0
     while True:
         try:
             data = await content.readany()
@@ -187,6 +201,9 @@ async def _relay_body(
             raise read_failure(exc) from exc
         if not data:
             break
+        received += len(data)
+        if received > max_upstream_bytes:
+            raise response_too_large(max_upstream_bytes)
         record.mark_first_byte()
         if debug:
             log.debug("%s upstream bytes: %r", record.request_id, data)
@@ -219,10 +236,15 @@ async def _drain(content: aiohttp.StreamReader) -> None:
 
 
 async def _translate_whole_body(
-    upstream: aiohttp.ClientResponse, translator: StreamTranslator
+    upstream: aiohttp.ClientResponse,
+    translator: StreamTranslator,
+    max_upstream_bytes: int,
+    read_failure: Callable[[Exception], UpstreamUnavailable],
 ) -> list[StreamEvent]:
     try:
-        body = await upstream.json(content_type=None)
+        body = json.loads(await read_bounded(upstream, max_upstream_bytes))
+    except READ_ERRORS as exc:
+        raise read_failure(exc) from exc
     except ValueError as exc:
         raise UpstreamProtocolError("upstream answered a stream request with invalid JSON") from exc
     if not isinstance(body, dict):

@@ -13,7 +13,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from app import __version__
-from app.core.errors import UpstreamUnavailable
+from app.core.errors import UpstreamProtocolError, UpstreamUnavailable
+
+MB = 1024 * 1024
 
 # What reading an upstream body can raise: a dropped connection, or silence
 # longer than the read timeout. `UpstreamClient.read_failure` words them.
@@ -70,6 +72,13 @@ class UpstreamClient:
                 f"TLS certificate of {host} was rejected ({exc.certificate_error}); "
                 "check the upstream URL or the system's CA certificates"
             ) from exc
+        except aiohttp.ClientConnectorSSLError as exc:
+            # Before ClientConnectorError, its base: "wrong version number" is what
+            # an https:// URL to a plain-HTTP port gives.
+            raise UpstreamUnavailable(
+                f"TLS handshake with {host} failed ({exc.os_error}); the server may not speak "
+                "TLS on that port: check http:// versus https:// in the upstream URL"
+            ) from exc
         except aiohttp.ClientConnectorDNSError as exc:
             raise UpstreamUnavailable(
                 f"cannot resolve the upstream host {host}; check the upstream URL "
@@ -86,11 +95,17 @@ class UpstreamClient:
             ) from exc
         except (aiohttp.ClientSSLError, ssl.SSLError) as exc:
             raise UpstreamUnavailable(f"TLS handshake with {host} failed ({exc})") from exc
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise UpstreamUnavailable(
+                f"cannot connect to the upstream {host}: no answer to the connection attempt "
+                f"within {self._connect_timeout_s:g} s (connect_timeout_s); is the host "
+                "reachable, or is a firewall dropping the connection?",
+                status=504,
+            ) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamUnavailable(
-                f"the upstream {host} did not answer in time (connect timeout "
-                f"{self._connect_timeout_s:g} s, read timeout {self._read_timeout_s:g} s); "
-                "it may be overloaded, try again",
+                f"the upstream {host} did not answer in time (read timeout "
+                f"{self._read_timeout_s:g} s); it may be overloaded, try again",
                 status=504,
             ) from exc
         except aiohttp.ClientError as exc:
@@ -120,6 +135,26 @@ async def read_error_body(response: aiohttp.ClientResponse, limit: int = 64 * 10
         return b""
     finally:
         response.release()
+
+
+async def read_bounded(response: aiohttp.ClientResponse, limit_bytes: int) -> bytes:
+    """The whole body; `UpstreamProtocolError` once it passes `limit_bytes` (a runaway
+    upstream must not fill memory). Read errors are `READ_ERRORS`, for the caller to word."""
+    pieces: list[bytes] = []
+    size = 0
+    async for data in response.content.iter_any():
+        size += len(data)
+        if size > limit_bytes:
+            raise response_too_large(limit_bytes)
+        pieces.append(data)
+    return b"".join(pieces)
+
+
+def response_too_large(limit_bytes: int) -> UpstreamProtocolError:
+    return UpstreamProtocolError(
+        f"upstream sent more than {limit_bytes / MB:g} MB for one response and was cut off "
+        "(max_upstream_response_mb in the settings)"
+    )
 
 
 def encode_json_body(body: dict[str, Any]) -> bytes:

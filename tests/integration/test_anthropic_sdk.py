@@ -299,6 +299,24 @@ def test_openai_sdk_pass_through(proxy: LiveProxy) -> None:
     assert proxy.upstream.chat_requests[-1].body["model"] == DEFAULT_MODEL
 
 
+def test_openai_pass_through_never_relays_our_key(proxy: LiveProxy) -> None:
+    import openai
+
+    echoed = f"Incorrect API key provided: {UPSTREAM_KEY}. You can find your API key at ..."
+    proxy.upstream.enqueue(
+        reply_json({"error": {"message": echoed, "type": "invalid_request_error"}}, status=401)
+    )
+    client = track(
+        openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.client_key, max_retries=0)
+    )
+    with pytest.raises(openai.AuthenticationError) as raised:
+        client.chat.completions.create(
+            model="meta/llama-3.3-70b-instruct", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert UPSTREAM_KEY not in str(raised.value) and UPSTREAM_KEY not in raised.value.response.text
+    assert "Incorrect API key provided: ***" in raised.value.response.text
+
+
 def test_claude_code_captured_request(proxy: LiveProxy) -> None:
     """The real 76 KB Claude Code request, sent with its own headers, streams back right."""
     captured = json.loads((FIXTURES / "requests" / "claude_code_request.json").read_text())

@@ -179,6 +179,16 @@ def test_a_crash_while_writing_leaves_the_old_file(
         pytest.param(
             {"retry_max_attempts": 0}, "'retry_max_attempts' must be at least 1", id="attempts"
         ),
+        pytest.param(
+            {"max_upstream_response_mb": 0},
+            "'max_upstream_response_mb' must be at least 1",
+            id="upstream-response-cap",
+        ),
+        pytest.param(
+            {"max_upstream_response_mb": "64"},
+            "'max_upstream_response_mb' must be",
+            id="upstream-response-cap-type",
+        ),
         pytest.param({"log_level": "LOUD"}, "'log_level' must be one of", id="log-level"),
         pytest.param({"ui": []}, "'ui' must be an object", id="ui"),
         pytest.param(

@@ -5,7 +5,15 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from app.core.anthropic_types import StreamEvent
-from app.core.sse import DONE_LINE, ServerSentEvent, SSEDecoder, encode_data, encode_event
+from app.core.errors import UpstreamProtocolError
+from app.core.sse import (
+    DONE_LINE,
+    MAX_EVENT_BYTES,
+    ServerSentEvent,
+    SSEDecoder,
+    encode_data,
+    encode_event,
+)
 
 E = ServerSentEvent
 
@@ -134,6 +142,48 @@ def test_long_line_in_many_feeds() -> None:
     body = f"data: {payload}\n\n".encode()
     events = [e for i in range(0, len(body), 7) for e in decoder.feed(body[i : i + 7])]
     assert events == [E(payload)]
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        pytest.param([b"data: " + b"x" * 60, b"x" * 60], id="fast-path"),
+        pytest.param([b"data: a\n\ndata: " + b"x" * 100], id="after-a-line-end"),
+    ],
+)
+def test_a_line_that_never_ends_is_bounded(pieces: list[bytes]) -> None:
+    """A line with no end fails once it passes the limit, however it arrives (issue: hardening)."""
+    decoder = SSEDecoder(max_event_bytes=100)
+    with pytest.raises(UpstreamProtocolError, match="a line longer than 100 bytes"):
+        for piece in pieces:
+            decoder.feed(piece)
+
+
+def test_one_event_of_many_data_lines_is_bounded() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    assert decoder.feed(b"data: " + b"y" * 60 + b"\n") == []
+    with pytest.raises(UpstreamProtocolError, match="an event longer than"):
+        decoder.feed(b"data: " + b"y" * 60 + b"\n")
+
+
+def test_many_events_below_the_limit_pass() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    line = b"data: " + b"z" * 90 + b"\n\n"
+    for _ in range(50):  # the sizes reset after each event and each line end
+        assert decoder.feed(line[:50]) == []
+        assert decoder.feed(line[50:]) == [E("z" * 90)]
+    assert MAX_EVENT_BYTES >= 1024 * 1024
+
+
+def test_a_large_limit_is_said_in_mb() -> None:
+    decoder = SSEDecoder(max_event_bytes=2 * 1024 * 1024)
+    with pytest.raises(UpstreamProtocolError, match="a line longer than 2 MB"):
+        decoder.feed(b"data: " + b"x" * (2 * 1024 * 1024))
+
+
+def test_data_ending_in_a_brace_that_is_not_json_still_joins() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: {not json}\ndata: more\n\n") == [E("{not json}\nmore")]
 
 
 def test_close_twice_and_reuse() -> None:

@@ -11,6 +11,8 @@ from app.core.errors import TranslatorStateError
 from app.core.sse import DONE_LINE, ServerSentEvent, SSEDecoder, encode_data
 from app.core.stream import (
     NO_FINISH_REASON_MESSAGE,
+    RUNAWAY_CHARS_PER_TOKEN,
+    RUNAWAY_REPAIR,
     STOP_REASON_BY_FINISH_REASON,
     StreamState,
     StreamTranslator,
@@ -1009,6 +1011,7 @@ def test_finish_without_finish_reason_is_an_error() -> None:
     assert summarize(events) == [*text_block(0, "Hi"), ("error", "api_error")]
     assert events[-1]["error"]["message"] == NO_FINISH_REASON_MESSAGE
     assert translator.stop_reason is None
+    assert translator.failure == NO_FINISH_REASON_MESSAGE
 
 
 def test_fail_before_start_is_a_lone_error() -> None:
@@ -1257,3 +1260,27 @@ def test_unterminated_markup_comes_out_as_text_at_the_end() -> None:
     text = "".join(e["delta"].get("text", "") for e in events if e["type"] == "content_block_delta")
     assert text == 'Sure.<tool_call>{"name": "sp'
     assert summarize(events)[-1] == ("end", "end_turn")
+
+
+# ---------------------------------------------------------------------------- runaway upstreams
+
+
+def test_runaway_stream_ends_as_max_tokens_stop() -> None:
+    """An upstream that ignores max_tokens: text and tool arguments count, thinking does not."""
+    translator = StreamTranslator(model="m", message_id=MESSAGE_ID, max_output_tokens=1)
+    limit = RUNAWAY_CHARS_PER_TOKEN  # characters allowed for one token
+    events = translator.start()
+    events += translator.feed(chunk({"reasoning_content": "t" * (limit * 4)}))  # not counted
+    events += translator.feed(chunk({"content": "a" * limit}))  # exactly at the limit: goes on
+    assert summarize(events)[-1] == ("delta", 1, "a" * limit)  # no end yet
+    events += translator.feed(calls(tc(0, "call_1", "f", '{"a": 1}')))  # past it: stop
+    assert_anthropic_grammar(events)
+    assert summarize(events)[-1] == ("end", "max_tokens")
+    assert translator.stop_reason == "max_tokens"
+    assert translator.repairs == [RUNAWAY_REPAIR]
+    assert translator.finish() == []
+
+
+def test_without_max_output_tokens_nothing_is_cut() -> None:
+    events, translator = run([chunk({"content": "a" * 10_000}), STOP])
+    assert summarize(events)[-1] == ("end", "end_turn") and not translator.repairs
