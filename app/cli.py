@@ -7,6 +7,7 @@ tests and later issues rely on: keep them.
 
 import argparse
 import asyncio
+import errno
 import getpass
 import logging
 import os
@@ -247,6 +248,8 @@ async def serve(
         return 2
     except OSError as exc:
         reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:  # never share: the first server keeps the port
+            reason += " (another NimBridge or program uses it; choose another with --port)"
         print(
             f"nimbridge: cannot listen on {settings.host}:{settings.port}: {reason}",
             file=sys.stderr,

@@ -33,7 +33,8 @@ from app.ui.model_picker import ModelPicker
 from app.ui.settings_window import SettingsDialog
 from app.ui.tray import TrayIcon, Windows, icon_for, status_line
 
-QUIT_GRACE_S = 15.0
+# Beyond the settings' shutdown_grace_s: what a stop may take to end the requests it cut.
+QUIT_MARGIN_S = 5.0
 
 
 class SingleInstance(QObject):
@@ -227,7 +228,8 @@ def run_gui(
         await closing.wait()
         # stop() cancels what is left after its grace; the process ends either way.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(controller.stop(), QUIT_GRACE_S)
+            grace = controller.settings.shutdown_grace_s
+            await asyncio.wait_for(controller.stop(), grace + QUIT_MARGIN_S)
 
     try:
         with loop:
