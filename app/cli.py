@@ -255,6 +255,15 @@ async def serve(
             file=sys.stderr,
         )
         return 2
+    # Before the announcement: whoever reads it may signal us at once, and the
+    # default action would kill the process without the drain.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
     print(f"NimBridge listening on {base_url}", flush=True)
     for warning in warnings:
         log.warning("%s", warning)
@@ -266,13 +275,6 @@ async def serve(
         status = keys.status(provider)
         log.info("provider %s: %s, key %s", provider.name, provider.base_url, status.source.value)
     log.info("claude-* models map to %s", settings.tiers.default)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-        except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
-            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
     try:
         await stop.wait()
     finally:

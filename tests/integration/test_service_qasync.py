@@ -8,13 +8,13 @@ from pathlib import Path
 
 import anthropic
 import pytest
-import qasync  # noqa: I001  (after PySide6: qasync probes the Qt bindings at import)
 from PySide6.QtWidgets import QApplication
 
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, load_settings
 from app.logs import LogBuffer
 from app.service import ProxyService, RequestSummary, ServerState, ServiceStatus
+from app.ui.qt_loop import QtEventLoop
 from tests.fake_upstream import FakeUpstream, reply_stream, text_stream
 
 KEY = "nvapi-service-test-key-0123456789"
@@ -22,7 +22,7 @@ KEY = "nvapi-service-test-key-0123456789"
 
 @pytest.fixture
 def qasync_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
-    loop = qasync.QEventLoop(qapp)
+    loop = QtEventLoop(qapp)  # the app's own qasync loop
     asyncio.set_event_loop(loop)
     yield loop
     loop.close()  # DESKTOP.md: an unclosed loop breaks the next test's teardown
