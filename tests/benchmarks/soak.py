@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import itertools
 import json
 import logging
 import multiprocessing
@@ -309,11 +308,15 @@ class ServerProcess:
     def sample(self) -> dict[str, Any]:
         self.conn.send("stats")
         stats: dict[str, Any] = self._receive(120)
+        stats["rss_kb"] = self.rss_kb()
+        return stats
+
+    def rss_kb(self) -> int:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             key, _, value = line.partition(":")
             if key == "VmRSS":
-                stats["rss_kb"] = int(value.split()[0])
-        return stats
+                return int(value.split()[0])
+        raise RuntimeError("no VmRSS for the server process")
 
     def stop(self) -> None:
         if self.proc.is_alive():
@@ -517,8 +520,16 @@ class PhaseResult:
     samples: list[str] = field(default_factory=list)  # a few unexpected outcomes, to show
 
 
-async def run_phase(url: str, kinds: list[str], first: int, concurrency: int) -> PhaseResult:
+async def run_phase(
+    url: str,
+    kinds: list[str],
+    first: int,
+    concurrency: int,
+    on_done: Callable[[int], None] = lambda done: None,
+) -> PhaseResult:
+    """`kinds[i]` as request `first + i`, `concurrency` at a time; `on_done(count)` after each."""
     result = PhaseResult(count=len(kinds))
+    done = 0
     position = 0
     timeout = aiohttp.ClientTimeout(total=60)
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -541,6 +552,9 @@ async def run_phase(url: str, kinds: list[str], first: int, concurrency: int) ->
                 result.latencies_by_kind.setdefault(kind, []).append(elapsed)
                 if outcome != EXPECTED_BY_KIND[kind] and len(result.samples) < 5:
                     result.samples.append(f"{kind} #{first + n}: {outcome}")
+                nonlocal done
+                done += 1
+                on_done(done)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -557,43 +571,55 @@ def plan_kinds(count: int, seed: int) -> list[str]:
 async def soak_one_loop(
     loop_kind: str, upstream_url: str, args: argparse.Namespace, log_dir: Path
 ) -> dict[str, Any]:
-    """Ten phases of a tenth of the requests each; the first is the warm-up. Between
-    phases the client session is closed and the server sampled while idle."""
+    """A warm-up of a tenth of the requests, then the rest in one go. After each, the
+    client session is closed and the idle server sampled; RSS is also read at every
+    further tenth while the load runs."""
     count, concurrency = args.requests, args.concurrency
     log_path = log_dir / f"nimbridge-{loop_kind}.log"
     server = ServerProcess(loop_kind, upstream_url, log_path, args.trace_memory)
     url = await asyncio.to_thread(server.start)
     kinds = plan_kinds(count, seed=20261121)
-    bounds = [count * n // 10 for n in range(11)]
-    phases: list[PhaseResult] = []
-    samples: list[dict[str, Any]] = []
+    warm_count = max(1, count // 10)
+    rss_curve: list[int] = []
+
+    def read_rss(done: int) -> None:
+        if done % warm_count == 0:
+            rss_curve.append(server.rss_kb())
+
     try:
-        samples.append(await asyncio.to_thread(server.sample))
-        for first, last in itertools.pairwise(bounds):
-            what = "warm-up" if first == 0 else "soak"
-            say(f"{loop_kind}: {what}, requests {first}..{last - 1} at concurrency {concurrency}")
-            phases.append(await run_phase(url, kinds[first:last], first, concurrency))
-            await asyncio.sleep(IDLE_BEFORE_SAMPLE_S)
-            samples.append(await asyncio.to_thread(server.sample))
-            for line in samples[-1]["memory_growth"]:
-                say(f"{loop_kind}:   {line}")
+        before = await asyncio.to_thread(server.sample)
+        say(f"{loop_kind}: warm-up, {warm_count} requests at concurrency {concurrency}")
+        warm = await run_phase(url, kinds[:warm_count], 0, concurrency)
+        await asyncio.sleep(IDLE_BEFORE_SAMPLE_S)
+        after_warm = await asyncio.to_thread(server.sample)
+        rss_curve.append(after_warm["rss_kb"])
+        say(f"{loop_kind}: soak, {count - warm_count} requests")
+        main = await run_phase(url, kinds[warm_count:], warm_count, concurrency, read_rss)
+        await asyncio.sleep(IDLE_BEFORE_SAMPLE_S)
+        end = await asyncio.to_thread(server.sample)
+        for sample in (after_warm, end):
+            for line in sample["memory_growth"]:
+                say(f"{loop_kind}: memory grew: {line}")
     finally:
         await asyncio.to_thread(server.stop)
     log_lines = 0
     for path in log_dir.glob(f"{log_path.name}*"):  # with the rotated ones
         with path.open(encoding="utf-8") as lines:
             log_lines += sum(1 for _ in lines)
-    return summarize(loop_kind, phases, samples, log_lines, concurrency)
+    return summarize(
+        loop_kind, [warm, main], [before, after_warm, end], rss_curve, log_lines, concurrency
+    )
 
 
 def summarize(
     loop_kind: str,
     phases: list[PhaseResult],
     samples: list[dict[str, Any]],
+    rss_curve: list[int],
     log_lines: int,
     concurrency: int,
 ) -> dict[str, Any]:
-    before, after_warm, end = samples[0], samples[1], samples[-1]
+    before, after_warm, end = samples
     outcomes: Counter[tuple[str, str]] = Counter()
     latencies: list[float] = []
     shown: list[str] = []
@@ -645,7 +671,7 @@ def summarize(
         "after_warmup": after_warm,
         "end": end,
         "rss_growth": round(rss_growth, 4),
-        "rss_mb_by_phase": [round(sample["rss_kb"] / 1024, 1) for sample in samples],
+        "rss_mb_each_tenth": [round(kb / 1024, 1) for kb in rss_curve],
         "log_lines": log_lines,
         "checks": checks,
         "passed": all(checks.values()),
@@ -669,7 +695,7 @@ def render(results: list[dict[str, Any]], count: int, concurrency: int) -> str:
         ("unexpected errors", lambda r: r["unexpected_errors"]),
         ("RSS MB: start / warm / end", lambda r: rss_cell(r)),
         ("RSS growth after warm-up", lambda r: f"{r['rss_growth']:+.1%}"),
-        ("RSS MB each 10%", lambda r: " ".join(f"{v:.0f}" for v in r["rss_mb_by_phase"][1:])),
+        ("RSS MB each 10%", lambda r: " ".join(f"{v:.0f}" for v in r["rss_mb_each_tenth"])),
         ("asyncio tasks: warm / end", lambda r: pair(r, "tasks")),
         ("pending timers: warm / end", lambda r: pair(r, "timers")),
         ("fds: warm / end", lambda r: pair(r, "fds")),

@@ -231,3 +231,27 @@ def test_a_restart_for_new_settings_drains_the_same_way(
         assert client.messages.create(model=MODEL, max_tokens=10, messages=HELLO).content
     finally:
         loop_thread.run(service.stop())
+
+
+@pytest.mark.allow_warnings
+def test_an_openai_pass_through_stream_beyond_the_grace_ends_with_its_error_shape(
+    make_proxy: MakeProxy, upstream: FakeUpstream, loop_thread: LoopThread
+) -> None:
+    proxy = make_proxy(shutdown_grace_s=0.3)
+    upstream.enqueue(slow_stream(LONG))
+    stopping = stop_soon(loop_thread, proxy)
+    status, _, raw = http_request(
+        proxy.url + "/v1/chat/completions",
+        "POST",
+        body=json.dumps(
+            {"model": "fake/model", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+        ).encode(),
+        headers={"Authorization": f"Bearer {proxy.client_key}", "content-type": "application/json"},
+    )
+    stopping.result(10)
+    assert status == 200
+    last = sse_events(raw)[-1]
+    assert (
+        last == {"error": {"message": last["error"]["message"], "type": "overloaded_error"}}
+        and "NimBridge is stopping" in last["error"]["message"]
+    )
