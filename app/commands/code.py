@@ -122,7 +122,8 @@ def run_code_command(
         # SIGTERM ends Claude Code first; then the server started here stops gracefully
         # below (the default action would kill this process with the port and streams).
         with _forwarding_sigterm(claude_process):
-            return claude_process.wait()
+            code = claude_process.wait()
+        return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells say
     except KeyboardInterrupt:
         return 130
     finally:

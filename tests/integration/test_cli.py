@@ -201,6 +201,33 @@ def test_sigterm_mid_stream_ends_it_with_an_error_event_then_exits(
         finish(process)
 
 
+def test_code_on_sigterm_ends_claude_code_then_stops_its_server(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    fake_claude = tmp_path / "bin" / "claude"
+    fake_claude.parent.mkdir()
+    fake_claude.write_text("#!/bin/sh\necho claude-started\nexec sleep 60\n")
+    fake_claude.chmod(0o755)
+    config = tmp_path / "settings.json"
+    # Port 1: nothing answers there, so `code` starts a server of its own.
+    config.write_text(json.dumps({"port": 1, "shutdown_grace_s": 1.0}))
+    process = spawn(
+        "code",
+        "--config",
+        str(config),
+        env={"PATH": f"{fake_claude.parent}{os.pathsep}{os.environ['PATH']}"},
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "claude-started"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 128 + signal.SIGTERM  # Claude Code's end, as a shell says
+        _, err = process.communicate(timeout=10)
+        assert "started NimBridge at" in err and "Traceback" not in err
+    finally:
+        finish(process)
+
+
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
