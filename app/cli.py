@@ -278,11 +278,7 @@ async def serve(
     try:
         await stop.wait()
     finally:
-        log.info(
-            "shutting down (%d request(s) in flight, waiting up to %g s)",
-            server.app_state.in_flight,
-            settings.shutdown_grace_s,
-        )
+        log.info("shutting down")
         await server.stop()
     log.info("stopped")
     return 0

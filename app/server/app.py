@@ -218,6 +218,12 @@ class ProxyServer:
             runner.server.pre_shutdown()  # idle kept-alive connections close now
         grace = self.settings.shutdown_grace_s
         if state.in_flight:
+            log.info(
+                "%s: %d request(s) in flight, waiting up to %g s for them",
+                "restarting" if restarting else "stopping",
+                state.in_flight,
+                grace,
+            )
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(grace):
                     await state.idle.wait()
