@@ -7,6 +7,7 @@ tests and later issues rely on: keep them.
 
 import argparse
 import asyncio
+import errno
 import getpass
 import logging
 import os
@@ -249,11 +250,22 @@ async def serve(
         return 2
     except OSError as exc:
         reason = exc.strerror or str(exc)
+        if exc.errno == errno.EADDRINUSE:  # never share: the first server keeps the port
+            reason += " (another NimBridge or program uses it; choose another with --port)"
         print(
             f"nimbridge: cannot listen on {settings.host}:{settings.port}: {reason}",
             file=sys.stderr,
         )
         return 2
+    # Before the announcement: whoever reads it may signal us at once, and the
+    # default action would kill the process without the drain.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
+            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
     print(f"NimBridge listening on {base_url}", flush=True)
     for warning in warnings:
         log.warning("%s", warning)
@@ -265,21 +277,10 @@ async def serve(
         status = keys.status(provider)
         log.info("provider %s: %s, key %s", provider.name, provider.base_url, status.source.value)
     log.info("claude-* models map to %s", settings.tiers.default)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(signum, stop.set)
-        except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
-            signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
     try:
         await stop.wait()
     finally:
-        log.info(
-            "shutting down (%d request(s) in flight, waiting up to %g s)",
-            server.app_state.in_flight,
-            settings.shutdown_grace_s,
-        )
+        log.info("shutting down")
         await server.stop()
     log.info("stopped")
     return 0

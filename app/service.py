@@ -352,7 +352,7 @@ class ProxyService:
         async with self._lock:
             await self._stop_locked()
 
-    async def _stop_locked(self) -> None:
+    async def _stop_locked(self, *, restarting: bool = False) -> None:
         server, self._server = self._server, None
         if server is None:
             self._state = ServerState.STOPPED
@@ -360,7 +360,8 @@ class ProxyService:
             return
         self._state = ServerState.STOPPING
         self._notify()
-        await server.stop()  # in-flight requests get shutdown_grace_s, then are cancelled
+        # In-flight requests get shutdown_grace_s, then end with an error that says why.
+        await server.stop(restarting=restarting)
         self._state = ServerState.STOPPED
         log.info("server stopped")
         self._notify()
@@ -382,7 +383,7 @@ class ProxyService:
             if self._server is not None and not restart:
                 self._server.update_settings(settings)  # a new tier applies at once
             elif restart:
-                await self._stop_locked()
+                await self._stop_locked(restarting=True)
         if restart:
             await self.start()
         self._notify()
@@ -485,7 +486,7 @@ class ProxyService:
             self._proxy_key = key
             was_running = self._server is not None
             if was_running:
-                await self._stop_locked()
+                await self._stop_locked(restarting=True)
         if was_running:
             await self.start()
         log.info("a new proxy key was made; clients must send it from now on")

@@ -9,14 +9,16 @@ is stopped when it exits.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
@@ -112,16 +114,31 @@ def run_code_command(
     )
     settings_file = write_settings_file(env)
     try:
-        completed = subprocess.run(
+        claude_process = subprocess.Popen(
             [str(claude), "--settings", str(settings_file), *claude_args],
             cwd=folder or Path.cwd(),
             env=process_env(os.environ, env),
-            check=False,
         )
-        return completed.returncode
+        # SIGTERM ends Claude Code first; then the server started here stops gracefully
+        # below (the default action would kill this process with the port and streams).
+        with _forwarding_sigterm(claude_process):
+            code = claude_process.wait()
+        return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells say
     except KeyboardInterrupt:
         return 130
     finally:
         settings_file.unlink(missing_ok=True)
         if started is not None:
             started.stop()
+
+
+@contextlib.contextmanager
+def _forwarding_sigterm(child: subprocess.Popen[bytes]) -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

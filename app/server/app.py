@@ -6,6 +6,7 @@ with a `request-id` header, and exactly one log line says what happened.
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -23,7 +24,7 @@ from app.server.records import RequestRecord, new_request_id
 from app.server.routes import add_routes
 from app.server.runner import ProxyRunner
 from app.server.safe_fetch import FetchPolicy, SafeFetcher
-from app.server.state import RECORD, STATE, ProxyState
+from app.server.state import RECORD, STATE, ProxyState, absorb_stop
 from app.server.tasks import create_task
 from app.server.upstream import UpstreamClient
 
@@ -31,6 +32,9 @@ log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 _QUIET_PATHS = frozenset({"/", "/health"})
+# After the grace period, how long a cancelled request may take to write its error
+# (a client that stopped reading) before the runner closes its connection.
+_FINAL_WRITE_S = 2.0
 
 
 def _openai_error_body(error: ProxyError) -> dict[str, Any]:
@@ -64,9 +68,14 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
     request[RECORD] = record
     state.in_flight += 1
     state.idle.clear()
+    task = asyncio.current_task()
+    if task is not None:
+        state.live[task] = record
     for observer in state.on_request_started:
         observer(record)
     try:
+        if state.closing is not None:  # a request on a kept-alive connection while stopping
+            raise state.closing
         preflight = check_request(request, state.settings, state.in_flight)
         if preflight is not None:
             record.status = preflight.status
@@ -84,7 +93,13 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
             reason = f"request body is larger than {limit} MB (max_request_mb in the settings)"
         return error_response(request, ProxyError(reason, status=exc.status), record)
     except asyncio.CancelledError:
-        record.status, record.error = 499, "client disconnected"
+        if record.stopped_by is None:
+            record.status, record.error = 499, "client disconnected"
+            raise
+        if not record.headers_sent and absorb_stop(record):
+            # Ended by the server's stop before a byte went out: a plain error to retry.
+            return error_response(request, record.stopped_by, record)
+        record.error = record.stopped_by.message
         raise
     except ConnectionResetError:
         record.status, record.error = 499, "client disconnected"
@@ -97,13 +112,21 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
         state.in_flight -= 1
         if state.in_flight == 0:
             state.idle.set()
+        if task is not None:
+            state.live.pop(task, None)
         level = logging.DEBUG if request.path in _QUIET_PATHS else logging.INFO
-        if record.status is not None and record.status >= 500:
-            level = logging.WARNING
+        if (record.status is not None and record.status >= 500) or record.stopped_by:
+            level = logging.WARNING  # a request NimBridge's stop cut short says so
         if log.isEnabledFor(level):
             log.log(level, "%s", record.summary())
         for observer in state.on_request_finished:
             observer(record)
+
+
+async def _mark_headers_sent(request: web.Request, response: web.StreamResponse) -> None:
+    record = request.get(RECORD)
+    if record is not None:
+        record.headers_sent = True
 
 
 def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> web.Application:
@@ -111,6 +134,7 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
         middlewares=[request_middleware], client_max_size=settings.max_request_mb * MB
     )
     app.on_response_prepare.append(add_cors_headers)
+    app.on_response_prepare.append(_mark_headers_sent)
     upstream = UpstreamClient(
         connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s
     )
@@ -168,7 +192,7 @@ class ProxyServer:
             self.app,
             handler_cancellation=True,  # a client that goes away cancels its upstream request
             access_log=None,  # our own one line per request replaces it
-            shutdown_timeout=self.settings.shutdown_grace_s,
+            shutdown_timeout=_FINAL_WRITE_S,  # `stop` gives the grace period itself
         )
         await runner.setup()
         site = web.TCPSite(runner, self.settings.host, self.settings.port)
@@ -181,9 +205,43 @@ class ProxyServer:
         self.port = int(runner.addresses[0][1])  # the real port when 0 asked for a free one
         return self.base_url
 
-    async def stop(self) -> None:
-        """Stop accepting, wait for in-flight requests up to the grace period, then close."""
+    async def stop(self, *, restarting: bool = False) -> None:
+        """Stop accepting at once, let in-flight requests finish within `shutdown_grace_s`,
+        then end the rest with an error (an `error` event on a stream, a 529 when nothing
+        was sent yet) and abort their upstream requests; the port is free on return."""
         if self._runner is None:
             return
         runner, self._runner = self._runner, None
-        await runner.cleanup()
+        state = self.app_state
+        state.closing = ProxyError(
+            "NimBridge is restarting to apply new settings; retry in a moment"
+            if restarting
+            else "NimBridge is stopping; the request was cut short, retry when it runs again",
+            status=529,  # overloaded_error: what the SDKs and Claude Code retry
+        )
+        for site in list(runner.sites):
+            await site.stop()  # the listening socket closes: new connections are refused
+        if runner.server is not None:
+            runner.server.pre_shutdown()  # idle kept-alive connections close now
+        grace = self.settings.shutdown_grace_s
+        if state.in_flight:
+            log.info(
+                "%s: %d request(s) in flight, waiting up to %g s for them",
+                "restarting" if restarting else "stopping",
+                state.in_flight,
+                grace,
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await state.idle.wait()
+        left = [(task, record) for task, record in state.live.items() if not task.done()]
+        if left:
+            log.warning(
+                "%d request(s) still running after the %g s grace period: ending them",
+                len(left),
+                grace,
+            )
+            for task, record in left:
+                record.stopped_by = state.closing
+                task.cancel()
+        await runner.cleanup()  # waits up to _FINAL_WRITE_S for those, then cancels again

@@ -6,6 +6,7 @@ request is paced and retried before the first byte like a translated one, but
 never "repaired": we did not write the body, so we do not rewrite it.
 """
 
+import asyncio
 import json
 from typing import Any
 
@@ -13,11 +14,11 @@ import aiohttp
 from aiohttp import web
 
 from app.core.capabilities import ModelQuirks
-from app.core.errors import ClientRequestError
+from app.core.errors import ClientRequestError, ProxyError
 from app.core.models import ModelRoute
 from app.server.auth import authorize
 from app.server.calls import Attempts, UpstreamCall
-from app.server.state import STATE, record_of
+from app.server.state import STATE, absorb_stop, record_of
 from app.server.upstream import MB, READ_ERRORS, read_bounded
 
 
@@ -83,13 +84,23 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 await response.write(data)
         except READ_ERRORS as exc:
             failure = state.registry.upstream.read_failure(exc, str(upstream.url))
-            record.error = state.mask(failure.message)
-            error = {"error": {"message": record.error, "type": failure.error_type}}
-            await response.write(f"data: {_dumps(error)}\n\n".encode())
+            shown = ProxyError(state.mask(failure.message), status=failure.status)
+            record.error = shown.message
+            await response.write(_error_event(shown))
+        except asyncio.CancelledError:
+            if not absorb_stop(record) or record.stopped_by is None:
+                raise  # the client went away
+            record.error = record.stopped_by.message
+            await response.write(_error_event(record.stopped_by))
         await response.write_eof()
         return response
     finally:
         upstream.release()
+
+
+def _error_event(error: ProxyError) -> bytes:
+    body = {"error": {"message": error.message, "type": error.error_type}}
+    return f"data: {_dumps(body)}\n\n".encode()
 
 
 def _kept_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.errors import ProxyError
 from app.core.models import ModelRoute
 
 
@@ -38,6 +39,9 @@ class RequestRecord:
     client_body: Any = None
     upstream_body: Any = None
     upstream_response: bytes | None = None
+    headers_sent: bool = False  # the response has begun: an error now must go in its body
+    # The error `ProxyServer.stop` ended this request with, after the grace period.
+    stopped_by: ProxyError | None = None
 
     def note_route(self, route: ModelRoute) -> None:
         self.client_model = route.client_model

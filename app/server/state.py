@@ -3,10 +3,12 @@
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
 from app.config.settings import Settings
+from app.core.errors import ProxyError
 from app.core.tokens import TokenEstimator
 from app.logs import RedactingFilter
 from app.server.providers import ProviderRegistry
@@ -24,6 +26,10 @@ class ProxyState:
     started: float = 0.0
     in_flight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    # Each request's handler task, so `ProxyServer.stop` can end those that outlive the grace.
+    live: dict[asyncio.Task[Any], RequestRecord] = field(default_factory=dict)
+    # Set when the server begins to stop: what a request still arriving is answered.
+    closing: ProxyError | None = None
     # Told of every request as it starts and ends (the tray's service), on the loop.
     on_request_started: list[Callable[[RequestRecord], None]] = field(default_factory=list)
     on_request_finished: list[Callable[[RequestRecord], None]] = field(default_factory=list)
@@ -42,3 +48,14 @@ RECORD = web.RequestKey("record", RequestRecord)
 
 def record_of(request: web.Request) -> RequestRecord:
     return request[RECORD]
+
+
+def absorb_stop(record: RequestRecord) -> bool:
+    """True when the current task was cancelled by `ProxyServer.stop` (only): the
+    cancellation is then taken back so the handler can still end its response well.
+    A second cancellation (the client left too, or the runner's last deadline) stays."""
+    task = asyncio.current_task()
+    if record.stopped_by is None or task is None or task.cancelling() != 1:
+        return False
+    task.uncancel()
+    return True

@@ -32,6 +32,7 @@ from app.core.sse import SSEDecoder, encode_event
 from app.core.stream import StreamState, StreamTranslator
 from app.server.calls import Attempts
 from app.server.records import RequestRecord
+from app.server.state import absorb_stop
 from app.server.tasks import create_task
 from app.server.upstream import READ_ERRORS, read_bounded, response_too_large
 
@@ -134,6 +135,14 @@ async def stream_messages(
             await writer.write(translator.fail(exc.to_error_body()))
         except ConnectionResetError:
             raise  # the client went away: nothing left to tell it
+        except asyncio.CancelledError:
+            if not absorb_stop(record):
+                raise  # the client went away
+            # The server stops and the grace is over: end the stream well, with the reason.
+            assert record.stopped_by is not None
+            record.error = record.stopped_by.message
+            if translator.state not in _ENDED:
+                await writer.write(translator.fail(record.stopped_by.to_error_body()))
         except Exception as exc:  # the boundary: our bug, still a well-formed end of stream
             log.exception("%s internal error mid-stream", record.request_id)
             record.error = f"internal error ({exc.__class__.__name__})"

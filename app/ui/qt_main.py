@@ -12,7 +12,6 @@ import getpass
 import signal
 from collections.abc import Callable, Sequence
 
-import qasync  # noqa: I001  (after PySide6: qasync probes the Qt bindings at import)
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import (
@@ -30,10 +29,12 @@ from app.ui._tasks import spawn
 from app.ui.launch import ClaudeCodeLauncher
 from app.ui.log_window import LogWindow
 from app.ui.model_picker import ModelPicker
+from app.ui.qt_loop import QtEventLoop
 from app.ui.settings_window import SettingsDialog
 from app.ui.tray import TrayIcon, Windows, icon_for, status_line
 
-QUIT_GRACE_S = 15.0
+# Beyond the settings' shutdown_grace_s: what a stop may take to end the requests it cut.
+QUIT_MARGIN_S = 5.0
 
 
 class SingleInstance(QObject):
@@ -198,7 +199,7 @@ def run_gui(
     if not instance.acquire():
         print("NimBridge is already running; its window was brought forward.")
         return 0
-    loop = qasync.QEventLoop(qt)
+    loop = QtEventLoop(qt)  # qasync's, with cancelled timers freed at once
     asyncio.set_event_loop(loop)  # before any task: tasks made earlier are lost
     closing = asyncio.Event()
     app = App(qt, controller, lambda: closing.set())
@@ -227,7 +228,8 @@ def run_gui(
         await closing.wait()
         # stop() cancels what is left after its grace; the process ends either way.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(controller.stop(), QUIT_GRACE_S)
+            grace = controller.settings.shutdown_grace_s
+            await asyncio.wait_for(controller.stop(), grace + QUIT_MARGIN_S)
 
     try:
         with loop:

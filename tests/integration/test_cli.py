@@ -136,6 +136,98 @@ def test_port_taken_exits_nonzero_with_one_line() -> None:
     assert len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0]
 
 
+def test_a_second_serve_on_the_same_port_fails_fast_and_the_first_keeps_serving(
+    served: tuple[subprocess.Popen[str], str],
+) -> None:
+    first, url = served
+    port = url.rsplit(":", 1)[1]
+    second = spawn("serve", "--port", port)
+    _, err = second.communicate(timeout=20)
+    assert second.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "another NimBridge" in err
+    assert first.poll() is None
+    assert json.loads(http_request(url + "/health")[2])["status"] == "ok"
+
+
+def test_sigterm_mid_stream_ends_it_with_an_error_event_then_exits(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"shutdown_grace_s": 0.5}))
+    words = " ".join(f"w{n}" for n in range(400))
+    upstream.enqueue(reply_stream(lambda b: text_stream(b, words, pieces=400), delay=0.05))
+    process = spawn(
+        "serve",
+        "--config",
+        str(config),
+        "--port",
+        "0",
+        "--upstream-url",
+        upstream.base_url,
+        "--proxy-key",
+        PROXY_KEY,
+        env={"NVIDIA_API_KEY": UPSTREAM_SECRET},
+    )
+    try:
+        url = base_url_of(process)
+        client = track(anthropic.Anthropic(base_url=url, api_key=PROXY_KEY, max_retries=0))
+        received = ""
+        with (
+            pytest.raises(anthropic.APIStatusError, match="NimBridge is stopping"),
+            client.messages.stream(
+                model="claude-sonnet-4-6",
+                max_tokens=10,
+                messages=[{"role": "user", "content": "hi"}],
+            ) as stream,
+        ):
+            for text in stream.text_stream:
+                if not received:
+                    process.send_signal(signal.SIGTERM)
+                received += text
+        assert received.startswith("w0") and not received.endswith("w399")
+        assert process.wait(0.5 + 10) == 0
+        _, err = process.communicate(timeout=10)
+        assert "1 request(s) still running after the 0.5 s grace period" in err
+        assert "error='NimBridge is stopping" in err  # the request's own line says why
+        assert upstream.cancelled.wait(5)  # the upstream request was aborted
+        again = spawn("serve", "--port", url.rsplit(":", 1)[1])  # the port is free at once
+        try:
+            assert base_url_of(again) == url
+        finally:
+            again.send_signal(signal.SIGTERM)
+            assert again.wait(10) == 0
+            finish(again)
+    finally:
+        finish(process)
+
+
+def test_code_on_sigterm_ends_claude_code_then_stops_its_server(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    fake_claude = tmp_path / "bin" / "claude"
+    fake_claude.parent.mkdir()
+    fake_claude.write_text("#!/bin/sh\necho claude-started\nexec sleep 60\n")
+    fake_claude.chmod(0o755)
+    config = tmp_path / "settings.json"
+    # Port 1: nothing answers there, so `code` starts a server of its own.
+    config.write_text(json.dumps({"port": 1, "shutdown_grace_s": 1.0}))
+    process = spawn(
+        "code",
+        "--config",
+        str(config),
+        env={"PATH": f"{fake_claude.parent}{os.pathsep}{os.environ['PATH']}"},
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "claude-started"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 128 + signal.SIGTERM  # Claude Code's end, as a shell says
+        _, err = process.communicate(timeout=10)
+        assert "started NimBridge at" in err and "Traceback" not in err
+    finally:
+        finish(process)
+
+
 @pytest.mark.parametrize(
     ("content", "needle"),
     [

@@ -9,21 +9,21 @@ from pathlib import Path
 
 import anthropic
 import pytest
-import qasync  # noqa: I001  (after PySide6: qasync probes the Qt bindings at import)
 from PySide6.QtWidgets import QApplication
 
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, load_settings
 from app.logs import LogBuffer
 from app.service import ProxyService, RequestSummary, ServerState, ServiceStatus
-from tests.fake_upstream import FakeUpstream
+from app.ui.qt_loop import QtEventLoop
+from tests.fake_upstream import FakeUpstream, reply_stream, text_stream
 
 KEY = "nvapi-service-test-key-0123456789"
 
 
 @pytest.fixture
 def qasync_loop(qapp: QApplication) -> Iterator[asyncio.AbstractEventLoop]:
-    loop = qasync.QEventLoop(qapp)
+    loop = QtEventLoop(qapp)  # the app's own qasync loop
     asyncio.set_event_loop(loop)
     yield loop
     loop.close()  # DESKTOP.md: an unclosed loop breaks the next test's teardown
@@ -34,6 +34,20 @@ def port_is_free(port: int) -> bool:
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def server_can_listen(port: int) -> bool:
+    """Whether a new server could listen on `port` now. Like every server (aiohttp's too)
+    it sets SO_REUSEADDR: the connections our stop closed linger in TIME_WAIT, and
+    without the option those alone would keep the port "in use" for a minute."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
         except OSError:
             return False
     return True
@@ -132,6 +146,41 @@ def test_apply_settings_saves_and_restarts(
 
     qasync_loop.run_until_complete(asyncio.wait_for(scenario(), 30))
     assert load_settings(path).tiers.default == "other/model"
+
+
+@pytest.mark.allow_warnings  # the stream cut by the stop is logged as a warning
+def test_stop_on_the_qt_loop_ends_a_long_stream_with_an_error_and_frees_the_port(
+    qasync_loop: asyncio.AbstractEventLoop, upstream: FakeUpstream
+) -> None:
+    """What the tray's Stop and Quit await: the grace, then an error event, then the port."""
+    words = " ".join(f"w{n}" for n in range(400))
+    upstream.enqueue(reply_stream(lambda b: text_stream(b, words, pieces=400), delay=0.05))
+    settings = Settings(port=0, shutdown_grace_s=0.3).with_overrides(upstream_url=upstream.base_url)
+    service = ProxyService(settings, ProviderKeys(MemorySecretStore(), env={}), settings_path=None)
+
+    async def scenario() -> None:
+        await service.start()
+        url = service.status().base_url
+        assert url
+        client = anthropic.AsyncAnthropic(base_url=url, api_key="x", max_retries=0)
+        stopping: asyncio.Task[None] | None = None
+        received = ""
+        with pytest.raises(anthropic.APIStatusError, match="NimBridge is stopping"):
+            async with client.messages.stream(
+                model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+            ) as stream:
+                async for text in stream.text_stream:
+                    if stopping is None:
+                        stopping = asyncio.ensure_future(service.stop())
+                    received += text
+        assert stopping is not None
+        await stopping
+        await client.close()
+        assert received.startswith("w0") and not received.endswith("w399")
+        assert service.status().state is ServerState.STOPPED
+        assert server_can_listen(int(url.rsplit(":", 1)[1]))
+
+    qasync_loop.run_until_complete(asyncio.wait_for(scenario(), 30))
 
 
 def test_regenerated_proxy_key_is_kept_and_required(

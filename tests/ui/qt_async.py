@@ -13,10 +13,12 @@ import pytest
 import qasync  # pytest-qt has imported PySide6 already, so qasync picks it
 from PySide6.QtWidgets import QApplication
 
+from app.ui.qt_loop import QtEventLoop
+
 
 @pytest.fixture
 def qasync_loop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
-    loop = qasync.QEventLoop(qapp, already_running=True)
+    loop = QtEventLoop(qapp, already_running=True)  # the app's own qasync loop
     try:
         yield loop
     finally:

@@ -16,7 +16,7 @@ from app.logs import LogBuffer
 from app.service import ProxyService, ServerState
 from app.ui.log_window import LogWindow
 from app.ui.tray import TrayMenu, Windows
-from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import FakeUpstream, reply_stream, text_stream
 from tests.integration.conftest import _upstream_server, loop_thread, upstream  # noqa: F401
 from tests.ui.qt_async import qasync_loop  # noqa: F401  (fixture)
 
@@ -77,3 +77,45 @@ def test_start_request_and_stop_from_the_menu(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))  # the port is free again
     window.shutdown()
+
+
+@pytest.mark.allow_warnings  # the stream cut by the stop is logged as a warning
+def test_stop_from_the_menu_ends_a_long_stream_with_an_error_event(
+    qtbot: QtBot,
+    upstream: FakeUpstream,  # noqa: F811  (the fixture imported above)
+) -> None:
+    words = " ".join(f"w{n}" for n in range(400))
+    upstream.enqueue(reply_stream(lambda b: text_stream(b, words, pieces=400), delay=0.05))
+    settings = Settings(host="127.0.0.1", port=0, shutdown_grace_s=0.3).with_overrides(
+        upstream_url=upstream.base_url, model="fake/model"
+    )
+    service = ProxyService(settings, ProviderKeys(MemorySecretStore(), env={}), settings_path=None)
+    menu = TrayMenu(service, Windows())
+    menu.action("Start server").trigger()
+    qtbot.waitUntil(lambda: service.status().state is ServerState.RUNNING, timeout=10_000)
+    base_url = service.status().base_url
+    assert base_url
+    received: list[str] = []
+    failures: list[Exception] = []
+
+    def stream() -> None:
+        with anthropic.Anthropic(base_url=base_url, api_key="x", max_retries=0) as client:
+            try:
+                with client.messages.stream(
+                    model="claude-opus-4-5",
+                    max_tokens=10,
+                    messages=[{"role": "user", "content": "x"}],
+                ) as events:
+                    received.extend(events.text_stream)
+            except anthropic.APIStatusError as exc:
+                failures.append(exc)
+
+    thread = threading.Thread(target=stream)
+    thread.start()
+    qtbot.waitUntil(lambda: bool(received), timeout=10_000)  # the stream is under way
+    menu.rebuild()
+    menu.action("Stop server").trigger()
+    qtbot.waitUntil(lambda: service.status().state is ServerState.STOPPED, timeout=10_000)
+    thread.join(10)
+    assert len(failures) == 1 and "NimBridge is stopping" in str(failures[0])
+    assert received and "".join(received) != words  # cut short
