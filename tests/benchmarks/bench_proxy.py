@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.benchmarks.bench_proxy [--quick] [--json PATH] [--check]
                                         [--log] [--profile [PATH]] [--no-pin]
+                                        [--loop asyncio|qasync] [--real]
 
 A server process runs three things on 127.0.0.1 in one event loop: a fast fake
 OpenAI upstream, a minimal byte pass-through proxy in front of it, and the real
@@ -48,7 +49,7 @@ from app.core.providers import Provider, ProviderKind
 from app.core.request_map import to_openai_request
 from app.core.request_validation import validate_messages_request
 from app.core.tokens import measure_request
-from app.logs import setup_logging
+from app.logs import LIBRARY_LOGGERS, StderrHandler, setup_logging
 from app.server.app import ProxyServer
 from app.server.upstream import encode_json_body
 from tests.fake_upstream import chunk, completion, encode_sse
@@ -192,8 +193,10 @@ class Controller:
         self.stop = stop
         self.keys = ProviderKeys(MemorySecretStore(), env={})
         self.keys.set("bench", API_KEY)
+        self.keys.set("nvidia", API_KEY)
         self.profiler: cProfile.Profile | None = None
-        self.log_file: Any = None
+        self.log_dir: tempfile.TemporaryDirectory[str] | None = None
+        self.log_path = Path()
 
     def serve(self, conn: Connection) -> None:
         while True:
@@ -238,47 +241,61 @@ class Controller:
         raise ValueError(f"unknown command {command!r}")
 
     def set_logging(self, on: bool) -> int:
-        """On: the production set-up (INFO, redacting stream handler), written to a temp file.
+        """On: the production set-up (INFO, redacting handlers, a rotating log file as the
+        tray app writes; the stderr handler dropped, a terminal is not what is measured).
         Off: back to WARNING without handlers. Returns the lines logged while it was on."""
         root = logging.getLogger("app")
         if on:
-            self.log_file = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115
-            setup_logging("INFO", secrets=self.keys.known_secrets)
-            for handler in root.handlers:
-                if isinstance(handler, logging.StreamHandler):
-                    handler.setStream(self.log_file)
+            self.log_dir = tempfile.TemporaryDirectory()
+            self.log_path = Path(self.log_dir.name) / "nimbridge.log"
+            setup_logging("INFO", secrets=self.keys.known_secrets, log_file=self.log_path)
+            for logger in (root, *map(logging.getLogger, LIBRARY_LOGGERS)):
+                for handler in list(logger.handlers):
+                    if isinstance(handler, StderrHandler):
+                        logger.removeHandler(handler)
             return 0
         for handler in list(root.handlers):
             root.removeHandler(handler)
+            handler.close()
         root.setLevel(logging.WARNING)
         root.propagate = True
         lines = 0
-        if self.log_file is not None:
-            self.log_file.seek(0)
-            lines = sum(1 for _ in self.log_file)
-            self.log_file.close()
-            self.log_file = None
+        if self.log_dir is not None:
+            with self.log_path.open(encoding="utf-8") as written:
+                lines = sum(1 for _ in written)
+            self.log_dir.cleanup()
+            self.log_dir = None
         return lines
 
 
-async def serve_all(conn: Connection) -> None:
+async def serve_all(conn: Connection, real: bool) -> None:
     loop = asyncio.get_running_loop()
     upstream = FastUpstream()
     upstream_url = await upstream.start()
     passthrough = PassThrough(upstream_url)
     passthrough_url = await passthrough.start()
-    # A custom provider: no rate budget, so the figures measure the proxy, not a quota.
+    if real:
+        # The shipped configuration: the NVIDIA preset (its quirks, its rate governor,
+        # with a budget too large to throttle a benchmark) and INFO logging to a file.
+        provider = Provider(
+            "nvidia", ProviderKind.NVIDIA, f"{upstream_url}/v1", requests_per_minute=10**9
+        )
+    else:
+        # A custom provider: no rate budget, so the figures measure the proxy, not a quota.
+        provider = Provider("bench", ProviderKind.CUSTOM, f"{upstream_url}/v1")
     settings = Settings(
         host="127.0.0.1",
         port=0,
         commit_window_s=COMMIT_WINDOW_S,
         shutdown_grace_s=2.0,
-        providers=(Provider("bench", ProviderKind.CUSTOM, f"{upstream_url}/v1"),),
-        default_provider="bench",
+        providers=(provider,),
+        default_provider=provider.name,
         tiers=TierModels(default=UPSTREAM_MODEL),
     )
     stop = asyncio.Event()
     controller = Controller(loop, stop)
+    if real:
+        controller.set_logging(True)
     server = ProxyServer(settings, controller.keys, None)
     nimbridge_url = await server.start()
     conn.send({DIRECT: upstream_url, PASSTHROUGH: passthrough_url, NIMBRIDGE: nimbridge_url})
@@ -292,11 +309,24 @@ async def serve_all(conn: Connection) -> None:
         await upstream.stop()
 
 
-def server_main(conn: Connection) -> None:
-    """Entry point of the server process."""
+def server_main(conn: Connection, loop_kind: str = "asyncio", real: bool = False) -> None:
+    """Entry point of the server process: on asyncio's loop (as `serve`) or on the tray's
+    Qt loop (qasync's, as `run_gui` makes it)."""
     logging.getLogger("app").setLevel(logging.WARNING)
     try:
-        asyncio.run(serve_all(conn))
+        if loop_kind == "asyncio":
+            asyncio.run(serve_all(conn, real))
+            return
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        from PySide6.QtWidgets import QApplication
+
+        from app.ui.qt_loop import QtEventLoop
+
+        qt = QApplication([])
+        loop = QtEventLoop(qt)
+        asyncio.set_event_loop(loop)
+        with loop:
+            loop.run_until_complete(serve_all(conn, real))
     except BaseException:
         with contextlib.suppress(EOFError, OSError):
             conn.send({"error": traceback.format_exc()})
@@ -306,12 +336,12 @@ def server_main(conn: Connection) -> None:
 class ServerProcess:
     """The load generator's handle on the server process."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop_kind: str = "asyncio", real: bool = False) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child = context.Pipe()
         self._child = child
         self.proc = context.Process(
-            target=server_main, args=(child,), name="bench-servers", daemon=True
+            target=server_main, args=(child, loop_kind, real), name="bench-servers", daemon=True
         )
 
     def start(self, timeout: float = 30.0) -> dict[str, str]:
@@ -831,6 +861,9 @@ def render(summary: dict[str, Any], checks: list[Check]) -> str:
 
 def make_checks(summary: dict[str, Any]) -> list[Check]:
     tp = summary["throughput"]
+    # The tray's Qt loop is slower at I/O than asyncio's own: issue 7 asks 0.35x there.
+    on_qt = summary.get("env", {}).get("loop") == "qasync"
+    non_stream_limit, stream_limit = (0.35, 0.35) if on_qt else (0.5, 0.45)
 
     def ratio(mode: str, key: str = "rps") -> float:
         nimbridge, passthrough = tp[mode][NIMBRIDGE][key], tp[mode][PASSTHROUGH][key]
@@ -845,11 +878,15 @@ def make_checks(summary: dict[str, Any]) -> list[Check]:
             "throughput non-stream NIMBRIDGE/PASSTHROUGH",
             ratio("non_stream"),
             ">=",
-            0.5,
+            non_stream_limit,
             by_cpu("non_stream"),
         ),
         Check(
-            "throughput stream NIMBRIDGE/PASSTHROUGH", ratio("stream"), ">=", 0.45, by_cpu("stream")
+            "throughput stream NIMBRIDGE/PASSTHROUGH",
+            ratio("stream"),
+            ">=",
+            stream_limit,
+            by_cpu("stream"),
         ),
         Check(
             "added p50 non-stream NIMBRIDGE-DIRECT (ms)",
@@ -1044,6 +1081,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--log", action="store_true", help="also measure NIMBRIDGE with production INFO logging"
     )
     parser.add_argument(
+        "--loop",
+        choices=("asyncio", "qasync"),
+        default="asyncio",
+        help="the servers' event loop: asyncio (as serve) or qasync (as the tray app)",
+    )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="the shipped configuration: NVIDIA preset with its rate governor, INFO logging",
+    )
+    parser.add_argument(
         "--profile",
         nargs="?",
         const=str(Path(tempfile.gettempdir()) / "nimbridge_bench.prof"),
@@ -1055,6 +1103,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.real and args.log:
+        print("--real logs at INFO throughout; --log adds nothing to it", file=sys.stderr)
+        return 2
     plan = QUICK_PLAN if args.quick else DEFAULT_PLAN
     started = time.perf_counter()
 
@@ -1062,7 +1113,7 @@ def main(argv: list[str] | None = None) -> int:
     translate = bench_translate(plan.translate_runs)
 
     cpus = None if args.no_pin else pick_cpus()
-    server = ServerProcess()
+    server = ServerProcess(args.loop, args.real)
     try:
         urls = server.start()
         summary, profile_path = asyncio.run(run_client(args, plan, server, urls, cpus))
@@ -1079,7 +1130,13 @@ def main(argv: list[str] | None = None) -> int:
             "aiohttp": aiohttp.__version__,
             "cpus": os.cpu_count(),
             "pinned_cpus_server_client": list(cpus) if cpus else None,
-            "app_log_level": "WARNING (+log rows: INFO)" if args.log else "WARNING",
+            "app_log_level": "INFO"
+            if args.real
+            else "WARNING (+log rows: INFO)"
+            if args.log
+            else "WARNING",
+            "loop": args.loop,
+            "config": "real (NVIDIA preset, governor, INFO log)" if args.real else "bare",
         },
         "translate": translate,
         **summary,
