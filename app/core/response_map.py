@@ -15,6 +15,7 @@ are shared with the stream translator: keep them stable.
 """
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,11 +40,15 @@ _JSON_DECODER = json.JSONDecoder()
 
 
 def _int(value: object) -> int:
+    """A token count: a non-negative int, 0 for anything else.
+
+    `json.loads` reads `NaN`, `Infinity` and `1e999` as floats that `int()` refuses.
+    """
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):
-        return value
-    return int(value) if isinstance(value, float) else 0
+        return max(value, 0)
+    return max(int(value), 0) if isinstance(value, float) and math.isfinite(value) else 0
 
 
 def usage_from_openai(usage: Mapping[str, Any] | None) -> Usage:

@@ -492,6 +492,18 @@ def test_anthropic_stop_reason_without_repairs_list() -> None:
             ZERO_USAGE,
             id="strings-ignored",
         ),
+        # Found by tests/fuzz: json.loads gives inf for `Infinity` / `1e999` and nan for
+        # `NaN`, which int() refused (OverflowError, ValueError: a 500 for the client).
+        pytest.param(
+            {"prompt_tokens": float("inf"), "completion_tokens": float("nan")},
+            ZERO_USAGE,
+            id="non-finite-floats",
+        ),
+        pytest.param(
+            {"prompt_tokens": -5, "completion_tokens": -1.5},
+            ZERO_USAGE,
+            id="negative-counts",
+        ),
     ],
 )
 def test_usage_from_openai(usage: dict[str, Any] | None, expected: dict[str, int]) -> None:
