@@ -51,9 +51,9 @@ def _int(value: object) -> int:
     return max(int(value), 0) if isinstance(value, float) and math.isfinite(value) else 0
 
 
-def usage_from_openai(usage: Mapping[str, Any] | None) -> Usage:
+def usage_from_openai(usage: object) -> Usage:
     """OpenAI usage -> Anthropic usage; cache hits leave `input_tokens` as Anthropic counts."""
-    if not usage:
+    if not isinstance(usage, Mapping):  # absent, null, or not even an object
         usage = {}
     prompt = _int(usage.get("prompt_tokens"))
     details = usage.get("prompt_tokens_details")
@@ -81,8 +81,10 @@ def anthropic_stop_reason(
     `matched_stop` is vLLM's `stop_reason` or SGLang's `matched_stop`: a string
     when a stop string ended the output (an int is a stop token id: not ours).
     """
+    # A tool call outranks a matched stop string: the client must still run the tool
+    # (the stream translator decides the same way).
     if finish_reason == "stop" and isinstance(matched_stop, str) and matched_stop:
-        return "stop_sequence", matched_stop
+        return ("tool_use", None) if has_tool_use else ("stop_sequence", matched_stop)
     stop_reason = (
         STOP_REASON_BY_FINISH_REASON.get(finish_reason) if isinstance(finish_reason, str) else None
     )
@@ -114,7 +116,7 @@ def parse_tool_arguments(arguments: object, repairs: list[str]) -> dict[str, Any
         try:
             # raw_decode tolerates trailing garbage (`{"a":1}}`, `{...}<|call|>`).
             value, end = _JSON_DECODER.raw_decode(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             continue
         if isinstance(value, str):  # double-encoded
             return parse_tool_arguments(value, repairs)

@@ -242,7 +242,7 @@ class StreamTranslator:
             return []  # an empty data line: a keep-alive, not a chunk
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             return self.fail(
                 UpstreamProtocolError(
                     f"upstream sent invalid JSON in a stream chunk: {data[:200]!r}"
@@ -614,7 +614,7 @@ def _error_payload(data: str) -> dict[str, Any]:
     """The JSON object of an `event: error`, or one made up around its text."""
     try:
         payload = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = data.strip() or "(empty error event)"
     if isinstance(payload, dict):
         return payload
@@ -630,6 +630,6 @@ def _count(value: Any) -> int | None:
 def _is_json(text: str) -> bool:
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return True

@@ -19,6 +19,11 @@ JSON_VALUES: st.SearchStrategy[Any] = st.recursive(
     max_leaves=8,
 )
 
+# JSON nested deeper than the parser's stack: json.loads raises RecursionError, not
+# ValueError, on it (found by fuzzing; every parse of upstream JSON must absorb it).
+DEEP_JSON = "[" * 100_000
+DEEP_OBJECT = '{"a":' + DEEP_JSON + "]}"
+
 # Pieces that make the translator's text paths branch: think tags split at any
 # byte, leaked tool-call markup of the three grammars, whitespace, a lone
 # surrogate (an emoji cut in half by an upstream), multi-byte characters.
@@ -54,6 +59,7 @@ TEXT_PIECES = [
     '<parameter name="city">Rome</parameter>',
     "</invoke>",
     "</minimax:tool_call>",
+    DEEP_OBJECT,
 ]
 TEXTS = st.lists(st.sampled_from(TEXT_PIECES) | st.text(max_size=4), max_size=5).map("".join)
 

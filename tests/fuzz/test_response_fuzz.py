@@ -13,12 +13,14 @@ from app.core.response_map import to_anthropic_message
 from tests.fuzz import FUZZ
 from tests.fuzz.strategies import (
     ARGUMENT_PIECES,
+    DEEP_OBJECT,
     FINISH_REASONS,
     JSON_VALUES,
     TEXTS,
     TOOL_ID,
     TOOL_NAMES,
     TOOL_SETS,
+    WEATHER_TOOL,
     optional_keys,
 )
 
@@ -105,6 +107,27 @@ BODIES = st.one_of(
 )
 @example(body={"choices": [{"message": {}}], "usage": {"completion_tokens": math.nan}}, tools=())
 @example(body={"choices": [{"message": {}}], "usage": {"prompt_tokens": -5}}, tools=())
+@example(body={"choices": [{}], "usage": 1}, tools=())  # AttributeError: 'int' has no .get
+@example(  # stop_sequence beside a tool call: the client would not run the tool
+    body={
+        "choices": [
+            {"finish_reason": "stop", "matched_stop": "END", "message": {"function_call": {}}}
+        ]
+    },
+    tools=(),
+)
+@example(  # deeply nested arguments raised RecursionError, not ValueError
+    body={
+        "choices": [
+            {"message": {"tool_calls": [{"function": {"name": "f", "arguments": DEEP_OBJECT}}]}}
+        ]
+    },
+    tools=(),
+)
+@example(
+    body={"choices": [{"message": {"content": f"<tool_call>{DEEP_OBJECT}</tool_call>"}}]},
+    tools=(WEATHER_TOOL,),
+)
 def test_any_body_gives_a_proxy_error_or_a_well_formed_message(
     body: dict[str, Any], tools: tuple[dict[str, Any], ...]
 ) -> None:

@@ -46,6 +46,7 @@ def decode(pieces: list[bytes]) -> tuple[list[ServerSentEvent], int]:
 @given(body=SSE_BYTES | st.binary(max_size=200), cuts=st.lists(st.integers(0, 1 << 16)))
 @example(body=b"data: x\r\ndata: y\r\n\r\n", cuts=[8])  # "\r" | "\n" across two feeds
 @example(body=b"data: \xf0\x9f\x98\x80\n\n", cuts=[7, 8])  # an emoji split across feeds
+@example(body=b'data: {"a":' + b"[" * 100_000 + b"\ndata: 1\n\n", cuts=[])  # RecursionError
 def test_any_chunking_gives_the_same_events(body: bytes, cuts: list[int]) -> None:
     whole = decode([body])
     assert decode(split_at(body, cuts)) == whole

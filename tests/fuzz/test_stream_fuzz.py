@@ -14,7 +14,16 @@ from app.core.sse import ServerSentEvent, SSEDecoder, encode_event
 from app.core.stream import StreamState, StreamTranslator
 from app.core.stream_guard import StreamGuard
 from tests.fuzz import FUZZ
-from tests.fuzz.strategies import CHUNKS, FINAL_CHUNKS, JSON_VALUES, TOOL_SETS, USAGE_CHUNKS
+from tests.fuzz.strategies import (
+    CHUNKS,
+    DEEP_JSON,
+    DEEP_OBJECT,
+    FINAL_CHUNKS,
+    JSON_VALUES,
+    TOOL_SETS,
+    USAGE_CHUNKS,
+    WEATHER_TOOL,
+)
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "openai_stream"
 FIXTURE_BODIES = {p.stem: p.read_bytes() for p in sorted(FIXTURES.glob("*.sse"))}
@@ -23,12 +32,17 @@ _ENDED = (StreamState.FINISHED, StreamState.FAILED)
 # What reaches `feed_sse` besides well-formed chunks: the upstream oddities of PROTOCOL.md.
 ODD_SSE = st.one_of(
     st.builds(
-        ServerSentEvent, st.sampled_from(["[DONE]", " [DONE] ", "", " ", "{not json", "[1]"])
+        ServerSentEvent,
+        st.sampled_from(
+            ["[DONE]", " [DONE] ", "", " ", "{not json", "[1]", DEEP_JSON, DEEP_OBJECT]
+        ),
     ),
     st.builds(ServerSentEvent, JSON_VALUES.map(json.dumps)),
     st.builds(
         ServerSentEvent,
-        st.sampled_from(['{"error": {"message": "overloaded", "code": 503}}', "boom", "", "[2]"]),
+        st.sampled_from(
+            ['{"error": {"message": "overloaded", "code": 503}}', "boom", "", "[2]", DEEP_OBJECT]
+        ),
         st.just("error"),
     ),
     st.builds(
@@ -112,6 +126,29 @@ def assert_well_formed(events: list[StreamEvent], translator: StreamTranslator) 
     ],
     end="finish",
     tools=(),
+    start_in_thinking=False,
+)
+# Regressions: deeply nested JSON raised RecursionError out of the translator.
+@example(items=[ServerSentEvent(DEEP_OBJECT)], end="finish", tools=(), start_in_thinking=False)
+@example(
+    items=[ServerSentEvent(DEEP_OBJECT, "error")], end="finish", tools=(), start_in_thinking=False
+)
+@example(
+    items=[
+        {"choices": [{"delta": {"tool_calls": [tool_call]}}]}
+        for tool_call in (
+            {"index": 0, "id": "call_a", "function": {"name": "f", "arguments": DEEP_OBJECT}},
+            {"index": 1, "id": "call_b", "function": {"name": "g", "arguments": "{}"}},
+        )
+    ],
+    end="finish",
+    tools=(),
+    start_in_thinking=False,
+)
+@example(
+    items=[{"choices": [{"delta": {"content": f"<tool_call>{DEEP_OBJECT}</tool_call>"}}]}],
+    end="finish",
+    tools=(WEATHER_TOOL,),
     start_in_thinking=False,
 )
 def test_random_chunks_give_a_grammatical_stream(

@@ -406,6 +406,13 @@ def test_parse_tool_arguments_does_not_copy_dicts() -> None:
         pytest.param(
             {"finish_reason": "stop"}, True, ("tool_use", None), False, id="stop-with-tools"
         ),
+        pytest.param(  # found by tests/fuzz: was ("stop_sequence", "END") beside a tool call
+            {"finish_reason": "stop", "matched_stop": "END"},
+            True,
+            ("tool_use", None),
+            False,
+            id="matched-stop-with-tools",
+        ),
         pytest.param(
             {"finish_reason": "length"}, True, ("max_tokens", None), False, id="length-with-tools"
         ),
@@ -504,9 +511,10 @@ def test_anthropic_stop_reason_without_repairs_list() -> None:
             ZERO_USAGE,
             id="negative-counts",
         ),
+        pytest.param(1, ZERO_USAGE, id="not-an-object"),  # found by tests/fuzz: AttributeError
     ],
 )
-def test_usage_from_openai(usage: dict[str, Any] | None, expected: dict[str, int]) -> None:
+def test_usage_from_openai(usage: Any, expected: dict[str, int]) -> None:
     assert usage_from_openai(usage) == expected
     resp = completion({"content": "x"})
     if usage is not None:
