@@ -6,7 +6,7 @@ Invariants of `to_anthropic_message` (PROTOCOL.md, "Response: OpenAI -> Anthropi
   text block; no empty or whitespace-only text block.
 - Every tool_use has a non-empty id and a dict `input`, whatever the upstream sent.
 - `stop_reason` is always one of Anthropic's; `stop_reason == "tool_use"` whenever
-  tool_use blocks are present (except a `max_tokens` cut).
+  tool_use blocks are present (except a `max_tokens` or content-filter cut).
 - Upstream oddities are absorbed and recorded in `repairs`; only a body with no
   choices, or an `{"error": ...}` body, raises.
 
