@@ -160,7 +160,7 @@ def extract_upstream_message(body: bytes | str) -> str:
     text = text.strip()
     try:
         parsed: Any = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         parsed = None
     message = _message_from_json(parsed) if parsed is not None else None
     if message is None:

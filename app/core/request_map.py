@@ -355,7 +355,8 @@ def _apply_reasoning(
 ) -> None:
     """Translate `thinking` into the model family's own switch; absent means model default."""
     thinking = req.get("thinking") or {}
-    on = THINKING_ON_BY_TYPE.get(thinking.get("type", ""))
+    kind = thinking.get("type")
+    on = THINKING_ON_BY_TYPE.get(kind) if isinstance(kind, str) else None  # [] is unhashable
     if on is None:
         return
     switch = quirks.reasoning

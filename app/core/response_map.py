@@ -6,7 +6,7 @@ Invariants of `to_anthropic_message` (PROTOCOL.md, "Response: OpenAI -> Anthropi
   text block; no empty or whitespace-only text block.
 - Every tool_use has a non-empty id and a dict `input`, whatever the upstream sent.
 - `stop_reason` is always one of Anthropic's; `stop_reason == "tool_use"` whenever
-  tool_use blocks are present (except a `max_tokens` cut).
+  tool_use blocks are present (except a `max_tokens` or content-filter cut).
 - Upstream oddities are absorbed and recorded in `repairs`; only a body with no
   choices, or an `{"error": ...}` body, raises.
 
@@ -15,6 +15,7 @@ are shared with the stream translator: keep them stable.
 """
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -39,16 +40,20 @@ _JSON_DECODER = json.JSONDecoder()
 
 
 def _int(value: object) -> int:
+    """A token count: a non-negative int, 0 for anything else.
+
+    `json.loads` reads `NaN`, `Infinity` and `1e999` as floats that `int()` refuses.
+    """
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):
-        return value
-    return int(value) if isinstance(value, float) else 0
+        return max(value, 0)
+    return max(int(value), 0) if isinstance(value, float) and math.isfinite(value) else 0
 
 
-def usage_from_openai(usage: Mapping[str, Any] | None) -> Usage:
+def usage_from_openai(usage: object) -> Usage:
     """OpenAI usage -> Anthropic usage; cache hits leave `input_tokens` as Anthropic counts."""
-    if not usage:
+    if not isinstance(usage, Mapping):  # absent, null, or not even an object
         usage = {}
     prompt = _int(usage.get("prompt_tokens"))
     details = usage.get("prompt_tokens_details")
@@ -76,8 +81,10 @@ def anthropic_stop_reason(
     `matched_stop` is vLLM's `stop_reason` or SGLang's `matched_stop`: a string
     when a stop string ended the output (an int is a stop token id: not ours).
     """
+    # A tool call outranks a matched stop string: the client must still run the tool
+    # (the stream translator decides the same way).
     if finish_reason == "stop" and isinstance(matched_stop, str) and matched_stop:
-        return "stop_sequence", matched_stop
+        return ("tool_use", None) if has_tool_use else ("stop_sequence", matched_stop)
     stop_reason = (
         STOP_REASON_BY_FINISH_REASON.get(finish_reason) if isinstance(finish_reason, str) else None
     )
@@ -109,7 +116,7 @@ def parse_tool_arguments(arguments: object, repairs: list[str]) -> dict[str, Any
         try:
             # raw_decode tolerates trailing garbage (`{"a":1}}`, `{...}<|call|>`).
             value, end = _JSON_DECODER.raw_decode(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             continue
         if isinstance(value, str):  # double-encoded
             return parse_tool_arguments(value, repairs)

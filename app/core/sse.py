@@ -152,7 +152,7 @@ def _is_complete_json_object(lines: list[str]) -> bool:
         return False
     try:
         json.loads("\n".join(lines))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return False
     return True
 

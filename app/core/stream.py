@@ -265,7 +265,7 @@ class StreamTranslator:
             return []  # an empty data line: a keep-alive, not a chunk
         try:
             payload = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             return self.fail(
                 UpstreamProtocolError(
                     f"upstream sent invalid JSON in a stream chunk: {data[:200]!r}"
@@ -640,7 +640,7 @@ def _error_payload(data: str) -> dict[str, Any]:
     """The JSON object of an `event: error`, or one made up around its text."""
     try:
         payload = json.loads(data)
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = data.strip() or "(empty error event)"
     if isinstance(payload, dict):
         return payload
@@ -656,6 +656,6 @@ def _count(value: Any) -> int | None:
 def _is_json(text: str) -> bool:
     try:
         json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return True

@@ -72,7 +72,7 @@ def _reject_constant(name: str) -> Any:
 def _json_object(text: str) -> dict[str, Any] | None:
     try:
         value = json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
         return None
     return value if isinstance(value, dict) else None
 
@@ -88,7 +88,7 @@ def _param_value(raw: str) -> Any:
     value = raw.removeprefix("\n").removesuffix("\n")
     try:
         decoded = json.loads(value, parse_constant=_reject_constant)
-    except ValueError:
+    except (ValueError, RecursionError):
         return value
     # Strings and null stay as written: `"abc"` (quoted) is not the same argument as abc.
     return decoded if isinstance(decoded, int | float | dict | list) else value

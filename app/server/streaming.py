@@ -30,6 +30,7 @@ from app.core.anthropic_types import PING_EVENT, StreamEvent
 from app.core.errors import ProxyError, UpstreamProtocolError, UpstreamUnavailable
 from app.core.sse import SSEDecoder, encode_event
 from app.core.stream import StreamState, StreamTranslator
+from app.core.stream_guard import StreamGrammarError, StreamGuard
 from app.server.calls import Attempts
 from app.server.records import RequestRecord
 from app.server.state import absorb_stop
@@ -52,23 +53,32 @@ class EventWriter:
     Also the heartbeat: `keep_alive()` runs beside the relay and writes a
     `ping` whenever nothing was written for `ping_interval_s` and no write is in
     progress, so the relay's reads need no timer of their own.
+
+    Every event passes a `StreamGuard` first. An event the grammar refuses is
+    our bug: it is not sent, the stream is closed grammatically instead, one
+    error line is logged, and everything after it is dropped (`broken`).
     """
 
     def __init__(
         self,
         response: web.StreamResponse,
         ping_interval_s: float,
+        record: RequestRecord,
         mask: Callable[[str], str] = str,
     ) -> None:
         self._response = response
         self._mask = mask  # error events quote upstreams, which may echo the key back
         self._loop = asyncio.get_running_loop()
         self._ping_interval_s = ping_interval_s
+        self._record = record
+        self._guard = StreamGuard()
         self.last_write = self._loop.time()
         self._busy = False
         self.closed = False  # the stream's last event is out: no ping may follow it
+        self.broken = False  # the guard refused an event: relay nothing more
 
     async def write(self, events: list[StreamEvent]) -> None:
+        events = self._guarded(events)
         if events:
             if events[-1]["type"] == "error":  # only ever last; once per stream at most
                 events[-1] = _masked_error(events[-1], self._mask)
@@ -78,6 +88,22 @@ class EventWriter:
             finally:
                 self._busy = False
             self.last_write = self._loop.time()
+
+    def _guarded(self, events: list[StreamEvent]) -> list[StreamEvent]:
+        if self.broken:
+            return []
+        for position, event in enumerate(events):
+            try:
+                self._guard.check(event)
+            except StreamGrammarError as exc:
+                self.broken = True
+                self.closed = True
+                log.error("%s NimBridge bug: malformed stream, %s", self._record.request_id, exc)
+                self._record.error = f"NimBridge bug: malformed stream ({exc.reason})"
+                return events[:position] + self._guard.closing_events()
+        if self._guard.ended:
+            self.closed = True  # e.g. while the relay drains the upstream after [DONE]
+        return events
 
     async def keep_alive(self) -> None:
         while not self.closed:
@@ -121,7 +147,7 @@ async def stream_messages(
         response.headers["request-id"] = record.request_id
         await response.prepare(request)
         record.status = 200
-        writer = EventWriter(response, ping_interval_s, mask)
+        writer = EventWriter(response, ping_interval_s, record, mask)
         await writer.write(translator.start())
         pinger = create_task(writer.keep_alive(), name=f"ping {record.request_id}")
         try:
@@ -222,6 +248,8 @@ async def _relay_body(
                 break
             events += translator.feed_sse(sse)
         await writer.write(events)
+        if writer.broken:
+            return  # our bug, already logged: release() drops the upstream connection
         if translator.state in _ENDED:
             await _drain(content)
             return

@@ -924,6 +924,13 @@ RS = ReasoningSwitch
             {},
             id="unknown-type",
         ),
+        pytest.param(  # found by tests/fuzz: TypeError (unhashable), a 500 for the client
+            RS.TEMPLATE_ENABLE_THINKING,
+            {"thinking": {"type": []}},
+            "S",
+            {},
+            id="type-not-a-string",
+        ),
         pytest.param(
             RS.REASONING_EFFORT,
             {"thinking": ADAPTIVE, "output_config": {"effort": "max"}},

@@ -406,6 +406,13 @@ def test_parse_tool_arguments_does_not_copy_dicts() -> None:
         pytest.param(
             {"finish_reason": "stop"}, True, ("tool_use", None), False, id="stop-with-tools"
         ),
+        pytest.param(  # found by tests/fuzz: was ("stop_sequence", "END") beside a tool call
+            {"finish_reason": "stop", "matched_stop": "END"},
+            True,
+            ("tool_use", None),
+            False,
+            id="matched-stop-with-tools",
+        ),
         pytest.param(
             {"finish_reason": "length"}, True, ("max_tokens", None), False, id="length-with-tools"
         ),
@@ -492,9 +499,22 @@ def test_anthropic_stop_reason_without_repairs_list() -> None:
             ZERO_USAGE,
             id="strings-ignored",
         ),
+        # Found by tests/fuzz: json.loads gives inf for `Infinity` / `1e999` and nan for
+        # `NaN`, which int() refused (OverflowError, ValueError: a 500 for the client).
+        pytest.param(
+            {"prompt_tokens": float("inf"), "completion_tokens": float("nan")},
+            ZERO_USAGE,
+            id="non-finite-floats",
+        ),
+        pytest.param(
+            {"prompt_tokens": -5, "completion_tokens": -1.5},
+            ZERO_USAGE,
+            id="negative-counts",
+        ),
+        pytest.param(1, ZERO_USAGE, id="not-an-object"),  # found by tests/fuzz: AttributeError
     ],
 )
-def test_usage_from_openai(usage: dict[str, Any] | None, expected: dict[str, int]) -> None:
+def test_usage_from_openai(usage: Any, expected: dict[str, int]) -> None:
     assert usage_from_openai(usage) == expected
     resp = completion({"content": "x"})
     if usage is not None:
