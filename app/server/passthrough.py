@@ -18,6 +18,7 @@ from app.core.errors import ClientRequestError, ProxyError
 from app.core.models import ModelRoute
 from app.server.auth import authorize
 from app.server.calls import Attempts, UpstreamCall
+from app.server.json_body import read_json_object
 from app.server.state import STATE, absorb_stop, record_of
 from app.server.upstream import MB, READ_ERRORS, read_bounded
 
@@ -29,12 +30,7 @@ def _dumps(value: Any) -> str:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state, record = request.app[STATE], record_of(request)
     client_key = authorize(request, state.proxy_key)
-    try:
-        body = json.loads(await request.read())
-    except ValueError as exc:
-        raise ClientRequestError(f"body: invalid JSON ({exc})") from exc
-    if not isinstance(body, dict):
-        raise ClientRequestError("body: expected a JSON object")
+    body = await read_json_object(request)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ClientRequestError("model: Field required")
@@ -65,13 +61,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         if not record.stream:
             try:
-                body = await read_bounded(upstream, state.settings.max_upstream_response_mb * MB)
+                answer = await read_bounded(upstream, state.settings.max_upstream_response_mb * MB)
             except READ_ERRORS as exc:
                 raise state.registry.upstream.read_failure(exc, str(upstream.url)) from exc
             if upstream.status >= 400:  # "Incorrect API key provided: <our key>"
-                body = state.mask(body.decode("utf-8", "replace")).encode()
+                answer = state.mask(answer.decode("utf-8", "replace")).encode()
             return web.Response(
-                body=body,
+                body=answer,
                 status=upstream.status,
                 content_type=upstream.content_type,
                 headers=_kept_headers(upstream),

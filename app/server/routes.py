@@ -9,7 +9,7 @@ from aiohttp import web
 
 from app import __version__
 from app.core.anthropic_types import MessagesRequest
-from app.core.errors import ClientRequestError, UpstreamProtocolError
+from app.core.errors import UpstreamProtocolError
 from app.core.models import ModelRoute
 from app.core.request_validation import validate_messages_request
 from app.core.response_map import to_anthropic_message
@@ -18,6 +18,7 @@ from app.core.tokens import RequestSize, measure_request
 from app.server.auth import authorize
 from app.server.calls import Attempts, UpstreamCall, messages_body_builder
 from app.server.image_urls import apply_image_url_policy
+from app.server.json_body import read_json_object
 from app.server.models_routes import get_model, list_models
 from app.server.passthrough import chat_completions
 from app.server.records import RequestRecord, new_message_id
@@ -30,19 +31,6 @@ log = logging.getLogger(__name__)
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw:
-        raise ClientRequestError("body: the request body is empty; send a JSON object")
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise ClientRequestError(f"body: invalid JSON ({exc})") from exc
-    if not isinstance(body, dict):
-        raise ClientRequestError("body: expected a JSON object")
-    return body
 
 
 def _route(state: ProxyState, req: MessagesRequest, record: RequestRecord) -> ModelRoute:

@@ -291,6 +291,12 @@ def test_upstream_ignores_stream_flag_and_answers_json(proxy: LiveProxy) -> None
         pytest.param(b"{not json", "invalid JSON", id="invalid-json"),
         pytest.param(b"", "empty", id="empty-body"),
         pytest.param(b"[1, 2]", "JSON object", id="not-an-object"),
+        pytest.param(
+            b'{"model": "m", "max_tokens": 5, "temperature": NaN, "messages": []}',
+            "NaN is not a JSON value",
+            id="nan",
+        ),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, "nested too deeply", id="deep-nesting"),
         pytest.param({"model": MODEL, "messages": HELLO}, "max_tokens", id="missing-max-tokens"),
         pytest.param({"model": MODEL, "max_tokens": 5}, "messages", id="missing-messages"),
         pytest.param({"max_tokens": 5, "messages": HELLO}, "model", id="missing-model"),
