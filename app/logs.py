@@ -132,14 +132,43 @@ class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+class RotatingLogFile(logging.handlers.RotatingFileHandler):
+    """The standard rotating file, minus its per-record cost: the standard one formats
+    every record twice and asks the disk for the file's size each time, about 40 us a
+    request on the event loop. This one counts what it wrote."""
+
+    def __init__(self, path: Path, *, max_bytes: int, backup_count: int) -> None:
+        super().__init__(path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+        self._size = path.stat().st_size if path.exists() else 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            if self._size and self._size + len(line) > self.maxBytes:
+                self.doRollover()
+                self._size = 0
+            if self.stream is None:
+                self.stream = self._open()
+            self.stream.write(line)
+            self.stream.flush()
+            self._size += len(line)  # characters: near enough to bytes for a size limit
+        except Exception:  # logging must never raise into the caller
+            self.handleError(record)
+
+
 def setup_logging(
     level: str = "INFO",
     *,
     secrets: Callable[[], Iterable[str]] = tuple,
     log_file: Path | None = None,
     buffer: LogBuffer | None = None,
+    stderr: bool = True,
 ) -> logging.Logger:
     """Give the `app` logger its handlers; only the composition root calls this."""
+    # Our lines name the logger, not the file and line: skip the stack walk per record
+    # and the thread/process lookups (the logging HOWTO's "Optimization" settings).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger("app")
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -152,14 +181,10 @@ def setup_logging(
             library.removeHandler(handler)  # ours, from an earlier call; closed above
         library.setLevel(logging.WARNING)
         library.propagate = False
-    handlers: list[logging.Handler] = [StderrHandler()]
+    handlers: list[logging.Handler] = [StderrHandler()] if stderr else []
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(
-            logging.handlers.RotatingFileHandler(
-                log_file, maxBytes=2_000_000, backupCount=3, encoding="utf-8"
-            )
-        )
+        handlers.append(RotatingLogFile(log_file, max_bytes=2_000_000, backup_count=3))
     if buffer is not None:
         handlers.append(buffer)
     for handler in handlers:

@@ -49,7 +49,7 @@ from app.core.providers import Provider, ProviderKind
 from app.core.request_map import to_openai_request
 from app.core.request_validation import validate_messages_request
 from app.core.tokens import measure_request
-from app.logs import LIBRARY_LOGGERS, StderrHandler, setup_logging
+from app.logs import setup_logging
 from app.server.app import ProxyServer
 from app.server.upstream import encode_json_body
 from tests.fake_upstream import chunk, completion, encode_sse
@@ -248,11 +248,12 @@ class Controller:
         if on:
             self.log_dir = tempfile.TemporaryDirectory()
             self.log_path = Path(self.log_dir.name) / "nimbridge.log"
-            setup_logging("INFO", secrets=self.keys.known_secrets, log_file=self.log_path)
-            for logger in (root, *map(logging.getLogger, LIBRARY_LOGGERS)):
-                for handler in list(logger.handlers):
-                    if isinstance(handler, StderrHandler):
-                        logger.removeHandler(handler)
+            setup_logging(
+                "INFO",
+                secrets=self.keys.known_secrets,
+                log_file=self.log_path,
+                stderr=False,  # a terminal is not what is measured
+            )
             return 0
         for handler in list(root.handlers):
             root.removeHandler(handler)

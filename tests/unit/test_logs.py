@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from app.logs import LIBRARY_LOGGERS, MASK, RedactingFilter, log_crashes, setup_logging
+from app.logs import (
+    LIBRARY_LOGGERS,
+    MASK,
+    RedactingFilter,
+    RotatingLogFile,
+    log_crashes,
+    setup_logging,
+)
 
 SECRETS = ("exact-proxy-secret-123", "nvapi-EXACTUPSTREAMSECRET")
 
@@ -122,3 +129,22 @@ def test_ordinary_text_is_left_alone() -> None:
     record = logging.LogRecord("app", logging.INFO, __file__, 1, "model %s -> %s", ("a", "b"), None)
     assert RedactingFilter(lambda: SECRETS).filter(record)
     assert record.getMessage() == "model a -> b"
+
+
+def test_the_log_file_rotates_by_what_it_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "nimbridge.log"
+    path.write_text("x" * 900 + "\n")  # a file from an earlier run counts too
+    handler = RotatingLogFile(path, max_bytes=1000, backup_count=2)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    record = logging.LogRecord("app", logging.INFO, __file__, 1, "y" * 199, None, None)
+    handler.emit(record)  # 900 + 200 > 1000: rotated first
+    assert (tmp_path / "nimbridge.log.1").read_text().startswith("x" * 900)
+    for _ in range(12):  # 2,400 characters more: rotated twice, two backups kept
+        handler.emit(record)
+    handler.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "nimbridge.log",
+        "nimbridge.log.1",
+        "nimbridge.log.2",
+    ]
+    assert all(p.stat().st_size <= 1000 for p in tmp_path.iterdir())
