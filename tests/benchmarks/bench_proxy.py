@@ -52,6 +52,7 @@ from app.core.tokens import measure_request
 from app.logs import setup_logging
 from app.server.app import ProxyServer
 from app.server.upstream import encode_json_body
+from tests.benchmarks.server_pipe import receive
 from tests.fake_upstream import chunk, completion, encode_sse
 
 CLIENT_MODEL = "claude-sonnet-4-6"
@@ -354,12 +355,7 @@ class ServerProcess:
         return urls
 
     def _receive(self, timeout: float) -> Any:
-        if not self.conn.poll(timeout):
-            raise TimeoutError("the server process did not answer")
-        reply = self.conn.recv()
-        if isinstance(reply, dict) and "error" in reply:
-            raise RuntimeError(f"server process failed:\n{reply['error']}")
-        return reply
+        return receive(self.conn, timeout)
 
     def call(self, *message: Any, timeout: float = 60.0) -> Any:
         self.conn.send(message)

@@ -55,6 +55,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.anthropic_grammar import assert_anthropic_grammar
+from tests.benchmarks.server_pipe import receive
 from tests.fake_upstream import chunk, completion, encode_sse
 
 CLIENT_MODEL = "claude-sonnet-4-6"
@@ -298,12 +299,7 @@ class ServerProcess:
         return self.url
 
     def _receive(self, timeout: float) -> Any:
-        if not self.conn.poll(timeout):
-            raise TimeoutError("the server process did not answer")
-        reply = self.conn.recv()
-        if isinstance(reply, dict) and "error" in reply:
-            raise RuntimeError(f"server process failed:\n{reply['error']}")
-        return reply
+        return receive(self.conn, timeout)
 
     def sample(self) -> dict[str, Any]:
         self.conn.send("stats")

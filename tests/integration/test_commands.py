@@ -53,6 +53,22 @@ def keychain_env(secret_service_session: SecretServiceInfo) -> dict[str, str]:
     }
 
 
+def serve_one_request(config: Path, env: dict[str, str], upstream: FakeUpstream) -> str:
+    """`nimbridge serve` answers one SDK request with the CANARY key upstream; its log."""
+    server = spawn("serve", "--config", str(config), env=env)
+    try:
+        sdk = track(anthropic.Anthropic(base_url=base_url_of(server), api_key="x", max_retries=0))
+        sdk.messages.create(
+            model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
+        )
+        assert upstream.chat_requests[-1].headers["Authorization"] == f"Bearer {CANARY}"
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+        _, log = server.communicate(timeout=10)
+    return log
+
+
 def test_key_lifecycle_through_the_real_keychain(
     config: Path, upstream: FakeUpstream, secret_service_session: SecretServiceInfo
 ) -> None:
@@ -65,18 +81,7 @@ def test_key_lifecycle_through_the_real_keychain(
     assert "nvidia" in status.stdout and "Secret Service" in status.stdout
     assert CANARY not in status.stdout + status.stderr
 
-    server = spawn("serve", "--config", str(config), env=env)
-    try:
-        url = base_url_of(server)
-        sdk = track(anthropic.Anthropic(base_url=url, api_key="anything", max_retries=0))
-        sdk.messages.create(
-            model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
-        )
-        assert upstream.chat_requests[-1].headers["Authorization"] == f"Bearer {CANARY}"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(10)
-        _, log = server.communicate(timeout=10)
+    log = serve_one_request(config, env, upstream)
     assert CANARY not in log
     assert CANARY not in config.read_text()  # never in the settings file
 
@@ -194,15 +199,5 @@ def test_a_locked_keychain_is_said_plainly_and_nimbridge_still_serves(
     assert "in memory for this session only" in status.stderr
     assert "Traceback" not in status.stderr
 
-    server = spawn("serve", "--config", str(config), env={**env, "NVIDIA_API_KEY": CANARY})
-    try:
-        sdk = track(anthropic.Anthropic(base_url=base_url_of(server), api_key="x", max_retries=0))
-        sdk.messages.create(
-            model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "hi"}]
-        )
-        assert upstream.chat_requests[-1].headers["Authorization"] == f"Bearer {CANARY}"
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(10)
-        _, log = server.communicate(timeout=10)
+    log = serve_one_request(config, {**env, "NVIDIA_API_KEY": CANARY}, upstream)
     assert "is locked" in log and CANARY not in log
