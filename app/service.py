@@ -191,6 +191,7 @@ RESTART_FIELDS = (
     "default_provider",
     "connect_timeout_s",
     "read_timeout_s",
+    "upstream_deadline_s",
     "shutdown_grace_s",
     "catalog_ttl_s",
 )

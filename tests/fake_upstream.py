@@ -195,15 +195,21 @@ def reply_fixture(name: str, *, split: int | None = None, delay: float = 0.0) ->
     return reply_stream([raw], split=split, delay=delay)
 
 
-def endless(piece: Callable[[dict[str, Any], int], bytes]) -> Behaviour:
-    """Stream `piece(body, n)` for n = 0, 1, 2... until the proxy goes away.
+def endless(
+    piece: Callable[[dict[str, Any], int], bytes],
+    *,
+    pause: float = 0.0,
+    content_type: str = "text/event-stream",
+) -> Behaviour:
+    """Stream `piece(body, n)` for n = 0, 1, 2... until the proxy goes away, `pause`
+    seconds apart (a drip that never trips a read timeout) or as fast as it can.
 
     `record.sent_bytes` counts what was written: `write` waits while the
     connection's buffers are full, so it shows whether the proxy keeps reading.
     """
 
     async def behave(request: web.Request, record: Recorded) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        response = web.StreamResponse(headers={"Content-Type": content_type})
         await response.prepare(request)
         n = 0
         while True:
@@ -211,7 +217,9 @@ def endless(piece: Callable[[dict[str, Any], int], bytes]) -> Behaviour:
             await response.write(data)
             record.sent_bytes += len(data)
             n += 1
-            if n % 64 == 0:
+            if pause:
+                await asyncio.sleep(pause)
+            elif n % 64 == 0:
                 await asyncio.sleep(0)  # a fast writer still lets the loop breathe
 
     return behave

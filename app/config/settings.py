@@ -92,6 +92,7 @@ class Settings:
     commit_window_s: float = 0.8  # hold bytes back this long while the upstream has not answered
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 600.0  # longest silence tolerated (reasoning models think for minutes)
+    upstream_deadline_s: float = 1800.0  # longest one upstream call may take, answer included
     ping_interval_s: float = 5.0
     shutdown_grace_s: float = 10.0
     # upstream behaviour
@@ -297,6 +298,7 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
     for name in (
         "connect_timeout_s",
         "read_timeout_s",
+        "upstream_deadline_s",
         "ping_interval_s",
         "shutdown_grace_s",
         "catalog_ttl_s",
@@ -379,7 +381,13 @@ def validate_settings(settings: Settings, where: str) -> Settings:
         raise bad("retry_max_attempts", f"must be at least 1, got {settings.retry_max_attempts}")
     if settings.commit_window_s < 0:
         raise bad("commit_window_s", f"must be 0 or more seconds, got {settings.commit_window_s}")
-    for name in ("connect_timeout_s", "read_timeout_s", "ping_interval_s", "shutdown_grace_s"):
+    for name in (
+        "connect_timeout_s",
+        "read_timeout_s",
+        "upstream_deadline_s",
+        "ping_interval_s",
+        "shutdown_grace_s",
+    ):
         if getattr(settings, name) <= 0:
             raise bad(name, f"must be a positive number of seconds, got {getattr(settings, name)}")
     for name in ("max_request_mb", "max_concurrent_requests", "max_upstream_response_mb"):

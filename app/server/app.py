@@ -136,7 +136,9 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
     app.on_response_prepare.append(add_cors_headers)
     app.on_response_prepare.append(_mark_headers_sent)
     upstream = UpstreamClient(
-        connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s
+        connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s,
+        deadline_s=settings.upstream_deadline_s,
     )
     registry = ProviderRegistry(settings, keys, upstream)
     fetcher = SafeFetcher(FetchPolicy(allow_private=settings.fetch_private_addresses))

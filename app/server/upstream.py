@@ -27,9 +27,14 @@ def host_of(url: str) -> str:
 
 
 class UpstreamClient:
-    def __init__(self, *, connect_timeout_s: float, read_timeout_s: float) -> None:
+    def __init__(
+        self, *, connect_timeout_s: float, read_timeout_s: float, deadline_s: float | None = None
+    ) -> None:
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
+        # The whole of one upstream call, answer read to its end: an upstream that drips
+        # a byte now and then never trips the read timeout, and must still end.
+        self._deadline_s = deadline_s
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -37,7 +42,7 @@ class UpstreamClient:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(
-                    total=None,
+                    total=self._deadline_s,
                     sock_connect=self._connect_timeout_s,
                     sock_read=self._read_timeout_s,
                 ),
@@ -102,12 +107,14 @@ class UpstreamClient:
                 "reachable, or is a firewall dropping the connection?",
                 status=504,
             ) from exc
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except aiohttp.ServerTimeoutError as exc:
             raise UpstreamUnavailable(
                 f"the upstream {host} did not answer in time (read timeout "
                 f"{self._read_timeout_s:g} s); it may be overloaded, try again",
                 status=504,
             ) from exc
+        except TimeoutError as exc:  # the whole call's deadline
+            raise self._past_deadline(f"the upstream {host}") from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(
                 f"the connection to {host} failed before it answered ({exc})"
@@ -120,9 +127,18 @@ class UpstreamClient:
                 "the upstream connection dropped in the middle of the response; try again"
             )
         who = f"the upstream {host_of(url)}" if url else "the upstream"
+        if not isinstance(exc, aiohttp.ServerTimeoutError):  # the whole call's deadline
+            return self._past_deadline(who)
         return UpstreamUnavailable(
             f"{who} sent nothing for {self._read_timeout_s:g} s and was given up on; "
             "it may be overloaded, try again",
+            status=504,
+        )
+
+    def _past_deadline(self, who: str) -> UpstreamUnavailable:
+        return UpstreamUnavailable(
+            f"{who} did not finish within {self._deadline_s:g} s "
+            "(upstream_deadline_s) and was cut off",
             status=504,
         )
 

@@ -498,6 +498,28 @@ def _keepalive(body: dict[str, Any], n: int) -> bytes:
     return b": keep-alive\n\n"
 
 
+def _json_drip(body: dict[str, Any], n: int) -> bytes:
+    return b'{"id": "x", "pad": "' if n == 0 else b" "
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+def test_a_dripping_upstream_meets_the_deadline(
+    make_proxy: MakeProxy, leaks: LeakCheckFor, caplog: pytest.LogCaptureFixture, stream: bool
+) -> None:
+    """A byte every 0.1 s never trips the read timeout; upstream_deadline_s ends it."""
+    proxy = make_proxy(upstream_deadline_s=1.0, read_timeout_s=5.0, retry_max_attempts=1)
+    words = "did not finish within 1 s (upstream_deadline_s)"
+    with leaks(proxy).around():
+        if stream:
+            proxy.upstream.enqueue(endless(_keepalive, pause=0.1))
+            assert_error_event(ask(proxy, stream=True), caplog, words=(words,))
+        else:
+            dripping = endless(_json_drip, pause=0.1, content_type="application/json")
+            proxy.upstream.enqueue(dripping)
+            answer = ask(proxy, stream=False)
+            assert_http_error(answer, caplog, status=504, error_type="api_error", words=(words,))
+
+
 def _empty_delta(body: dict[str, Any], n: int) -> bytes:
     return b"data: " + json.dumps(chunk(body, {"content": ""})).encode() + b"\n\n"
 

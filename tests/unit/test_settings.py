@@ -122,6 +122,9 @@ def test_a_crash_while_writing_leaves_the_old_file(
         pytest.param({"port": True}, "'port' must be a whole number", id="port-bool"),
         pytest.param({"port": 70000}, "'port' must be 0..65535", id="port-range"),
         pytest.param({"read_timeout_s": 0}, "'read_timeout_s' must be more than 0", id="timeout"),
+        pytest.param(
+            {"upstream_deadline_s": -5}, "'upstream_deadline_s' must be more than 0", id="deadline"
+        ),
         pytest.param({"commit_window_s": -1}, "'commit_window_s' must be at least 0", id="window"),
         pytest.param({"providers": []}, "'providers' must name at least one", id="no-provider"),
         pytest.param({"providers": [5]}, "'providers[0]' must be an object", id="provider-type"),
