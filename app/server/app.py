@@ -81,6 +81,11 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
             record.status = preflight.status
             return preflight
         response: web.StreamResponse = await handler(request)
+        if not response.prepared:
+            # Sent here, before the request's log line and observers: the client does
+            # not wait for our bookkeeping (aiohttp finds it sent and adds nothing).
+            await response.prepare(request)
+            await response.write_eof()
         return response
     except ProxyError as exc:
         return error_response(request, exc, record)
