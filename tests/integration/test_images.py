@@ -99,6 +99,16 @@ def client(url: str) -> openai.OpenAI:
     return track(openai.OpenAI(base_url=url + "/v1", api_key=PROXY_KEY, max_retries=0))
 
 
+def error_of(exc: openai.APIStatusError) -> dict[str, Any]:
+    """The `error` object of an OpenAI-shaped error answer (the SDK unwraps it into `body`)."""
+    assert isinstance(exc.body, dict)
+    return exc.body
+
+
+def message_of(exc: openai.APIStatusError) -> str:
+    return str(error_of(exc)["message"])
+
+
 def decoded(b64: str | None) -> bytes:
     assert b64 is not None
     return base64.b64decode(b64)
@@ -152,7 +162,7 @@ def test_openai_style_error_is_relayed_without_our_key(
         client(images_proxy).images.generate(model="dall-e-3", prompt="x")
     text = raised.value.response.text
     assert OAI_KEY not in text and "Incorrect API key provided: ***" in text
-    assert raised.value.body["message"].startswith("upstream rejected the API key (401)")
+    assert message_of(raised.value).startswith("upstream rejected the API key (401)")
 
 
 # ------------------------------------------------------------------ Workers AI
@@ -296,8 +306,8 @@ def test_workers_ai_failure_ends_the_request_in_words(
     upstream.images_queue.extend([default_workers_ai_image, reply_json(refusal, status=400)])
     with pytest.raises(openai.BadRequestError) as raised:
         client(images_proxy).images.generate(model=SCHNELL, prompt="a cat", n=2)
-    assert raised.value.body["message"] == "upstream returned 400: Prompt was flagged"
-    assert raised.value.body["type"] == "invalid_request_error"
+    assert message_of(raised.value) == "upstream returned 400: Prompt was flagged"
+    assert error_of(raised.value)["type"] == "invalid_request_error"
 
 
 @pytest.mark.allow_warnings  # a 502 is logged as a warning
@@ -308,7 +318,7 @@ def test_workers_ai_answer_without_an_image_is_a_502(
     with pytest.raises(openai.InternalServerError) as raised:
         client(images_proxy).images.generate(model=SCHNELL, prompt="a cat")
     assert raised.value.status_code == 502
-    assert "neither an image nor JSON holding one" in raised.value.body["message"]
+    assert "neither an image nor JSON holding one" in message_of(raised.value)
 
 
 def test_images_need_the_proxy_key(images_proxy: str) -> None:
