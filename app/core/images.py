@@ -21,14 +21,14 @@ import binascii
 import enum
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from app.core.capabilities import quirks_for_model
 from app.core.catalog import CatalogModel, ModelKind
 from app.core.errors import ClientRequestError, UpstreamProtocolError
-from app.core.providers import ProviderKind
+from app.core.providers import ExplicitModel, ProviderKind
 
 type ResponseFormat = Literal["b64_json", "url"]
 
@@ -347,6 +347,20 @@ def image_catalog_from_cloudflare_search(body: object, *, provider: str) -> list
         owner = parts[1] if len(parts) >= 3 and parts[1] else provider
         found.append(_image_model(name, provider, created=0, owned_by=owner))
     return sorted(found, key=lambda model: model.id)
+
+
+def explicit_image_models(
+    models: Sequence[ExplicitModel], *, provider: str, known: Collection[str] = ()
+) -> list[CatalogModel]:
+    """Models named in settings whose upstream id is an image model's, as clients call
+    them; those in `known` (listed already) left out."""
+    return [
+        _image_model(model.id, provider, created=0, owned_by=provider)
+        for model in models
+        if model.id not in known
+        and is_image_model(model.upstream_id)
+        and not needs_input_image(model.upstream_id)
+    ]
 
 
 def _named_entries(entries: object, *, key: str) -> list[Mapping[str, Any]]:

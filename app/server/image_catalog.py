@@ -26,6 +26,7 @@ from app.core.images import (
     CLOUDFLARE_IMAGE_SEARCH_QUERY,
     IMAGE_API_BY_KIND,
     ImageApi,
+    explicit_image_models,
     image_catalog_from_cloudflare_search,
     image_catalog_from_models_list,
     is_image_model,
@@ -176,8 +177,5 @@ class ImageCatalogs:
         if image_api_of(provider) is ImageApi.WORKERS_AI:
             return image_catalog_from_cloudflare_search(body, provider=provider.name)
         listed = image_catalog_from_models_list(body, provider=provider.name)
-        named = image_catalog_from_models_list(
-            [{"id": m.id} for m in provider.models], provider=provider.name
-        )
         known = {m.id for m in listed}
-        return listed + [m for m in named if m.id not in known]
+        return listed + explicit_image_models(provider.models, provider=provider.name, known=known)

@@ -16,7 +16,7 @@ import pytest
 
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, TierModels
-from app.core.providers import Provider, ProviderKind
+from app.core.providers import ExplicitModel, Provider, ProviderKind
 from app.server.app import ProxyServer
 from tests.fake_upstream import (
     TINY_JPEG,
@@ -308,6 +308,45 @@ def test_workers_ai_failure_ends_the_request_in_words(
         client(images_proxy).images.generate(model=SCHNELL, prompt="a cat", n=2)
     assert message_of(raised.value) == "upstream returned 400: Prompt was flagged"
     assert error_of(raised.value)["type"] == "invalid_request_error"
+
+
+def test_workers_ai_rate_limit_is_retried_before_answering(
+    images_proxy: str, upstream: FakeUpstream
+) -> None:
+    """Image calls are paced and retried like chat ones: a 429 with Retry-After: 0."""
+    busy = {
+        "success": False,
+        "errors": [{"code": 3040, "message": "Capacity temporarily exceeded"}],
+    }
+    upstream.images_queue.append(reply_json(busy, status=429, headers={"Retry-After": "0"}))
+    answer = client(images_proxy).images.generate(model=LIGHTNING, prompt="a cat")
+    assert answer.data is not None and decoded(answer.data[0].b64_json) == tiny_png(0)
+    assert len(upstream.image_requests) == 2
+
+
+def test_explicit_image_model_and_client_key_pass_through(
+    loop_thread: LoopThread, upstream: FakeUpstream
+) -> None:
+    """No proxy key: the client's own key goes upstream; a model named in settings routes."""
+    oai = Provider(
+        "oai",
+        ProviderKind.CUSTOM,
+        upstream.base_url,
+        models=(ExplicitModel("painter", remote_id="stable-diffusion-3.5-large"),),
+    )
+    settings = Settings(host="127.0.0.1", port=0, providers=(oai,), default_provider="oai")
+    server = ProxyServer(settings, ProviderKeys(MemorySecretStore(), env={}), None)
+    url = loop_thread.run(server.start())
+    try:
+        own = track(openai.OpenAI(base_url=url + "/v1", api_key="sk-clients-own", max_retries=0))
+        listed = own.models.list(extra_query={"protocol": "openai-images"}).data
+        assert [m.id for m in listed] == ["painter"]
+        own.images.generate(model="painter", prompt="a cat")
+        sent = upstream.image_requests[-1]
+        assert sent.body["model"] == "stable-diffusion-3.5-large"
+        assert sent.headers["Authorization"] == "Bearer sk-clients-own"
+    finally:
+        loop_thread.run(server.stop())
 
 
 @pytest.mark.allow_warnings  # a 502 is logged as a warning

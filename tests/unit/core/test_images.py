@@ -15,6 +15,7 @@ from app.core.images import (
     ImageTransport,
     WorkersAiImageModel,
     encode_multipart,
+    explicit_image_models,
     image_catalog_from_cloudflare_search,
     image_catalog_from_models_list,
     image_from_workers_ai,
@@ -27,7 +28,7 @@ from app.core.images import (
     validate_image_request,
     workers_ai_image_model,
 )
-from app.core.providers import ProviderKind
+from app.core.providers import ExplicitModel, ProviderKind
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 8
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 8
@@ -310,3 +311,14 @@ def test_image_catalog_from_cloudflare_search() -> None:
     ]
     assert all(m.kind is ModelKind.IMAGE for m in models)
     assert image_catalog_from_cloudflare_search([], provider="cf") == []
+
+
+def test_explicit_image_models() -> None:
+    named = (
+        ExplicitModel("painter", remote_id="stable-diffusion-3.5-large"),
+        ExplicitModel("dall-e-3"),
+        ExplicitModel("writer", remote_id="gpt-4.1"),
+        ExplicitModel("editor", remote_id="flux-kontext-pro"),
+    )
+    models = explicit_image_models(named, provider="p", known={"dall-e-3"})
+    assert [(m.id, m.provider, m.kind) for m in models] == [("painter", "p", ModelKind.IMAGE)]
