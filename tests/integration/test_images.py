@@ -6,6 +6,7 @@ Three providers: `nvidia` (the default, no image API), `oai` (OpenAI-style) and 
 (Workers AI), all served by one fake upstream.
 """
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from typing import Any
 
 import openai
 import pytest
+from aiohttp import web
 
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, TierModels
@@ -22,6 +24,7 @@ from tests.fake_upstream import (
     TINY_JPEG,
     FakeUpstream,
     LoopThread,
+    Recorded,
     default_workers_ai_image,
     http_request,
     reply_json,
@@ -308,6 +311,26 @@ def test_workers_ai_failure_ends_the_request_in_words(
         client(images_proxy).images.generate(model=SCHNELL, prompt="a cat", n=2)
     assert message_of(raised.value) == "upstream returned 400: Prompt was flagged"
     assert error_of(raised.value)["type"] == "invalid_request_error"
+
+
+def test_workers_ai_images_are_made_two_at_a_time(
+    images_proxy: str, upstream: FakeUpstream
+) -> None:
+    in_flight: list[int] = [0, 0]  # now, most seen
+
+    async def slow(request: web.Request, record: Recorded) -> web.StreamResponse:
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        try:
+            await asyncio.sleep(0.05)
+            return await default_workers_ai_image(request, record)
+        finally:
+            in_flight[0] -= 1
+
+    upstream.images_queue.extend([slow] * 4)
+    answer = client(images_proxy).images.generate(model=LIGHTNING, prompt="a cat", n=4)
+    assert answer.data is not None and len(answer.data) == 4
+    assert len(upstream.image_requests) == 4 and 1 <= in_flight[1] <= 2
 
 
 def test_workers_ai_rate_limit_is_retried_before_answering(
