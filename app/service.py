@@ -155,6 +155,8 @@ class ProxyController(Protocol):
 
     async def list_models(self, *, refresh: bool = False) -> list[CatalogModel]: ...
 
+    async def list_image_models(self, *, refresh: bool = False) -> list[CatalogModel]: ...
+
     async def probe(self, provider: str, model: str) -> tuple[bool, bool | None, str]:
         """(entitled, tool calls work (None: unknown), words)."""
 
@@ -466,6 +468,11 @@ class ProxyService:
     async def list_models(self, *, refresh: bool = False) -> list[CatalogModel]:
         async with self._registry() as registry:
             return await registry.merged_catalog(refresh=refresh)
+
+    async def list_image_models(self, *, refresh: bool = False) -> list[CatalogModel]:
+        """Text-to-image models (for POST /v1/images/generations), never a chat tier's."""
+        async with self._registry() as registry:
+            return await registry.images.merged(refresh=refresh)
 
     async def probe(self, provider: str, model: str) -> tuple[bool, bool | None, str]:
         async with self._registry() as registry:

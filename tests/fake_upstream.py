@@ -8,10 +8,13 @@ with its headers and JSON body, and whether the proxy went away mid-response.
 """
 
 import asyncio
+import base64
 import json
 import re
+import struct
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +38,7 @@ class Recorded:
     cancelled_at: float | None = None  # the proxy closed the connection mid-response
     peer: object = None  # the proxy's (host, port): equal for requests on one connection
     sent_bytes: int = 0  # body bytes an endless behaviour got written (the proxy read them)
+    query: str = ""  # the query string, where it matters (the model search)
 
 
 def fake_prompt_tokens(body: Any) -> int:
@@ -262,10 +266,70 @@ async def default_behaviour(request: web.Request, record: Recorded) -> web.Strea
     return web.json_response(completion(body, text))
 
 
+def tiny_png(shade: int = 0) -> bytes:
+    """A valid 1x1 grey PNG; `shade` tells images apart."""
+
+    def block(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)  # 1x1, 8-bit greyscale
+    pixels = zlib.compress(bytes([0, shade % 256]))
+    return (
+        b"\x89PNG\r\n\x1a\n" + block(b"IHDR", header) + block(b"IDAT", pixels) + block(b"IEND", b"")
+    )
+
+
+TINY_JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 16 + b"\xff\xd9"  # enough to be sniffed as a JPEG
+
+
+async def default_openai_image(request: web.Request, record: Recorded) -> web.StreamResponse:
+    """OpenAI's /images/generations: `n` images as `b64_json`, or hosted `url`s."""
+    body = record.body if isinstance(record.body, dict) else {}
+    n = int(body.get("n") or 1)
+    if body.get("response_format") == "url":
+        data = [{"url": f"https://images.example/{i}.png"} for i in range(n)]
+    else:
+        data = [{"b64_json": base64.b64encode(tiny_png(i)).decode()} for i in range(n)]
+    return web.json_response({"created": 1_760_000_000, "data": data})
+
+
+async def default_workers_ai_image(request: web.Request, record: Recorded) -> web.StreamResponse:
+    """Workers AI's run endpoint as its models answer: FLUX.1 schnell base64 JSON, FLUX.2
+    (multipart input only) base64 JSON, the Stable Diffusion models raw PNG bytes."""
+    model = request.match_info["model"]
+    fields = record.body if isinstance(record.body, dict) else {}
+    if "flux-2" in model and not record.headers.get("Content-Type", "").startswith(
+        "multipart/form-data"
+    ):
+        return web.json_response(
+            {"success": False, "errors": [{"code": 5006, "message": "expected multipart"}]},
+            status=400,
+        )
+    if not fields.get("prompt"):
+        return web.json_response(
+            {
+                "success": False,
+                "errors": [{"code": 5006, "message": "required properties at '/' are 'prompt'"}],
+                "result": None,
+            },
+            status=400,
+        )
+    shade = int(fields.get("seed") or 0)
+    if "flux-1-schnell" in model:
+        image = base64.b64encode(TINY_JPEG).decode()
+        return web.json_response({"result": {"image": image}, "success": True, "errors": []})
+    if "flux-2" in model:
+        image = base64.b64encode(tiny_png(shade)).decode()
+        return web.json_response({"result": {"image": image}, "success": True, "errors": []})
+    return web.Response(body=tiny_png(shade), content_type="image/png")
+
+
 class FakeUpstream:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.queue: deque[Behaviour] = deque()  # for /chat/completions
+        self.images_queue: deque[Behaviour] = deque()  # for image generation, both APIs
         self.models_queue: deque[Behaviour] = deque()  # for /models
         self.cloudflare_models: list[dict[str, Any]] = []  # for Workers AI's model search
         self.models = [
@@ -297,6 +361,7 @@ class FakeUpstream:
         self.requests.clear()
         self.queue.clear()
         self.models_queue.clear()
+        self.images_queue.clear()
         self.cancelled.clear()
 
     @property
@@ -323,6 +388,34 @@ class FakeUpstream:
             self.cancelled.set()
             raise
 
+    @property
+    def image_requests(self) -> list[Recorded]:
+        return [r for r in self.requests if "/images/" in r.path or "/ai/run/" in r.path]
+
+    async def _image(self, request: web.Request) -> web.StreamResponse:
+        """Both image APIs: the body is recorded as JSON, or multipart fields as a dict."""
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            body: Any = {name: str(value) for name, value in form.items()}
+        else:
+            raw = await request.read()
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw
+        record = Recorded(request.method, request.path, dict(request.headers), body)
+        record.query = request.query_string
+        self.requests.append(record)
+        if self.images_queue:
+            behaviour = self.images_queue.popleft()
+        elif "model" in request.match_info:
+            behaviour = default_workers_ai_image
+        else:
+            behaviour = default_openai_image
+        response = await behaviour(request, record)
+        record.finished = True
+        return response
+
     async def _models(self, request: web.Request) -> web.Response:
         self.requests.append(Recorded(request.method, request.path, dict(request.headers), None))
         if self.models_queue:
@@ -331,7 +424,9 @@ class FakeUpstream:
         return web.json_response({"object": "list", "data": self.models})
 
     async def _search(self, request: web.Request) -> web.Response:
-        self.requests.append(Recorded(request.method, request.path, dict(request.headers), None))
+        record = Recorded(request.method, request.path, dict(request.headers), None)
+        record.query = request.query_string  # `task=...` when asked for one task's models
+        self.requests.append(record)
         return web.json_response(
             {"success": True, "errors": [], "messages": [], "result": self.cloudflare_models}
         )
@@ -343,6 +438,8 @@ class FakeUpstream:
         # Cloudflare Workers AI's shape: OpenAI API under /ai/v1, model search beside it.
         app.router.add_post("/client/v4/accounts/{account}/ai/v1/chat/completions", self._chat)
         app.router.add_get("/client/v4/accounts/{account}/ai/models/search", self._search)
+        app.router.add_post("/v1/images/generations", self._image)
+        app.router.add_post("/client/v4/accounts/{account}/ai/run/{model:.+}", self._image)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -13,6 +13,7 @@ Rules:
 """
 
 import dataclasses
+import enum
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ NON_CHAT_PATTERNS: tuple[re.Pattern[str], ...] = tuple(
         r"magpie",
         r"audio2face",
         # image and video generation, world models (Cosmos Reason is a chat VLM)
+        r"dall-e",
+        r"gpt-image",
         r"stable-diffusion",
         r"stable-video",
         r"sdxl",
@@ -119,6 +122,11 @@ CONTEXT_FIELDS: tuple[str, ...] = ("context_length", "context_window", "max_mode
 CLOUDFLARE_CONTEXT_PROPERTIES: tuple[str, ...] = ("context_window", "max_total_tokens")
 
 
+class ModelKind(enum.StrEnum):
+    CHAT = "chat"
+    IMAGE = "image"  # text-to-image, served through /v1/images/generations (`core.images`)
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogModel:
     id: str  # the provider's id
@@ -127,6 +135,7 @@ class CatalogModel:
     created: int
     owned_by: str
     quirks: ModelQuirks
+    kind: ModelKind = ModelKind.CHAT
 
 
 def is_chat_model(model_id: str) -> bool:

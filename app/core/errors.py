@@ -189,6 +189,11 @@ def _message_from_json(parsed: Any) -> str | None:
             return message
     if isinstance(error, str):
         return error
+    errors = parsed.get("errors")  # Cloudflare's API: {"success": false, "errors": [...]}
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        first = errors[0].get("message")
+        if isinstance(first, str) and first:
+            return first
     if isinstance(parsed.get("message"), str):  # vLLM legacy {"object":"error",...}
         return str(parsed["message"])
     title, detail = parsed.get("title"), parsed.get("detail")  # RFC 7807 problem details

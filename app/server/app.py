@@ -46,7 +46,7 @@ def error_response(request: web.Request, error: ProxyError, record: RequestRecor
     if message != error.message:
         error = ProxyError(message, status=error.status, retry_after=error.retry_after)
     record.status, record.error = error.status, error.message
-    openai_shape = request.path.startswith("/v1/chat/completions")
+    openai_shape = request.path.startswith(("/v1/chat/completions", "/v1/images"))
     body = _openai_error_body(error) if openai_shape else error.to_error_body()
     headers = {"request-id": record.request_id}
     if error.retry_after:

@@ -38,6 +38,7 @@ from app.core.errors import (
 )
 from app.core.governor import Reservation, parse_retry_after
 from app.core.models import ModelRoute
+from app.core.providers import Provider
 from app.core.quirk_learning import rejection_from_error
 from app.core.request_map import to_openai_request
 from app.server.providers import ProviderRegistry
@@ -60,6 +61,14 @@ class Attempts:
 
 # Builds the upstream body for a route and the quirks known for it right now.
 BodyBuilder = Callable[[ModelRoute, ModelQuirks], dict[str, Any]]
+# Where an attempt goes and how its body is written: (url, payload, content type).
+RequestTarget = Callable[[Provider, ModelRoute, dict[str, Any]], tuple[str, bytes, str]]
+
+
+def chat_completions_target(
+    provider: Provider, route: ModelRoute, body: dict[str, Any]
+) -> tuple[str, bytes, str]:
+    return f"{provider.base_url}/chat/completions", encode_json_body(body), "application/json"
 
 
 def messages_body_builder(req: MessagesRequest, notes: list[str]) -> BodyBuilder:
@@ -83,8 +92,10 @@ class UpstreamCall:
         attempts: Attempts,
         request_id: str,
         learn: bool = True,  # False for bodies we pass through untranslated
+        target: RequestTarget = chat_completions_target,
     ) -> None:
         self.registry = registry
+        self.target = target
         self.build_body = build_body
         self.learn = learn
         self.route = route
@@ -128,7 +139,6 @@ class UpstreamCall:
         self.attempts.route = route
         provider = self.registry.provider(route.provider)
         api_key = self.registry.key_for(provider, self.client_key)
-        url = f"{provider.base_url}/chat/completions"
         loop = asyncio.get_running_loop()
         started = loop.time()
         body = self.body_for(route)
@@ -137,9 +147,10 @@ class UpstreamCall:
             await self._wait_for_budget(route)
             self.attempts.count += 1
             self.attempts.attempt_started = loop.time()
+            url, payload, content_type = self.target(provider, route, body)
             try:
                 response = await self.registry.upstream.request(
-                    "POST", url, api_key=api_key, body=encode_json_body(body)
+                    "POST", url, api_key=api_key, body=payload, content_type=content_type
                 )
             except UpstreamUnavailable as exc:
                 error: ProxyError = exc

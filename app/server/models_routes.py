@@ -13,9 +13,20 @@ from aiohttp import web
 
 from app.core.catalog import CatalogModel
 from app.core.errors import ProxyError
+from app.core.images import (
+    MAX_IMAGES_OPENAI,
+    MAX_IMAGES_WORKERS_AI,
+    ImageApi,
+    workers_ai_image_model,
+)
 from app.core.models import tier_of
 from app.server.auth import authorize
+from app.server.image_catalog import image_api_of
+from app.server.records import RequestRecord
 from app.server.state import STATE, ProxyState, record_of
+
+# `GET /v1/models?protocol=openai-images`: the models `POST /v1/images/generations` takes.
+IMAGES_PROTOCOL = "openai-images"
 
 
 def client_model_id(state: ProxyState, model: CatalogModel) -> str:
@@ -57,7 +68,10 @@ def _anthropic_shape(model_id: str, display_name: str, created: int) -> dict[str
 async def list_models(request: web.Request) -> web.Response:
     state, record = request.app[STATE], record_of(request)
     authorize(request, state.proxy_key)
-    models = await state.registry.merged_catalog(refresh=request.query.get("refresh") == "1")
+    refresh = request.query.get("refresh") == "1"
+    if request.query.get("protocol") == IMAGES_PROTOCOL:
+        return await _list_image_models(state, record, refresh=refresh)
+    models = await state.registry.merged_catalog(refresh=refresh)
     record.status = 200
     if "anthropic-version" in request.headers:
         data = [
@@ -90,6 +104,39 @@ async def list_models(request: web.Request) -> web.Response:
             ],
         }
     )
+
+
+async def _list_image_models(
+    state: ProxyState, record: RequestRecord, *, refresh: bool
+) -> web.Response:
+    """OpenAI's list shape; each entry's `nimbridge` says how Workers AI is called."""
+    models = await state.registry.images.merged(refresh=refresh)
+    record.status = 200
+    data = []
+    for model in models:
+        provider = state.registry.provider(model.provider)
+        api = image_api_of(provider)
+        facts: dict[str, Any] = {
+            "provider": model.provider,
+            "upstream_id": model.id,
+            "kind": model.kind.value,
+            "api": api.value,
+            "max_images": MAX_IMAGES_WORKERS_AI
+            if api is ImageApi.WORKERS_AI
+            else MAX_IMAGES_OPENAI,
+        }
+        if api is ImageApi.WORKERS_AI:
+            facts["transport"] = workers_ai_image_model(model.id).transport.value
+        data.append(
+            {
+                "id": client_model_id(state, model),
+                "object": "model",
+                "created": model.created,
+                "owned_by": model.owned_by,
+                "nimbridge": facts,
+            }
+        )
+    return web.json_response({"object": "list", "data": data})
 
 
 async def get_model(request: web.Request) -> web.Response:

@@ -36,6 +36,7 @@ from app.core.models import ModelRoute
 from app.core.providers import CatalogStyle, Provider
 from app.core.quirk_learning import Rejection, learn
 from app.core.routing import Router
+from app.server.image_catalog import ImageCatalogs
 from app.server.upstream import UpstreamClient, encode_json_body, read_error_body
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ class ProviderRegistry:
         self._governors: dict[tuple[str, str | None], RateGovernor] = {}
         self._governor_pairs: dict[tuple[str, str], tuple[RateGovernor, RateGovernor]] = {}
         self.probes: dict[tuple[str, str], ProbeResult] = {}
+        self.images = ImageCatalogs(self)  # image models, apart from the chat catalogs
 
     def update_settings(self, settings: Settings) -> None:
         """Take settings that need no restart (tiers, aliases, fallbacks, capabilities,

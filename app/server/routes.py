@@ -18,6 +18,7 @@ from app.core.tokens import RequestSize, measure_request
 from app.server.auth import authorize
 from app.server.calls import Attempts, UpstreamCall, messages_body_builder
 from app.server.image_urls import apply_image_url_policy
+from app.server.images import create_image
 from app.server.json_body import read_json_object
 from app.server.models_routes import get_model, list_models
 from app.server.passthrough import chat_completions
@@ -195,5 +196,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v1/models", list_models)
     app.router.add_get("/v1/models/{model_id:.+}", get_model)
     app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/images/generations", create_image)
     app.router.add_get("/health", health)
     app.router.add_get("/", health)  # also answers HEAD (Claude Code's reachability check)

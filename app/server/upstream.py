@@ -61,10 +61,16 @@ class UpstreamClient:
         return self._session
 
     async def request(
-        self, method: str, url: str, *, api_key: str | None, body: bytes | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        api_key: str | None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
     ) -> aiohttp.ClientResponse:
         """One attempt; connection-level failures become `UpstreamUnavailable` in words."""
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         host = host_of(url)

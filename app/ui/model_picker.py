@@ -4,6 +4,9 @@ The picker reads `controller.list_models()` (every configured provider's
 `/v1/models`, chat models only, with capabilities), lets the user filter and
 probe them, and "Use" writes the chosen model into one tier of the settings at
 once through `controller.apply_settings` (saved, applied without a restart).
+Image models (`controller.list_image_models()`) are shown too, marked "image" in
+the Kind column and hidden by a checkbox; they can be neither used for a tier nor
+probed (a chat tier would send them chat requests).
 
 A tier holds a *client model reference*: the bare provider id for models of
 the default provider, `provider/id` for the others (the router's syntax).
@@ -22,6 +25,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QFont, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QComboBox,
     QDialog,
     QHBoxLayout,
@@ -36,7 +40,7 @@ from PySide6.QtWidgets import (
 
 from app.config.settings import TIER_NAMES, Settings
 from app.core.capabilities import ReasoningSwitch
-from app.core.catalog import CatalogModel
+from app.core.catalog import CatalogModel, ModelKind
 from app.service import ProxyController
 from app.ui._tasks import spawn
 
@@ -49,12 +53,22 @@ TIER_LABELS = {
     "haiku": "Haiku tier",
     "subagent": "Subagents",
 }
-COLUMNS = ("Model", "Provider", "Tools", "Vision", "Reasoning", "Context", "Probe")
-COL_MODEL, COL_PROVIDER, COL_TOOLS, COL_VISION, COL_REASONING, COL_CONTEXT, COL_PROBE = range(7)
+COLUMNS = ("Model", "Provider", "Kind", "Tools", "Vision", "Reasoning", "Context", "Probe")
+(
+    COL_MODEL,
+    COL_PROVIDER,
+    COL_KIND,
+    COL_TOOLS,
+    COL_VISION,
+    COL_REASONING,
+    COL_CONTEXT,
+    COL_PROBE,
+) = range(8)
 
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1  # (provider, id) on the Model cell
 SEARCH_ROLE = Qt.ItemDataRole.UserRole + 2  # lower-cased id, display name and provider
 SORT_ROLE = Qt.ItemDataRole.UserRole + 3  # numbers sort as numbers
+KIND_ROLE = Qt.ItemDataRole.UserRole + 4  # the ModelKind value, on the Model cell
 
 type ModelKey = tuple[str, str]
 
@@ -87,23 +101,32 @@ def _context_words(tokens: int | None) -> str:
 
 
 class _ModelFilter(QSortFilterProxyModel):
-    """Keeps rows whose id, display name or provider contain every typed word."""
+    """Keeps rows whose id, display name or provider contain every typed word; image
+    models only while they are asked for."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._words: list[str] = []
+        self._show_images = True
 
     def set_words(self, text: str) -> None:
         self.beginFilterChange()
         self._words = text.lower().split()
         self.endFilterChange()
 
+    def set_show_images(self, show: bool) -> None:
+        self.beginFilterChange()
+        self._show_images = show
+        self.endFilterChange()
+
     def filterAcceptsRow(  # noqa: N802 (Qt's name)
         self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex
     ) -> bool:
+        index = self.sourceModel().index(source_row, COL_MODEL, source_parent)
+        if not self._show_images and index.data(KIND_ROLE) == ModelKind.IMAGE.value:
+            return False
         if not self._words:
             return True
-        index = self.sourceModel().index(source_row, COL_MODEL, source_parent)
         haystack = str(index.data(SEARCH_ROLE) or "")
         return all(word in haystack for word in self._words)
 
@@ -123,6 +146,7 @@ class ModelPicker(QDialog):
         self._probing: set[ModelKey] = set()
         self._loading = False
         self._applying = False
+        self._showing_image_hint = False
 
         self.setWindowTitle("Choose a model - NimBridge")
         self.resize(920, 560)
@@ -143,6 +167,12 @@ class ModelPicker(QDialog):
         self.filter_edit = QLineEdit()
         self.filter_edit.setPlaceholderText("Filter by model, name or provider (e.g. qwen coder)")
         self.filter_edit.setClearButtonEnabled(True)
+        self.images_check = QCheckBox("Show image models")
+        self.images_check.setChecked(True)
+        self.images_check.setToolTip(
+            "Text-to-image models, for POST /v1/images/generations: listed to be seen,\n"
+            "never used for a tier (they cannot answer chat requests)"
+        )
 
         # ---- table
         self._source = QStandardItemModel(0, len(COLUMNS), self)
@@ -197,14 +227,18 @@ class ModelPicker(QDialog):
         buttons.addWidget(self.close_button)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
-        layout.addWidget(self.filter_edit)
+        filters = QHBoxLayout()
+        filters.addWidget(self.filter_edit, 1)
+        filters.addWidget(self.images_check)
+        layout.addLayout(filters)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.status_label)
         layout.addLayout(buttons)
 
         self.filter_edit.textChanged.connect(self._filter_changed)
+        self.images_check.toggled.connect(self._images_toggled)
         self.tier_combo.currentIndexChanged.connect(self._update_current)
-        self.table.selectionModel().selectionChanged.connect(self._update_buttons)
+        self.table.selectionModel().selectionChanged.connect(self._selection_changed)
         self.table.doubleClicked.connect(self._use_selected)
         self.refresh_button.clicked.connect(self.refresh)
         self.probe_button.clicked.connect(self._probe_selected)
@@ -274,13 +308,21 @@ class ModelPicker(QDialog):
             log.warning("could not list models: %s", exc)
             self.status_label.setText(f"Could not load the model list: {exc}")
         else:
-            self._models = models
+            self._models = models + await self._image_models(refresh)
             self._fill()
             self._show_count()
             self._select_current()
         finally:
             self._loading = False
             self._update_buttons()
+
+    async def _image_models(self, refresh: bool) -> list[CatalogModel]:
+        """The image models, or none when they cannot be listed (the chat list still shows)."""
+        try:
+            return await self._controller.list_image_models(refresh=refresh)
+        except Exception as exc:  # a provider without a model search, the network...
+            log.info("could not list image models: %s", exc)
+            return []
 
     def _fill(self) -> None:
         selected = self.selected_model()
@@ -304,6 +346,14 @@ class ModelPicker(QDialog):
         name = cell(model.id, tip=model.display_name if model.display_name != model.id else "")
         name.setData(key, KEY_ROLE)
         name.setData(f"{model.id} {model.display_name} {model.provider}".lower(), SEARCH_ROLE)
+        name.setData(model.kind.value, KIND_ROLE)
+        if model.kind is ModelKind.IMAGE:  # nothing of a chat model's abilities applies
+            row = [name, cell(model.provider), cell(model.kind.value)]
+            row += [cell("-", sort="") for _ in range(COL_TOOLS, COL_PROBE)] + [cell("")]
+            for item in row[COL_KIND:COL_PROBE]:
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+            row[COL_KIND].setToolTip("text-to-image: POST /v1/images/generations")
+            return row
         context = cell(
             _context_words(quirks.context_window),
             sort=quirks.context_window or 0,
@@ -312,13 +362,14 @@ class ModelPicker(QDialog):
         row = [
             name,
             cell(model.provider),
+            cell(model.kind.value),
             cell(_yes_no(quirks.supports_tools)),
             cell(_yes_no(quirks.supports_images)),
             cell(_reasoning_words(quirks.reasoning)),
             context,
             cell(self._probes.get(key, "")),
         ]
-        for item in row[COL_TOOLS:COL_PROBE]:
+        for item in row[COL_KIND:COL_PROBE]:
             item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
         return row
 
@@ -330,10 +381,20 @@ class ModelPicker(QDialog):
             return
         providers = len({m.provider for m in self._models})
         shown = self._filter.rowCount()
-        text = f"{len(self._models)} models from {providers} provider{'s' * (providers != 1)}"
+        images = sum(m.kind is ModelKind.IMAGE for m in self._models)
+        counted = f"{len(self._models)} models"
+        if images:
+            counted = f"{len(self._models) - images} chat and {images} image models"
+        text = f"{counted} from {providers} provider{'s' * (providers != 1)}"
         if shown != len(self._models):
             text += f", {shown} shown" if shown else f"; none matches {self.filter_edit.text()!r}"
         self.status_label.setText(text + ".")
+
+    def _images_toggled(self, show: bool) -> None:
+        self._filter.set_show_images(show)
+        if self._models:
+            self._show_count()
+        self._update_buttons()
 
     def _filter_changed(self, text: str) -> None:
         self._filter.set_words(text)
@@ -366,7 +427,7 @@ class ModelPicker(QDialog):
 
     def _use_selected(self) -> None:
         model = self.selected_model()
-        if model is None or self._applying:
+        if model is None or model.kind is ModelKind.IMAGE or self._applying:
             return
         self._apply(client_model_id(model, self._controller.settings))
 
@@ -401,7 +462,7 @@ class ModelPicker(QDialog):
 
     def _probe_selected(self) -> None:
         model = self.selected_model()
-        if model is None:
+        if model is None or model.kind is ModelKind.IMAGE:  # the probe is a chat tool call
             return
         key = (model.provider, model.id)
         if key in self._probing:
@@ -455,11 +516,32 @@ class ModelPicker(QDialog):
     def _model_for(self, key: object) -> CatalogModel | None:
         return next((m for m in self._models if (m.provider, m.id) == key), None)
 
+    def _selection_changed(self) -> None:
+        """An image model selected says where it is used instead; the count comes back after."""
+        self._update_buttons()
+        model = self.selected_model()
+        if model is not None and model.kind is ModelKind.IMAGE:
+            name = client_model_id(model, self._controller.settings)
+            self.status_label.setText(
+                f"{name} is an image model: clients call it through "
+                "POST /v1/images/generations; it cannot be used for a tier."
+            )
+            self._showing_image_hint = True
+        elif self._showing_image_hint:
+            self._showing_image_hint = False
+            self._show_count()
+
     def _update_buttons(self) -> None:
         model = self.selected_model()
         key = (model.provider, model.id) if model is not None else None
+        chat = model is not None and model.kind is ModelKind.CHAT
         self.refresh_button.setEnabled(not self._loading)
-        self.probe_button.setEnabled(model is not None and key not in self._probing)
-        self.use_button.setEnabled(model is not None and not self._applying)
+        self.probe_button.setEnabled(chat and key not in self._probing)
+        self.use_button.setEnabled(chat and not self._applying)
+        self.use_button.setToolTip(
+            "An image model cannot answer a chat tier; call it through POST /v1/images/generations"
+            if model is not None and not chat
+            else ""
+        )
         self.follow_default_button.setVisible(self.tier != "default")
         self.follow_default_button.setEnabled(not self._applying and self._tier_value() is not None)

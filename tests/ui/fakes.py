@@ -8,7 +8,7 @@ from pathlib import Path
 from app.config.secrets import KeySource, KeyStatus
 from app.config.settings import Settings
 from app.core.capabilities import ModelQuirks, ReasoningSwitch
-from app.core.catalog import CatalogModel
+from app.core.catalog import CatalogModel, ModelKind
 from app.core.providers import Provider
 from app.logs import LogLine
 from app.service import (
@@ -57,6 +57,22 @@ FAKE_MODELS = [
 ]
 
 
+FAKE_IMAGE_MODELS = [
+    CatalogModel(
+        "@cf/black-forest-labs/flux-1-schnell",
+        "cf",
+        "@cf/black-forest-labs/flux-1-schnell",
+        0,
+        "black-forest-labs",
+        ModelQuirks(),
+        kind=ModelKind.IMAGE,
+    ),
+    CatalogModel(
+        "gpt-image-1", "openai", "gpt-image-1", 0, "system", ModelQuirks(), kind=ModelKind.IMAGE
+    ),
+]
+
+
 def summary(request_id: str = "req_1", **changes: object) -> RequestSummary:
     base = RequestSummary(
         request_id=request_id,
@@ -86,6 +102,7 @@ class FakeController:
         self.keys: dict[str, str] = {}
         self.saved: list[Settings] = []
         self.models = list(FAKE_MODELS)
+        self.image_models: list[CatalogModel] = []
         self._status_subscribers: list[Callable[[ServiceStatus], None]] = []
         self._log_subscribers: list[Callable[[Sequence[LogLine]], None]] = []
         self._request_subscribers: list[Callable[[RequestSummary], None]] = []
@@ -170,6 +187,10 @@ class FakeController:
     async def list_models(self, *, refresh: bool = False) -> list[CatalogModel]:
         self.calls.append("list_models")
         return list(self.models)
+
+    async def list_image_models(self, *, refresh: bool = False) -> list[CatalogModel]:
+        self.calls.append("list_image_models")
+        return list(self.image_models)
 
     async def probe(self, provider: str, model: str) -> tuple[bool, bool | None, str]:
         self.calls.append(f"probe {provider}/{model}")

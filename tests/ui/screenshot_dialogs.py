@@ -23,7 +23,7 @@ from app.core.catalog import CatalogModel  # noqa: E402
 from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind  # noqa: E402
 from app.ui.model_picker import ModelPicker  # noqa: E402
 from app.ui.settings_window import SettingsDialog  # noqa: E402
-from tests.ui.fakes import FAKE_MODELS, FakeController  # noqa: E402
+from tests.ui.fakes import FAKE_IMAGE_MODELS, FAKE_MODELS, FakeController  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 R = ReasoningSwitch
@@ -123,6 +123,7 @@ async def main(out: Path) -> None:
     # ---- the model picker: several providers' models, one probed, the Opus tier
     controller = ShowcaseController(showcase_settings())
     controller.models = [*FAKE_MODELS, *MORE_MODELS]
+    controller.image_models = list(FAKE_IMAGE_MODELS)  # marked "image", never a tier's
     picker = ModelPicker(controller, tier="opus")
     picker.resize(980, 520)
     picker.show()

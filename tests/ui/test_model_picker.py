@@ -1,12 +1,14 @@
 """The model picker: lists, filters, probes and saves a tier, through a FakeController."""
 
+import logging
+
 import pytest
 from pytestqt.qtbot import QtBot
 
 from app.config.settings import Settings, TierModels
 from app.core.catalog import CatalogModel
-from app.ui.model_picker import ModelPicker, client_model_id
-from tests.ui.fakes import FAKE_MODELS, FakeController
+from app.ui.model_picker import COL_PROBE, ModelPicker, client_model_id
+from tests.ui.fakes import FAKE_IMAGE_MODELS, FAKE_MODELS, FakeController
 from tests.ui.qt_async import qasync_loop  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("qasync_loop")
@@ -30,8 +32,8 @@ def test_lists_every_model_with_capabilities(qtbot):
     model = picker.table.model()
     row = picker.visible_model_ids().index(QWEN)
     cells = [model.index(row, col).data() for col in range(model.columnCount())]
-    assert cells == [QWEN, "nvidia", "yes", "no", "no", "256K", ""]
-    assert controller.calls == ["list_models"]
+    assert cells == [QWEN, "nvidia", "chat", "yes", "no", "no", "256K", ""]
+    assert controller.calls == ["list_models", "list_image_models"]
 
 
 @pytest.mark.parametrize(
@@ -64,7 +66,7 @@ def test_probe_shows_the_result_in_its_row(qtbot):
     qtbot.waitUntil(lambda: "tool calls work" in picker.probe_text("nvidia", QWEN))
     assert f"probe nvidia/{QWEN}" in controller.calls
     row = picker.visible_model_ids().index(QWEN)
-    assert "tool calls work" in picker.table.model().index(row, 6).data()
+    assert "tool calls work" in picker.table.model().index(row, COL_PROBE).data()
 
 
 def test_probe_failure_is_told_in_words(qtbot):
@@ -172,3 +174,63 @@ def test_client_model_id():
 def test_unknown_tier_is_refused(qtbot):
     with pytest.raises(ValueError, match="unknown tier"):
         ModelPicker(FakeController(), tier="sonet")
+
+
+# ------------------------------------------------------------------ image models
+
+FLUX = "@cf/black-forest-labs/flux-1-schnell"
+
+
+def open_with_images(qtbot: QtBot, controller: FakeController) -> ModelPicker:
+    controller.image_models = list(FAKE_IMAGE_MODELS)
+    picker = ModelPicker(controller, tier="opus")
+    qtbot.addWidget(picker)
+    everything = len(controller.models) + len(controller.image_models)
+    qtbot.waitUntil(lambda: len(picker.visible_model_ids()) == everything)
+    return picker
+
+
+def test_image_models_are_marked_and_can_be_hidden(qtbot):
+    picker = open_with_images(qtbot, FakeController())
+    assert picker.status_label.text() == "4 chat and 2 image models from 3 providers."
+    model = picker.table.model()
+    row = picker.visible_model_ids().index(FLUX)
+    cells = [model.index(row, col).data() for col in range(model.columnCount())]
+    assert cells == [FLUX, "cf", "image", "-", "-", "-", "-", ""]
+
+    picker.images_check.setChecked(False)
+    assert sorted(picker.visible_model_ids()) == sorted(m.id for m in FAKE_MODELS)
+    assert picker.status_label.text() == "4 chat and 2 image models from 3 providers, 4 shown."
+    picker.images_check.setChecked(True)
+    assert FLUX in picker.visible_model_ids()
+
+
+def test_an_image_model_cannot_be_used_for_a_tier(qtbot):
+    controller = FakeController()
+    picker = open_with_images(qtbot, controller)
+    assert picker.select_model("cf", FLUX)
+    assert not picker.use_button.isEnabled() and not picker.probe_button.isEnabled()
+    assert "POST /v1/images/generations" in picker.use_button.toolTip()
+    assert picker.status_label.text().startswith(f"cf/{FLUX} is an image model")
+
+    picker.use_button.click()  # disabled: nothing happens; a double-click neither
+    picker.table.doubleClicked.emit(picker.table.currentIndex())
+    picker._use_selected()  # the slots themselves refuse too
+    picker._probe_selected()
+    assert controller.saved == []
+    assert not any(call.startswith("probe") for call in controller.calls)
+
+    assert picker.select_model("nvidia", QWEN)  # back to a chat model: count, buttons
+    assert picker.use_button.isEnabled() and picker.use_button.toolTip() == ""
+    assert picker.status_label.text() == "4 chat and 2 image models from 3 providers."
+
+
+def test_image_list_failure_leaves_the_chat_models(qtbot, caplog):
+    class NoImages(FakeController):
+        async def list_image_models(self, *, refresh: bool = False) -> list[CatalogModel]:
+            raise OSError("model search unreachable")
+
+    caplog.set_level(logging.INFO, logger="app.ui.model_picker")
+    picker = open_picker(qtbot, NoImages())
+    assert picker.status_label.text() == "4 models from 2 providers."
+    assert "model search unreachable" in caplog.text

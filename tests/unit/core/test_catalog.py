@@ -78,6 +78,8 @@ NON_CHAT_IDS = [
     "stabilityai/stable-diffusion-3-medium",
     "stabilityai/sdxl-turbo",
     "black-forest-labs/flux.1-dev",
+    "dall-e-3",  # OpenAI lists its image models beside its chat models
+    "gpt-image-1",
     "nvidia/cosmos-predict1-5b",
     "mit/diffdock",
     "arc/evo2-40b",

@@ -163,6 +163,18 @@ MESSAGE_CASES = [
     pytest.param('{"error":{"message":"m","metadata":{"raw":""}}}', "m", id="metadata-raw-empty"),
     pytest.param('{"error":"plain error string"}', "plain error string", id="error-is-a-string"),
     pytest.param('{"error":{"code":500}}', '{"error":{"code":500}}', id="error-without-message"),
+    pytest.param(
+        '{"success":false,"errors":[{"code":5006,"message":"required properties at \'/\' '
+        'are \'prompt\'"}],"result":null}',
+        "required properties at '/' are 'prompt'",
+        id="cloudflare-errors-list",
+    ),
+    pytest.param(
+        '{"success":false,"errors":[{"code":7000}]}',
+        '{"success":false,"errors":[{"code":7000}]}',
+        id="cloudflare-errors-without-message",
+    ),
+    pytest.param('{"errors":[]}', '{"errors":[]}', id="cloudflare-errors-empty"),
     pytest.param('"quoted json string"', "quoted json string", id="json-string"),
     pytest.param("[1, 2]", "[1, 2]", id="json-array-kept-raw"),
     pytest.param(b"<html>502 Bad Gateway</html>\n", "<html>502 Bad Gateway</html>", id="html"),
