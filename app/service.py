@@ -194,6 +194,9 @@ RESTART_FIELDS = (
     "upstream_deadline_s",
     "shutdown_grace_s",
     "catalog_ttl_s",
+    "web_search_backend",  # the web tools are built with the server
+    "web_search_base_url",
+    "web_fetch_enabled",
 )
 REQUEST_ROWS_KEPT = 1000
 REQUEST_DETAILS_KEPT = 100

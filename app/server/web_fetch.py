@@ -1,0 +1,221 @@
+"""`PageFetcher`: a web page as readable Markdown for the model (`app.core.web_tools.WebFetch`).
+
+Invariants:
+- Downloads go through `SafeFetcher` only: each address connected to is checked (no
+  private, loopback or link-local ones unless the user allowed them), size, time and
+  redirects are bounded there.
+- The domain filters apply to the URL asked for and to where redirects ended.
+- Failures leave as `WebToolError` with Anthropic's codes: a filter or a private address
+  `url_not_allowed`, anything the site or the network did `url_not_accessible`, a body
+  that is not text `unsupported_content_type`; each in words.
+- HTML becomes Markdown with markdownify (beautifulsoup4's stdlib parser, no lxml), the
+  page's chrome (navigation, header, footer, scripts) dropped first; the text is cut to
+  `max_chars` at a paragraph or word boundary, saying so.
+"""
+
+import datetime
+import logging
+import re
+from collections.abc import Callable
+
+from bs4 import BeautifulSoup, Tag
+from markdownify import MarkdownConverter
+from yarl import URL
+
+from app.core.web_tools import (
+    INVALID_INPUT,
+    UNSUPPORTED_CONTENT_TYPE,
+    URL_NOT_ACCESSIBLE,
+    URL_NOT_ALLOWED,
+    URL_TOO_LONG,
+    FetchedPage,
+    WebToolError,
+    domain_matches,
+)
+from app.server.safe_fetch import AddressRefused, FetchError, SafeFetcher
+
+log = logging.getLogger(__name__)
+
+MAX_URL_CHARS = 2048
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+TEXT_TYPES = ("application/json", "application/xml", "application/javascript")
+# Page chrome, not the page's content.
+_CHROME = (
+    "script, style, noscript, template, svg, canvas, iframe, form, button, nav, aside, "
+    "[role=navigation], [role=banner], [role=contentinfo], [aria-hidden=true]"
+)
+_BLANK_LINES = re.compile(r"\n[ \t]*(\n[ \t]*)+")
+
+
+def _utc_now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class PageFetcher:
+    """Fetches through the server's `SafeFetcher` (shared: one pool, one address policy)."""
+
+    def __init__(self, fetcher: SafeFetcher, *, now: Callable[[], str] = _utc_now) -> None:
+        self._fetcher = fetcher
+        self._now = now
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        max_chars: int,
+        allowed_domains: tuple[str, ...] = (),
+        blocked_domains: tuple[str, ...] = (),
+    ) -> FetchedPage:
+        if len(url) > MAX_URL_CHARS:
+            raise WebToolError(URL_TOO_LONG, f"the URL is over {MAX_URL_CHARS} characters")
+        try:
+            parsed = URL(url)
+        except ValueError:
+            raise WebToolError(INVALID_INPUT, f"{url!r} is not a valid URL") from None
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise WebToolError(INVALID_INPUT, f"{url!r} is not an http(s) URL")
+        _check_domain(parsed.host, allowed_domains, blocked_domains)
+        try:
+            fetched = await self._fetcher.fetch(url)
+        except AddressRefused as exc:
+            raise WebToolError(
+                URL_NOT_ALLOWED,
+                f"{exc} (to allow it, turn on fetching from private addresses in NimBridge's "
+                "settings)",
+            ) from None
+        except FetchError as exc:
+            raise WebToolError(URL_NOT_ACCESSIBLE, str(exc)) from None
+        final = URL(fetched.url)
+        if final.host != parsed.host:
+            _check_domain(final.host or "", allowed_domains, blocked_domains, redirected=True)
+        media_type, charset = _parse_content_type(fetched.content_type)
+        if media_type in HTML_TYPES or (not media_type and _looks_like_html(fetched.body)):
+            title, text = html_to_markdown(fetched.body, charset)
+        elif (
+            media_type.startswith("text/")
+            or media_type in TEXT_TYPES
+            or media_type.endswith(("+json", "+xml"))
+        ):
+            title, text = None, fetched.body.decode(charset or "utf-8", "replace")
+        elif not media_type and _looks_like_text(fetched.body):
+            title, text = None, fetched.body.decode("utf-8")
+        else:
+            raise WebToolError(UNSUPPORTED_CONTENT_TYPE, _unsupported_words(url, media_type))
+        log.debug(
+            "fetched %s: %d bytes, %d chars of text", fetched.url, len(fetched.body), len(text)
+        )
+        return FetchedPage(
+            url=fetched.url,
+            title=title,
+            text=cut_text(text.strip(), max_chars),
+            media_type="text/plain",
+            retrieved_at=self._now(),
+        )
+
+
+def _check_domain(
+    host: str, allowed: tuple[str, ...], blocked: tuple[str, ...], *, redirected: bool = False
+) -> None:
+    how = f"the page redirected to {host}, which" if redirected else host
+    if domain_matches(host, blocked):
+        raise WebToolError(URL_NOT_ALLOWED, f"{how} is among the blocked domains")
+    if allowed and not domain_matches(host, allowed):
+        raise WebToolError(
+            URL_NOT_ALLOWED, f"{how} is not among the allowed domains ({', '.join(allowed)})"
+        )
+
+
+def _parse_content_type(header: str) -> tuple[str, str | None]:
+    media_type, _, params = header.partition(";")
+    charset = None
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip("\"'")
+    if charset is not None:
+        try:
+            "".encode(charset)
+        except LookupError:
+            charset = None  # a charset Python does not know: guess as if none was given
+    return media_type.strip().lower(), charset
+
+
+def _looks_like_html(body: bytes) -> bool:
+    head = body[:512].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html"))
+
+
+def _looks_like_text(body: bytes) -> bool:
+    try:
+        body[:4096].decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return b"\0" not in body[:4096]
+
+
+def _unsupported_words(url: str, media_type: str) -> str:
+    if media_type == "application/pdf":
+        return f"{url} is a PDF, and NimBridge's web fetch reads only web pages and text"
+    kind = media_type or "of no stated type and not text"
+    return f"{url} is {kind}; NimBridge's web fetch reads only web pages and text"
+
+
+class _PageConverter(MarkdownConverter):
+    """Markdown without images (the model cannot see them here) and with ATX headings."""
+
+    def convert_img(self, el: Tag, text: str, parent_tags: set[str]) -> str:
+        alt = str(el.get("alt") or "").strip()
+        return f"[image: {alt}]" if alt else ""
+
+
+def _content_root(soup: BeautifulSoup) -> Tag:
+    """The page's article: the longest <article>, else <main>, else the body."""
+    articles = soup.find_all("article")
+    if articles:
+        return max(articles, key=lambda a: len(a.get_text(" ", strip=True)))
+    for candidate in (soup.find("main"), soup.select_one("[role=main]"), soup.body):
+        if isinstance(candidate, Tag):
+            return candidate
+    return soup
+
+
+def html_to_markdown(body: bytes, charset: str | None = None) -> tuple[str | None, str]:
+    """(title, Markdown of the page's main content)."""
+    soup = BeautifulSoup(body, "html.parser", from_encoding=charset)
+    title = _title(soup)
+    for element in soup.select(_CHROME):
+        element.decompose()
+    for element in soup.select("header, footer"):
+        if element.find_parent(["article", "main"]) is None:  # the site's, not the article's
+            element.decompose()
+    root = _content_root(soup)
+    markdown = _PageConverter(heading_style="ATX", bullets="-").convert_soup(root)
+    return title, _BLANK_LINES.sub("\n\n", markdown).strip()
+
+
+def _title(soup: BeautifulSoup) -> str | None:
+    """The <title>, else og:title, else the first <h1>."""
+    if soup.title is not None and soup.title.string and soup.title.string.strip():
+        return " ".join(soup.title.string.split())
+    og = soup.find("meta", attrs={"property": "og:title"})
+    if isinstance(og, Tag) and str(og.get("content") or "").strip():
+        return str(og["content"]).strip()
+    heading = soup.find("h1")
+    if heading is None:
+        return None
+    return " ".join(heading.get_text(" ").split()) or None
+
+
+def cut_text(text: str, max_chars: int) -> str:
+    """`text` in at most `max_chars`, cut at a paragraph, line or word end, saying so."""
+    if len(text) <= max_chars:
+        return text
+    note = f"\n\n[… cut: the page has {len(text):,} characters, {max_chars:,} shown at most]"
+    room = max(0, max_chars - len(note))
+    if room == 0:
+        return text[:max_chars]
+    for boundary in ("\n\n", "\n", " "):
+        cut = text.rfind(boundary, 0, room + 1)
+        if cut >= room // 2:  # no boundary in the second half: cut mid-word instead
+            return text[:cut].rstrip() + note
+    return text[:room] + note
