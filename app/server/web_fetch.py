@@ -41,8 +41,8 @@ HTML_TYPES = ("text/html", "application/xhtml+xml")
 TEXT_TYPES = ("application/json", "application/xml", "application/javascript")
 # Page chrome, not the page's content.
 _CHROME = (
-    "script, style, noscript, template, svg, canvas, iframe, form, button, nav, aside, "
-    "[role=navigation], [role=banner], [role=contentinfo], [aria-hidden=true]"
+    "head, title, script, style, noscript, template, svg, canvas, iframe, form, button, "
+    "nav, aside, [role=navigation], [role=banner], [role=contentinfo], [aria-hidden=true]"
 )
 _BLANK_LINES = re.compile(r"\n[ \t]*(\n[ \t]*)+")
 
@@ -189,7 +189,16 @@ def html_to_markdown(body: bytes, charset: str | None = None) -> tuple[str | Non
         if element.find_parent(["article", "main"]) is None:  # the site's, not the article's
             element.decompose()
     root = _content_root(soup)
-    markdown = _PageConverter(heading_style="ATX", bullets="-").convert_soup(root)
+    # No escapes: the reader is a model, to which `create\_task` is noise, not safety.
+    converter = _PageConverter(
+        heading_style="ATX", bullets="-", escape_underscores=False, escape_asterisks=False
+    )
+    try:
+        markdown = converter.convert_soup(root)
+    except RecursionError:
+        # html.parser nests what browsers close implicitly (a page of unclosed <p>s is
+        # valid HTML) and markdownify recurses once per level: plain text then.
+        markdown = root.get_text("\n")
     return title, _BLANK_LINES.sub("\n\n", markdown).strip()
 
 

@@ -211,6 +211,12 @@ class _HttpBackend:
             return WebToolError(
                 TOO_MANY_REQUESTS, f"{self.name} says too many searches{said}; wait and retry"
             )
+        if status in (404, 405):
+            return WebToolError(
+                UNAVAILABLE,
+                f"{self.name} has no search at {self.base_url} (HTTP {status}): "
+                f"check the base URL in Settings → Web tools",
+            )
         if 400 <= status < 500:
             return WebToolError(INVALID_INPUT, f"{self.name} refused the search{said}")
         return WebToolError(UNAVAILABLE, f"{self.name} failed with HTTP {status}{said}")
