@@ -3,10 +3,11 @@
 import logging
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from app.config.secrets import MemorySecretStore, ProviderKeys
+from app.config.secrets import KeySource, MemorySecretStore, ProviderKeys
 from app.config.settings import Settings
 from app.core.web_tools import (
     INVALID_INPUT,
@@ -17,13 +18,17 @@ from app.core.web_tools import (
     SearchResult,
     WebToolError,
 )
+from app.server.app import make_app
 from app.server.safe_fetch import FetchPolicy, SafeFetcher
+from app.server.state import STATE
 from app.server.web_fetch import PageFetcher
 from app.server.web_search import BraveSearch, SearxngSearch, TavilySearch
 from app.server.web_tools import make_web_search, make_web_tools
+from app.service import ProxyService
 from tests.fake_web import BRAVE_KEY, PRIVATE, RESULTS, TAVILY_KEY, FakeWeb, running_fake_web
 
 Backend = TavilySearch | BraveSearch | SearxngSearch
+TAVILY_HINT = "set it in Settings → Web tools, or set TAVILY_API_KEY"
 
 
 @pytest.fixture
@@ -232,3 +237,36 @@ async def test_the_factory_follows_the_settings_and_reads_keys_at_each_search(
     )
     assert isinstance(searx, SearxngSearch) and searx.base_url == "http://nas:8888"
     await fetcher.close()
+
+
+# ------------------------------------------------------------------ the tray's door
+
+
+async def test_the_service_tests_a_backend_with_a_typed_or_stored_key(
+    fake: FakeWeb, tmp_path: Path
+) -> None:
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    service = ProxyService(Settings(), keys, settings_path=tmp_path / "settings.json")
+    url = fake.url("/tavily", PRIVATE)
+    ok, words = await service.test_web_search("tavily", url, None)
+    assert (ok, words) == (False, "no Tavily key is set: " + TAVILY_HINT)
+    ok, words = await service.test_web_search("tavily", url, TAVILY_KEY)  # typed, not stored
+    assert ok and words == f"Tavily ({url}) answers (3 results for a test search)"
+    assert service.web_search_key_status("tavily").source is KeySource.NONE
+    service.set_web_search_key("tavily", TAVILY_KEY)
+    assert service.web_search_key_status("tavily").source is KeySource.MEMORY
+    assert (await service.test_web_search("tavily", url, None))[0]
+    assert service.delete_web_search_key("tavily")
+    ok, words = await service.test_web_search("searxng", " ", None)
+    assert (ok, words) == (False, "enter your SearXNG instance's URL (http://host:8888)")
+    ok, words = await service.test_web_search("searxng", fake.url("/searx-html", PRIVATE), None)
+    assert not ok and "search: formats: [html, json]" in words
+
+
+async def test_the_server_state_holds_the_tools_the_settings_ask_for() -> None:
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    state = make_app(Settings(web_search_backend="brave"), keys, None)[STATE]
+    assert isinstance(state.web_search, BraveSearch)
+    assert isinstance(state.web_fetch, PageFetcher)
+    state = make_app(Settings(web_fetch_enabled=False), keys, None)[STATE]
+    assert state.web_search is None and state.web_fetch is None
