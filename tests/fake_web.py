@@ -144,10 +144,19 @@ def _app(fake: FakeWeb) -> web.Application:
         fake.requests.append({"api": "searxng", "headers": dict(request.headers), "query": query})
         if request.match_info["instance"] == "searx-html" or query.get("format") != "json":
             return web.Response(status=403, text="<h1>403 Forbidden</h1>", content_type="text/html")
+        if query["q"] == "boom":
+            return web.Response(status=502, text="Bad Gateway")
+        if query["q"] == "not json":
+            return web.Response(text="<html>results</html>", content_type="text/html")
+        if query["q"] == "drop":
+            assert request.transport is not None
+            request.transport.close()  # the connection dies mid-answer
+            return web.Response()
         results = [
             dict(r, engine="duckduckgo", publishedDate=None)
             for r in _results(query["q"], snippet_key="content")
         ]
+        results.insert(0, {"url": "", "title": "an answer box with no page", "content": "?"})
         return web.json_response(
             {
                 "query": query["q"],
@@ -166,6 +175,24 @@ def _app(fake: FakeWeb) -> web.Application:
         page = "<html><head><title>Ol\u00e9</title></head><body><p>Se\u00f1or</p></body></html>"
         return web.Response(
             body=page.encode("latin-1"), headers={"Content-Type": "text/html; charset=ISO-8859-1"}
+        )
+
+    async def titled(request: web.Request) -> web.Response:
+        heads = {
+            "og": '<meta property="og:title" content="From Open Graph">',
+            "h1": "",
+        }
+        page = f"<html><head>{heads[request.match_info['how']]}</head><body><h1>From  the h1</h1>"
+        return web.Response(text=page + "<p>x</p></body></html>", content_type="text/html")
+
+    async def untyped(request: web.Request) -> web.Response:
+        kind = request.match_info["kind"]
+        body = b"<!DOCTYPE html><title>Sniffed</title><p>hi" if kind == "html" else b"just text"
+        return web.Response(body=body, headers={"Content-Type": ""})
+
+    async def odd_charset(request: web.Request) -> web.Response:
+        return web.Response(
+            body="caf\u00e9".encode(), headers={"Content-Type": "text/plain; charset=klingon"}
         )
 
     async def plain(request: web.Request) -> web.Response:
@@ -217,6 +244,9 @@ def _app(fake: FakeWeb) -> web.Application:
     app.router.add_get("/pages/article", article)
     app.router.add_get("/pages/latin1", latin1)
     app.router.add_get("/pages/plain", plain)
+    app.router.add_get("/pages/titled/{how}", titled)
+    app.router.add_get("/pages/untyped/{kind}", untyped)
+    app.router.add_get("/pages/odd-charset", odd_charset)
     app.router.add_get("/pages/long", long_page)
     app.router.add_get("/pages/huge", huge)
     app.router.add_get("/pages/unclosed", unclosed)

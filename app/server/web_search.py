@@ -109,12 +109,16 @@ def filter_results(results: list[SearchResult], query: SearchQuery) -> list[Sear
     return kept[: query.max_results]
 
 
+def bare_domains(domains: tuple[str, ...]) -> list[str]:
+    """Host names as APIs take them: "https://docs.python.org/" is docs.python.org."""
+    bare = (d.lower().split("://", 1)[-1].split("/", 1)[0].rstrip(".") for d in domains)
+    return [domain for domain in bare if domain]
+
+
 def _site_term(query: SearchQuery) -> str:
     """`site:x` for one allowed domain (engines honour it); more are filtered afterwards."""
-    if len(query.allowed_domains) != 1:
-        return query.query
-    domain = query.allowed_domains[0].split("://", 1)[-1].split("/", 1)[0]
-    return f"{query.query} site:{domain}"
+    domains = bare_domains(query.allowed_domains)
+    return f"{query.query} site:{domains[0]}" if len(domains) == 1 else query.query
 
 
 def _wanted(query: SearchQuery) -> int:
@@ -262,9 +266,9 @@ class TavilySearch(_HttpBackend):
             "topic": "general",
         }
         if query.allowed_domains:
-            body["include_domains"] = list(query.allowed_domains)
+            body["include_domains"] = bare_domains(query.allowed_domains)
         if query.blocked_domains:
-            body["exclude_domains"] = list(query.blocked_domains)
+            body["exclude_domains"] = bare_domains(query.blocked_domains)
         country = _country_code(query.user_location)
         if country is not None:
             body["country"] = COUNTRY_NAME_BY_CODE[country]

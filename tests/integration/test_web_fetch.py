@@ -82,6 +82,23 @@ async def test_charset_plain_text_and_redirects(fake: FakeWeb, pages: PageFetche
     assert moved.title == "Understanding asyncio | Example Blog"
 
 
+@pytest.mark.parametrize(
+    ("path", "title", "text"),
+    [
+        ("/pages/titled/og", "From Open Graph", "# From the h1\n\nx"),
+        ("/pages/titled/h1", "From the h1", "# From the h1\n\nx"),
+        ("/pages/untyped/html", "Sniffed", "hi"),  # no Content-Type: looked at
+        ("/pages/untyped/text", None, "just text"),
+        ("/pages/odd-charset", None, "café"),  # a charset Python lacks: UTF-8 then
+    ],
+)
+async def test_titles_and_types_found_where_they_are(
+    fake: FakeWeb, pages: PageFetcher, path: str, title: str | None, text: str
+) -> None:
+    page = await pages.fetch(fake.url(path), max_chars=1000)
+    assert (page.title, page.text) == (title, text)
+
+
 async def test_a_long_page_is_cut_at_a_paragraph_saying_so(
     fake: FakeWeb, pages: PageFetcher
 ) -> None:

@@ -94,14 +94,14 @@ async def test_tavily_gets_the_filters_country_and_key_as_it_documents(fake: Fak
     query = SearchQuery(
         "weather",
         max_results=2,
-        allowed_domains=("python.org",),
+        allowed_domains=("https://Python.org/",),
         blocked_domains=("reddit.com",),
         user_location={"type": "approximate", "country": "gb", "city": "London"},
     )
     await _search(_backend(fake, "tavily"), query)
     sent = fake.requests[-1]
     assert sent["headers"]["Authorization"] == f"Bearer {TAVILY_KEY}"
-    assert sent["body"]["include_domains"] == ["python.org"]
+    assert sent["body"]["include_domains"] == ["python.org"]  # a bare host, as Tavily takes
     assert sent["body"]["exclude_domains"] == ["reddit.com"]
     assert sent["body"]["country"] == "united kingdom"
     assert sent["body"]["max_results"] == 6  # room for the filter, within Tavily's 20
@@ -191,6 +191,21 @@ async def test_a_silent_backend_times_out_in_words(fake: FakeWeb) -> None:
     error = await _refusal(backend, SearchQuery("slow"))
     assert error.code == UNAVAILABLE
     assert error.message == "Tavily did not answer within 0.3 s"
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("boom", "SearXNG failed with HTTP 502 (Bad Gateway)"),
+        ("not json", "SearXNG answered something that is not JSON"),
+        ("drop", "SearXNG search failed: ServerDisconnectedError"),
+    ],
+)
+async def test_a_broken_backend_is_unavailable_in_words(
+    fake: FakeWeb, query: str, words: str
+) -> None:
+    error = await _refusal(_backend(fake, "searxng"), SearchQuery(query))
+    assert (error.code, error.message) == (UNAVAILABLE, words)
 
 
 async def test_a_wrong_base_url_says_to_check_it(fake: FakeWeb) -> None:
