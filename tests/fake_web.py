@@ -54,8 +54,34 @@ ARTICLE = """<!DOCTYPE html>
 <footer>Copyright 2026 Example Blog. Cookie settings.</footer>
 </body></html>"""
 
-# Structurally a PDF; its text is not what this test is about.
-PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n"
+
+def pdf_with_text(text: str, title: str) -> bytes:
+    """A one-page PDF showing `text` in Helvetica, with a Title in its info dictionary."""
+    content = f"BT /F1 24 Tf 72 700 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<</Type/Catalog/Pages 2 0 R>>",
+        b"<</Type/Pages/Kids[3 0 R]/Count 1>>",
+        b"<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]/Contents 4 0 R"
+        b"/Resources<</Font<</F1 5 0 R>>>>>>",
+        b"<</Length %d>>stream\n%s\nendstream" % (len(content), content),
+        b"<</Type/Font/Subtype/Type1/BaseFont/Helvetica>>",
+        f"<</Title({title})>>".encode(),
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer<</Size %d/Root 1 0 R/Info 6 0 R>>\n" % (len(objects) + 1)
+    out += b"startxref\n%d\n%%%%EOF\n" % xref
+    return bytes(out)
+
+
+PDF = pdf_with_text("Hello from a PDF", "A Paper")
+SCAN_PDF = pdf_with_text("", "Scan")  # a page without text, as a scan without OCR reads
 
 
 @dataclass
@@ -221,7 +247,8 @@ def _app(fake: FakeWeb) -> web.Application:
         return web.Response(text="<p>late</p>", content_type="text/html")
 
     async def pdf(request: web.Request) -> web.Response:
-        return web.Response(body=PDF, content_type="application/pdf")
+        body = {"paper": PDF, "scan": SCAN_PDF, "broken": b"%PDF-1.7\n\x00garbage"}
+        return web.Response(body=body[request.match_info["name"]], content_type="application/pdf")
 
     async def binary(request: web.Request) -> web.Response:
         return web.Response(body=bytes(range(256)) * 4, headers={"Content-Type": ""})
@@ -251,7 +278,7 @@ def _app(fake: FakeWeb) -> web.Application:
     app.router.add_get("/pages/huge", huge)
     app.router.add_get("/pages/unclosed", unclosed)
     app.router.add_get("/pages/slow", slow)
-    app.router.add_get("/pages/paper.pdf", pdf)
+    app.router.add_get("/pages/{name}.pdf", pdf)
     app.router.add_get("/pages/blob", binary)
     app.router.add_get("/pages/redirect/{hops}", redirect)
     app.router.add_get("/pages/to-private", to_private)

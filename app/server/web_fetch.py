@@ -7,19 +7,23 @@ Invariants:
 - The domain filters apply to the URL asked for and to where redirects ended.
 - Failures leave as `WebToolError` with Anthropic's codes: a filter or a private address
   `url_not_allowed`, anything the site or the network did `url_not_accessible`, a body
-  that is not text `unsupported_content_type`; each in words.
+  that is not text (nor a PDF with text) `unsupported_content_type`; each in words.
 - HTML becomes Markdown with markdownify (beautifulsoup4's stdlib parser, no lxml), the
   page's chrome (navigation, header, footer, scripts) dropped first; the text is cut to
-  `max_chars` at a paragraph or word boundary, saying so.
+  `max_chars` at a paragraph or word boundary, saying so. PDFs become text with pypdf.
+  Both run in a worker thread: they are seconds of CPU for a big page.
 """
 
+import asyncio
 import datetime
+import io
 import logging
 import re
 from collections.abc import Callable
 
 from bs4 import BeautifulSoup, Tag
 from markdownify import MarkdownConverter
+from pypdf import PdfReader
 from yarl import URL
 
 from app.core.web_tools import (
@@ -88,19 +92,9 @@ class PageFetcher:
         final = URL(fetched.url)
         if final.host != parsed.host:
             _check_domain(final.host or "", allowed_domains, blocked_domains, redirected=True)
-        media_type, charset = _parse_content_type(fetched.content_type)
-        if media_type in HTML_TYPES or (not media_type and _looks_like_html(fetched.body)):
-            title, text = html_to_markdown(fetched.body, charset)
-        elif (
-            media_type.startswith("text/")
-            or media_type in TEXT_TYPES
-            or media_type.endswith(("+json", "+xml"))
-        ):
-            title, text = None, fetched.body.decode(charset or "utf-8", "replace")
-        elif not media_type and _looks_like_text(fetched.body):
-            title, text = None, fetched.body.decode("utf-8")
-        else:
-            raise WebToolError(UNSUPPORTED_CONTENT_TYPE, _unsupported_words(url, media_type))
+        # Parsing is CPU work (markdownify takes seconds for a megabyte of HTML): off the
+        # loop, so the server's streams and pings go on meanwhile.
+        title, text = await asyncio.to_thread(_to_text, fetched.body, fetched.content_type, url)
         log.debug(
             "fetched %s: %d bytes, %d chars of text", fetched.url, len(fetched.body), len(text)
         )
@@ -111,6 +105,51 @@ class PageFetcher:
             media_type="text/plain",
             retrieved_at=self._now(),
         )
+
+
+def _to_text(body: bytes, content_type: str, url: str) -> tuple[str | None, str]:
+    """(title, readable text) of a body; WebToolError for what is not text."""
+    media_type, charset = _parse_content_type(content_type)
+    if media_type in HTML_TYPES or (not media_type and _looks_like_html(body)):
+        return html_to_markdown(body, charset)
+    if media_type == "application/pdf" or (not media_type and body.startswith(b"%PDF-")):
+        return pdf_to_text(body, url)
+    if (
+        media_type.startswith("text/")
+        or media_type in TEXT_TYPES
+        or media_type.endswith(("+json", "+xml"))
+    ):
+        return None, body.decode(charset or "utf-8", "replace")
+    if not media_type and _looks_like_text(body):
+        return None, body.decode("utf-8")
+    kind = media_type or "of no stated type and not text"
+    raise WebToolError(
+        UNSUPPORTED_CONTENT_TYPE,
+        f"{url} is {kind}; NimBridge's web fetch reads web pages, text and PDFs",
+    )
+
+
+def pdf_to_text(body: bytes, url: str) -> tuple[str | None, str]:
+    """(title, text) of a PDF's pages, a blank line between pages."""
+    try:
+        reader = PdfReader(io.BytesIO(body))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise WebToolError(UNSUPPORTED_CONTENT_TYPE, f"{url} is a password-protected PDF")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        title = reader.metadata.title if reader.metadata is not None else None
+    except WebToolError:
+        raise
+    except Exception as exc:  # pypdf raises many kinds on a damaged file
+        raise WebToolError(
+            UNSUPPORTED_CONTENT_TYPE,
+            f"{url} is a PDF NimBridge could not read ({exc.__class__.__name__})",
+        ) from None
+    text = "\n\n".join(page.strip() for page in pages if page.strip())
+    if not text:
+        raise WebToolError(
+            UNSUPPORTED_CONTENT_TYPE, f"{url} is a PDF without text (scanned pages, perhaps)"
+        )
+    return (title.strip() or None) if title else None, text
 
 
 def _check_domain(
@@ -151,13 +190,6 @@ def _looks_like_text(body: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return b"\0" not in body[:4096]
-
-
-def _unsupported_words(url: str, media_type: str) -> str:
-    if media_type == "application/pdf":
-        return f"{url} is a PDF, and NimBridge's web fetch reads only web pages and text"
-    kind = media_type or "of no stated type and not text"
-    return f"{url} is {kind}; NimBridge's web fetch reads only web pages and text"
 
 
 class _PageConverter(MarkdownConverter):

@@ -90,6 +90,7 @@ async def test_charset_plain_text_and_redirects(fake: FakeWeb, pages: PageFetche
         ("/pages/untyped/html", "Sniffed", "hi"),  # no Content-Type: looked at
         ("/pages/untyped/text", None, "just text"),
         ("/pages/odd-charset", None, "café"),  # a charset Python lacks: UTF-8 then
+        ("/pages/paper.pdf", "A Paper", "Hello from a PDF"),
     ],
 )
 async def test_titles_and_types_found_where_they_are(
@@ -136,7 +137,8 @@ def test_cut_text_cuts_mid_word_when_no_boundary_is_near() -> None:
 @pytest.mark.parametrize(
     ("path", "code", "words"),
     [
-        ("/pages/paper.pdf", UNSUPPORTED_CONTENT_TYPE, "is a PDF, and NimBridge's web fetch"),
+        ("/pages/scan.pdf", UNSUPPORTED_CONTENT_TYPE, "is a PDF without text (scanned pages"),
+        ("/pages/broken.pdf", UNSUPPORTED_CONTENT_TYPE, "is a PDF NimBridge could not read ("),
         ("/pages/blob", UNSUPPORTED_CONTENT_TYPE, "is of no stated type and not text"),
         ("/pages/huge", URL_NOT_ACCESSIBLE, "is over 262,144 bytes"),
         ("/pages/slow", URL_NOT_ACCESSIBLE, "did not answer within 1 s"),
