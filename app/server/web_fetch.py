@@ -48,6 +48,7 @@ _CHROME = (
     "head, title, script, style, noscript, template, svg, canvas, iframe, form, button, "
     "nav, aside, [role=navigation], [role=banner], [role=contentinfo], [aria-hidden=true]"
 )
+MAX_HTML_BYTES = 2 * 1024 * 1024  # parsed of a page (see html_to_markdown)
 _BLANK_LINES = re.compile(r"\n[ \t]*(\n[ \t]*)+")
 
 
@@ -193,7 +194,7 @@ def _looks_like_text(body: bytes) -> bool:
 
 
 class _PageConverter(MarkdownConverter):
-    """Markdown without images (the model cannot see them here) and with ATX headings."""
+    """Markdown without images (the model cannot see them here)."""
 
     def convert_img(self, el: Tag, text: str, parent_tags: set[str]) -> str:
         alt = str(el.get("alt") or "").strip()
@@ -212,7 +213,11 @@ def _content_root(soup: BeautifulSoup) -> Tag:
 
 
 def html_to_markdown(body: bytes, charset: str | None = None) -> tuple[str | None, str]:
-    """(title, Markdown of the page's main content)."""
+    """(title, Markdown of the page's main content) of at most MAX_HTML_BYTES of HTML."""
+    # beautifulsoup4's stdlib parser takes 2-5 s per megabyte; a page's first megabytes
+    # hold far more text than a model is given (the rest would be cut anyway).
+    if len(body) > MAX_HTML_BYTES:  # cut before a tag: never inside a UTF-8 character
+        body = body[: max(0, body.rfind(b"<", 0, MAX_HTML_BYTES))]
     soup = BeautifulSoup(body, "html.parser", from_encoding=charset)
     title = _title(soup)
     for element in soup.select(_CHROME):
@@ -251,7 +256,7 @@ def cut_text(text: str, max_chars: int) -> str:
     """`text` in at most `max_chars`, cut at a paragraph, line or word end, saying so."""
     if len(text) <= max_chars:
         return text
-    note = f"\n\n[… cut: the page has {len(text):,} characters, {max_chars:,} shown at most]"
+    note = f"\n\n[… cut here: the page goes on past {max_chars:,} characters]"
     room = max(0, max_chars - len(note))
     if room == 0:
         return text[:max_chars]

@@ -16,6 +16,7 @@ from app.core.web_tools import (
     FetchedPage,
     WebToolError,
 )
+from app.server import web_fetch
 from app.server.safe_fetch import FetchPolicy, SafeFetcher, public_only
 from app.server.web_fetch import PageFetcher, cut_text
 from tests.fake_web import PRIVATE, PUBLIC, FakeWeb, running_fake_web
@@ -106,7 +107,7 @@ async def test_a_long_page_is_cut_at_a_paragraph_saying_so(
     page = await pages.fetch(fake.url("/pages/long"), max_chars=5000)
     assert len(page.text) <= 5000
     body, _, note = page.text.rpartition("\n\n")
-    assert re.fullmatch(r"\[… cut: the page has [\d,]+ characters, 5,000 shown at most\]", note)
+    assert note == "[… cut here: the page goes on past 5,000 characters]"
     assert body.endswith("says something.")  # a whole paragraph, not half of one
 
 
@@ -116,6 +117,13 @@ async def test_a_page_nested_too_deep_for_markdown_still_gives_its_text(
     page = await pages.fetch(fake.url("/pages/unclosed"), max_chars=100_000)
     assert page.title == "Deep"
     assert page.text.startswith("Paragraph 0.") and page.text.endswith("Paragraph 2999.")
+
+
+def test_only_the_first_megabytes_of_html_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_fetch, "MAX_HTML_BYTES", 102)
+    page = "<p>Café crème</p>" * 20  # 19 bytes each: byte 102 is inside the sixth "é"
+    title, text = web_fetch.html_to_markdown(page.encode())
+    assert text.split("\n\n") == ["Café crème"] * 5  # UTF-8 still, not mojibake
 
 
 @pytest.mark.parametrize(
@@ -131,7 +139,7 @@ def test_cut_text(text: str, limit: int, expected: str) -> None:
 
 def test_cut_text_cuts_mid_word_when_no_boundary_is_near() -> None:
     cut = cut_text("x" * 500, 200)
-    assert len(cut) <= 200 and cut.startswith("x" * 100) and cut.endswith("shown at most]")
+    assert len(cut) <= 200 and cut.startswith("x" * 100) and cut.endswith("past 200 characters]")
 
 
 @pytest.mark.parametrize(
