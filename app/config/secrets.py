@@ -7,7 +7,9 @@ Invariants:
   (keyring's fail and null backends, keyrings.alt's files) is refused, and
   `open_secret_store` falls back to memory, saying so once.
 - Every keyring failure reaches callers as one `SecretStoreUnavailable`.
-- A variable named in the provider preset's `key_env` overrides the store (headless use).
+- A variable named in the provider preset's `key_env` overrides the store (headless use);
+  for web search keys, `WEB_SEARCH_KEY_ENV_BY_BACKEND`'s (TAVILY_API_KEY, BRAVE_API_KEY).
+- Web search keys live under `web-search-<backend>` entries, a prefix no provider may take.
 - Every key value `ProviderKeys` reads or stores is remembered for the log redaction filter.
 """
 
