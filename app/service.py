@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from app.config.secrets import (
     PROXY_KEY_ENTRY,
+    WEB_SEARCH_KEY_ENV_BY_BACKEND,
     KeySource,
     KeyStatus,
     MemorySecretStore,
@@ -35,12 +36,14 @@ from app.core.catalog import CatalogModel
 from app.core.errors import ProxyError
 from app.core.governor import GovernorState
 from app.core.providers import Provider
+from app.core.web_tools import SearchQuery, WebToolError
 from app.logs import LogBuffer, LogLine, RedactingFilter
 from app.server.app import ProxyServer
 from app.server.guard import UnsafeBindError
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
 from app.server.upstream import UpstreamClient
+from app.server.web_tools import make_web_search
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +182,19 @@ class ProxyController(Protocol):
 
     def log_file(self) -> Path | None: ...
 
+    # Web search backends' keys (Tavily, Brave), under their own keychain entries.
+    def web_search_key_status(self, backend: str) -> KeyStatus: ...
+
+    def set_web_search_key(self, backend: str, key: str) -> None:
+        """Store in the OS keychain; ValueError (words, never the key) when refused."""
+
+    def delete_web_search_key(self, backend: str) -> bool: ...
+
+    async def test_web_search(
+        self, backend: str, base_url: str, key: str | None
+    ) -> tuple[bool, str]:
+        """Run one search with these (key None: the stored one): (ok, words)."""
+
 
 # ---------------------------------------------------------------------------- ProxyService
 
@@ -196,6 +212,9 @@ RESTART_FIELDS = (
     "upstream_deadline_s",
     "shutdown_grace_s",
     "catalog_ttl_s",
+    "web_search_backend",  # the web tools are built with the server
+    "web_search_base_url",
+    "web_fetch_enabled",
 )
 REQUEST_ROWS_KEPT = 1000
 REQUEST_DETAILS_KEPT = 100
@@ -533,6 +552,38 @@ class ProxyService:
             return True, f"{provider.base_url} answers, key accepted, {len(models)} chat models"
         finally:
             await upstream.close()
+
+    def web_search_key_status(self, backend: str) -> KeyStatus:
+        return self._keys.web_search_key_status(backend)
+
+    def set_web_search_key(self, backend: str, key: str) -> None:
+        self._keys.set_web_search_key(backend, key)
+
+    def delete_web_search_key(self, backend: str) -> bool:
+        return self._keys.delete_web_search_key(backend)
+
+    async def test_web_search(
+        self, backend: str, base_url: str, key: str | None
+    ) -> tuple[bool, str]:
+        if backend == "searxng" and not base_url.strip():
+            return False, "enter your SearXNG instance's URL (http://host:8888)"
+        keys = self._keys
+        if key is not None and backend in WEB_SEARCH_KEY_ENV_BY_BACKEND:
+            keys = ProviderKeys(MemorySecretStore(), env={})
+            keys.set_web_search_key(backend, key)
+        settings = replace(
+            self._settings, web_search_backend=backend, web_search_base_url=base_url.strip()
+        )
+        search = make_web_search(settings, keys)
+        if search is None:
+            return False, "choose a search backend first"
+        try:
+            results = await search.search(SearchQuery("NimBridge web search test", max_results=3))
+        except WebToolError as exc:
+            return False, exc.message
+        finally:
+            await search.close()
+        return True, f"{search.describe} answers ({len(results)} results for a test search)"
 
     @contextlib.asynccontextmanager
     async def _registry(self) -> AsyncIterator[ProviderRegistry]:

@@ -7,7 +7,9 @@ Invariants:
   (keyring's fail and null backends, keyrings.alt's files) is refused, and
   `open_secret_store` falls back to memory, saying so once.
 - Every keyring failure reaches callers as one `SecretStoreUnavailable`.
-- A variable named in the provider preset's `key_env` overrides the store (headless use).
+- A variable named in the provider preset's `key_env` overrides the store (headless use);
+  for web search keys, `WEB_SEARCH_KEY_ENV_BY_BACKEND`'s (TAVILY_API_KEY, BRAVE_API_KEY).
+- Web search keys live under `web-search-<backend>` entries, a prefix no provider may take.
 - Every key value `ProviderKeys` reads or stores is remembered for the log redaction filter.
 """
 
@@ -24,6 +26,7 @@ from keyring.backend import KeyringBackend
 from keyring.backends.chainer import ChainerBackend
 from keyring.backends.fail import Keyring as FailKeyring
 
+from app.config.settings import RESERVED_PROVIDER_PREFIX
 from app.core.providers import PRESET_BY_KIND, Provider
 
 SERVICE_NAME = "nimbridge"
@@ -33,6 +36,16 @@ PROXY_KEY_ENTRY = "nimbridge-proxy-key"
 _PROBE_ENTRY = "nimbridge-probe"
 
 MEMORY_DESCRIPTION = "memory only, for this session"
+
+# Web search backends that take a key: its variable (which wins, as a provider's does).
+# Entries are RESERVED_PROVIDER_PREFIX + backend, a prefix no provider may take.
+WEB_SEARCH_KEY_ENV_BY_BACKEND = {"tavily": "TAVILY_API_KEY", "brave": "BRAVE_API_KEY"}
+
+
+def web_search_entry(backend: str) -> str:
+    if backend not in WEB_SEARCH_KEY_ENV_BY_BACKEND:
+        raise ValueError(f"the web search backend {backend!r} takes no key")
+    return RESERVED_PROVIDER_PREFIX + backend
 
 
 class SecretStoreUnavailable(Exception):
@@ -291,6 +304,8 @@ class ProviderKeys:
         for preset in PRESET_BY_KIND.values():
             for var in preset.key_env:
                 self._env_value(var)
+        for var in WEB_SEARCH_KEY_ENV_BY_BACKEND.values():
+            self._env_value(var)
 
     @property
     def store(self) -> SecretStore:
@@ -306,7 +321,9 @@ class ProviderKeys:
 
     def set(self, provider_name: str, key: str) -> None:
         """Store a key (stripped). ValueError for an empty key or one that would break a header."""
-        entry = _entry_name(provider_name)
+        self._set_entry(_entry_name(provider_name), key)
+
+    def _set_entry(self, entry: str, key: str) -> None:
         key = key.strip()
         if not key:
             raise ValueError("the key is empty")
@@ -337,12 +354,38 @@ class ProviderKeys:
             f"known_secrets={len(self.known_secrets())})"
         )
 
+    # -- web search backends' keys (Tavily, Brave): the same rules under their own entries
+
+    def web_search_key(self, backend: str) -> str | None:
+        """Raises SecretStoreUnavailable when the keychain fails (not when the entry is missing)."""
+        entry = web_search_entry(backend)
+        return self._lookup_entry((WEB_SEARCH_KEY_ENV_BY_BACKEND[backend],), entry)[0]
+
+    def web_search_key_status(self, backend: str) -> KeyStatus:
+        entry = web_search_entry(backend)
+        _key, source, env_name = self._lookup_entry(
+            (WEB_SEARCH_KEY_ENV_BY_BACKEND[backend],), entry
+        )
+        return KeyStatus(backend, source, env_name)
+
+    def set_web_search_key(self, backend: str, key: str) -> None:
+        self._set_entry(web_search_entry(backend), key)
+
+    def delete_web_search_key(self, backend: str) -> bool:
+        entry = web_search_entry(backend)
+        self._cached.pop(entry, None)
+        return self._store.delete(entry)
+
     def _lookup(self, provider: Provider) -> tuple[str | None, KeySource, str | None]:
-        for var in provider.preset.key_env:
+        return self._lookup_entry(provider.preset.key_env, _entry_name(provider.name))
+
+    def _lookup_entry(
+        self, env_vars: tuple[str, ...], entry: str
+    ) -> tuple[str | None, KeySource, str | None]:
+        for var in env_vars:
             value = self._env_value(var)
             if value:
                 return value, KeySource.ENVIRONMENT, var
-        entry = _entry_name(provider.name)
         if entry not in self._cached:
             self._cached[entry] = self._store.get(entry)
         key = self._cached[entry]
@@ -376,7 +419,11 @@ class ProviderKeys:
 
 def _entry_name(provider_name: str) -> str:
     # The proxy key shares the service; a provider of that name would read it upstream.
-    if not provider_name or provider_name == PROXY_KEY_ENTRY:
+    if (
+        not provider_name
+        or provider_name == PROXY_KEY_ENTRY
+        or provider_name.startswith(RESERVED_PROVIDER_PREFIX)
+    ):
         raise ValueError(f"{provider_name!r} cannot name a provider key entry")
     return provider_name
 

@@ -35,6 +35,12 @@ SETTINGS_FILE_NAME = "settings.json"
 TIER_NAMES = ("default", "opus", "sonnet", "haiku", "subagent")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 IMAGE_URL_POLICIES = ("pass", "fetch", "refuse")
+# "" is no search backend: the web_search tool is still accepted and answers with an
+# error that says how to choose one.
+WEB_SEARCH_BACKENDS = ("", "tavily", "searxng", "brave")
+MIN_WEB_FETCH_CHARS = 1000
+# Key entries of web search backends share the keychain service with provider keys.
+RESERVED_PROVIDER_PREFIX = "web-search-"
 
 
 class SettingsError(Exception):
@@ -89,6 +95,13 @@ class Settings:
     # Fetch from private, loopback and link-local addresses too (a LAN you trust);
     # off, such URLs are refused, so a client cannot reach into your network through us.
     fetch_private_addresses: bool = False
+    # Web tools (the web_search / web_fetch server tools, answered by NimBridge):
+    # the search backend, its base URL ("" = the backend's public one; a SearXNG
+    # instance must be named), and whether and how much NimBridge fetches of a page.
+    web_search_backend: str = ""
+    web_search_base_url: str = ""
+    web_fetch_enabled: bool = True
+    web_fetch_max_chars: int = 100_000
     commit_window_s: float = 0.8  # hold bytes back this long while the upstream has not answered
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 600.0  # longest silence tolerated (reasoning models think for minutes)
@@ -291,6 +304,12 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
         "fetch_private_addresses": reader.get(
             "fetch_private_addresses", bool, defaults.fetch_private_addresses
         ),
+        "web_search_backend": reader.get("web_search_backend", str, defaults.web_search_backend),
+        "web_search_base_url": reader.get(
+            "web_search_base_url", str, defaults.web_search_base_url
+        ).strip(),
+        "web_fetch_enabled": reader.get("web_fetch_enabled", bool, defaults.web_fetch_enabled),
+        "web_fetch_max_chars": reader.get("web_fetch_max_chars", int, defaults.web_fetch_max_chars),
         "ui": reader.get("ui", dict, {}),
         "model_aliases": reader.string_map("model_aliases"),
         "fallbacks": reader.string_map("fallbacks"),
@@ -401,11 +420,33 @@ def validate_settings(settings: Settings, where: str) -> Settings:
                 f"must be an origin like https://app.example (scheme and host, no path), "
                 f"got {origin!r}",
             )
+    for provider in settings.providers:
+        if provider.name.startswith(RESERVED_PROVIDER_PREFIX):
+            raise bad(
+                "providers",
+                f"cannot name a provider {provider.name!r}: names starting with "
+                f"{RESERVED_PROVIDER_PREFIX!r} are kept for web search keys",
+            )
+    if settings.web_search_backend not in WEB_SEARCH_BACKENDS:
+        choices = ", ".join(repr(b) for b in WEB_SEARCH_BACKENDS)
+        raise bad("web_search_backend", f"must be one of {choices} ('' for none)")
+    base_url = settings.web_search_base_url
+    if base_url and not base_url.startswith(("http://", "https://")):
+        raise bad("web_search_base_url", f"must start with http:// or https://, got {base_url!r}")
+    if settings.web_search_backend == "searxng" and not base_url:
+        raise bad("web_search_base_url", "must name your SearXNG instance (http://host:8888)")
+    if settings.web_fetch_max_chars < MIN_WEB_FETCH_CHARS:
+        raise bad(
+            "web_fetch_max_chars",
+            f"must be at least {MIN_WEB_FETCH_CHARS}, got {settings.web_fetch_max_chars}",
+        )
     if settings.image_urls not in IMAGE_URL_POLICIES:
         raise bad("image_urls", f"must be one of {', '.join(IMAGE_URL_POLICIES)}")
     if settings.log_level.upper() not in LOG_LEVELS:
         raise bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
-    return replace(settings, log_level=settings.log_level.upper())
+    return replace(
+        settings, log_level=settings.log_level.upper(), web_search_base_url=base_url.rstrip("/")
+    )
 
 
 # ------------------------------------------------------------------ files

@@ -27,6 +27,7 @@ from app.server.safe_fetch import FetchPolicy, SafeFetcher
 from app.server.state import RECORD, STATE, ProxyState, absorb_stop
 from app.server.tasks import create_task
 from app.server.upstream import UpstreamClient
+from app.server.web_tools import make_web_tools
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,15 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
     )
     registry = ProviderRegistry(settings, keys, upstream)
     fetcher = SafeFetcher(FetchPolicy(allow_private=settings.fetch_private_addresses))
-    state = ProxyState(settings=settings, registry=registry, proxy_key=proxy_key, fetcher=fetcher)
+    web_search, web_fetch = make_web_tools(settings, keys, fetcher)
+    state = ProxyState(
+        settings=settings,
+        registry=registry,
+        proxy_key=proxy_key,
+        fetcher=fetcher,
+        web_search=web_search,
+        web_fetch=web_fetch,
+    )
     state.idle.set()
     app[STATE] = state
     add_routes(app)
@@ -162,6 +171,8 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
         prefetch.cancel()
         await upstream.close()
         await fetcher.close()
+        if web_search is not None:
+            await web_search.close()
 
     app.cleanup_ctx.append(upstream_session)
     return app

@@ -33,6 +33,10 @@ class FetchError(Exception):
     """The fetch failed or was refused; the message says why in words."""
 
 
+class AddressRefused(FetchError):
+    """Refused because the URL leads to a private, loopback or other non-public address."""
+
+
 def public_only(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why this address is out of bounds (None: a public address, allowed)."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -97,7 +101,7 @@ class CheckedResolver(AbstractResolver):
         for result in results:
             refusal = _refusal(host, result["host"], self._check)
             if refusal is not None:
-                raise FetchError(refusal)
+                raise AddressRefused(refusal)
         return results
 
     async def close(self) -> None:
@@ -180,7 +184,7 @@ class SafeFetcher:
             return  # a name: its addresses are checked when the connector resolves it
         refusal = _refusal(host, host, self._check)
         if refusal is not None:
-            raise FetchError(refusal)
+            raise AddressRefused(refusal)
 
     async def _read_bounded(self, response: aiohttp.ClientResponse, url: URL) -> bytes:
         limit = self.policy.max_bytes

@@ -44,6 +44,7 @@ from app.config.settings import Settings, SettingsError, is_loopback, validate_s
 from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind, preset_base_url
 from app.service import ProxyController
 from app.ui._tasks import spawn
+from app.ui.web_tools_tab import WebToolsTab
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +265,8 @@ class SettingsDialog(QDialog):
         self.server_tab = self._build_server_tab()
         self.tabs.addTab(self.providers_tab, "Providers")
         self.tabs.addTab(self.server_tab, "Server")
+        self.web_tab = WebToolsTab(controller)
+        self.tabs.addTab(self.web_tab, "Web tools")
 
         self.message_label = QLabel()  # refusals (red) and "Saved." (green)
         self.message_label.setWordWrap(True)
@@ -838,7 +841,7 @@ class SettingsDialog(QDialog):
         if start_server != bool(ui.get("start_server_at_launch", True)):  # else: no change
             ui["start_server_at_launch"] = start_server
         settings = replace(
-            base,
+            self.web_tab.apply_to(base),
             host=host,
             port=port,
             pass_client_keys=self.pass_client_keys_check.isChecked(),
@@ -912,7 +915,8 @@ class SettingsDialog(QDialog):
         # Show the tab the problem is on.
         lowered = text.lower()
         on_providers = "provider" in lowered or "upstream_url" in lowered
-        self.tabs.setCurrentWidget(self.providers_tab if on_providers else self.server_tab)
+        tab = self.providers_tab if on_providers else self.server_tab
+        self.tabs.setCurrentWidget(self.web_tab if "'web_" in lowered else tab)
 
     def _show_message(self, text: str, *, style: str) -> None:
         self.message_label.setStyleSheet(style)

@@ -227,3 +227,23 @@ class FakeController:
 
     def log_file(self) -> Path | None:
         return None
+
+    def web_search_key_status(self, backend: str) -> KeyStatus:
+        source = KeySource.KEYCHAIN if f"web-search-{backend}" in self.keys else KeySource.NONE
+        return KeyStatus(backend, source)
+
+    def set_web_search_key(self, backend: str, key: str) -> None:
+        if not key.strip():
+            raise ValueError("the key is empty")
+        self.keys[f"web-search-{backend}"] = key.strip()
+
+    def delete_web_search_key(self, backend: str) -> bool:
+        return self.keys.pop(f"web-search-{backend}", None) is not None
+
+    async def test_web_search(
+        self, backend: str, base_url: str, key: str | None
+    ) -> tuple[bool, str]:
+        self.calls.append(f"test web search {backend} {base_url}".rstrip())
+        if backend != "searxng" and key is None and f"web-search-{backend}" not in self.keys:
+            return False, f"no {backend} key is set"
+        return True, f"{backend} answers (3 results for a test search)"

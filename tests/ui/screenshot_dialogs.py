@@ -151,6 +151,17 @@ async def main(out: Path) -> None:
     save(dialog, out / "settings-server.png")
     dialog.close()
 
+    # ---- web tools: Tavily chosen, its key stored, a test search run
+    controller = ShowcaseController(replace(showcase_settings(), web_search_backend="tavily"))
+    controller.keys["web-search-tavily"] = "placeholder-not-a-real-key"
+    dialog = SettingsDialog(controller)
+    dialog.show()
+    dialog.tabs.setCurrentWidget(dialog.web_tab)
+    dialog.web_tab.test_button.click()
+    await settle(lambda: dialog.web_tab.message_label.text().startswith("Works"))
+    save(dialog, out / "settings-web-tools.png")
+    dialog.close()
+
     # ---- first run: no key anywhere; the dialog opens at the NVIDIA key field
     controller = ShowcaseController(
         replace(

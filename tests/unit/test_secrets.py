@@ -245,6 +245,27 @@ def test_provider_keys_refuse_bad_input() -> None:
     assert keys.known_secrets() == []
 
 
+@pytest.mark.usefixtures("secret_service")
+def test_web_search_keys_have_their_own_entries_and_variables() -> None:
+    store = KeyringSecretStore()
+    keys = ProviderKeys(store, env={"BRAVE_API_KEY": "brave-from-env"})
+    assert "brave-from-env" in keys.known_secrets()  # redacted before first use
+    assert keys.web_search_key("tavily") is None
+    assert keys.web_search_key_status("tavily") == KeyStatus("tavily", KeySource.NONE, None)
+    keys.set_web_search_key("tavily", " tvly-abc ")
+    assert store.get("web-search-tavily") == "tvly-abc"
+    assert keys.web_search_key("tavily") == "tvly-abc"
+    assert keys.web_search_key_status("tavily").source is KeySource.KEYCHAIN
+    assert keys.web_search_key_status("brave") == KeyStatus(
+        "brave", KeySource.ENVIRONMENT, "BRAVE_API_KEY"
+    )
+    assert keys.delete_web_search_key("tavily") and keys.web_search_key("tavily") is None
+    with pytest.raises(ValueError, match="takes no key"):
+        keys.web_search_key("searxng")
+    with pytest.raises(ValueError):  # no provider reads a search key upstream
+        keys.set("web-search-brave", "sk-x")
+
+
 def test_known_secrets_feed_the_redacting_filter() -> None:
     keys = ProviderKeys(MemorySecretStore(), env={"OPENAI_API_KEY": "sk-env-value"})
     assert keys.known_secrets() == ["sk-env-value"]  # read at construction, before any use

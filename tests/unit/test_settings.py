@@ -51,6 +51,10 @@ FULL = Settings(
     model_aliases={"mine": "box/coder"},
     capabilities={"box/coder": {"supports_tools": True}},
     ui={"theme": "dark"},
+    web_search_backend="searxng",
+    web_search_base_url="http://10.0.0.5:8888",
+    web_fetch_enabled=False,
+    web_fetch_max_chars=20_000,
 )
 
 
@@ -201,6 +205,30 @@ def test_a_crash_while_writing_leaves_the_old_file(
         ),
         pytest.param({"pass_client_keys": "yes"}, "'pass_client_keys'", id="pass-through-type"),
         pytest.param(
+            {"web_search_backend": "google"},
+            "'web_search_backend' must be one of '', 'tavily', 'searxng', 'brave'",
+            id="search-backend",
+        ),
+        pytest.param(
+            {"web_search_backend": "searxng"},
+            "'web_search_base_url' must name your SearXNG instance",
+            id="searxng-needs-url",
+        ),
+        pytest.param(
+            {"web_search_backend": "tavily", "web_search_base_url": "api.tavily.com"},
+            "'web_search_base_url' must start with http",
+            id="search-url-scheme",
+        ),
+        pytest.param({"web_fetch_enabled": "on"}, "'web_fetch_enabled'", id="fetch-enabled-type"),
+        pytest.param(
+            {"web_fetch_max_chars": 10}, "'web_fetch_max_chars' must be at least 1000", id="fetch"
+        ),
+        pytest.param(
+            {"providers": [{"name": "web-search-tavily", "kind": "vllm"}]},
+            "names starting with 'web-search-' are kept for web search keys",
+            id="provider-named-like-a-search-key",
+        ),
+        pytest.param(
             {"image_urls": "download"},
             "'image_urls' must be one of pass, fetch, refuse",
             id="image-urls",
@@ -212,6 +240,16 @@ def test_validation_names_file_and_key(data: object, needle: str) -> None:
         settings_from_mapping(data, where="/x/settings.json")
     assert str(raised.value).startswith("/x/settings.json: ")
     assert needle in str(raised.value)
+
+
+def test_web_tools_are_off_until_a_backend_is_chosen() -> None:
+    defaults = Settings()
+    assert defaults.web_search_backend == "" and defaults.web_search_base_url == ""
+    assert defaults.web_fetch_enabled and defaults.web_fetch_max_chars == 100_000
+    chosen = settings_from_mapping(
+        {"web_search_backend": "brave", "web_search_base_url": " https://search.example/ "}
+    )
+    assert chosen.web_search_base_url == "https://search.example"  # no trailing slash
 
 
 def test_invalid_json_names_the_file(tmp_path: Path) -> None:

@@ -1,0 +1,51 @@
+"""Which web search backend and page fetcher the settings ask for: `make_web_tools`.
+
+None stands for "not set up": the server-tool loop still accepts the tools and answers
+the model with `SEARCH_NOT_CONFIGURED` / `FETCH_DISABLED` as a tool error.
+"""
+
+from app.config.secrets import ProviderKeys, SecretStoreUnavailable
+from app.config.settings import Settings
+from app.server.safe_fetch import SafeFetcher
+from app.server.web_fetch import PageFetcher
+from app.server.web_search import BraveSearch, SearxngSearch, TavilySearch
+
+SEARCH_NOT_CONFIGURED = (
+    "web search is not set up in NimBridge: choose a search backend (Tavily, Brave Search "
+    "or your own SearXNG) in the tray's Settings → Web tools, or set web_search_backend "
+    "in its settings.json"
+)
+FETCH_DISABLED = (
+    "web fetch is turned off in NimBridge: turn it on in the tray's Settings → Web tools, "
+    "or set web_fetch_enabled in its settings.json"
+)
+
+SearchBackend = TavilySearch | BraveSearch | SearxngSearch
+
+
+def make_web_search(settings: Settings, keys: ProviderKeys) -> SearchBackend | None:
+    """The backend the settings name (None: none chosen). Keys are read at each search."""
+    backend, base_url = settings.web_search_backend, settings.web_search_base_url
+    if backend == "searxng":
+        return SearxngSearch(base_url)
+    if backend not in ("tavily", "brave"):
+        return None
+
+    def key() -> str | None:
+        try:
+            return keys.web_search_key(backend)
+        except SecretStoreUnavailable:
+            return None  # the backend then says no key is set, and where to set it
+
+    return TavilySearch(key, base_url) if backend == "tavily" else BraveSearch(key, base_url)
+
+
+def make_web_tools(
+    settings: Settings, keys: ProviderKeys, fetcher: SafeFetcher
+) -> tuple[SearchBackend | None, PageFetcher | None]:
+    """(search backend, page fetcher) as the settings ask; None where not set up.
+
+    Typed concretely (each is a `WebSearch` / `WebFetch`) because the search backend owns
+    a session the caller must `close()` at shutdown; the fetcher shares `fetcher`'s."""
+    page_fetcher = PageFetcher(fetcher) if settings.web_fetch_enabled else None
+    return make_web_search(settings, keys), page_fetcher
