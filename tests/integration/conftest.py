@@ -5,6 +5,7 @@ reach the same servers over real sockets.
 """
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -141,3 +142,17 @@ def fail_on_unexpected_warnings(request: pytest.FixtureRequest) -> Iterator[None
     if request.node.get_closest_marker("allow_warnings") is None and handler.records:
         lines = "\n".join(f"{r.levelname} {r.name}: {r.getMessage()}" for r in handler.records)
         pytest.fail(f"unexpected log records:\n{lines}")
+
+
+def wait_for_log(caplog: pytest.LogCaptureFixture, needle: str, timeout: float = 3.0) -> str:
+    """The first log message holding `needle`, waiting for it: a request's summary line
+    is written just after its answer is sent, so a client can be a moment ahead of it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for record in list(caplog.records):
+            message = record.getMessage()
+            if needle in message:
+                return message
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no log line with {needle!r}")
+        time.sleep(0.01)

@@ -29,7 +29,7 @@ from tests.fake_upstream import (
     reply_stream,
     text_stream,
 )
-from tests.integration.conftest import UPSTREAM_KEY, LiveProxy, MakeProxy, track
+from tests.integration.conftest import UPSTREAM_KEY, LiveProxy, MakeProxy, track, wait_for_log
 
 HELLO: list[MessageParam] = [{"role": "user", "content": "hello"}]
 MODEL = "claude-sonnet-4-6"
@@ -408,8 +408,8 @@ def test_no_key_in_logs(make_proxy: MakeProxy, caplog: pytest.LogCaptureFixture)
     proxy = make_proxy()
     with caplog.at_level("DEBUG", logger="app"):
         proxy.client().messages.create(model=MODEL, max_tokens=5, messages=HELLO)
+        wait_for_log(caplog, "claude-sonnet-4-6 -> fake/default-model")
     assert UPSTREAM_KEY not in caplog.text and proxy.client_key not in caplog.text
-    assert any("claude-sonnet-4-6 -> fake/default-model" in r.getMessage() for r in caplog.records)
 
 
 def test_fixture_files_are_copies(tmp_path: Path) -> None:

@@ -42,7 +42,7 @@ from tests.fake_upstream import (
     reply_stream,
     text_stream,
 )
-from tests.integration.conftest import UPSTREAM_KEY, LiveProxy, MakeProxy
+from tests.integration.conftest import UPSTREAM_KEY, LiveProxy, MakeProxy, wait_for_log
 from tests.integration.leak_check import LeakCheck
 
 pytestmark = pytest.mark.allow_warnings  # every case here fails on purpose, and says so
@@ -110,15 +110,8 @@ def ask(proxy: LiveProxy, *, stream: bool, max_tokens: int = 50) -> Answer:
 
 
 def logged(caplog: pytest.LogCaptureFixture, request_id: str, timeout: float = 3.0) -> str:
-    """The server's one summary line for a request (written as the handler returns)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for record in list(caplog.records):
-            message = record.getMessage()
-            if message.startswith(request_id + " "):
-                return message
-        time.sleep(0.02)
-    raise AssertionError(f"no log line for {request_id}")
+    """The server's one summary line for a request."""
+    return wait_for_log(caplog, request_id + " ", timeout)
 
 
 @pytest.fixture(autouse=True)
