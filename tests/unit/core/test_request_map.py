@@ -21,6 +21,7 @@ from app.core.request_map import (
     to_openai_request,
 )
 from app.core.request_validation import validate_messages_request
+from app.core.server_tools import to_function_tool
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 ROUTE = ModelRoute("claude-x", "up/model", ModelQuirks())
@@ -785,7 +786,8 @@ TOOLS = [
     {"type": "custom", "name": "read", "input_schema": SCHEMA},
     {"type": "bash_20250124", "name": "bash"},
 ]
-SERVER_NOTES = ["server tool web_search dropped", "server tool bash dropped"]
+SERVER_NOTES = ["server tool bash dropped"]
+FN_WEB_SEARCH = to_function_tool(TOOLS[1])
 
 
 @pytest.mark.parametrize(
@@ -793,9 +795,13 @@ SERVER_NOTES = ["server tool web_search dropped", "server tool bash dropped"]
     [
         pytest.param(
             {"tools": TOOLS},
-            {"tools": [FN_SEARCH, FN_READ], "tool_choice": None, "parallel_tool_calls": None},
+            {
+                "tools": [FN_SEARCH, FN_WEB_SEARCH, FN_READ],
+                "tool_choice": None,
+                "parallel_tool_calls": None,
+            },
             SERVER_NOTES,
-            id="custom-tools-kept-server-tools-dropped",
+            id="custom-and-web-tools-kept-other-server-tools-dropped",
         ),
         pytest.param({"tools": []}, {"tools": None}, [], id="no-tools"),
         pytest.param(
@@ -824,8 +830,14 @@ SERVER_NOTES = ["server tool web_search dropped", "server tool bash dropped"]
         ),
         pytest.param(
             {"tools": TOOLS, "tool_choice": {"type": "tool", "name": "web_search"}},
+            {"tool_choice": {"type": "function", "function": {"name": "web_search"}}},
+            SERVER_NOTES,
+            id="tool-choice-web-tool",
+        ),
+        pytest.param(
+            {"tools": TOOLS, "tool_choice": {"type": "tool", "name": "bash"}},
             {"tool_choice": "auto"},
-            [*SERVER_NOTES, "tool_choice web_search is not a forwarded tool; sent auto"],
+            [*SERVER_NOTES, "tool_choice bash is not a forwarded tool; sent auto"],
             id="tool-choice-dropped-tool",
         ),
         pytest.param(
@@ -842,11 +854,11 @@ SERVER_NOTES = ["server tool web_search dropped", "server tool bash dropped"]
         ),
         pytest.param(
             {
-                "tools": [TOOLS[1]],
+                "tools": [TOOLS[3]],
                 "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
             },
             {"tools": None, "tool_choice": None, "parallel_tool_calls": None},
-            ["server tool web_search dropped", "tool_choice dropped: no tools to choose from"],
+            ["server tool bash dropped", "tool_choice dropped: no tools to choose from"],
             id="tool-choice-without-tools-omitted",
         ),
     ],
