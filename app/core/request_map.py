@@ -288,7 +288,9 @@ def _assistant_turn(
                     notes.append(f"{path}: server_tool_use without its result; sent as text")
                 else:
                     _note_once(notes, NOTE_TOOL_HISTORY_AS_TEXT)
-                draft.parts.append(TOOL_USE_AS_TEXT.format(name=name, id=call_id, arguments=arguments))
+                draft.parts.append(
+                    TOOL_USE_AS_TEXT.format(name=name, id=call_id, arguments=arguments)
+                )
                 continue
             draft.tool_calls.append(_tool_call(call_id, name, arguments))
         elif kind in KIND_BY_RESULT_TYPE:

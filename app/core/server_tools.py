@@ -315,11 +315,11 @@ def plan_call(
     if spec.kind == "web_search":
         query = call.input.get("query")
         if not isinstance(query, str) or not query.strip():
-            return CallFailure(
-                call.id, spec.kind, INVALID_INPUT, 'give a non-empty "query" string'
-            )
+            return CallFailure(call.id, spec.kind, INVALID_INPUT, 'give a non-empty "query" string')
         if not configured:
-            return CallFailure(call.id, spec.kind, UNAVAILABLE, NOT_CONFIGURED_TEXT_BY_KIND["web_search"])
+            return CallFailure(
+                call.id, spec.kind, UNAVAILABLE, NOT_CONFIGURED_TEXT_BY_KIND["web_search"]
+            )
         return SearchPlan(
             call.id,
             SearchQuery(
@@ -339,7 +339,9 @@ def plan_call(
             call.id, spec.kind, URL_TOO_LONG, f"URLs of at most {MAX_URL_CHARS} characters"
         )
     if not configured:
-        return CallFailure(call.id, spec.kind, UNAVAILABLE, NOT_CONFIGURED_TEXT_BY_KIND["web_fetch"])
+        return CallFailure(
+            call.id, spec.kind, UNAVAILABLE, NOT_CONFIGURED_TEXT_BY_KIND["web_fetch"]
+        )
     tokens = spec.max_content_tokens
     return FetchPlan(
         call.id,

@@ -10,6 +10,7 @@ from aiohttp import web
 from app.config.settings import Settings
 from app.core.errors import ProxyError
 from app.core.tokens import TokenEstimator
+from app.core.web_tools import WebFetch, WebSearch
 from app.logs import RedactingFilter
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
@@ -23,6 +24,10 @@ class ProxyState:
     proxy_key: str | None  # what clients must send; None: pass-through of their own keys
     fetcher: SafeFetcher  # what NimBridge fetches for clients (images by URL)
     estimator: TokenEstimator = field(default_factory=TokenEstimator)
+    # The backends of Anthropic's web_search / web_fetch server tools; None: not set up
+    # (the model is told how to set them up, the request still succeeds).
+    web_search: WebSearch | None = None
+    web_fetch: WebFetch | None = None
     started: float = 0.0
     in_flight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
