@@ -8,7 +8,9 @@ stand in for Tavily & co. behind the `WebSearch` / `WebFetch` interfaces.
 import json
 from typing import Any
 
+import anthropic
 import pytest
+from anthropic.types import Message
 
 from app.core.web_tools import (
     URL_NOT_ALLOWED,
@@ -125,6 +127,16 @@ def raw_stream(proxy: LiveProxy, body: dict[str, Any]) -> list[dict[str, Any]]:
     return events
 
 
+def create(client: anthropic.Anthropic, **body: Any) -> Message:
+    message: Message = client.messages.create(**body)
+    return message
+
+
+def dumped(message: Message, index: int) -> dict[str, Any]:
+    """A content block as JSON: the SDK's union types are too wide to read fields of."""
+    return message.content[index].model_dump(exclude_none=True)
+
+
 def tool_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [m for m in body["messages"] if m["role"] == "tool"]
 
@@ -141,11 +153,12 @@ def test_search_non_stream(proxy: LiveProxy) -> None:
         ),
         reply_json(completion({}, "Python 3.14 brings PEP 649 [1].")),
     )
-    message = proxy.client().messages.create(
+    message = create(
+        proxy.client(),
         model="claude-sonnet-4-6",
         max_tokens=300,
-        tools=[{**SEARCH_TOOL, "allowed_domains": ["python.org"]}],  # type: ignore[list-item]
-        messages=QUESTION,  # type: ignore[arg-type]
+        tools=[{**SEARCH_TOOL, "allowed_domains": ["python.org"]}],
+        messages=QUESTION,
     )
     types = [block.type for block in message.content]
     assert types == ["server_tool_use", "web_search_tool_result", "text"]
@@ -184,12 +197,8 @@ def test_search_stream_through_the_sdk(proxy: LiveProxy) -> None:
     proxy.upstream.enqueue(
         call_stream("web_search", {"query": "py 3.14"}), text_stream_reply("PEP 649 it is.")
     )
-    with proxy.client().messages.stream(
-        model="claude-sonnet-4-6",
-        max_tokens=300,
-        tools=[SEARCH_TOOL],  # type: ignore[list-item]
-        messages=QUESTION,  # type: ignore[arg-type]
-    ) as stream:
+    body: dict[str, Any] = {"tools": [SEARCH_TOOL], "messages": QUESTION}
+    with proxy.client().messages.stream(model="m", max_tokens=300, **body) as stream:
         final = stream.get_final_message()
     assert [b.type for b in final.content] == [
         "text",
@@ -238,16 +247,19 @@ def test_not_configured_tells_the_model_how_to_enable(proxy: LiveProxy) -> None:
         reply_json(completion({}, None, tool_calls=[tool_call("web_search", {"query": "x"})])),
         reply_json(completion({}, "I could not search.")),
     )
-    message = proxy.client().messages.create(
+    message = create(
+        proxy.client(),
         model="m",
         max_tokens=100,
         tools=[SEARCH_TOOL],
-        messages=QUESTION,  # type: ignore[list-item, arg-type]
+        messages=QUESTION,
     )
     result = message.content[1]
     assert result.type == "web_search_tool_result"
-    assert result.content.type == "web_search_tool_result_error"  # type: ignore[union-attr]
-    assert result.content.error_code == "unavailable"  # type: ignore[union-attr]
+    assert dumped(message, 1)["content"] == {
+        "type": "web_search_tool_result_error",
+        "error_code": "unavailable",
+    }
     assert message.content[-1].type == "text"
     assert message.usage.server_tool_use is not None
     assert message.usage.server_tool_use.web_search_requests == 0
@@ -267,11 +279,12 @@ def test_max_uses_exceeded(proxy: LiveProxy) -> None:
         reply_json(completion({}, None, tool_calls=two_calls)),
         reply_json(completion({}, "With what I have.")),
     )
-    message = proxy.client().messages.create(
+    message = create(
+        proxy.client(),
         model="m",
         max_tokens=100,
-        tools=[{**SEARCH_TOOL, "max_uses": 1}],  # type: ignore[list-item]
-        messages=QUESTION,  # type: ignore[arg-type]
+        tools=[{**SEARCH_TOOL, "max_uses": 1}],
+        messages=QUESTION,
     )
     types = [b.type for b in message.content]
     assert types == [
@@ -281,9 +294,8 @@ def test_max_uses_exceeded(proxy: LiveProxy) -> None:
         "web_search_tool_result",
         "text",
     ]
-    first, second = message.content[2], message.content[3]
-    assert isinstance(first.content, list)  # type: ignore[union-attr]
-    assert second.content.error_code == "max_uses_exceeded"  # type: ignore[union-attr]
+    assert isinstance(dumped(message, 2)["content"], list)
+    assert dumped(message, 3)["content"]["error_code"] == "max_uses_exceeded"
     assert [q.query for q in search.queries] == ["a"]
     texts = [m["content"] for m in tool_messages(proxy.upstream.chat_requests[1].body)]
     assert "may be used at most 1 times" in texts[1]
@@ -296,11 +308,12 @@ def test_rounds_are_bounded_by_max_uses(proxy: LiveProxy) -> None:
         reply_json(completion({}, None, tool_calls=[tool_call("web_search", {"query": "a"})])),
         reply_json(completion({}, None, tool_calls=[tool_call("web_search", {"query": "b"})])),
     )
-    message = proxy.client().messages.create(
+    message = create(
+        proxy.client(),
         model="m",
         max_tokens=100,
-        tools=[{**SEARCH_TOOL, "max_uses": 1}],  # type: ignore[list-item]
-        messages=QUESTION,  # type: ignore[arg-type]
+        tools=[{**SEARCH_TOOL, "max_uses": 1}],
+        messages=QUESTION,
     )
     assert message.stop_reason == "pause_turn"
     assert len(proxy.upstream.chat_requests) == 2
@@ -322,20 +335,21 @@ def test_fetch_non_stream(proxy: LiveProxy) -> None:
         ),
         reply_json(completion({}, "The page says hello.")),
     )
-    message = proxy.client().messages.create(
+    message = create(
+        proxy.client(),
         model="m",
         max_tokens=100,
-        tools=[{**FETCH_TOOL, "blocked_domains": ["evil.test"], "max_content_tokens": 1000}],  # type: ignore[list-item]
+        tools=[{**FETCH_TOOL, "blocked_domains": ["evil.test"], "max_content_tokens": 1000}],
         messages=[{"role": "user", "content": "Read https://example.com/a"}],
     )
     use, result, text = message.content
     assert use.type == "server_tool_use" and use.name == "web_fetch"
     assert result.type == "web_fetch_tool_result"
     content = result.content
-    assert content.type == "web_fetch_result"  # type: ignore[union-attr]
-    assert content.url == "https://example.com/a"  # type: ignore[union-attr]
-    assert content.retrieved_at == "2026-11-21T10:00:00Z"  # type: ignore[union-attr]
-    document = content.content  # type: ignore[union-attr]
+    assert content.type == "web_fetch_result"
+    assert content.url == "https://example.com/a"
+    assert content.retrieved_at == "2026-11-21T10:00:00Z"
+    document = content.content
     assert document.type == "document" and document.title == "Example"
     assert document.source.type == "text" and document.source.data == "The page text."
     assert message.usage.server_tool_use is not None
@@ -390,11 +404,12 @@ def test_server_and_client_tools_in_one_answer(proxy: LiveProxy) -> None:
         reply_json(completion({}, None, tool_calls=calls, finish_reason="tool_calls"))
     )
     clock = {"name": "get_time", "input_schema": {"type": "object", "properties": {}}}
-    message = proxy.client().messages.create(
+    message = create(
+        proxy.client(),
         model="m",
         max_tokens=100,
         tools=[SEARCH_TOOL, clock],
-        messages=QUESTION,  # type: ignore[list-item, arg-type]
+        messages=QUESTION,
     )
     assert [b.type for b in message.content] == [
         "server_tool_use",
@@ -413,11 +428,12 @@ def test_history_with_server_tool_blocks(proxy: LiveProxy) -> None:
         reply_json(completion({}, "PEP 649.")),
     )
     client = proxy.client()
-    first = client.messages.create(
+    first = create(
+        client,
         model="m",
         max_tokens=100,
         tools=[SEARCH_TOOL],
-        messages=QUESTION,  # type: ignore[list-item, arg-type]
+        messages=QUESTION,
     )
     second_round_body = proxy.upstream.chat_requests[1].body
     history = [
@@ -426,7 +442,7 @@ def test_history_with_server_tool_blocks(proxy: LiveProxy) -> None:
         {"role": "user", "content": "Thanks. And 3.15?"},
     ]
     proxy.upstream.enqueue(reply_json(completion({}, "Not out yet.")))
-    client.messages.create(model="m", max_tokens=100, tools=[SEARCH_TOOL], messages=history)  # type: ignore[list-item, arg-type]
+    create(client, model="m", max_tokens=100, tools=[SEARCH_TOOL], messages=history)
     sent = proxy.upstream.chat_requests[2].body["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "tool", "assistant", "user"]
     # The model reads the same results as it did within the first request.
@@ -445,11 +461,12 @@ def test_a_failing_backend_is_a_tool_error(proxy: LiveProxy) -> None:
         reply_json(completion({}, None, tool_calls=[tool_call("web_search", {"query": "x"})])),
         reply_json(completion({}, "Sorry.")),
     )
-    message = proxy.client().messages.create(
+    message = create(
+        proxy.client(),
         model="m",
         max_tokens=100,
         tools=[SEARCH_TOOL],
-        messages=QUESTION,  # type: ignore[list-item, arg-type]
+        messages=QUESTION,
     )
-    assert message.content[1].content.error_code == "unavailable"  # type: ignore[union-attr]
+    assert dumped(message, 1)["content"]["error_code"] == "unavailable"
     assert message.content[-1].type == "text"
