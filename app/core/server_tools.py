@@ -19,7 +19,6 @@ Invariants:
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -261,10 +260,6 @@ def server_tool_id(call_id: str) -> str:
     return call_id if call_id.startswith(SERVER_TOOL_ID_PREFIX) else SERVER_TOOL_ID_PREFIX + call_id
 
 
-def server_tool_use_block(call: ServerToolCall) -> dict[str, Any]:
-    return {"type": "server_tool_use", "id": call.id, "name": call.name, "input": dict(call.input)}
-
-
 def error_block(kind: ServerToolKind, call_id: str, code: str) -> dict[str, Any]:
     return {
         "type": RESULT_TYPE_BY_KIND[kind],
@@ -449,7 +444,3 @@ def result_text(block: Mapping[str, Any]) -> str:
     if content.get("type") == "web_fetch_result":
         return _fetch_text(content)
     return error_text(kind, str(content.get("error_code") or UNAVAILABLE))
-
-
-def call_arguments(call_input: Mapping[str, Any]) -> str:
-    return json.dumps(call_input, ensure_ascii=False, separators=(",", ":"))
