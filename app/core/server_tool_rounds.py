@@ -261,7 +261,7 @@ class ServerToolStream:
             block["thinking"] += delta["thinking"]
         elif kind == "signature_delta":
             block["signature"] = delta["signature"]
-        elif kind == "input_json_delta":
+        else:  # input_json_delta: the translator sends no other kind
             self._json[index].append(delta["partial_json"])
 
     def _take_input(self, index: int) -> None:

@@ -265,7 +265,7 @@ def test_search_block_and_its_text() -> None:
             id="anthropic-opaque-content-and-junk",
         ),
         pytest.param(
-            [{"url": "u", "title": "T", "encrypted_content": "nb1.%%%"}],
+            [{"url": "u", "title": "T", "encrypted_content": "nb1.abc"}],
             "Web search results:\n\n[1] T\nURL: u",
             id="ours-but-broken",
         ),
