@@ -787,7 +787,7 @@ TOOLS = [
     {"type": "bash_20250124", "name": "bash"},
 ]
 SERVER_NOTES = ["server tool bash dropped"]
-FN_WEB_SEARCH = to_function_tool(TOOLS[1])
+FN_WEB_SEARCH = to_function_tool({"type": "web_search_20250305", "name": "web_search"})
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from app.core.anthropic_types import Message
+from app.core.anthropic_types import ErrorBody, Message
 from app.core.errors import TranslatorStateError
 from app.core.server_tool_rounds import ServerToolMessage, ServerToolStream
 from app.core.server_tools import ServerToolCall, ServerToolLedger
@@ -16,7 +16,7 @@ from tests.anthropic_grammar import assert_anthropic_grammar, summarize
 
 NAMES = frozenset({"web_search"})
 RESULT = {"type": "web_search_tool_result", "tool_use_id": "x", "content": []}
-ERROR = {"type": "error", "error": {"type": "api_error", "message": "boom"}}
+ERROR: ErrorBody = {"type": "error", "error": {"type": "api_error", "message": "boom"}}
 
 
 def delta_chunk(delta: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
@@ -64,7 +64,9 @@ ANSWER_ROUND = [delta_chunk({"content": "Found."}, finish_reason="stop"), usage_
 def test_search_then_answer_is_one_message() -> None:
     stream = new_stream()
     events = stream.start() + feed_all(stream, SEARCH_ROUND)
-    assert stream.state is StreamState.STARTED and stream.usage_reported
+    assert stream.state.name == "STARTED"
+    reported_after_one_round = stream.usage_reported
+    assert reported_after_one_round
     (pending,) = stream.pending_calls
     assert pending == ServerToolCall("srvtoolu_call_1", "web_search", {"query": "py"})
     assert stream.feed(delta_chunk({"content": "late"})) == []  # after the round's end

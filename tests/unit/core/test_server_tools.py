@@ -49,7 +49,7 @@ def test_server_tool_kind(tool: dict[str, Any], kind: str | None) -> None:
 
 
 def test_specs_read_what_the_client_declared() -> None:
-    tools = [
+    tools: list[dict[str, Any]] = [
         {
             **SEARCH,
             "max_uses": 3,
