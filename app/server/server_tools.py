@@ -79,6 +79,7 @@ class ServerToolRunner:
                 assert self.search is not None  # plan_call checked it
                 results = await self.search.search(plan.query)
                 self.ledger.requests["web_search"] += 1
+                log.info("%s web_search: %d results", self.request_id, len(results))
                 block = search_result_block(plan.call_id, results)
             else:
                 assert self.fetch is not None
@@ -89,6 +90,7 @@ class ServerToolRunner:
                     blocked_domains=plan.blocked_domains,
                 )
                 self.ledger.requests["web_fetch"] += 1
+                log.info("%s web_fetch: %d characters", self.request_id, len(page.text))
                 block = fetch_result_block(plan.call_id, page)
         except WebToolError as exc:
             log.info("%s %s failed: %s (%s)", self.request_id, kind, exc.code, exc.message)

@@ -19,8 +19,15 @@ from app.core.web_tools import (
     SearchResult,
     WebToolError,
 )
-from tests.anthropic_grammar import assert_anthropic_grammar
-from tests.fake_upstream import chunk, completion, http_request, reply_json, reply_stream
+from tests.anthropic_grammar import assert_anthropic_grammar, summarize
+from tests.fake_upstream import (
+    chunk,
+    completion,
+    http_request,
+    reply_body,
+    reply_json,
+    reply_stream,
+)
 from tests.integration.conftest import LiveProxy
 
 SEARCH_TOOL = {"type": "web_search_20250305", "name": "web_search", "max_uses": 5}
@@ -470,3 +477,37 @@ def test_a_failing_backend_is_a_tool_error(proxy: LiveProxy) -> None:
     )
     assert dumped(message, 1)["content"]["error_code"] == "unavailable"
     assert message.content[-1].type == "text"
+
+
+# ------------------------------------------------------------------ later rounds failing
+
+
+def test_a_later_round_is_retried_then_streams(proxy: LiveProxy) -> None:
+    """Round 2 starts after the stream is committed, yet it still gets its own retries."""
+    proxy.server.app_state.web_search = FakeSearch()
+    proxy.upstream.enqueue(
+        call_stream("web_search", {"query": "x"}),
+        reply_body('{"error": {"message": "busy"}}', status=503),
+        text_stream_reply("Second try."),
+    )
+    events = raw_stream(
+        proxy, {"model": "m", "max_tokens": 100, "tools": [SEARCH_TOOL], "messages": QUESTION}
+    )
+    assert summarize(events)[-3:] == [("delta", 3, "Second try."), ("stop", 3), ("end", "end_turn")]
+    assert len(proxy.upstream.chat_requests) == 3
+
+
+def test_a_later_round_failing_ends_the_stream_with_an_error(proxy: LiveProxy) -> None:
+    proxy.server.app_state.web_search = FakeSearch()
+    proxy.upstream.enqueue(
+        call_stream("web_search", {"query": "x"}),
+        reply_body('{"error": {"message": "bad request"}}', status=400),
+    )
+    events = raw_stream(
+        proxy, {"model": "m", "max_tokens": 100, "tools": [SEARCH_TOOL], "messages": QUESTION}
+    )
+    assert summarize(events)[-3:] == [
+        ("start", 2, "web_search_tool_result"),
+        ("stop", 2),
+        ("error", "invalid_request_error"),
+    ]
