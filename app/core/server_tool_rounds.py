@@ -43,15 +43,18 @@ from app.core.stream import StreamState, StreamTranslator
 
 _CONTINUING_STOPS = ("end_turn", "tool_use")
 _TERMINAL = (StreamState.FINISHED, StreamState.FAILED)
-_USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens")
 
 
-def _summed_usage(usages: list[Usage], ledger: ServerToolLedger) -> dict[str, Any]:
-    total: dict[str, Any] = {"input_tokens": 0, "output_tokens": 0}
-    for usage in usages:
-        for key in _USAGE_KEYS:
-            if key in usage:
-                total[key] = total.get(key, 0) + usage[key]  # type: ignore[literal-required]
+def _summed_usage(usages: list[Usage], ledger: ServerToolLedger) -> Usage:
+    total: Usage = {
+        "input_tokens": sum(usage["input_tokens"] for usage in usages),
+        "output_tokens": sum(usage["output_tokens"] for usage in usages),
+    }
+    cached = [
+        usage["cache_read_input_tokens"] for usage in usages if "cache_read_input_tokens" in usage
+    ]
+    if cached:
+        total["cache_read_input_tokens"] = sum(cached)
     total["server_tool_use"] = ledger.usage()
     return total
 
@@ -120,7 +123,7 @@ class ServerToolStream:
         return self._own_failure or self._round.failure
 
     @property
-    def usage(self) -> dict[str, Any]:
+    def usage(self) -> Usage:
         return _summed_usage([t.usage for t in self._rounds], self._ledger)
 
     @property
@@ -196,7 +199,7 @@ class ServerToolStream:
             {
                 "type": "message_delta",
                 "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-                "usage": self.usage,
+                "usage": dict(self.usage),
             },
             {"type": "message_stop"},
         ]
@@ -324,7 +327,7 @@ class ServerToolMessage:
             self.message["stop_reason"] = self._held_stop or "end_turn"
         else:
             self.ended = True
-        self.message["usage"] = _summed_usage(self._usages, self._ledger)  # type: ignore[typeddict-item]
+        self.message["usage"] = _summed_usage(self._usages, self._ledger)
         return self.ended
 
     def add_results(self, blocks: list[dict[str, Any]]) -> bool:
@@ -333,7 +336,7 @@ class ServerToolMessage:
             raise TranslatorStateError("add_results() without pending server tool calls")
         self.message["content"] = [*self.message["content"], *blocks]  # type: ignore[list-item]
         self.pending_calls = []
-        self.message["usage"] = _summed_usage(self._usages, self._ledger)  # type: ignore[typeddict-item]
+        self.message["usage"] = _summed_usage(self._usages, self._ledger)
         if self._held_stop is not None:
             self.ended = True
         elif self.rounds >= self._max_rounds:

@@ -21,9 +21,10 @@ import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
+from app.core.anthropic_types import MessagesRequest
 from app.core.web_tools import (
     INVALID_INPUT,
     MAX_USES_EXCEEDED,
@@ -237,13 +238,16 @@ def max_rounds(specs: Mapping[str, ServerToolSpec]) -> int:
     return min(sum(spec.max_uses or 0 for spec in specs.values()) + 1, MAX_ROUNDS)
 
 
-def continuation_request(req: Mapping[str, Any], content: list[Any]) -> dict[str, Any]:
+def continuation_request(req: MessagesRequest, content: list[Any]) -> MessagesRequest:
     """The request for the next round: the message so far as an assistant turn.
 
     A forced tool choice (`any`, `tool`) forced the first call only; later rounds
     may answer, or the model would search forever.
     """
-    out = {**req, "messages": [*req["messages"], {"role": "assistant", "content": content}]}
+    out = cast(
+        MessagesRequest,
+        {**req, "messages": [*req["messages"], {"role": "assistant", "content": content}]},
+    )
     choice = req.get("tool_choice")
     if isinstance(choice, Mapping) and choice.get("type") in ("any", "tool"):
         out["tool_choice"] = {

@@ -143,7 +143,7 @@ def stream_next_round(
         if stream.ended:
             return None  # the message ended after the results
         stream.next_round()
-        round_req: MessagesRequest = continuation_request(req, stream.content)  # type: ignore[assignment]
+        round_req = continuation_request(req, stream.content)
         round_attempts = Attempts()
         try:
             return await new_call(round_req, round_attempts).open()
@@ -166,4 +166,4 @@ async def complete_rounds(
     while not message.add_round(await read_round(current)):
         if message.add_results(await runner.run(message.pending_calls)):
             return
-        current = continuation_request(req, message.content)  # type: ignore[assignment]
+        current = continuation_request(req, message.content)

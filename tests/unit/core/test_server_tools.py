@@ -5,6 +5,7 @@ from typing import Any
 
 import pytest
 
+from app.core.anthropic_types import MessagesRequest
 from app.core.server_tools import (
     DEFAULT_FETCH_MAX_CHARS,
     MAX_ROUNDS,
@@ -115,7 +116,11 @@ def test_max_rounds(tools: list[dict[str, Any]], rounds: int) -> None:
     ],
 )
 def test_continuation_request(choice: dict[str, Any] | None, expected: Any) -> None:
-    req: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    req: MessagesRequest = {
+        "model": "m",
+        "max_tokens": 9,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
     if choice is not None:
         req["tool_choice"] = choice
     content = [{"type": "text", "text": "so far"}]
