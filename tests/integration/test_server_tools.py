@@ -511,3 +511,21 @@ def test_a_later_round_failing_ends_the_stream_with_an_error(proxy: LiveProxy) -
         ("stop", 2),
         ("error", "invalid_request_error"),
     ]
+
+
+def test_stream_rounds_from_upstreams_that_answer_whole_json(proxy: LiveProxy) -> None:
+    """Some upstreams ignore `stream: true`: each round may come as one JSON body."""
+    proxy.server.app_state.web_search = FakeSearch()
+    proxy.upstream.enqueue(
+        reply_json(completion({}, None, tool_calls=[tool_call("web_search", {"query": "x"})])),
+        reply_json(completion({}, "Whole.")),
+    )
+    events = raw_stream(
+        proxy, {"model": "m", "max_tokens": 100, "tools": [SEARCH_TOOL], "messages": QUESTION}
+    )
+    assert [item[:3] for item in summarize(events) if item[0] == "start"] == [
+        ("start", 0, "server_tool_use"),
+        ("start", 1, "web_search_tool_result"),
+        ("start", 2, "text"),
+    ]
+    assert summarize(events)[-1] == ("end", "end_turn")
