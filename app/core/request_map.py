@@ -38,7 +38,8 @@ from app.core.capabilities import ModelQuirks, ReasoningSwitch
 from app.core.errors import ClientRequestError
 from app.core.models import ModelRoute
 from app.core.openai_types import ChatMessage, ChatRequest, ToolCall
-from app.core.server_tools import KIND_BY_RESULT_TYPE, result_text, to_function_tool
+from app.core.server_tool_results import KIND_BY_RESULT_TYPE, result_text
+from app.core.server_tools import to_function_tool
 from app.core.tool_schema import sanitize_tool_schema
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"

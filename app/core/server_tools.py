@@ -10,32 +10,24 @@ Invariants:
 - A call never fails the request: every call gets a result block, an error one
   (`*_tool_result_error` with Anthropic's code) when the input is bad, `max_uses`
   is spent, no backend is set up or the backend failed; the model reads why.
-- What the model reads of a result (`result_text`) is rebuilt from the block
-  alone, so a later turn that sends the blocks back as history gives the model
-  the same text it read the first time (our `encrypted_content` carries the
-  snippet). Only an error's explanation is richer the first time.
+- Result blocks, and what the model reads of them: `server_tool_results.py`.
 - Ids of `server_tool_use` blocks start with `srvtoolu_`, as Anthropic's do.
 """
 
-import base64
-import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from app.core.anthropic_types import MessagesRequest
+from app.core.server_tool_results import ServerToolKind, error_block, error_text
 from app.core.web_tools import (
     INVALID_INPUT,
     MAX_USES_EXCEEDED,
     UNAVAILABLE,
     URL_TOO_LONG,
-    FetchedPage,
     SearchQuery,
-    SearchResult,
 )
-
-ServerToolKind = Literal["web_search", "web_fetch"]
 
 SERVER_TOOL_ID_PREFIX = "srvtoolu_"
 # The tool `type`s Anthropic versions by date: web_search_20250305, web_fetch_20250910...
@@ -43,11 +35,6 @@ KIND_BY_TYPE_PREFIX: dict[str, ServerToolKind] = {
     "web_search_": "web_search",
     "web_fetch_": "web_fetch",
 }
-RESULT_TYPE_BY_KIND: dict[ServerToolKind, str] = {
-    "web_search": "web_search_tool_result",
-    "web_fetch": "web_fetch_tool_result",
-}
-KIND_BY_RESULT_TYPE: dict[str, ServerToolKind] = {v: k for k, v in RESULT_TYPE_BY_KIND.items()}
 USAGE_KEY_BY_KIND: dict[ServerToolKind, str] = {
     "web_search": "web_search_requests",
     "web_fetch": "web_fetch_requests",
@@ -60,9 +47,6 @@ CHARS_PER_TOKEN = 4
 # Rounds of upstream calls one client request may take, whatever the max_uses:
 # a model that keeps calling tools is stopped with `pause_turn`.
 MAX_ROUNDS = 8
-# Our `encrypted_content`: the snippet, readable by us when it comes back as history.
-ENCRYPTED_CONTENT_PREFIX = "nb1."
-
 NOT_CONFIGURED_TEXT_BY_KIND: dict[ServerToolKind, str] = {
     "web_search": (
         "web search is not set up in NimBridge: choose a search backend (Tavily, SearXNG "
@@ -264,19 +248,6 @@ def server_tool_id(call_id: str) -> str:
     return call_id if call_id.startswith(SERVER_TOOL_ID_PREFIX) else SERVER_TOOL_ID_PREFIX + call_id
 
 
-def error_block(kind: ServerToolKind, call_id: str, code: str) -> dict[str, Any]:
-    return {
-        "type": RESULT_TYPE_BY_KIND[kind],
-        "tool_use_id": call_id,
-        "content": {"type": f"{RESULT_TYPE_BY_KIND[kind]}_error", "error_code": code},
-    }
-
-
-def error_text(kind: ServerToolKind, code: str, message: str = "") -> str:
-    text = f"Error: {kind} failed ({code})"
-    return f"{text}: {message}" if message else text
-
-
 @dataclass(frozen=True, slots=True)
 class CallFailure:
     """A call answered with an error without reaching a backend."""
@@ -349,102 +320,3 @@ def plan_call(
         allowed_domains=spec.allowed_domains,
         blocked_domains=spec.blocked_domains,
     )
-
-
-def _encrypted(text: str) -> str:
-    return ENCRYPTED_CONTENT_PREFIX + base64.urlsafe_b64encode(text.encode()).decode("ascii")
-
-
-def _decrypted(value: object) -> str:
-    """The snippet our `encrypted_content` carries; "" for Anthropic's own (opaque)."""
-    if not isinstance(value, str) or not value.startswith(ENCRYPTED_CONTENT_PREFIX):
-        return ""
-    try:
-        return base64.urlsafe_b64decode(value[len(ENCRYPTED_CONTENT_PREFIX) :]).decode()
-    except (binascii.Error, ValueError):
-        return ""
-
-
-def search_result_block(call_id: str, results: Sequence[SearchResult]) -> dict[str, Any]:
-    return {
-        "type": "web_search_tool_result",
-        "tool_use_id": call_id,
-        "content": [
-            {
-                "type": "web_search_result",
-                "url": result.url,
-                "title": result.title,
-                "encrypted_content": _encrypted(result.content),
-                "page_age": result.page_age,
-            }
-            for result in results
-        ],
-    }
-
-
-def fetch_result_block(call_id: str, page: FetchedPage) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "type": "document",
-        # The backend gives text (a PDF's too): Anthropic's plain-text document source.
-        "source": {"type": "text", "media_type": "text/plain", "data": page.text},
-    }
-    if page.title:
-        document["title"] = page.title
-    return {
-        "type": "web_fetch_tool_result",
-        "tool_use_id": call_id,
-        "content": {
-            "type": "web_fetch_result",
-            "url": page.url,
-            "content": document,
-            "retrieved_at": page.retrieved_at,
-        },
-    }
-
-
-# ------------------------------------------------------------------ what the model reads
-
-
-def _search_text(content: list[Any]) -> str:
-    if not content:
-        return "No results found."
-    entries = []
-    for number, result in enumerate(content, 1):
-        if not isinstance(result, Mapping):
-            continue
-        lines = [f"[{number}] {result.get('title') or '(no title)'}", f"URL: {result.get('url')}"]
-        if isinstance(result.get("page_age"), str):
-            lines.append(f"Age: {result['page_age']}")
-        snippet = _decrypted(result.get("encrypted_content"))
-        if snippet:
-            lines.append(snippet)
-        entries.append("\n".join(lines))
-    return "Web search results:\n\n" + "\n\n".join(entries)
-
-
-def _fetch_text(content: Mapping[str, Any]) -> str:
-    document = content.get("content")
-    document = document if isinstance(document, Mapping) else {}
-    source = document.get("source")
-    data = source.get("data") if isinstance(source, Mapping) else None
-    head = f"Fetched {content.get('url')}"
-    if isinstance(document.get("title"), str):
-        head += f"\nTitle: {document['title']}"
-    if isinstance(content.get("retrieved_at"), str):
-        head += f"\nRetrieved at: {content['retrieved_at']}"
-    if not isinstance(data, str):
-        return head + "\n\n(the content is not text and cannot be shown)"
-    return f"{head}\n\n{data}"
-
-
-def result_text(block: Mapping[str, Any]) -> str:
-    """A `web_search_tool_result` / `web_fetch_tool_result` block as the model reads it."""
-    kind = KIND_BY_RESULT_TYPE.get(str(block.get("type")), "web_search")
-    content = block.get("content")
-    if isinstance(content, list):
-        return _search_text(content)
-    if not isinstance(content, Mapping):
-        return error_text(kind, UNAVAILABLE)
-    if content.get("type") == "web_fetch_result":
-        return _fetch_text(content)
-    return error_text(kind, str(content.get("error_code") or UNAVAILABLE))

@@ -21,22 +21,24 @@ from app.core.anthropic_types import MessagesRequest, StreamEvent
 from app.core.capabilities import ModelQuirks
 from app.core.models import ModelRoute
 from app.core.request_map import to_openai_request
+from app.core.server_tool_results import (
+    ServerToolKind,
+    error_block,
+    error_text,
+    fetch_result_block,
+    result_text,
+    search_result_block,
+)
 from app.core.server_tool_rounds import ServerToolMessage, ServerToolStream
 from app.core.server_tools import (
     CallFailure,
     FetchPlan,
     SearchPlan,
     ServerToolCall,
-    ServerToolKind,
     ServerToolLedger,
     ServerToolSpec,
     continuation_request,
-    error_block,
-    error_text,
-    fetch_result_block,
     plan_call,
-    result_text,
-    search_result_block,
 )
 from app.core.web_tools import UNAVAILABLE, WebFetch, WebSearch, WebToolError
 from app.server.calls import Attempts, BodyBuilder, UpstreamCall

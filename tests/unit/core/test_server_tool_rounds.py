@@ -263,7 +263,10 @@ def test_whole_rounds_with_a_client_call_and_repeated_ids() -> None:
 
 def test_whole_rounds_pause_past_max_rounds() -> None:
     rounds = ServerToolMessage(NAMES, ServerToolLedger(), max_rounds=1)
-    rounds.add_round(message([tool_use("web_search", query="q")], "tool_use"))
+    cached = message([tool_use("web_search", query="q")], "tool_use")
+    cached["usage"]["cache_read_input_tokens"] = 8
+    rounds.add_round(cached)
     assert rounds.add_results([RESULT])
     assert rounds.message is not None and rounds.message["stop_reason"] == "pause_turn"
+    assert rounds.message["usage"]["cache_read_input_tokens"] == 8
     assert json.dumps(rounds.message)  # plain JSON for the response
