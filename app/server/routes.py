@@ -3,7 +3,6 @@
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -25,7 +24,12 @@ from app.server.json_body import read_json_object
 from app.server.models_routes import get_model, list_models
 from app.server.passthrough import chat_completions
 from app.server.records import RequestRecord, new_message_id
-from app.server.server_tools import ServerToolRunner, complete_rounds, stream_next_round
+from app.server.server_tools import (
+    NewCall,
+    ServerToolRunner,
+    complete_rounds,
+    stream_next_round,
+)
 from app.server.state import STATE, ProxyState, record_of
 from app.server.streaming import stream_messages
 from app.server.upstream import MB, READ_ERRORS, read_bounded
@@ -73,6 +77,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     )
 
     def new_call(round_req: MessagesRequest, round_attempts: Attempts) -> UpstreamCall:
+        """The upstream call of one round (the first, or a later one of the server-tool loop)."""
         return UpstreamCall(
             state.registry,
             runner.body_builder(round_req, record.repairs)
@@ -159,7 +164,7 @@ async def _complete_with_server_tools(
     call: UpstreamCall,
     message_id: str,
     runner: ServerToolRunner,
-    new_call: Callable[[MessagesRequest, Attempts], UpstreamCall],
+    new_call: NewCall,
 ) -> web.Response:
     """Round after round (server tools run between them) into one message."""
     rounds = ServerToolMessage(runner.names, runner.ledger, max_rounds=max_rounds(runner.specs))

@@ -11,7 +11,7 @@ Invariants:
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,6 +42,7 @@ from app.core.server_tools import (
 )
 from app.core.web_tools import UNAVAILABLE, WebFetch, WebSearch, WebToolError
 from app.server.calls import Attempts, BodyBuilder, UpstreamCall
+from app.server.streaming import NextRound
 
 log = logging.getLogger(__name__)
 
@@ -128,10 +129,7 @@ def stream_next_round(
     runner: ServerToolRunner,
     new_call: NewCall,
     attempts: Attempts,
-) -> Callable[
-    [Callable[[list[StreamEvent]], Awaitable[None]]],
-    Coroutine[Any, Any, aiohttp.ClientResponse | None],
-]:
+) -> NextRound:
     """The relay's hook after each upstream body: run the pending calls, write their
     result blocks, and open the next round (None: the message is over)."""
 
