@@ -38,6 +38,8 @@ class Usage(TypedDict, total=False):
     output_tokens: Required[int]
     cache_creation_input_tokens: int
     cache_read_input_tokens: int
+    # {web_search_requests, web_fetch_requests}: what NimBridge's server tools ran
+    server_tool_use: dict[str, int]
 
 
 class Message(TypedDict):

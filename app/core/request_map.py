@@ -8,7 +8,10 @@ Invariants of `to_openai_request` output (PROTOCOL.md, "Request: Anthropic -> Op
 - The first non-system message is a user message; no two adjacent messages
   share a role except `tool`; every `tool` message answers a tool call of the
   assistant message right before its run of tool messages.
-- No `cache_control`, no boolean sub-schema, no server tool reaches the upstream.
+- No `cache_control`, no boolean sub-schema, no server tool reaches the upstream,
+  except `web_search_*` / `web_fetch_*`, which NimBridge runs: they go as function
+  tools, and their earlier calls and results (`server_tool_use` + result blocks)
+  as a tool call and a tool message (`app/core/server_tools.py`).
 - Same input, same output, byte for byte once serialised: key order is fixed,
   system text and tools keep their order, and nothing rotating (Claude Code's
   billing header) is forwarded, so upstream prefix caches can hit.
@@ -35,6 +38,8 @@ from app.core.capabilities import ModelQuirks, ReasoningSwitch
 from app.core.errors import ClientRequestError
 from app.core.models import ModelRoute
 from app.core.openai_types import ChatMessage, ChatRequest, ToolCall
+from app.core.server_tool_results import KIND_BY_RESULT_TYPE, result_text
+from app.core.server_tools import to_function_tool
 from app.core.tool_schema import sanitize_tool_schema
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
@@ -159,15 +164,22 @@ def _tool_result(
 
 
 def _open_tool_calls(drafts: list[_Draft]) -> dict[str, int]:
-    """Tool call ids of the assistant message just before a user turn, with their order.
+    """Unanswered tool call ids of the last assistant message, with their order.
 
     Turns alternate (same-role messages are grouped first) and an assistant turn
-    always yields a message, so the previous draft is that assistant's or none.
+    always yields a message, so the last draft is that assistant's, or the tool
+    messages answering its server tool calls (already answered: not open).
     """
+    position = len(drafts) - 1
+    answered: set[str] = set()
+    while position >= 0 and drafts[position].role == "tool":
+        answered.add(drafts[position].tool_call_id)
+        position -= 1
     order: dict[str, int] = {}
-    if drafts and drafts[-1].role == "assistant":
-        for position, call in enumerate(drafts[-1].tool_calls):
-            order.setdefault(call["id"], position)
+    if position >= 0 and drafts[position].role == "assistant":
+        for index, call in enumerate(drafts[position].tool_calls):
+            if call["id"] not in answered:
+                order.setdefault(call["id"], index)
     return order
 
 
@@ -232,38 +244,74 @@ def _user_turn(
         _push(drafts, _Draft("user", tool_images + parts))
 
 
+def _tool_call(call_id: str, name: str, arguments: str) -> ToolCall:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
 def _assistant_turn(
-    turn: list[tuple[int, Any]], drafts: list[_Draft], quirks: ModelQuirks, notes: list[str]
+    turn: list[tuple[int, Any]],
+    drafts: list[_Draft],
+    quirks: ModelQuirks,
+    notes: list[str],
+    server_tool_texts: Mapping[str, str],
 ) -> None:
-    draft = _Draft("assistant")
-    for index, message in turn:
-        for position, block in enumerate(_blocks(message)):
-            kind = block["type"]
-            if kind == "text":
-                draft.parts.append(block["text"])
-            elif kind == "tool_use":
-                arguments = json.dumps(block["input"], ensure_ascii=False, separators=(",", ":"))
-                if quirks.supports_tools is False:
+    """One assistant turn; server tool calls answered within it (Anthropic's
+    `server_tool_use` + `web_*_tool_result` blocks) become a tool call and a tool
+    message, and what follows them a new assistant message."""
+    blocks = [
+        (f"messages.{index}.content.{position}", block)
+        for index, message in turn
+        for position, block in enumerate(_blocks(message))
+    ]
+    tools_ok = quirks.supports_tools is not False
+    answered = {
+        block.get("tool_use_id") for _, block in blocks if block["type"] in KIND_BY_RESULT_TYPE
+    }
+    draft: _Draft | None = _Draft("assistant")
+    split = False  # a server tool's result ended an assistant message within this turn
+    for path, block in blocks:
+        if draft is None:
+            draft = _Draft("assistant")
+        kind = block["type"]
+        if kind == "text":
+            draft.parts.append(block["text"])
+        elif kind in ("tool_use", "server_tool_use"):
+            # server_tool_use is not validated (an unknown block elsewhere): read it leniently
+            call_id, name = str(block.get("id") or path), str(block.get("name") or "")
+            call_input = block.get("input")
+            arguments = json.dumps(
+                call_input if isinstance(call_input, dict) else {},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
+            if not tools_ok or (kind == "server_tool_use" and call_id not in answered):
+                if tools_ok:
+                    notes.append(f"{path}: server_tool_use without its result; sent as text")
+                else:
                     _note_once(notes, NOTE_TOOL_HISTORY_AS_TEXT)
-                    draft.parts.append(
-                        TOOL_USE_AS_TEXT.format(
-                            name=block["name"], id=block["id"], arguments=arguments
-                        )
-                    )
-                    continue
-                draft.tool_calls.append(
-                    {
-                        "id": block["id"],
-                        "type": "function",
-                        "function": {"name": block["name"], "arguments": arguments},
-                    }
+                draft.parts.append(
+                    TOOL_USE_AS_TEXT.format(name=name, id=call_id, arguments=arguments)
                 )
-            elif kind == "thinking":
-                if isinstance(block.get("thinking"), str):
-                    draft.reasoning.append(block["thinking"])
-            elif kind != "redacted_thinking":
-                notes.append(f"messages.{index}.content.{position}: {kind} block dropped")
-    _push(drafts, draft)
+                continue
+            draft.tool_calls.append(_tool_call(call_id, name, arguments))
+        elif kind in KIND_BY_RESULT_TYPE:
+            call_id = str(block.get("tool_use_id"))
+            text = server_tool_texts.get(call_id) or result_text(block)
+            if tools_ok and any(call["id"] == call_id for call in draft.tool_calls):
+                _push(drafts, draft)
+                draft, split = None, True
+            if call_id in _open_tool_calls(drafts):
+                _push(drafts, _Draft("tool", [text], tool_call_id=call_id))
+            else:
+                draft = draft or _Draft("assistant")
+                draft.parts.append(TOOL_RESULT_AS_TEXT.format(id=call_id, text=text))
+        elif kind == "thinking":
+            if isinstance(block.get("thinking"), str):
+                draft.reasoning.append(block["thinking"])
+        elif kind != "redacted_thinking":
+            notes.append(f"{path}: {kind} block dropped")
+    if draft is not None and (draft.parts or draft.tool_calls or not split):
+        _push(drafts, draft)
 
 
 def _collapse(parts: list[str | dict[str, Any]]) -> str | list[dict[str, Any]]:
@@ -308,7 +356,11 @@ def _system_texts(content: object, path: str, notes: list[str]) -> list[str]:
 
 
 def _to_openai_messages(
-    req: MessagesRequest, system: list[str], quirks: ModelQuirks, notes: list[str]
+    req: MessagesRequest,
+    system: list[str],
+    quirks: ModelQuirks,
+    notes: list[str],
+    server_tool_texts: Mapping[str, str],
 ) -> list[ChatMessage]:
     # Group consecutive same-role messages into one turn first, so that tool
     # results split over two user messages still follow their assistant turn.
@@ -326,7 +378,7 @@ def _to_openai_messages(
         if role == "user":
             _user_turn(turn, drafts, quirks, notes)
         else:
-            _assistant_turn(turn, drafts, quirks, notes)
+            _assistant_turn(turn, drafts, quirks, notes, server_tool_texts)
     if not drafts or drafts[0].role != "user":
         notes.append("conversation does not start with a user turn; inserted one")
         drafts.insert(0, _Draft("user", [CONTINUE_USER_TEXT]))
@@ -381,7 +433,11 @@ def _to_openai_tools(req: MessagesRequest, notes: list[str]) -> list[dict[str, A
     tools: list[dict[str, Any]] = []
     for tool in req.get("tools") or ():
         if tool.get("input_schema") is None:
-            notes.append(f"server tool {tool['name']} dropped")
+            served = to_function_tool(tool)  # web_search / web_fetch: NimBridge runs them
+            if served is None:
+                notes.append(f"server tool {tool['name']} dropped")
+            else:
+                tools.append(served)
             continue
         function: dict[str, Any] = {"name": tool["name"]}
         if isinstance(tool.get("description"), str):
@@ -430,14 +486,22 @@ def _user_field(user_id: str) -> str:
 
 
 def to_openai_request(
-    req: MessagesRequest, route: ModelRoute, *, notes: list[str] | None = None
+    req: MessagesRequest,
+    route: ModelRoute,
+    *,
+    notes: list[str] | None = None,
+    server_tool_texts: Mapping[str, str] | None = None,
 ) -> ChatRequest:
-    """Translate a validated Messages request for `route`; lossy steps are appended to notes."""
+    """Translate a validated Messages request for `route`; lossy steps are appended to notes.
+
+    `server_tool_texts`: what the model reads of server tool results by call id, where
+    it says more than the result block does (an error's explanation, this request only).
+    """
     if notes is None:
         notes = []
     quirks = route.quirks
     system = _system_texts(req.get("system"), "system", notes)
-    messages = _to_openai_messages(req, system, quirks, notes)
+    messages = _to_openai_messages(req, system, quirks, notes, server_tool_texts or {})
     out: ChatRequest = {"model": route.upstream_model, "messages": messages}
 
     max_tokens = req["max_tokens"]

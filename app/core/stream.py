@@ -35,6 +35,9 @@ Tool calls (one block open at a time, so calls cannot be streamed side by side):
 - Tool calls a model leaked as markup into `content` (Kimi, MiniMax, Qwen
   grammars) become tool_use blocks too, but only when the request offered
   tools: without tools no call can be meant, and the text stays untouched.
+- Calls of `server_tool_names` (web_search, web_fetch: NimBridge runs them) open
+  `server_tool_use` blocks with `srvtoolu_` ids instead, and do not make the stop
+  a `tool_use`; `server_tool_calls()` gives them to the server.
 - Fragments go out as received. Arguments that are not valid JSON when their
   block closes are recorded as a repair: `partial_json` cannot be retracted.
 
@@ -59,6 +62,8 @@ from app.core.errors import (
     UpstreamProtocolError,
     upstream_error_from_stream_payload,
 )
+from app.core.response_map import parse_tool_arguments
+from app.core.server_tools import ServerToolCall, server_tool_id
 from app.core.sse import ServerSentEvent
 from app.core.think_tags import Segment, ThinkTagSplitter
 from app.core.tool_markup import MarkupToolCall, ToolMarkupScanner, infer_tool_name
@@ -79,7 +84,7 @@ NO_FINISH_REASON_MESSAGE = "upstream stream ended without a finish_reason (conne
 RUNAWAY_CHARS_PER_TOKEN = 16
 RUNAWAY_REPAIR = "upstream ignored max_tokens; stream ended as max_tokens"
 
-BlockKind = Literal["text", "thinking", "tool_use"]
+BlockKind = Literal["text", "thinking", "tool_use", "server_tool_use"]
 
 
 class StreamState(enum.Enum):
@@ -108,6 +113,7 @@ _DELTA_TYPES_BY_BLOCK_KIND: dict[str, frozenset[str]] = {
     "text": frozenset({"text_delta"}),
     "thinking": frozenset({"thinking_delta", "signature_delta"}),
     "tool_use": frozenset({"input_json_delta"}),
+    "server_tool_use": frozenset({"input_json_delta"}),
 }
 
 
@@ -135,6 +141,7 @@ class StreamTranslator:
         tools: Sequence[Mapping[str, Any]] = (),
         start_in_thinking: bool = False,
         max_output_tokens: int | None = None,
+        server_tool_names: frozenset[str] = frozenset(),
     ) -> None:
         self.model = model
         self.message_id = message_id
@@ -162,6 +169,10 @@ class StreamTranslator:
         self._last_call: _ToolCall | None = None
         self._waiting_calls: list[_ToolCall] = []  # named, block not opened yet
         self._tool_blocks = 0
+        # Calls of these names are NimBridge's to run (web_search, web_fetch): they go
+        # out as `server_tool_use` blocks and never count as the client's tool_use.
+        self._server_tool_names = server_tool_names
+        self.server_calls: list[tuple[str, _ToolCall]] = []  # (block id, call)
         self._emitted_chars = 0
         self._answer_chars = 0  # text and tool arguments: what max_output_tokens bounds
         self._max_answer_chars = (
@@ -198,6 +209,17 @@ class StreamTranslator:
     def usage_reported(self) -> bool:
         """Whether the upstream counted the prompt itself (else `usage` has our estimate)."""
         return self._prompt_tokens is not None
+
+    def server_tool_calls(self) -> list[ServerToolCall]:
+        """The server tool calls streamed so far, arguments parsed (repaired, or {})."""
+        return [
+            ServerToolCall(
+                block_id,
+                call.name or "",
+                parse_tool_arguments("".join(call.fragments), self.repairs),
+            )
+            for block_id, call in self.server_calls
+        ]
 
     def start(self) -> list[StreamEvent]:
         """`message_start`, sent as soon as the server commits to the stream."""
@@ -362,10 +384,15 @@ class StreamTranslator:
         if kind == "tool_use":
             assert call is not None and call.name is not None
             call_id = call.upstream_id or f"{self._tool_id_prefix}{self.message_id}_{call.order}"
-            block = {"type": "tool_use", "id": call_id, "name": call.name, "input": {}}
+            if call.name in self._server_tool_names:
+                call_id = server_tool_id(call_id)
+                block = {"type": "server_tool_use", "id": call_id, "name": call.name, "input": {}}
+                self.server_calls.append((call_id, call))
+            else:
+                block = {"type": "tool_use", "id": call_id, "name": call.name, "input": {}}
+                self._tool_blocks += 1
             call.has_block = True
             self._open_call = call
-            self._tool_blocks += 1
             self._held_space = ""  # whitespace before a tool call is not worth a block
         elif kind == "thinking":
             block = {"type": "thinking", "thinking": "", "signature": ""}
@@ -604,7 +631,8 @@ class StreamTranslator:
             self._repair("finish_reason stop after tool calls")  # Kimi, some NIM templates
             return "tool_use", None
         if stop_reason == "tool_use" and not self._tool_blocks:
-            self._repair("finish_reason tool_calls without a tool call")
+            if not self.server_calls:
+                self._repair("finish_reason tool_calls without a tool call")
             return "end_turn", None
         if finish_reason == "stop" and self._stop_sequence is not None:
             return "stop_sequence", self._stop_sequence

@@ -65,6 +65,10 @@ _DELTA_TYPES_BY_BLOCK_TYPE: dict[str, frozenset[str]] = {
     "text": frozenset({"text_delta"}),
     "thinking": frozenset({"thinking_delta", "signature_delta"}),
     "tool_use": frozenset({"input_json_delta"}),
+    "server_tool_use": frozenset({"input_json_delta"}),
+    # Server tool results arrive whole in their content_block_start: no deltas.
+    "web_search_tool_result": frozenset(),
+    "web_fetch_tool_result": frozenset(),
 }
 
 DELTA_FIELD_BY_DELTA_TYPE: dict[str, str] = {
@@ -165,7 +169,7 @@ class StreamGuard:
         block = event.get("content_block")
         block_type = block.get("type") if isinstance(block, dict) else None
         if not _is_empty_block(block_type, block):
-            self._fail(f"content_block_start with a bad {str(block_type)[:20]} block")
+            self._fail(f"content_block_start with a bad {str(block_type)[:40]} block")
         self._open_block_type = str(block_type)
         self._allowed_delta_types = _DELTA_TYPES_BY_BLOCK_TYPE[self._open_block_type]
         self._next_index += 1
@@ -217,11 +221,20 @@ class StreamGuard:
 
 
 def _is_empty_block(block_type: Any, block: Any) -> bool:
+    """A block as content_block_start may carry it: empty, but for server tool
+    results, which come whole."""
     if block_type == "text":
         return bool(block == {"type": "text", "text": ""})
     if block_type == "thinking":
         return bool(block == {"type": "thinking", "thinking": "", "signature": ""})
-    if block_type == "tool_use":
+    if block_type in ("web_search_tool_result", "web_fetch_tool_result"):
+        return (
+            len(block) == 3
+            and isinstance(block.get("tool_use_id"), str)
+            and bool(block["tool_use_id"])
+            and isinstance(block.get("content"), list | dict)
+        )
+    if block_type in ("tool_use", "server_tool_use"):
         return (
             len(block) == 4
             and isinstance(block.get("id"), str)

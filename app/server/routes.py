@@ -8,11 +8,13 @@ from typing import Any
 from aiohttp import web
 
 from app import __version__
-from app.core.anthropic_types import MessagesRequest
+from app.core.anthropic_types import Message, MessagesRequest
 from app.core.errors import UpstreamProtocolError
 from app.core.models import ModelRoute
 from app.core.request_validation import validate_messages_request
 from app.core.response_map import to_anthropic_message
+from app.core.server_tool_rounds import ServerToolMessage, ServerToolStream
+from app.core.server_tools import max_rounds, server_tool_specs
 from app.core.stream import StreamTranslator
 from app.core.tokens import RequestSize, measure_request
 from app.server.auth import authorize
@@ -23,6 +25,12 @@ from app.server.json_body import read_json_object
 from app.server.models_routes import get_model, list_models
 from app.server.passthrough import chat_completions
 from app.server.records import RequestRecord, new_message_id
+from app.server.server_tools import (
+    NewCall,
+    ServerToolRunner,
+    complete_rounds,
+    stream_next_round,
+)
 from app.server.state import STATE, ProxyState, record_of
 from app.server.streaming import stream_messages
 from app.server.upstream import MB, READ_ERRORS, read_bounded
@@ -62,27 +70,57 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     size = measure_request(req)
     estimate = state.estimator.estimate(route.upstream_model, size)
     attempts = Attempts()
-    call = UpstreamCall(
-        state.registry,
-        messages_body_builder(req, record.repairs),
-        route,
-        client_key=client_key,
-        prompt_tokens=estimate,
-        attempts=attempts,
-        request_id=record.request_id,
+    specs = server_tool_specs(req.get("tools") or ())
+    runner = (
+        ServerToolRunner(
+            specs,
+            state.web_search,
+            state.web_fetch,
+            record.request_id,
+            fetch_max_chars=state.settings.web_fetch_max_chars,
+        )
+        if specs
+        else None
     )
+
+    def new_call(round_req: MessagesRequest, round_attempts: Attempts) -> UpstreamCall:
+        """The upstream call of one round (the first, or a later one of the server-tool loop)."""
+        return UpstreamCall(
+            state.registry,
+            runner.body_builder(round_req, record.repairs)
+            if runner is not None
+            else messages_body_builder(round_req, record.repairs),
+            attempts.route or route,  # later rounds stay on the model the first one used
+            client_key=client_key,
+            prompt_tokens=estimate,
+            attempts=round_attempts,
+            request_id=record.request_id,
+        )
+
+    call = new_call(req, attempts)
     settings = state.settings
     message_id = new_message_id()
     record.stream = bool(req.get("stream"))
     try:
         if record.stream:
-            translator = StreamTranslator(
-                model=route.client_model,
-                message_id=message_id,
-                input_tokens=estimate,
-                tools=req.get("tools") or (),
-                max_output_tokens=req["max_tokens"],  # a runaway upstream stops there
-            )
+
+            def new_translator(round_number: int = 1) -> StreamTranslator:
+                return StreamTranslator(
+                    model=route.client_model,
+                    message_id=message_id,
+                    input_tokens=estimate,
+                    tools=req.get("tools") or (),
+                    max_output_tokens=req["max_tokens"],  # a runaway upstream stops there
+                    server_tool_names=runner.names if runner is not None else frozenset(),
+                )
+
+            translator: StreamTranslator | ServerToolStream = new_translator()
+            next_round = None
+            if runner is not None:
+                translator = ServerToolStream(
+                    new_translator, runner.ledger, max_rounds=max_rounds(specs)
+                )
+                next_round = stream_next_round(req, translator, runner, new_call, attempts)
             response = await stream_messages(
                 request,
                 opening=call.open(),
@@ -94,10 +132,15 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                 read_failure=state.registry.upstream.read_failure,
                 max_upstream_bytes=settings.max_upstream_response_mb * MB,
                 mask=state.mask,
+                next_round=next_round,
             )
             if translator.usage_reported:
                 _learn(state, attempts.route or route, size, record.usage)
             return response
+        if runner is not None:
+            return await _complete_with_server_tools(
+                state, record, req, call, message_id, runner, new_call
+            )
         return await _complete_message(state, record, req, call, size, message_id)
     finally:
         record.attempts = attempts.count
@@ -114,6 +157,54 @@ async def _complete_message(
     size: RequestSize,
     message_id: str,
 ) -> web.Response:
+    message, usage_reported = await _read_message(state, record, req, call, message_id)
+    record.usage = dict(message["usage"])
+    if usage_reported:
+        _learn(state, call.attempts.route or call.route, size, record.usage)
+    return _message_response(record, message)
+
+
+async def _complete_with_server_tools(
+    state: ProxyState,
+    record: RequestRecord,
+    req: MessagesRequest,
+    call: UpstreamCall,
+    message_id: str,
+    runner: ServerToolRunner,
+    new_call: NewCall,
+) -> web.Response:
+    """Round after round (server tools run between them) into one message."""
+    rounds = ServerToolMessage(runner.names, runner.ledger, max_rounds=max_rounds(runner.specs))
+
+    async def read_round(round_req: MessagesRequest) -> Message:
+        if rounds.rounds == 0:
+            return (await _read_message(state, record, round_req, call, message_id))[0]
+        round_attempts = Attempts()
+        try:
+            round_call = new_call(round_req, round_attempts)
+            return (await _read_message(state, record, round_req, round_call, message_id))[0]
+        finally:
+            call.attempts.count += round_attempts.count
+
+    await complete_rounds(req, rounds, runner, read_round)
+    assert rounds.message is not None
+    record.usage = dict(rounds.message["usage"])
+    return _message_response(record, rounds.message)
+
+
+def _message_response(record: RequestRecord, message: Message) -> web.Response:
+    record.status = 200
+    return web.json_response(message, dumps=_dumps, headers={"request-id": record.request_id})
+
+
+async def _read_message(
+    state: ProxyState,
+    record: RequestRecord,
+    req: MessagesRequest,
+    call: UpstreamCall,
+    message_id: str,
+) -> tuple[Message, bool]:
+    """One upstream call, read whole and translated; True when it reported usage."""
     upstream = await call.open()
     route = call.attempts.route or call.route
     record.mark_first_byte()
@@ -142,11 +233,7 @@ async def _complete_message(
         repairs=record.repairs,
         tools=req.get("tools") or (),
     )
-    record.usage = dict(message["usage"])
-    if isinstance(parsed.get("usage"), dict):
-        _learn(state, route, size, record.usage)
-    record.status = 200
-    return web.json_response(message, dumps=_dumps, headers={"request-id": record.request_id})
+    return message, isinstance(parsed.get("usage"), dict)
 
 
 async def count_tokens(request: web.Request) -> web.Response:

@@ -24,7 +24,8 @@ class ProxyState:
     proxy_key: str | None  # what clients must send; None: pass-through of their own keys
     fetcher: SafeFetcher  # what NimBridge fetches for clients (images by URL)
     estimator: TokenEstimator = field(default_factory=TokenEstimator)
-    # The web_search / web_fetch server tools' backends; None: not set up in the settings.
+    # The backends of Anthropic's web_search / web_fetch server tools; None: not set up
+    # (the model is told how to set them up, the request still succeeds).
     web_search: WebSearch | None = None
     web_fetch: WebFetch | None = None
     started: float = 0.0

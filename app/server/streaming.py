@@ -20,7 +20,7 @@ Invariants:
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -28,6 +28,7 @@ from aiohttp import web
 
 from app.core.anthropic_types import PING_EVENT, StreamEvent
 from app.core.errors import ProxyError, UpstreamProtocolError, UpstreamUnavailable
+from app.core.server_tool_rounds import ServerToolStream
 from app.core.sse import SSEDecoder, encode_event
 from app.core.stream import StreamState, StreamTranslator
 from app.core.stream_guard import StreamGrammarError, StreamGuard
@@ -45,6 +46,11 @@ STREAM_HEADERS = {
     "X-Accel-Buffering": "no",  # tell reverse proxies not to buffer the stream
 }
 _ENDED = (StreamState.FINISHED, StreamState.FAILED)
+# Writes tool result events, gives the next upstream round's response (None: done).
+NextRound = Callable[
+    [Callable[[list[StreamEvent]], Awaitable[None]]],
+    Coroutine[Any, Any, aiohttp.ClientResponse | None],
+]
 
 
 class EventWriter:
@@ -128,14 +134,17 @@ async def stream_messages(
     *,
     opening: Coroutine[Any, Any, aiohttp.ClientResponse],
     attempts: Attempts,
-    translator: StreamTranslator,
+    translator: StreamTranslator | ServerToolStream,
     record: RequestRecord,
     commit_window_s: float,
     ping_interval_s: float,
     read_failure: Callable[[Exception], UpstreamUnavailable],
     max_upstream_bytes: int,
     mask: Callable[[str], str] = str,
+    next_round: NextRound | None = None,
 ) -> web.StreamResponse:
+    """`next_round`: for server tools, called after each upstream body; it writes what
+    it must (tool results) and gives the next upstream response, or None when done."""
     opening_task = create_task(opening, name=f"upstream-open {record.request_id}")
     upstream: aiohttp.ClientResponse | None = None
     pinger: asyncio.Task[None] | None = None
@@ -156,6 +165,15 @@ async def stream_messages(
             await _relay_body(
                 upstream, translator, writer, record, read_failure, max_upstream_bytes
             )
+            while next_round is not None and not writer.broken:
+                upstream.release()
+                following = await next_round(writer.write)
+                if following is None:
+                    break
+                upstream = following
+                await _relay_body(
+                    upstream, translator, writer, record, read_failure, max_upstream_bytes
+                )
         except ProxyError as exc:
             record.error = mask(exc.message)
             await writer.write(translator.fail(exc.to_error_body()))
@@ -213,7 +231,7 @@ async def _answered_within_window(
 
 async def _relay_body(
     upstream: aiohttp.ClientResponse,
-    translator: StreamTranslator,
+    translator: StreamTranslator | ServerToolStream,
     writer: EventWriter,
     record: RequestRecord,
     read_failure: Callable[[Exception], UpstreamUnavailable],
@@ -274,7 +292,7 @@ async def _drain(content: aiohttp.StreamReader) -> None:
 
 async def _translate_whole_body(
     upstream: aiohttp.ClientResponse,
-    translator: StreamTranslator,
+    translator: StreamTranslator | ServerToolStream,
     max_upstream_bytes: int,
     read_failure: Callable[[Exception], UpstreamUnavailable],
 ) -> list[StreamEvent]:

@@ -1,7 +1,7 @@
 """Which web search backend and page fetcher the settings ask for: `make_web_tools`.
 
 None stands for "not set up": the server-tool loop still accepts the tools and answers
-the model with `SEARCH_NOT_CONFIGURED` / `FETCH_DISABLED` as a tool error.
+the model with a tool error saying how to set them up (`app.core.server_tools`).
 """
 
 from app.config.secrets import ProviderKeys, SecretStoreUnavailable
@@ -9,16 +9,6 @@ from app.config.settings import Settings
 from app.server.safe_fetch import SafeFetcher
 from app.server.web_fetch import PageFetcher
 from app.server.web_search import BraveSearch, SearxngSearch, TavilySearch
-
-SEARCH_NOT_CONFIGURED = (
-    "web search is not set up in NimBridge: choose a search backend (Tavily, Brave Search "
-    "or your own SearXNG) in the tray's Settings → Web tools, or set web_search_backend "
-    "in its settings.json"
-)
-FETCH_DISABLED = (
-    "web fetch is turned off in NimBridge: turn it on in the tray's Settings → Web tools, "
-    "or set web_fetch_enabled in its settings.json"
-)
 
 SearchBackend = TavilySearch | BraveSearch | SearxngSearch
 

@@ -331,11 +331,13 @@ def test_unknown_fields_and_server_tools_never_4xx(proxy: LiveProxy) -> None:
             "container": "x",
             "mcp_servers": [],
             "output_config": {"effort": "high"},
-            "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+            "tools": [{"type": "code_execution_20250825", "name": "code_execution"}],
         },
         **{"anthropic-beta": "context-management-2025-06-27,interleaved-thinking-2025-05-14"},
     )
     assert status == 200, raw
+    # A server tool NimBridge does not run is dropped (web_search / web_fetch it runs:
+    # test_server_tools.py).
     assert "tools" not in proxy.upstream.chat_requests[-1].body
 
 

@@ -21,6 +21,7 @@ from app.core.request_map import (
     to_openai_request,
 )
 from app.core.request_validation import validate_messages_request
+from app.core.server_tools import to_function_tool
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 ROUTE = ModelRoute("claude-x", "up/model", ModelQuirks())
@@ -785,7 +786,8 @@ TOOLS = [
     {"type": "custom", "name": "read", "input_schema": SCHEMA},
     {"type": "bash_20250124", "name": "bash"},
 ]
-SERVER_NOTES = ["server tool web_search dropped", "server tool bash dropped"]
+SERVER_NOTES = ["server tool bash dropped"]
+FN_WEB_SEARCH = to_function_tool({"type": "web_search_20250305", "name": "web_search"})
 
 
 @pytest.mark.parametrize(
@@ -793,9 +795,13 @@ SERVER_NOTES = ["server tool web_search dropped", "server tool bash dropped"]
     [
         pytest.param(
             {"tools": TOOLS},
-            {"tools": [FN_SEARCH, FN_READ], "tool_choice": None, "parallel_tool_calls": None},
+            {
+                "tools": [FN_SEARCH, FN_WEB_SEARCH, FN_READ],
+                "tool_choice": None,
+                "parallel_tool_calls": None,
+            },
             SERVER_NOTES,
-            id="custom-tools-kept-server-tools-dropped",
+            id="custom-and-web-tools-kept-other-server-tools-dropped",
         ),
         pytest.param({"tools": []}, {"tools": None}, [], id="no-tools"),
         pytest.param(
@@ -824,8 +830,14 @@ SERVER_NOTES = ["server tool web_search dropped", "server tool bash dropped"]
         ),
         pytest.param(
             {"tools": TOOLS, "tool_choice": {"type": "tool", "name": "web_search"}},
+            {"tool_choice": {"type": "function", "function": {"name": "web_search"}}},
+            SERVER_NOTES,
+            id="tool-choice-web-tool",
+        ),
+        pytest.param(
+            {"tools": TOOLS, "tool_choice": {"type": "tool", "name": "bash"}},
             {"tool_choice": "auto"},
-            [*SERVER_NOTES, "tool_choice web_search is not a forwarded tool; sent auto"],
+            [*SERVER_NOTES, "tool_choice bash is not a forwarded tool; sent auto"],
             id="tool-choice-dropped-tool",
         ),
         pytest.param(
@@ -842,11 +854,11 @@ SERVER_NOTES = ["server tool web_search dropped", "server tool bash dropped"]
         ),
         pytest.param(
             {
-                "tools": [TOOLS[1]],
+                "tools": [TOOLS[3]],
                 "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
             },
             {"tools": None, "tool_choice": None, "parallel_tool_calls": None},
-            ["server tool web_search dropped", "tool_choice dropped: no tools to choose from"],
+            ["server tool bash dropped", "tool_choice dropped: no tools to choose from"],
             id="tool-choice-without-tools-omitted",
         ),
     ],
@@ -1457,3 +1469,161 @@ def test_any_well_formed_request_translates(request: dict[str, Any], route: Mode
     assert_refusals_honoured(out, route.quirks)
     assert request == before
     assert json.dumps(translate(request, route)[0]) == json.dumps(out)
+
+
+# ------------------------------------------------------------------ server tool history
+
+USE = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "q"}}
+USE2 = {**USE, "id": "srvtoolu_2", "input": {"query": "r"}}
+RESULT = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}
+RESULT2 = {**RESULT, "tool_use_id": "srvtoolu_2"}
+CALL1 = {
+    "id": "srvtoolu_1",
+    "type": "function",
+    "function": {"name": "web_search", "arguments": '{"query":"q"}'},
+}
+CALL2 = {
+    "id": "srvtoolu_2",
+    "type": "function",
+    "function": {"name": "web_search", "arguments": '{"query":"r"}'},
+}
+NO_RESULTS = "No results found."
+CLIENT_USE = {"type": "tool_use", "id": "toolu_9", "name": "get", "input": {}}
+CLIENT_CALL = {"id": "toolu_9", "type": "function", "function": {"name": "get", "arguments": "{}"}}
+
+
+def tool(call_id: str, content: str) -> dict[str, Any]:
+    return {"role": "tool", "tool_call_id": call_id, "content": content}
+
+
+@pytest.mark.parametrize(
+    ("assistant", "after", "route", "expected", "expected_notes"),
+    [
+        pytest.param(
+            [text("Let me look."), USE, RESULT, text("Found nothing.")],
+            [],
+            ROUTE,
+            [
+                {"role": "assistant", "content": "Let me look.", "tool_calls": [CALL1]},
+                tool("srvtoolu_1", NO_RESULTS),
+                {"role": "assistant", "content": "Found nothing."},
+            ],
+            [],
+            id="call-result-text",
+        ),
+        pytest.param(
+            [USE, USE2, RESULT, RESULT2, text("Two.")],
+            [],
+            ROUTE,
+            [
+                {"role": "assistant", "content": None, "tool_calls": [CALL1, CALL2]},
+                tool("srvtoolu_1", NO_RESULTS),
+                tool("srvtoolu_2", NO_RESULTS),
+                {"role": "assistant", "content": "Two."},
+            ],
+            [],
+            id="two-calls-two-results",
+        ),
+        pytest.param(
+            [USE, CLIENT_USE, RESULT],
+            [{"type": "tool_result", "tool_use_id": "toolu_9", "content": "12:00"}],
+            ROUTE,
+            [
+                {"role": "assistant", "content": None, "tool_calls": [CALL1, CLIENT_CALL]},
+                tool("srvtoolu_1", NO_RESULTS),
+                tool("toolu_9", "12:00"),
+            ],
+            [],
+            id="server-and-client-calls-then-client-result",
+        ),
+        pytest.param(
+            [USE, RESULT],
+            [text("next")],
+            ROUTE,
+            [
+                {"role": "assistant", "content": None, "tool_calls": [CALL1]},
+                tool("srvtoolu_1", NO_RESULTS),
+                {"role": "user", "content": "next"},
+            ],
+            [],
+            id="results-end-the-turn",
+        ),
+        pytest.param(
+            [text("Hm."), USE],
+            [],
+            ROUTE,
+            [
+                {
+                    "role": "assistant",
+                    "content": 'Hm.\n\n(call of tool web_search, id srvtoolu_1)\n{"query":"q"}',
+                }
+            ],
+            ["messages.1.content.1: server_tool_use without its result; sent as text"],
+            id="call-without-result-as-text",
+        ),
+        pytest.param(
+            [USE, RESULT, {**RESULT, "content": {"type": "x", "error_code": "unavailable"}}],
+            [],
+            ROUTE,
+            [
+                {"role": "assistant", "content": None, "tool_calls": [CALL1]},
+                tool("srvtoolu_1", NO_RESULTS),
+                {
+                    "role": "assistant",
+                    "content": "(result of tool call srvtoolu_1)\n"
+                    "Error: web_search failed (unavailable)",
+                },
+            ],
+            [],
+            id="a-second-result-of-one-call-as-text",
+        ),
+        pytest.param(
+            [USE, RESULT],
+            [],
+            route_with(supports_tools=False),
+            [
+                {
+                    "role": "assistant",
+                    "content": '(call of tool web_search, id srvtoolu_1)\n{"query":"q"}\n\n'
+                    "(result of tool call srvtoolu_1)\nNo results found.",
+                }
+            ],
+            [NOTE_TOOL_HISTORY_AS_TEXT],
+            id="model-without-tools-reads-text",
+        ),
+        pytest.param(
+            [{"type": "server_tool_use", "input": "odd"}],
+            [],
+            ROUTE,
+            [
+                {
+                    "role": "assistant",
+                    "content": "(call of tool , id messages.1.content.0)\n{}",
+                }
+            ],
+            ["messages.1.content.0: server_tool_use without its result; sent as text"],
+            id="malformed-call-read-leniently",
+        ),
+    ],
+)
+def test_server_tool_history(
+    assistant: list[Any],
+    after: list[Any],
+    route: ModelRoute,
+    expected: list[Any],
+    expected_notes: list[str],
+) -> None:
+    messages = [USER_HI, {"role": "assistant", "content": assistant}]
+    if after:
+        messages.append({"role": "user", "content": after})
+    out, notes = translate(body(messages=messages), route)
+    assert out["messages"] == [USER_HI, *expected]
+    assert notes == expected_notes
+
+
+def test_server_tool_texts_override_what_the_block_says() -> None:
+    request = body(messages=[USER_HI, {"role": "assistant", "content": [USE, RESULT]}])
+    out = to_openai_request(
+        validate_messages_request(request), ROUTE, server_tool_texts={"srvtoolu_1": "set it up"}
+    )
+    assert out["messages"][2] == tool("srvtoolu_1", "set it up")

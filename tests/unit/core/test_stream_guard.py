@@ -39,6 +39,22 @@ ERROR: Event = {"type": "error", "error": {"type": "api_error", "message": "boom
 TEXT_BLOCK: Event = {"type": "text", "text": ""}
 THINKING_BLOCK: Event = {"type": "thinking", "thinking": "", "signature": ""}
 TOOL_BLOCK: Event = {"type": "tool_use", "id": "toolu_1", "name": "get", "input": {}}
+SERVER_TOOL_BLOCK: Event = {
+    "type": "server_tool_use",
+    "id": "srvtoolu_1",
+    "name": "web_search",
+    "input": {},
+}
+SEARCH_RESULT_BLOCK: Event = {
+    "type": "web_search_tool_result",
+    "tool_use_id": "srvtoolu_1",
+    "content": [{"type": "web_search_result", "url": "https://a", "title": "A"}],
+}
+FETCH_ERROR_BLOCK: Event = {
+    "type": "web_fetch_tool_result",
+    "tool_use_id": "srvtoolu_2",
+    "content": {"type": "web_fetch_tool_result_error", "error_code": "url_not_allowed"},
+}
 
 
 def open_(index: int, block: Event = TEXT_BLOCK) -> Event:
@@ -83,6 +99,22 @@ GOOD_STREAMS = [
         ],
         id="thinking-text-tool",
     ),
+    pytest.param(
+        [
+            START,
+            open_(0, SERVER_TOOL_BLOCK),
+            delta(0, '{"query":"x"}', "input_json_delta"),
+            close(0),
+            open_(1, SEARCH_RESULT_BLOCK),
+            close(1),
+            open_(2, FETCH_ERROR_BLOCK),
+            close(2),
+            *text_block(3),
+            END,
+            STOP,
+        ],
+        id="server-tool-use-then-whole-results-then-text",
+    ),
     pytest.param([ERROR], id="lone-error"),
     pytest.param([PING, PING, ERROR], id="pings-then-lone-error"),
     pytest.param([START, *text_block(0), ERROR], id="error-after-a-block"),
@@ -106,7 +138,30 @@ def tool_block(**changes: Any) -> Event:
     return open_(0, {**TOOL_BLOCK, **changes})
 
 
+def result_block(**changes: Any) -> Event:
+    return open_(0, {**SEARCH_RESULT_BLOCK, **changes})
+
+
 BAD_STREAMS = [
+    pytest.param(
+        [START, result_block(), delta(0)],
+        "text_delta in a web_search_tool_result block",
+        id="result-blocks-take-no-delta",
+    ),
+    pytest.param(
+        [START, result_block(tool_use_id="")], "bad web_search_tool_result", id="result-no-id"
+    ),
+    pytest.param(
+        [START, result_block(content="x")], "bad web_search_tool_result", id="result-content-str"
+    ),
+    pytest.param(
+        [START, result_block(extra=1)], "bad web_search_tool_result", id="result-extra-key"
+    ),
+    pytest.param(
+        [START, open_(0, {**SERVER_TOOL_BLOCK, "input": {"query": "x"}})],
+        "bad server_tool_use block",
+        id="server-tool-use-input-not-empty",
+    ),
     # events (the last one is refused), reason
     pytest.param([{"type": "image"}], "unknown event type 'image'", id="unknown-type"),
     pytest.param([{"index": 0}], "unknown event type 'None'", id="no-type"),
