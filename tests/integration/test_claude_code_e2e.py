@@ -18,7 +18,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.fake_upstream import FakeUpstream, Recorded, chunk, reply_stream, text_stream
+from tests.fake_upstream import (
+    FakeUpstream,
+    LoopThread,
+    Recorded,
+    chunk,
+    reply_stream,
+    text_stream,
+)
+from tests.fake_web import TAVILY_KEY, running_fake_web
 
 ROOT = Path(__file__).resolve().parents[2]
 FINAL_TEXT = "Done: made.txt is written."
@@ -44,7 +52,14 @@ def require_claude() -> str:
 
 
 def run_nimbridge_code(
-    upstream: FakeUpstream, tmp_path: Path, where: str, prompt: str, tools: str
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    where: str,
+    prompt: str,
+    tools: str,
+    *,
+    settings: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """`nimbridge code -- -p PROMPT` in a fresh folder and home, against the fake upstream."""
     work = tmp_path / "work"
@@ -56,10 +71,12 @@ def run_nimbridge_code(
                 "providers": [{"name": "nvidia", "kind": "nvidia", "base_url": upstream.base_url}],
                 "tiers": {"default": "fake/agent-model"},
                 "port": 1,  # nothing answers there: `code` starts its own server
+                **(settings or {}),
             }
         )
     )
     (tmp_path / "home").mkdir()
+    extra_env = env or {}
     env = {
         **os.environ,
         "PATH": f"{where}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -69,6 +86,7 @@ def run_nimbridge_code(
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
     }
     env.pop("ANTHROPIC_API_KEY", None)
+    env.update(extra_env)
     result = subprocess.run(
         [
             sys.executable,
@@ -234,3 +252,81 @@ def test_claude_code_multi_step_parallel_tools_and_thinking(
     assert tool_ids == ["call_a", "call_b", "call_c"]  # results in order, right after calls
     roles = [m["role"] for m in last["messages"]]
     assert roles.count("assistant") >= 2
+
+
+# ------------------------------------------------------------------ WebSearch (issue 8)
+
+SEARCH_QUERY = "python asyncio docs"
+SEARCH_ANSWER = "Found it: the asyncio documentation at docs.python.org."
+
+
+def _function_call(name: str, arguments: dict[str, Any], call_id: str) -> list[Any]:
+    call = {"index": 0, "id": call_id, "type": "function"}
+    return [
+        {"tool_calls": [{**call, "function": {"name": name, "arguments": ""}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": json.dumps(arguments)}}]},
+    ]
+
+
+async def searching_agent(request: web.Request, record: Recorded) -> web.StreamResponse:
+    """Plays both models: Claude Code's main one (calls its WebSearch tool, then answers
+    from what came back) and the one behind WebSearch (calls the web_search function
+    NimBridge offers for the server tool, then sums up the results)."""
+    body = record.body
+    names = {t.get("function", {}).get("name") for t in body.get("tools", [])}
+    answered = [m for m in body.get("messages", []) if m.get("role") == "tool"]
+    deltas: list[Any]
+    if "web_search" in names and not answered:
+        deltas = _function_call("web_search", {"query": SEARCH_QUERY}, "call_search_1")
+        finish = "tool_calls"
+    elif "web_search" in names:
+        deltas = [{"content": "Results: asyncio — Asynchronous I/O (docs.python.org)."}]
+        finish = "stop"
+    elif "WebSearch" in names and not answered:
+        deltas = _function_call("WebSearch", {"query": SEARCH_QUERY}, "call_websearch_1")
+        finish = "tool_calls"
+    else:
+        deltas = [{"content": SEARCH_ANSWER if answered else "ok"}]
+        finish = "stop"
+    items: list[Any] = [chunk(body, {"role": "assistant", "content": ""})]
+    items += [chunk(body, delta) for delta in deltas]
+    items += [
+        chunk(body, {}, finish_reason=finish),
+        chunk(body, None, usage={"prompt_tokens": 500, "completion_tokens": 20}),
+        "[DONE]",
+    ]
+    if body.get("stream"):
+        return await reply_stream(items)(request, record)
+    return await agent(request, record)
+
+
+def test_claude_code_web_search_through_nimbridge(
+    upstream: FakeUpstream, tmp_path: Path, loop_thread: LoopThread
+) -> None:
+    where = require_claude()
+    context = running_fake_web()
+    fake_web = loop_thread.run(context.__aenter__())
+    try:
+        upstream.enqueue(*[searching_agent] * 30)
+        work, result = run_nimbridge_code(
+            upstream,
+            tmp_path,
+            where,
+            f"Search the web for: {SEARCH_QUERY}",
+            "WebSearch",
+            settings={
+                "web_search_backend": "tavily",
+                "web_search_base_url": fake_web.url("/tavily"),
+            },
+            env={"TAVILY_API_KEY": TAVILY_KEY},
+        )
+    finally:
+        loop_thread.run(context.__aexit__(None, None, None))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert SEARCH_ANSWER in result.stdout
+    assert [r["body"]["query"] for r in fake_web.requests] == [SEARCH_QUERY]
+    # What Claude Code handed its main model came from the fake backend's results.
+    main = [r.body for r in upstream.chat_requests if "WebSearch" in str(r.body.get("tools"))]
+    handed = [m["content"] for body in main for m in body["messages"] if m["role"] == "tool"]
+    assert any("docs.python.org/3/library/asyncio.html" in str(text) for text in handed)
+    assert TAVILY_KEY not in result.stdout + result.stderr
