@@ -12,15 +12,13 @@ per provider; a provider whose list fails is left out (logged) unless all fail.
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from app.core.capabilities import quirks_for_model
 from app.core.catalog import CLOUDFLARE_SEARCH_PATH, CatalogModel, merge_catalogs
 from app.core.errors import (
     ClientRequestError,
     ProxyError,
-    UpstreamProtocolError,
-    upstream_error_from_response,
 )
 from app.core.images import (
     CLOUDFLARE_IMAGE_SEARCH_QUERY,
@@ -35,7 +33,6 @@ from app.core.images import (
 from app.core.models import ModelAliases, ModelRoute
 from app.core.providers import Provider
 from app.core.routing import Router
-from app.server.upstream import read_error_body
 
 if TYPE_CHECKING:
     from app.server.providers import ProviderRegistry
@@ -162,18 +159,7 @@ class ImageCatalogs:
             url = f"{base}{CLOUDFLARE_SEARCH_PATH}?{CLOUDFLARE_IMAGE_SEARCH_QUERY}"
         else:
             url = f"{provider.base_url}/models"
-        response = await registry.upstream.request("GET", url, api_key=registry.key_for(provider))
-        if response.status >= 400:
-            raw = await read_error_body(response)
-            raise upstream_error_from_response(response.status, raw)
-        try:
-            body: Any = await response.json(content_type=None)
-        except ValueError as exc:
-            raise UpstreamProtocolError(
-                f"{provider.name}: the model list is not JSON ({url})"
-            ) from exc
-        finally:
-            response.release()
+        body = await registry.get_model_list(provider, url, registry.key_for(provider))
         if image_api_of(provider) is ImageApi.WORKERS_AI:
             return image_catalog_from_cloudflare_search(body, provider=provider.name)
         listed = image_catalog_from_models_list(body, provider=provider.name)

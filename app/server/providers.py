@@ -221,13 +221,9 @@ class ProviderRegistry:
         with contextlib.suppress(ProxyError):
             await self.merged_catalog()
 
-    async def _fetch_catalog(self, provider: Provider) -> list[CatalogModel]:
-        key = self.key_for(provider)
-        overrides = self.settings.capabilities or None
-        if provider.preset.catalog is CatalogStyle.CLOUDFLARE:
-            url = provider.base_url.removesuffix("/ai/v1") + CLOUDFLARE_SEARCH_PATH
-        else:
-            url = f"{provider.base_url}/models"
+    async def get_model_list(self, provider: Provider, url: str, key: str | None) -> Any:
+        """A provider's model listing (OpenAI's /models or Workers AI's model search), as
+        JSON; a ProxyError in words otherwise."""
         response = await self.upstream.request("GET", url, api_key=key)
         if response.status >= 400:
             raw = await read_error_body(response)
@@ -240,6 +236,16 @@ class ProviderRegistry:
             ) from exc
         finally:
             response.release()
+        return body
+
+    async def _fetch_catalog(self, provider: Provider) -> list[CatalogModel]:
+        key = self.key_for(provider)
+        overrides = self.settings.capabilities or None
+        if provider.preset.catalog is CatalogStyle.CLOUDFLARE:
+            url = provider.base_url.removesuffix("/ai/v1") + CLOUDFLARE_SEARCH_PATH
+        else:
+            url = f"{provider.base_url}/models"
+        body = await self.get_model_list(provider, url, key)
         if provider.preset.catalog is CatalogStyle.CLOUDFLARE:
             models = catalog_from_cloudflare_search(
                 body, provider=provider.name, overrides=overrides
