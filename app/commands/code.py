@@ -114,14 +114,16 @@ def run_code_command(
     )
     settings_file = write_settings_file(env)
     try:
-        claude_process = subprocess.Popen(
-            [str(claude), "--settings", str(settings_file), *claude_args],
-            cwd=folder or Path.cwd(),
-            env=process_env(os.environ, env),
-        )
         # SIGTERM ends Claude Code first; then the server started here stops gracefully
         # below (the default action would kill this process with the port and streams).
-        with _forwarding_sigterm(claude_process):
+        # Set before Claude Code starts: a SIGTERM right after its start must not be lost.
+        with _forwarding_sigterm() as forward:
+            claude_process = subprocess.Popen(
+                [str(claude), "--settings", str(settings_file), *claude_args],
+                cwd=folder or Path.cwd(),
+                env=process_env(os.environ, env),
+            )
+            forward.to(claude_process)
             code = claude_process.wait()
         return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as shells say
     except KeyboardInterrupt:
@@ -132,13 +134,32 @@ def run_code_command(
             started.stop()
 
 
+class _SigtermForwarder:
+    """Passes SIGTERM on to the child, even one that arrived before the child existed."""
+
+    def __init__(self) -> None:
+        self._child: subprocess.Popen[bytes] | None = None
+        self._asked = False
+
+    def on_signal(self, *_: object) -> None:
+        self._asked = True
+        if self._child is not None:
+            self._child.terminate()
+
+    def to(self, child: subprocess.Popen[bytes]) -> None:
+        self._child = child
+        if self._asked:  # it came while the child was starting
+            child.terminate()
+
+
 @contextlib.contextmanager
-def _forwarding_sigterm(child: subprocess.Popen[bytes]) -> Iterator[None]:
+def _forwarding_sigterm() -> Iterator[_SigtermForwarder]:
+    forwarder = _SigtermForwarder()
     if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
+        yield forwarder  # signal handlers can only be set from the main thread
         return
-    previous = signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+    previous = signal.signal(signal.SIGTERM, forwarder.on_signal)
     try:
-        yield
+        yield forwarder
     finally:
         signal.signal(signal.SIGTERM, previous)
