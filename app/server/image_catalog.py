@@ -15,7 +15,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from app.core.capabilities import quirks_for_model
-from app.core.catalog import CLOUDFLARE_SEARCH_PATH, CatalogModel, merge_catalogs
+from app.core.catalog import CLOUDFLARE_SEARCH_PATH, CatalogModel
 from app.core.errors import (
     ClientRequestError,
     ProxyError,
@@ -33,6 +33,7 @@ from app.core.images import (
 from app.core.models import ModelAliases, ModelRoute
 from app.core.providers import Provider
 from app.core.routing import Router
+from app.server.listings import merge_listings
 
 if TYPE_CHECKING:
     from app.server.providers import ProviderRegistry
@@ -79,19 +80,7 @@ class ImageCatalogs:
         results = await asyncio.gather(
             *(self.catalog(p, refresh=refresh) for p in providers), return_exceptions=True
         )
-        catalogs: list[list[CatalogModel]] = []
-        failures: list[ProxyError] = []
-        for provider, result in zip(providers, results, strict=True):
-            if isinstance(result, ProxyError):
-                log.info("could not list the image models of %s: %s", provider.name, result.message)
-                failures.append(result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                catalogs.append(result)
-        if failures and not catalogs:
-            raise failures[0]
-        return merge_catalogs(catalogs)
+        return merge_listings(providers, results, what="image models")
 
     def known_ids(self) -> dict[str, frozenset[str]]:
         return {name: frozenset(m.id for m in found) for name, (_, found) in self._catalogs.items()}

@@ -28,7 +28,6 @@ from app.core.catalog import (
     CatalogModel,
     catalog_from_cloudflare_search,
     catalog_from_models_list,
-    merge_catalogs,
 )
 from app.core.errors import ProxyError, UpstreamProtocolError, upstream_error_from_response
 from app.core.governor import GovernorState, RateGovernor, RetryPolicy
@@ -37,6 +36,7 @@ from app.core.providers import CatalogStyle, Provider
 from app.core.quirk_learning import Rejection, learn
 from app.core.routing import Router
 from app.server.image_catalog import ImageCatalogs
+from app.server.listings import merge_listings
 from app.server.upstream import UpstreamClient, encode_json_body, read_error_body
 
 log = logging.getLogger(__name__)
@@ -201,19 +201,7 @@ class ProviderRegistry:
             *(self.catalog(p.name, refresh=refresh) for p in self.settings.providers),
             return_exceptions=True,
         )
-        catalogs: list[list[CatalogModel]] = []
-        failures: list[ProxyError] = []
-        for provider, result in zip(self.settings.providers, results, strict=True):
-            if isinstance(result, ProxyError):
-                log.info("could not list the models of %s: %s", provider.name, result.message)
-                failures.append(result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                catalogs.append(result)
-        if failures and not catalogs:
-            raise failures[0]
-        return merge_catalogs(catalogs)
+        return merge_listings(self.settings.providers, results, what="models")
 
     async def prefetch(self) -> None:
         """Fill the catalogs in the background at start, so routing by catalog works early."""
