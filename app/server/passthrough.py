@@ -4,18 +4,26 @@ The body is passed on as the client wrote it, except `model`, which routes like
 any other name (so `claude-*` names and `provider/model` work here too). The
 request is paced and retried before the first byte like a translated one, but
 never "repaired": we did not write the body, so we do not rewrite it.
+
+The answer is relayed with only the fields strict clients (the official
+`openai` SDKs) require filled in (`app.core.openai_stream_fix`): one decode,
+fix and write per upstream read.
 """
 
 import asyncio
 import json
+import time
+import uuid
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from app.core.capabilities import ModelQuirks
-from app.core.errors import ClientRequestError, ProxyError
+from app.core.errors import ClientRequestError, ProxyError, UpstreamProtocolError
 from app.core.models import ModelRoute
+from app.core.openai_stream_fix import ChunkNormaliser, to_strict_completion
+from app.core.sse import SSEDecoder
 from app.server.auth import authorize
 from app.server.calls import Attempts, UpstreamCall
 from app.server.json_body import read_json_object
@@ -66,6 +74,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 raise state.registry.upstream.read_failure(exc, str(upstream.url)) from exc
             if upstream.status >= 400:  # "Incorrect API key provided: <our key>"
                 answer = state.mask(answer.decode("utf-8", "replace")).encode()
+            else:
+                answer = _strict_body(answer, model)
             return web.Response(
                 body=answer,
                 status=upstream.status,
@@ -75,9 +85,29 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(status=upstream.status, headers=_kept_headers(upstream))
         response.content_type = upstream.content_type
         await response.prepare(request)
+        if upstream.status >= 400:  # an error body, not a stream: relayed as it is
+            async for data in upstream.content.iter_any():
+                await response.write(data)
+            await response.write_eof()
+            return response
+        decoder = SSEDecoder()
+        options = body.get("stream_options")
+        normaliser = ChunkNormaliser(
+            stream_id=_new_id(),
+            created=int(time.time()),
+            model=model,
+            include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+        )
         try:
             async for data in upstream.content.iter_any():  # relayed as it arrives
-                await response.write(data)
+                fixed = b"".join(normaliser.fix(event) for event in decoder.feed(data))
+                if fixed:
+                    await response.write(fixed)
+            tail = b"".join(normaliser.fix(event) for event in decoder.close())
+            await response.write(tail + normaliser.finish())
+        except UpstreamProtocolError as exc:  # an event past the decoder's bound
+            record.error = exc.message
+            await response.write(_error_event(exc))
         except READ_ERRORS as exc:
             failure = state.registry.upstream.read_failure(exc, str(upstream.url))
             shown = ProxyError(state.mask(failure.message), status=failure.status)
@@ -92,6 +122,24 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         upstream.release()
+
+
+def _new_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def _strict_body(answer: bytes, model: str) -> bytes:
+    """The completion with the fields strict clients require; other bodies as they came."""
+    try:
+        parsed = json.loads(answer)
+    except ValueError:
+        return answer
+    if not isinstance(parsed, dict) or "error" in parsed:
+        return answer
+    fixed = to_strict_completion(
+        parsed, completion_id=_new_id(), created=int(time.time()), model=model
+    )
+    return _dumps(fixed).encode()
 
 
 def _error_event(error: ProxyError) -> bytes:
