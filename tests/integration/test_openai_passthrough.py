@@ -1,0 +1,140 @@
+"""The official `openai` Python SDK through /v1/chat/completions, from upstreams that
+leave out what it relies on: every chunk still parses (strictly), errors raise."""
+
+from typing import Any
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
+
+from tests.fake_upstream import reply_json, reply_stream
+from tests.integration.conftest import DEFAULT_MODEL, LiveProxy, track
+
+HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
+FULL = {"id": "up-1", "object": "chat.completion.chunk", "created": 7, "model": "up-model"}
+
+
+def sdk(proxy: LiveProxy) -> openai.OpenAI:
+    return track(openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.client_key, max_retries=0))
+
+
+def streamed(proxy: LiveProxy, **extra: Any) -> list[ChatCompletionChunk]:
+    stream = sdk(proxy).chat.completions.create(
+        model=DEFAULT_MODEL, messages=HELLO, stream=True, **extra
+    )
+    chunks: list[ChatCompletionChunk] = list(stream)
+    for chunk in chunks:  # the SDK constructs leniently; the schema is the strict check
+        ChatCompletionChunk.model_validate(chunk.to_dict())
+    return chunks
+
+
+def without(key: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {name: item for name, item in value.items() if name != key}
+
+
+def text_chunks(**top: Any) -> list[Any]:
+    return [
+        {**top, "choices": [{"index": 0, "delta": {"content": "Hel"}}]},
+        {**top, "choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]},
+    ]
+
+
+@pytest.mark.parametrize("missing", ["id", "object", "created", "model"])
+def test_chunks_missing_a_top_level_field_parse(proxy: LiveProxy, missing: str) -> None:
+    proxy.upstream.enqueue(reply_stream([*text_chunks(**without(missing, FULL)), "[DONE]"]))
+    chunks = streamed(proxy)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "Hello"
+    assert len({c.id for c in chunks}) == 1 and chunks[0].object == "chat.completion.chunk"
+    assert chunks[0].model == ("up-model" if missing != "model" else DEFAULT_MODEL)
+    assert chunks[0].choices[0].delta.role == "assistant"
+
+
+def test_choices_without_index_and_a_stream_without_done(proxy: LiveProxy) -> None:
+    proxy.upstream.enqueue(
+        reply_stream(
+            [
+                {"choices": [{"delta": {"content": "a"}}]},
+                {"choices": [{"delta": {}, "finish_reason": "stop"}]},
+            ]
+        )
+    )
+    chunks = streamed(proxy)
+    assert [c.choices[0].index for c in chunks] == [0, 0]
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_tool_call_deltas_without_index(proxy: LiveProxy) -> None:
+    def call(call_id: str | None, **function: str) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": "function", "function": function}
+        if call_id:
+            body["id"] = call_id
+        return {**FULL, "choices": [{"index": 0, "delta": {"tool_calls": [body]}}]}
+
+    proxy.upstream.enqueue(
+        reply_stream(
+            [
+                call("call_a", name="first", arguments=""),
+                call(None, arguments='{"x":1}'),
+                call("call_b", name="second", arguments="{}"),
+                "[DONE]",
+            ]
+        )
+    )
+    chunks = streamed(proxy)
+    indexes = [
+        c.choices[0].delta.tool_calls[0].index for c in chunks if c.choices[0].delta.tool_calls
+    ]
+    assert indexes == [0, 0, 1]
+
+
+def test_usage_chunk_added_when_asked_and_missing(proxy: LiveProxy) -> None:
+    proxy.upstream.enqueue(reply_stream([*text_chunks(**FULL), "[DONE]"]))
+    chunks = streamed(proxy, stream_options={"include_usage": True})
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == 0
+    assert proxy.upstream.chat_requests[-1].body["stream_options"] == {"include_usage": True}
+
+
+def test_upstream_usage_chunk_is_relayed_once(proxy: LiveProxy) -> None:
+    usage = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+    proxy.upstream.enqueue(
+        reply_stream([*text_chunks(**FULL), {**FULL, "choices": [], "usage": usage}, "[DONE]"])
+    )
+    chunks = streamed(proxy, stream_options={"include_usage": True})
+    assert [c.usage.total_tokens for c in chunks if c.usage] == [5]
+
+
+def test_upstream_error_mid_stream_makes_the_sdk_raise(proxy: LiveProxy) -> None:
+    failure = {
+        "object": "error",
+        "message": "engine overloaded",
+        "type": "ServerError",
+        "code": 503,
+    }
+    proxy.upstream.enqueue(reply_stream([text_chunks(**FULL)[0], failure, "[DONE]"]))
+    stream = sdk(proxy).chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, stream=True)
+    with pytest.raises(openai.APIError, match="engine overloaded"):
+        list(stream)
+
+
+def test_connection_cut_mid_stream_makes_the_sdk_raise(proxy: LiveProxy) -> None:
+    proxy.upstream.enqueue(reply_stream([text_chunks(**FULL)[0]], cut=True))
+    stream = sdk(proxy).chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, stream=True)
+    with pytest.raises(openai.APIError):
+        list(stream)
+
+
+def test_whole_answer_missing_fields_parses(proxy: LiveProxy) -> None:
+    proxy.upstream.enqueue(reply_json({"choices": [{"message": {"content": "hi"}}]}))
+    answer = sdk(proxy).chat.completions.create(model=DEFAULT_MODEL, messages=HELLO)
+    ChatCompletion.model_validate(answer.to_dict())
+    assert answer.model == DEFAULT_MODEL and answer.object == "chat.completion"
+    assert answer.choices[0].message.role == "assistant"
+    assert answer.choices[0].finish_reason == "stop" and answer.id.startswith("chatcmpl-")
+
+
+def test_upstream_error_status_still_raises_with_its_message(proxy: LiveProxy) -> None:
+    body = {"error": {"message": "no such model", "type": "invalid_request_error"}}
+    proxy.upstream.enqueue(reply_json(body, status=404))
+    with pytest.raises(openai.NotFoundError, match="no such model"):
+        sdk(proxy).chat.completions.create(model=DEFAULT_MODEL, messages=HELLO)
