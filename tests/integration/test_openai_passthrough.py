@@ -1,6 +1,11 @@
 """The official `openai` Python SDK through /v1/chat/completions, from upstreams that
 leave out what it relies on: every chunk still parses (strictly), errors raise."""
 
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -138,3 +143,66 @@ def test_upstream_error_status_still_raises_with_its_message(proxy: LiveProxy) -
     proxy.upstream.enqueue(reply_json(body, status=404))
     with pytest.raises(openai.NotFoundError, match="no such model"):
         sdk(proxy).chat.completions.create(model=DEFAULT_MODEL, messages=HELLO)
+
+
+# ------------------------------------------------------------- the Node.js SDK
+
+NODE_SCRIPT = Path(__file__).parent / "node" / "openai_stream.mjs"
+
+
+def openai_node_dir() -> Path:
+    """Where node_modules/openai is (`.ci/run` installs it); a skip without it, failed in CI."""
+    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    where = Path(
+        os.environ.get("NIMBRIDGE_TEST_OPENAI_NODE_DIR", default / "nimbridge-ci" / "openai-node")
+    )
+    if shutil.which("node") is None or not (where / "node_modules" / "openai").is_dir():
+        why = "needs Node.js and the npm package openai (see .ci/run)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    return where
+
+
+def run_node_sdk(proxy: LiveProxy, mode: str) -> list[dict[str, Any]]:
+    node = shutil.which("node")
+    assert node is not None
+    done = subprocess.run(
+        [node, str(NODE_SCRIPT), proxy.url + "/v1", proxy.client_key, DEFAULT_MODEL, mode],
+        env={**os.environ, "OPENAI_NODE_DIR": str(openai_node_dir())},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("missing", ["id", "object", "created", "model"])
+def test_node_sdk_streams_chunks_missing_a_field(proxy: LiveProxy, missing: str) -> None:
+    openai_node_dir()
+    upstream_chunks = [{"choices": [{"delta": {"content": "Hel"}}]}, *text_chunks()[1:]]
+    items = [{**without(missing, FULL), **item} for item in upstream_chunks]
+    proxy.upstream.enqueue(reply_stream(items))  # and no [DONE]
+    chunks = run_node_sdk(proxy, "stream-usage")
+    for chunk in chunks:
+        ChatCompletionChunk.model_validate(chunk)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[:-1]) == "Hello"
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["total_tokens"] == 0
+
+
+def test_node_sdk_raises_on_an_upstream_error_mid_stream(proxy: LiveProxy) -> None:
+    openai_node_dir()
+    failure = {"error": {"message": "engine overloaded", "code": 503}}
+    proxy.upstream.enqueue(reply_stream([text_chunks(**FULL)[0], failure]))
+    *chunks, raised = run_node_sdk(proxy, "stream")
+    assert len(chunks) == 1
+    assert raised == {"raised": "APIError", "message": "engine overloaded"}
+
+
+def test_node_sdk_reads_a_whole_answer_missing_fields(proxy: LiveProxy) -> None:
+    openai_node_dir()
+    proxy.upstream.enqueue(reply_json({"choices": [{"message": {"content": "hi"}}]}))
+    (answer,) = run_node_sdk(proxy, "whole")
+    assert ChatCompletion.model_validate(answer).choices[0].message.content == "hi"
