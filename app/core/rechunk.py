@@ -15,8 +15,8 @@ could hold them). Hangul jamo sequences and Indic conjuncts are not kept whole:
 cutting them costs a momentary odd glyph, never a wrong final text.
 """
 
+import re
 import unicodedata
-from bisect import bisect_right
 
 from app.core.anthropic_types import StreamEvent
 
@@ -25,11 +25,14 @@ SPLIT_ABOVE_CHARS = 48
 SPLIT_DELTA_TYPES = frozenset({"text_delta", "thinking_delta"})  # never input_json / signature
 
 _ZWJ = "\u200d"
+_REGIONAL_RUN = re.compile("[\U0001f1e6-\U0001f1ff]{2,}")  # pairs of them are flags
 
 
 def _extends_previous(char: str) -> bool:
     """Whether `char` belongs to the cluster before it (no cut in front of it)."""
     code = ord(char)
+    if code < 0x300:  # below the first combining mark: the common case, kept cheap
+        return False
     return (
         char == _ZWJ
         or 0xFE00 <= code <= 0xFE0F
@@ -42,30 +45,35 @@ def _extends_previous(char: str) -> bool:
     )
 
 
-def _is_regional_indicator(char: str) -> bool:
-    return 0x1F1E6 <= ord(char) <= 0x1F1FF
+def _flag_halves(text: str) -> set[int]:
+    """Indices of each flag's second regional indicator: no cut in front of them."""
+    halves: set[int] = set()
+    for run in _REGIONAL_RUN.finditer(text):
+        halves.update(range(run.start() + 1, run.end(), 2))
+    return halves
+
+
+def _can_cut(text: str, i: int, flag_halves: set[int]) -> bool:
+    before, char = text[i - 1], text[i]
+    return not (
+        _extends_previous(char)
+        or before == _ZWJ
+        or (before == "\r" and char == "\n")
+        or i in flag_halves
+    )
 
 
 def cut_positions(text: str) -> list[int]:
     """Every index i (0 < i < len) where text[:i] / text[i:] leaves clusters whole."""
-    cuts: list[int] = []
-    regional_run = 0  # regional indicators in a row so far: pairs form flags
-    for i in range(1, len(text)):
-        before, char = text[i - 1], text[i]
-        regional_run = regional_run + 1 if _is_regional_indicator(before) else 0
-        if _extends_previous(char) or before == _ZWJ:
-            continue
-        if (before, char) == ("\r", "\n"):
-            continue
-        if regional_run % 2 == 1 and _is_regional_indicator(char):
-            continue  # the second half of a flag
-        cuts.append(i)
-    return cuts
+    halves = _flag_halves(text)
+    return [i for i in range(1, len(text)) if _can_cut(text, i, halves)]
 
 
 def _preferred(text: str, cut: int) -> bool:
     """A cut right after whitespace or punctuation keeps words whole."""
     before = text[cut - 1]
+    if before.isalnum():  # letters and digits: most cuts, decided without a table lookup
+        return False
     return before.isspace() or unicodedata.category(before).startswith("P")
 
 
@@ -81,22 +89,38 @@ def split_text(
     """
     if len(text) <= threshold:
         return [text]
-    cuts = [*cut_positions(text), len(text)]
+    halves = _flag_halves(text)
     pieces: list[str] = []
     start = 0
     while len(text) - start > max_piece:
-        plain = preferred = 0
-        j = bisect_right(cuts, start)  # the first cut after `start`; len(text) at worst
-        for cut in cuts[j : bisect_right(cuts, start + max_piece)]:
-            plain = cut
-            if _preferred(text, cut):
-                preferred = cut
-        end = preferred or plain or cuts[j]  # cuts[j]: one cluster longer than max_piece
+        end = _piece_end(text, start, max_piece, halves)
         pieces.append(text[start:end])
         start = end
     if start < len(text):  # not when the last piece was one long cluster
         pieces.append(text[start:])
     return pieces
+
+
+def _piece_end(text: str, start: int, max_piece: int, flag_halves: set[int]) -> int:
+    """The last cut at most `max_piece` after `start`, after whitespace or punctuation
+    if one is in the window's second half; past the window only when one cluster fills it.
+
+    It looks back from the window's end, so it reads a few characters per piece,
+    not the whole text: the per-chunk cost stays small."""
+    plain = 0
+    for i in range(start + max_piece, start, -1):
+        if plain and i <= start + max_piece // 2:
+            return plain  # no piece shorter than half the window just to end on a space
+        if _can_cut(text, i, flag_halves):
+            if _preferred(text, i):
+                return i
+            plain = plain or i
+    if plain:
+        return plain
+    end = start + max_piece + 1
+    while end < len(text) and not _can_cut(text, end, flag_halves):
+        end += 1
+    return end
 
 
 def smoothed(

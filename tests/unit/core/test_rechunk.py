@@ -73,6 +73,7 @@ def test_pieces_of_plain_text_never_exceed_the_limit(text: str) -> None:
         pytest.param("one two three four", 8, ["one two ", "three ", "four"], id="after-spaces"),
         pytest.param("a,b.c;d e", 4, ["a,b.", "c;d ", "e"], id="after-punctuation"),
         pytest.param("abcdefghij", 4, ["abcd", "efgh", "ij"], id="inside-a-long-word"),
+        pytest.param("a bcdefghij", 8, ["a bcdefg", "hij"], id="no-tiny-piece-for-a-space"),
         pytest.param("e\u0301e\u0301e\u0301", 3, ["e\u0301", "e\u0301", "e\u0301"], id="accent"),
         pytest.param("\U0001f1eb\U0001f1f7" * 3, 3, ["\U0001f1eb\U0001f1f7"] * 3, id="flags"),
         pytest.param("ab\r\ncd", 3, ["ab", "\r\n", "cd"], id="crlf"),
