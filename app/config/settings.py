@@ -102,6 +102,8 @@ class Settings:
     web_search_base_url: str = ""
     web_fetch_enabled: bool = True
     web_fetch_max_chars: int = 100_000
+    # Split an upstream's long text/thinking bursts into small deltas (same write, no delay).
+    smooth_deltas: bool = True
     commit_window_s: float = 0.8  # hold bytes back this long while the upstream has not answered
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 600.0  # longest silence tolerated (reasoning models think for minutes)
@@ -310,6 +312,7 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
         ).strip(),
         "web_fetch_enabled": reader.get("web_fetch_enabled", bool, defaults.web_fetch_enabled),
         "web_fetch_max_chars": reader.get("web_fetch_max_chars", int, defaults.web_fetch_max_chars),
+        "smooth_deltas": reader.get("smooth_deltas", bool, defaults.smooth_deltas),
         "ui": reader.get("ui", dict, {}),
         "model_aliases": reader.string_map("model_aliases"),
         "fallbacks": reader.string_map("fallbacks"),

@@ -133,6 +133,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                 max_upstream_bytes=settings.max_upstream_response_mb * MB,
                 mask=state.mask,
                 next_round=next_round,
+                smooth_deltas=settings.smooth_deltas,
             )
             if translator.usage_reported:
                 _learn(state, attempts.route or route, size, record.usage)

@@ -15,6 +15,10 @@ Invariants:
   an `error` event (something is wrong upstream; a clean stop would pass a
   broken answer off as whole). Past the client's max_tokens the translator ends
   it as a `max_tokens` stop; one SSE event is bounded by the decoder.
+- With `smooth_deltas`, a long text or thinking delta (an upstream's burst) goes
+  out as several small deltas in the same write: no added latency, the guard
+  sees each piece, and the client's display advances in small steps
+  (`app/core/rechunk.py`).
 """
 
 import asyncio
@@ -28,6 +32,7 @@ from aiohttp import web
 
 from app.core.anthropic_types import PING_EVENT, StreamEvent
 from app.core.errors import ProxyError, UpstreamProtocolError, UpstreamUnavailable
+from app.core.rechunk import smoothed
 from app.core.server_tool_rounds import ServerToolStream
 from app.core.sse import SSEDecoder, encode_event
 from app.core.stream import StreamState, StreamTranslator
@@ -71,8 +76,11 @@ class EventWriter:
         ping_interval_s: float,
         record: RequestRecord,
         mask: Callable[[str], str] = str,
+        *,
+        smooth_deltas: bool = False,
     ) -> None:
         self._response = response
+        self._smooth_deltas = smooth_deltas
         self._mask = mask  # error events quote upstreams, which may echo the key back
         self._loop = asyncio.get_running_loop()
         self._ping_interval_s = ping_interval_s
@@ -84,6 +92,8 @@ class EventWriter:
         self.broken = False  # the guard refused an event: relay nothing more
 
     async def write(self, events: list[StreamEvent]) -> None:
+        if self._smooth_deltas:
+            events = smoothed(events)
         events = self._guarded(events)
         if events:
             if events[-1]["type"] == "error":  # only ever last; once per stream at most
@@ -142,6 +152,7 @@ async def stream_messages(
     max_upstream_bytes: int,
     mask: Callable[[str], str] = str,
     next_round: NextRound | None = None,
+    smooth_deltas: bool = False,
 ) -> web.StreamResponse:
     """`next_round`: for server tools, called after each upstream body; it writes what
     it must (tool results) and gives the next upstream response, or None when done."""
@@ -156,7 +167,7 @@ async def stream_messages(
         response.headers["request-id"] = record.request_id
         await response.prepare(request)
         record.status = 200
-        writer = EventWriter(response, ping_interval_s, record, mask)
+        writer = EventWriter(response, ping_interval_s, record, mask, smooth_deltas=smooth_deltas)
         await writer.write(translator.start())
         pinger = create_task(writer.keep_alive(), name=f"ping {record.request_id}")
         try:

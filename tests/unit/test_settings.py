@@ -55,6 +55,7 @@ FULL = Settings(
     web_search_base_url="http://10.0.0.5:8888",
     web_fetch_enabled=False,
     web_fetch_max_chars=20_000,
+    smooth_deltas=False,
 )
 
 
@@ -220,6 +221,7 @@ def test_a_crash_while_writing_leaves_the_old_file(
             id="search-url-scheme",
         ),
         pytest.param({"web_fetch_enabled": "on"}, "'web_fetch_enabled'", id="fetch-enabled-type"),
+        pytest.param({"smooth_deltas": 1}, "'smooth_deltas'", id="smooth-deltas-type"),
         pytest.param(
             {"web_fetch_max_chars": 10}, "'web_fetch_max_chars' must be at least 1000", id="fetch"
         ),
