@@ -42,6 +42,7 @@ from app.core.providers import Provider
 from app.core.quirk_learning import rejection_from_error
 from app.core.request_map import to_openai_request
 from app.server.providers import ProviderRegistry
+from app.server.records import RequestRecord
 from app.server.upstream import encode_json_body, read_error_body
 
 log = logging.getLogger(__name__)
@@ -250,3 +251,32 @@ class UpstreamCall:
             await asyncio.sleep(seconds)
         finally:
             self.attempts.waiting = False
+
+
+async def open_as_given(
+    registry: ProviderRegistry,
+    record: RequestRecord,
+    build: BodyBuilder,
+    route: ModelRoute,
+    *,
+    client_key: str | None,
+    target: RequestTarget = chat_completions_target,
+) -> aiohttp.ClientResponse:
+    """One call of a body we pass on untranslated (the OpenAI pass-through, images):
+    the same retries and pacing as chat, nothing learned, attempts added to the record."""
+    attempts = Attempts()
+    call = UpstreamCall(
+        registry,
+        build,
+        route,
+        client_key=client_key,
+        prompt_tokens=None,
+        attempts=attempts,
+        request_id=record.request_id,
+        learn=False,
+        target=target,
+    )
+    try:
+        return await call.open()
+    finally:
+        record.attempts += attempts.count

@@ -36,7 +36,7 @@ from app.core.images import (
 from app.core.models import ModelRoute
 from app.core.providers import Provider
 from app.server.auth import authorize
-from app.server.calls import Attempts, BodyBuilder, RequestTarget, UpstreamCall
+from app.server.calls import open_as_given
 from app.server.image_catalog import image_api_of, workers_ai_run_url
 from app.server.json_body import read_json_object
 from app.server.records import RequestRecord
@@ -66,33 +66,6 @@ async def create_image(request: web.Request) -> web.Response:
     return await _pass_through(state, record, body, route, client_key)
 
 
-async def _open(
-    state: ProxyState,
-    record: RequestRecord,
-    build: BodyBuilder,
-    route: ModelRoute,
-    client_key: str | None,
-    target: RequestTarget,
-) -> aiohttp.ClientResponse:
-    """One image call through the same retries and pacing as chat; attempts are counted."""
-    attempts = Attempts()
-    call = UpstreamCall(
-        state.registry,
-        build,
-        route,
-        client_key=client_key,
-        prompt_tokens=None,
-        attempts=attempts,
-        request_id=record.request_id,
-        learn=False,
-        target=target,
-    )
-    try:
-        return await call.open()
-    finally:
-        record.attempts += attempts.count
-
-
 async def _pass_through(
     state: ProxyState,
     record: RequestRecord,
@@ -109,7 +82,9 @@ async def _pass_through(
         url = f"{provider.base_url}{OPENAI_IMAGES_PATH}"
         return url, encode_json_body(sent), "application/json"
 
-    upstream = await _open(state, record, build, route, client_key, target)
+    upstream = await open_as_given(
+        state.registry, record, build, route, client_key=client_key, target=target
+    )
     record.mark_first_byte()
     record.status = upstream.status
     try:
@@ -149,8 +124,13 @@ async def _workers_ai(
 
     async def one_image(fields: dict[str, Any]) -> bytes:
         async with slots:
-            upstream = await _open(
-                state, record, lambda _route, _quirks: fields, route, client_key, target
+            upstream = await open_as_given(
+                state.registry,
+                record,
+                lambda _route, _quirks: fields,
+                route,
+                client_key=client_key,
+                target=target,
             )
             try:
                 raw = await _read(state, upstream)

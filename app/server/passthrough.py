@@ -25,7 +25,7 @@ from app.core.models import ModelRoute
 from app.core.openai_stream_fix import ChunkNormaliser, to_strict_completion
 from app.core.sse import SSEDecoder
 from app.server.auth import authorize
-from app.server.calls import Attempts, UpstreamCall
+from app.server.calls import open_as_given
 from app.server.json_body import read_json_object
 from app.server.state import STATE, absorb_stop, record_of
 from app.server.upstream import MB, READ_ERRORS, read_bounded
@@ -49,21 +49,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     def build(route: ModelRoute, _quirks: ModelQuirks) -> dict[str, Any]:
         return {**body, "model": route.upstream_model}
 
-    attempts = Attempts()
-    call = UpstreamCall(
-        state.registry,
-        build,
-        route,
-        client_key=client_key,
-        prompt_tokens=None,
-        attempts=attempts,
-        request_id=record.request_id,
-        learn=False,
-    )
-    try:
-        upstream = await call.open()
-    finally:
-        record.attempts = attempts.count
+    upstream = await open_as_given(state.registry, record, build, route, client_key=client_key)
     record.mark_first_byte()
     record.status = upstream.status
     try:
