@@ -13,6 +13,9 @@ a variation selector (U+FE00-FE0F, U+E0100-E01EF), an emoji skin-tone modifier
 a CR LF, or a surrogate pair (valid JSON gives no lone surrogates, but a str
 could hold them). Hangul jamo sequences and Indic conjuncts are not kept whole:
 cutting them costs a momentary odd glyph, never a wrong final text.
+
+Timing is the writer's (`app.server.streaming`); this module says what to
+spread (`smoothed_and_paced`) and how far apart (`piece_gap`).
 """
 
 import re
@@ -22,6 +25,12 @@ from app.core.anthropic_types import StreamEvent
 
 MAX_PIECE_CHARS = 24
 SPLIT_ABOVE_CHARS = 48
+# A burst's pieces are spread over at most MAX_SPREAD_S, MAX_GAP_S apart at most: long
+# enough for a terminal to draw it in steps (a frame is ~16 ms), short enough that
+# no character is noticeably late. The stream's end is never late: the writer sends
+# whatever is still pending the moment the upstream sends anything else.
+MAX_SPREAD_S = 0.05
+MAX_GAP_S = 0.008
 SPLIT_DELTA_TYPES = frozenset({"text_delta", "thinking_delta"})  # never input_json / signature
 
 _ZWJ = "\u200d"
@@ -123,6 +132,24 @@ def _piece_end(text: str, start: int, max_piece: int, flag_halves: set[int]) -> 
     return end
 
 
+def _pieces(event: StreamEvent, max_piece: int, threshold: int) -> list[StreamEvent] | None:
+    """The pieces a long text/thinking delta becomes; None for any other event."""
+    if event["type"] != "content_block_delta":
+        return None
+    delta = event.get("delta")
+    if not isinstance(delta, dict):
+        return None
+    kind = delta.get("type")
+    field = "thinking" if kind == "thinking_delta" else "text"
+    value = delta.get(field)
+    if kind not in SPLIT_DELTA_TYPES or not isinstance(value, str) or len(value) <= threshold:
+        return None
+    return [
+        {**event, "delta": {**delta, field: piece}}
+        for piece in split_text(value, max_piece=max_piece, threshold=threshold)
+    ]
+
+
 def smoothed(
     events: list[StreamEvent],
     *,
@@ -132,13 +159,36 @@ def smoothed(
     """`events` with each long text/thinking delta replaced by several small ones."""
     out: list[StreamEvent] = []
     for event in events:
-        delta = event.get("delta") if event["type"] == "content_block_delta" else None
-        kind = delta.get("type") if isinstance(delta, dict) else None
-        field = "thinking" if kind == "thinking_delta" else "text"
-        value = delta.get(field) if isinstance(delta, dict) else None
-        if kind not in SPLIT_DELTA_TYPES or not isinstance(value, str) or len(value) <= threshold:
-            out.append(event)
-            continue
-        for piece in split_text(value, max_piece=max_piece, threshold=threshold):
-            out.append({**event, "delta": {**delta, field: piece}})  # type: ignore[dict-item]
+        out.extend(_pieces(event, max_piece, threshold) or [event])
     return out
+
+
+def smoothed_and_paced(
+    events: list[StreamEvent],
+    *,
+    max_piece: int = MAX_PIECE_CHARS,
+    threshold: int = SPLIT_ABOVE_CHARS,
+) -> tuple[list[StreamEvent], list[StreamEvent]]:
+    """(now, later): `events` smoothed, with the pieces worth spreading over time apart.
+
+    Only a burst that ends the batch is spread: its first piece goes now, the rest
+    `later`. A burst with events behind it in the same upstream read goes whole
+    now, since spreading it would hold back what follows."""
+    if not events:
+        return [], []
+    tail = _pieces(events[-1], max_piece, threshold)
+    if tail is None:
+        return smoothed(events, max_piece=max_piece, threshold=threshold), []
+    now = smoothed(events[:-1], max_piece=max_piece, threshold=threshold)
+    return now + tail[:1], tail[1:]
+
+
+def piece_gap(
+    later_pieces: int, *, max_spread_s: float = MAX_SPREAD_S, max_gap_s: float = MAX_GAP_S
+) -> float:
+    """Seconds between the pieces of one burst, so that the last of `later_pieces`
+    goes out at most `max_spread_s` after the first piece (and each at most
+    `max_gap_s` after the one before): the added delay of any piece is bounded."""
+    if later_pieces <= 0:
+        return 0.0
+    return min(max_gap_s, max_spread_s / later_pieces)

@@ -16,9 +16,11 @@ Invariants:
   broken answer off as whole). Past the client's max_tokens the translator ends
   it as a `max_tokens` stop; one SSE event is bounded by the decoder.
 - With `smooth_deltas`, a long text or thinking delta (an upstream's burst) goes
-  out as several small deltas in the same write: no added latency, the guard
-  sees each piece, and the client's display advances in small steps
-  (`app/core/rechunk.py`).
+  out as several small deltas (`app/core/rechunk.py`). When the burst ends what
+  the upstream sent, its pieces are spread over at most `MAX_SPREAD_S`; the moment
+  anything else is written (the next upstream event, the end, an error, a ping),
+  the pieces still pending go first, at once. So a piece is at most that late
+  and the stream's end not at all. The guard checks every piece before any goes.
 """
 
 import asyncio
@@ -32,7 +34,7 @@ from aiohttp import web
 
 from app.core.anthropic_types import PING_EVENT, StreamEvent
 from app.core.errors import ProxyError, UpstreamProtocolError, UpstreamUnavailable
-from app.core.rechunk import smoothed
+from app.core.rechunk import piece_gap, smoothed_and_paced
 from app.core.server_tool_rounds import ServerToolStream
 from app.core.sse import SSEDecoder, encode_event
 from app.core.stream import StreamState, StreamTranslator
@@ -88,22 +90,75 @@ class EventWriter:
         self._guard = StreamGuard()
         self.last_write = self._loop.time()
         self._busy = False
+        self._pacer: asyncio.Task[None] | None = None  # spreading a burst's tail
+        self._hurry = asyncio.Event()  # set: send the pending pieces now
         self.closed = False  # the stream's last event is out: no ping may follow it
         self.broken = False  # the guard refused an event: relay nothing more
 
     async def write(self, events: list[StreamEvent]) -> None:
+        await self.catch_up()
+        later: list[StreamEvent] = []
         if self._smooth_deltas:
-            events = smoothed(events)
-        events = self._guarded(events)
+            events, later = smoothed_and_paced(events)
+        now = len(events)
+        events = self._guarded(events + later)
+        if len(events) == now + len(later):  # all passed: the burst's tail can be spread
+            events, later = events[:now], events[now:]
+        else:
+            later = []  # the guard closed the stream: everything goes now
         if events:
             if events[-1]["type"] == "error":  # only ever last; once per stream at most
                 events[-1] = _masked_error(events[-1], self._mask)
-            self._busy = True
+            await self._send(events)
+        if later:
+            self._hurry.clear()
+            self._pacer = create_task(
+                self._pace(later, piece_gap(len(later))),
+                name=f"pace {self._record.request_id}",
+            )
+
+    async def _send(self, events: list[StreamEvent]) -> None:
+        self._busy = True
+        try:
+            await self._response.write(b"".join(map(encode_event, events)))
+        finally:
+            self._busy = False
+        self.last_write = self._loop.time()
+
+    async def _pace(self, pieces: list[StreamEvent], gap_s: float) -> None:
+        for position, piece in enumerate(pieces):
             try:
-                await self._response.write(b"".join(map(encode_event, events)))
-            finally:
-                self._busy = False
-            self.last_write = self._loop.time()
+                await asyncio.wait_for(self._hurry.wait(), gap_s)
+            except TimeoutError:
+                await self._send([piece])
+                continue
+            await self._send(pieces[position:])  # something else is due: no more waiting
+            return
+
+    async def catch_up(self) -> None:
+        """Send the pieces still being spread, at once; re-raises what their write raised
+        (a client that went away)."""
+        pacer = self._pacer
+        if pacer is None:
+            return
+        self._hurry.set()
+        await asyncio.wait({pacer})
+        if self._pacer is pacer:
+            self._pacer = None
+        if not pacer.cancelled() and (failure := pacer.exception()) is not None:
+            raise failure
+
+    def abandon(self) -> None:
+        """The stream is over without a last write (the client left, the task was
+        cancelled): stop spreading, leave no task behind."""
+        pacer, self._pacer = self._pacer, None
+        if pacer is None:
+            return
+        if pacer.done():
+            if not pacer.cancelled():
+                pacer.exception()  # retrieved: a reset client is not worth a log line
+        else:
+            pacer.cancel()
 
     def _guarded(self, events: list[StreamEvent]) -> list[StreamEvent]:
         if self.broken:
@@ -124,7 +179,8 @@ class EventWriter:
     async def keep_alive(self) -> None:
         while not self.closed:
             idle = self._loop.time() - self.last_write
-            if idle < self._ping_interval_s or self._busy:
+            spreading = self._pacer is not None and not self._pacer.done()
+            if idle < self._ping_interval_s or self._busy or spreading:
                 await asyncio.sleep(max(self._ping_interval_s - idle, 0.01))
                 continue
             try:
@@ -159,6 +215,7 @@ async def stream_messages(
     opening_task = create_task(opening, name=f"upstream-open {record.request_id}")
     upstream: aiohttp.ClientResponse | None = None
     pinger: asyncio.Task[None] | None = None
+    writer: EventWriter | None = None
     try:
         if await _answered_within_window(opening_task, attempts, commit_window_s):
             upstream = opening_task.result()  # a ProxyError here is still a plain HTTP error
@@ -204,12 +261,15 @@ async def stream_messages(
             if translator.state not in _ENDED:
                 failure = ProxyError(f"internal error in NimBridge ({exc.__class__.__name__})")
                 await writer.write(translator.fail(failure.to_error_body()))
+        await writer.catch_up()
         writer.closed = True
         await response.write_eof()
         return response
     finally:
         if pinger is not None:
             pinger.cancel()
+        if writer is not None:
+            writer.abandon()
         record.repairs.extend(r for r in translator.repairs if r not in record.repairs)
         if record.error is None:  # the translator failed it (garbled chunk, upstream error event)
             record.error = mask(translator.failure) if translator.failure else None

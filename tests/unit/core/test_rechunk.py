@@ -7,7 +7,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.core.anthropic_types import StreamEvent
-from app.core.rechunk import cut_positions, smoothed, split_text
+from app.core.rechunk import (
+    MAX_GAP_S,
+    MAX_SPREAD_S,
+    cut_positions,
+    piece_gap,
+    smoothed,
+    smoothed_and_paced,
+    split_text,
+)
 
 # Letters, spaces, punctuation and the cluster-forming characters, mixed densely.
 CLUSTER_PARTS = st.sampled_from(
@@ -127,3 +135,58 @@ def test_smoothed_leaves_odd_deltas_alone() -> None:
         {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": 5}},
     ]
     assert smoothed(odd) == odd
+
+
+LONG = "word " * 20  # 100 characters: five pieces of at most 24
+
+
+@pytest.mark.parametrize(
+    ("events", "now_count", "later_count"),
+    [
+        pytest.param([], 0, 0, id="nothing"),
+        pytest.param([_delta("text_delta", "text", "short")], 1, 0, id="small-delta"),
+        pytest.param([_delta("text_delta", "text", LONG)], 1, 4, id="burst-last: spread"),
+        pytest.param([_delta("thinking_delta", "thinking", LONG)], 1, 4, id="thinking-burst"),
+        pytest.param(
+            [_delta("text_delta", "text", LONG), {"type": "content_block_stop", "index": 0}],
+            6,
+            0,
+            id="burst-then-more: all now",
+        ),
+        pytest.param(
+            [_delta("text_delta", "text", LONG), _delta("text_delta", "text", LONG)],
+            6,
+            4,
+            id="two-bursts: the last spread",
+        ),
+        pytest.param(
+            [_delta("input_json_delta", "partial_json", '"' + "x" * 200 + '"')],
+            1,
+            0,
+            id="tool-json-never",
+        ),
+    ],
+)
+def test_only_a_burst_ending_the_batch_is_spread(
+    events: list[StreamEvent], now_count: int, later_count: int
+) -> None:
+    now, later = smoothed_and_paced(events)
+    assert (len(now), len(later)) == (now_count, later_count)
+    assert now + later == smoothed(events)  # the same pieces, in the same order
+
+
+@given(st.integers(0, 10_000), st.floats(0.001, 1.0), st.floats(0.0001, 0.1))
+def test_the_added_delay_of_any_piece_is_bounded(
+    later_pieces: int, max_spread_s: float, max_gap_s: float
+) -> None:
+    gap = piece_gap(later_pieces, max_spread_s=max_spread_s, max_gap_s=max_gap_s)
+    assert 0 <= gap <= max_gap_s
+    assert gap * later_pieces <= max_spread_s * (1 + 1e-9)  # the last piece's delay
+
+
+@given(TEXTS)
+def test_a_burst_of_any_text_is_spread_within_the_bound(text: str) -> None:
+    now, later = smoothed_and_paced([_delta("text_delta", "text", text)])
+    assert "".join(e["delta"]["text"] for e in now + later) == text
+    assert piece_gap(len(later)) * len(later) <= MAX_SPREAD_S * (1 + 1e-9)
+    assert piece_gap(len(later)) <= MAX_GAP_S
