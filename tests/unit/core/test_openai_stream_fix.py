@@ -297,3 +297,22 @@ def test_done_line_is_the_sse_one() -> None:
     fixer = normaliser()
     assert fixer.fix(ServerSentEvent("[DONE]")) == DONE_LINE
     assert fixer.finish() == b""
+
+
+WHOLE_CHUNK = (
+    '{"id":"up-1", "object":"chat.completion.chunk","created":5,"model":"m",'
+    '"choices":[{"index":0,"delta":{"role":"assistant","content":"h\\u00e9"}}],"x":null}'
+)
+
+
+def test_a_chunk_lacking_nothing_goes_on_byte_for_byte() -> None:
+    fixer = normaliser()
+    assert fixer.fix(ServerSentEvent(WHOLE_CHUNK)) == b"data: " + WHOLE_CHUNK.encode() + b"\n\n"
+    later = WHOLE_CHUNK.replace('"role":"assistant",', "")  # role only on the first
+    assert fixer.fix(ServerSentEvent(later)) == b"data: " + later.encode() + b"\n\n"
+
+
+def test_a_whole_chunk_over_several_data_lines_is_written_on_one() -> None:
+    spread = WHOLE_CHUNK.replace('"x":null', '\n"x":null')  # SSE joins data lines with \n
+    (chunk,) = run([spread], close=False)
+    assert chunk == json.loads(WHOLE_CHUNK)
