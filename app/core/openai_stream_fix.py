@@ -67,6 +67,40 @@ class ChunkNormaliser:
         # came, which skips re-encoding, about half the cost of a chunk.
         return b"data: " + event.data.encode() + b"\n\n"
 
+    def whole(self, body: object) -> bytes:
+        """A stream request answered with one JSON body (some upstreams ignore
+        `stream: true`): the completion as one chunk, then the usage chunk and
+        `[DONE]`; an error body as the error chunk."""
+        if self._ended:
+            return b""
+        if not isinstance(body, dict):
+            return self._fail(_error_of({"message": "upstream answered a non-object body"}))
+        if "error" in body or body.get("object") == "error":
+            return self._fail(_error_of(body))
+        choices = body.get("choices")
+        chunk: dict[str, Any] = {
+            key: body[key] for key in ("id", "created", "model") if key in body
+        }
+        chunk["choices"] = (
+            [_as_delta_choice(choice) for choice in choices if isinstance(choice, dict)]
+            if isinstance(choices, list)
+            else []
+        )
+        self._fix_chunk(chunk)
+        out = encode_data(chunk)
+        usage = body.get("usage")
+        if self._include_usage and isinstance(usage, dict):
+            self._usage_seen = True
+            out += encode_data({**self._defaults, "choices": [], "usage": usage})
+        return out + self.finish()
+
+    def not_a_stream(self, content_type: str, start: str) -> bytes:
+        """A 2xx body that is neither SSE nor JSON (a gateway's HTML page...), in words."""
+        shown = " ".join(start.split())[:200]
+        kind = content_type or "no content type"
+        message = f"the upstream answered with {kind}, not a stream: {shown}"
+        return self._fail(_error_of({"message": message}))
+
     def finish(self) -> bytes:
         """End of stream: the missing usage chunk, then `[DONE]` (once)."""
         if self._ended:
@@ -137,6 +171,23 @@ class ChunkNormaliser:
             self._tool_index_by_id[key] = last + 1
         self._last_tool_index[choice_index] = self._tool_index_by_id[key]
         return self._tool_index_by_id[key]
+
+
+def _as_delta_choice(choice: dict[str, Any]) -> dict[str, Any]:
+    """A whole answer's choice as a stream choice: its message becomes the delta."""
+    message = choice.get("message")
+    delta = dict(message) if isinstance(message, dict) else {}
+    calls = delta.get("tool_calls")
+    if isinstance(calls, list):  # indexes by position: a whole answer's calls are complete
+        delta["tool_calls"] = [
+            {"index": position, **call} if isinstance(call, dict) else call
+            for position, call in enumerate(calls)
+        ]
+    streamed = {key: value for key, value in choice.items() if key != "message"}
+    streamed["delta"] = delta
+    if not streamed.get("finish_reason"):  # the answer is whole, so it did stop
+        streamed["finish_reason"] = "tool_calls" if calls else "stop"
+    return streamed
 
 
 def _error_of(chunk: dict[str, Any]) -> dict[str, Any]:

@@ -7,13 +7,16 @@ never "repaired": we did not write the body, so we do not rewrite it.
 
 The answer is relayed with only the fields strict clients (the official
 `openai` SDKs) require filled in (`app.core.openai_stream_fix`): one decode,
-fix and write per upstream read.
+fix and write per upstream read. A stream request answered with a whole JSON
+body, or with a body that is no stream at all, still ends as a stream the SDKs
+parse: the answer as one chunk, or an error chunk saying what came.
 """
 
 import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -84,13 +87,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             model=model,
             include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
         )
+        limit = state.settings.max_upstream_response_mb * MB
         try:
-            async for data in upstream.content.iter_any():  # relayed as it arrives
-                fixed = b"".join(normaliser.fix(event) for event in decoder.feed(data))
-                if fixed:
-                    await response.write(fixed)
-            tail = b"".join(normaliser.fix(event) for event in decoder.close())
-            await response.write(tail + normaliser.finish())
+            if _is_json(upstream.content_type):  # `stream: true` ignored: one whole answer
+                answer = await read_bounded(upstream, limit)
+                await response.write(normaliser.whole(_parsed_or_text(answer)))
+            else:
+                await _relay_stream(upstream, response, decoder, normaliser, state.mask)
         except UpstreamProtocolError as exc:  # an event past the decoder's bound
             record.error = exc.message
             await response.write(_error_event(exc))
@@ -108,6 +111,45 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         return response
     finally:
         upstream.release()
+
+
+async def _relay_stream(
+    upstream: aiohttp.ClientResponse,
+    response: web.StreamResponse,
+    decoder: SSEDecoder,
+    normaliser: ChunkNormaliser,
+    mask: Callable[[str], str],
+) -> None:
+    """Each upstream read decoded, fixed and written as it arrives. A body in which
+    no event came (an HTML page with a 200) is said in words, never a bare [DONE]."""
+    start = b""
+    events = 0
+    async for data in upstream.content.iter_any():
+        if len(start) < 512:
+            start += data[:512]
+        decoded = decoder.feed(data)
+        events += len(decoded)
+        fixed = b"".join(normaliser.fix(event) for event in decoded)
+        if fixed:
+            await response.write(fixed)
+    decoded = decoder.close()
+    events += len(decoded)
+    tail = b"".join(normaliser.fix(event) for event in decoded)
+    if not events and start.strip() and "event-stream" not in upstream.content_type:
+        shown = mask(start.decode("utf-8", "replace"))
+        tail = normaliser.not_a_stream(upstream.content_type, shown)
+    await response.write(tail + normaliser.finish())
+
+
+def _is_json(content_type: str) -> bool:
+    return "json" in content_type and "event-stream" not in content_type
+
+
+def _parsed_or_text(answer: bytes) -> object:
+    try:
+        return json.loads(answer)
+    except ValueError:
+        return answer.decode("utf-8", "replace")
 
 
 def _new_id() -> str:

@@ -12,8 +12,8 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
-from tests.fake_upstream import reply_json, reply_stream
-from tests.integration.conftest import DEFAULT_MODEL, LiveProxy, track
+from tests.fake_upstream import reply_body, reply_json, reply_stream
+from tests.integration.conftest import DEFAULT_MODEL, UPSTREAM_KEY, LiveProxy, track
 
 HELLO: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
 FULL = {"id": "up-1", "object": "chat.completion.chunk", "created": 7, "model": "up-model"}
@@ -143,6 +143,56 @@ def test_upstream_error_status_still_raises_with_its_message(proxy: LiveProxy) -
     proxy.upstream.enqueue(reply_json(body, status=404))
     with pytest.raises(openai.NotFoundError, match="no such model"):
         sdk(proxy).chat.completions.create(model=DEFAULT_MODEL, messages=HELLO)
+
+
+def test_a_stream_answered_with_one_json_body_still_streams(proxy: LiveProxy) -> None:
+    """Some upstreams ignore `stream: true` and answer the whole completion."""
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    whole = {
+        "choices": [
+            {
+                "message": {
+                    "content": "Hello",
+                    "tool_calls": [call],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    proxy.upstream.enqueue(reply_json(whole))
+    chunks = streamed(proxy, stream_options={"include_usage": True})
+    first, usage = chunks
+    assert first.choices[0].delta.content == "Hello" and first.choices[0].delta.role == "assistant"
+    assert first.choices[0].delta.tool_calls is not None
+    assert first.choices[0].delta.tool_calls[0].index == 0
+    assert first.choices[0].finish_reason == "tool_calls"
+    assert usage.choices == [] and usage.usage is not None and usage.usage.total_tokens == 5
+
+
+def test_a_stream_answered_with_an_error_body_and_200_raises(proxy: LiveProxy) -> None:
+    proxy.upstream.enqueue(reply_json({"error": {"message": "model is loading"}}))
+    stream = sdk(proxy).chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, stream=True)
+    with pytest.raises(openai.APIError, match="model is loading"):
+        list(stream)
+
+
+def test_a_stream_answered_with_something_else_raises_in_words(proxy: LiveProxy) -> None:
+    page = "<html><body>Gateway login required</body></html>"
+    proxy.upstream.enqueue(reply_body(page, status=200, content_type="text/html"))
+    stream = sdk(proxy).chat.completions.create(model=DEFAULT_MODEL, messages=HELLO, stream=True)
+    words = "answered with text/html, not a stream: .*Gateway login"
+    with pytest.raises(openai.APIError, match=words):
+        list(stream)
+
+
+def test_an_error_status_on_a_stream_never_shows_the_key(proxy: LiveProxy) -> None:
+    echo = {"error": {"message": f"Incorrect API key provided: {UPSTREAM_KEY}", "code": 401}}
+    proxy.upstream.enqueue(reply_json(echo, status=401))
+    stream = sdk(proxy).chat.completions.create
+    with pytest.raises(openai.AuthenticationError, match="Incorrect API key") as raised:
+        list(stream(model=DEFAULT_MODEL, messages=HELLO, stream=True))
+    assert UPSTREAM_KEY not in str(raised.value) and UPSTREAM_KEY not in str(raised.value.body)
 
 
 # ------------------------------------------------------------- the Node.js SDK

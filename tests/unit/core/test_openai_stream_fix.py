@@ -316,3 +316,92 @@ def test_a_whole_chunk_over_several_data_lines_is_written_on_one() -> None:
     spread = WHOLE_CHUNK.replace('"x":null', '\n"x":null')  # SSE joins data lines with \n
     (chunk,) = run([spread], close=False)
     assert chunk == json.loads(WHOLE_CHUNK)
+
+
+def whole(body: object, *, include_usage: bool = False) -> list[Any]:
+    out = normaliser(include_usage=include_usage).whole(body)
+    return [e.data if e.data == "[DONE]" else json.loads(e.data) for e in SSEDecoder().feed(out)]
+
+
+CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+USAGE = {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+
+
+@pytest.mark.parametrize(
+    ("choices", "expected"),
+    [
+        pytest.param(
+            [{"message": {"content": "hi"}}],
+            [
+                {
+                    "index": 0,
+                    "delta": {"content": "hi", "role": "assistant"},
+                    "finish_reason": "stop",
+                }
+            ],
+            id="text",
+        ),
+        pytest.param(
+            [{"index": 0, "message": {"role": "assistant", "tool_calls": [CALL, "odd"]}}],
+            [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "tool_calls": [{"index": 0, **CALL}, "odd"]},
+                    "finish_reason": "tool_calls",
+                }
+            ],
+            id="tool-calls-indexed",
+        ),
+        pytest.param(
+            [{"message": "odd", "finish_reason": "length"}, "not a choice"],
+            [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": "length"}],
+            id="odd-message-kept-reason",
+        ),
+        pytest.param("not a list", [], id="no-choices"),
+    ],
+)
+def test_a_whole_answer_to_a_stream_request_becomes_one_chunk(
+    choices: object, expected: list[Any]
+) -> None:
+    chunk, done = whole({"id": "up-1", "choices": choices, "usage": USAGE})
+    assert chunk["choices"] == expected and chunk["id"] == "up-1" and "usage" not in chunk
+    assert done == "[DONE]"
+
+
+def test_a_whole_answer_gives_its_usage_chunk_when_asked() -> None:
+    _, usage, done = whole({"choices": [], "usage": USAGE}, include_usage=True)
+    assert usage["choices"] == [] and usage["usage"] == USAGE and done == "[DONE]"
+    _, zeros, _ = whole({"choices": []}, include_usage=True)  # none given: zeros, once
+    assert zeros["usage"] == ZERO_USAGE
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"error": {"message": "model is loading"}}, "model is loading"),
+        ({"object": "error", "message": "overloaded"}, "overloaded"),
+        ("<html>", "upstream answered a non-object body"),
+    ],
+)
+def test_a_whole_error_answer_to_a_stream_request_is_an_error_chunk(
+    body: object, message: str
+) -> None:
+    (error,) = whole(body)
+    assert error["error"]["message"] == message
+
+
+def test_after_the_end_a_whole_answer_adds_nothing() -> None:
+    fixer = normaliser()
+    fixer.finish()
+    assert fixer.whole({"choices": []}) == b""
+
+
+def test_a_body_that_is_not_a_stream_is_said_in_words() -> None:
+    fixer = normaliser()
+    out = fixer.not_a_stream("text/html", "<html>\n  <body>Log in</body>\n</html>")
+    (error,) = [json.loads(e.data) for e in SSEDecoder().feed(out)]
+    assert error["error"]["message"] == (
+        "the upstream answered with text/html, not a stream: <html> <body>Log in</body> </html>"
+    )
+    assert fixer.finish() == b""  # the stream ends with the error
+    assert "no content type" in normaliser().not_a_stream("", "x").decode()
