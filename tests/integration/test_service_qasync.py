@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import pytest
@@ -13,10 +14,11 @@ from PySide6.QtWidgets import QApplication
 
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, load_settings
+from app.core.rechunk import MAX_SPREAD_S
 from app.logs import LogBuffer
 from app.service import ProxyService, RequestSummary, ServerState, ServiceStatus
 from app.ui.qt_loop import QtEventLoop
-from tests.fake_upstream import FakeUpstream, reply_stream, text_stream
+from tests.fake_upstream import FakeUpstream, chunk, reply_stream, text_stream
 
 KEY = "nvapi-service-test-key-0123456789"
 
@@ -280,3 +282,46 @@ def test_a_keychain_problem_is_in_the_status() -> None:
     assert service.status().proxy_key  # the app still works, with a key for this run
     fine = ProxyService(Settings(), ProviderKeys(MemorySecretStore(), env={}), settings_path=None)
     assert fine.status().keychain_problem is None
+
+
+def test_a_burst_is_spread_on_the_qt_loop_and_the_text_is_whole(
+    qasync_loop: asyncio.AbstractEventLoop, upstream: FakeUpstream
+) -> None:
+    """Smooth deltas' timers on the tray's own loop: pieces arrive spread, text exact."""
+    paragraph = ("The résumé says 👩‍💻 works, and 🇫🇷 too. " * 20)[:600]
+
+    def burst(body: dict[str, Any]) -> list[Any]:
+        return [chunk(body, {"role": "assistant", "content": paragraph})]
+
+    def finish(body: dict[str, Any]) -> list[Any]:
+        return [chunk(body, {}, finish_reason="stop"), "[DONE]"]
+
+    # The burst, then a silent upstream (hang) before the rest arrives.
+    upstream.enqueue(reply_stream(lambda b: [*burst(b), *finish(b)], delay=MAX_SPREAD_S * 4))
+    settings = Settings(port=0).with_overrides(upstream_url=upstream.base_url)
+    service = ProxyService(settings, ProviderKeys(MemorySecretStore(), env={}), settings_path=None)
+    arrivals: list[float] = []
+
+    async def scenario() -> str:
+        await service.start()
+        url = service.status().base_url
+        assert url
+        client = anthropic.AsyncAnthropic(base_url=url, api_key="x", max_retries=0)
+        async with client.messages.stream(
+            model="claude-sonnet-4-6", max_tokens=500, messages=[{"role": "user", "content": "x"}]
+        ) as stream:
+            async for _ in stream.text_stream:
+                arrivals.append(asyncio.get_running_loop().time())
+            final = await stream.get_final_message()
+        await client.close()
+        await service.stop()
+        block = final.content[0]
+        assert block.type == "text"
+        return block.text
+
+    text = qasync_loop.run_until_complete(asyncio.wait_for(scenario(), 30))
+    assert text == paragraph
+    assert len(arrivals) >= 600 // 24
+    # Timers never fire early, so the last piece left >= MAX_SPREAD_S after the first;
+    # the lower bound leaves room for the first piece being read late.
+    assert MAX_SPREAD_S * 0.5 <= arrivals[-1] - arrivals[0] < MAX_SPREAD_S * 4
