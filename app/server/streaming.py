@@ -96,6 +96,8 @@ class EventWriter:
         self.broken = False  # the guard refused an event: relay nothing more
 
     async def write(self, events: list[StreamEvent]) -> None:
+        if not events:
+            return  # an upstream chunk with nothing to show: a burst keeps its pace
         await self.catch_up()
         later: list[StreamEvent] = []
         if self._smooth_deltas:

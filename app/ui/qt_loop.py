@@ -11,6 +11,7 @@ drops the handle, as asyncio's own loop drops cancelled timers from its heap.
 
 import asyncio
 import inspect
+import math
 from collections.abc import Callable
 from contextvars import Context
 from typing import Any
@@ -33,7 +34,9 @@ class _ReleasingTimer(QObject):
         return len(self._handles)
 
     def add_callback(self, handle: asyncio.Handle, delay: float = 0) -> int:
-        timer_id = self.startTimer(int(max(0.0, delay) * 1000))
+        # Rounded up: Qt counts whole milliseconds, and a timer must never fire early
+        # (truncating made a 2.9 ms sleep last 2 ms, and smooth deltas' spread shrink).
+        timer_id = self.startTimer(math.ceil(max(0.0, delay) * 1000))
         self._handles[timer_id] = handle
         return timer_id
 

@@ -192,3 +192,14 @@ async def test_abandon_stops_the_spreading_task() -> None:
     await asyncio.sleep(MAX_SPREAD_S * 2)
     assert len(response.writes) == writes_before
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("pace ") and not t.done()]
+
+
+async def test_an_upstream_chunk_with_nothing_to_show_keeps_the_pace() -> None:
+    writer, response = _writer()
+    await writer.write(START)
+    await writer.write([BURST])
+    writes = len(response.writes)
+    await writer.write([])  # e.g. a finish_reason chunk whose events come with [DONE]
+    assert len(response.writes) == writes  # the pending pieces were not hurried out
+    await writer.write(END)
+    assert _texts(response) == PARAGRAPH

@@ -42,3 +42,24 @@ def test_cancelled_timers_are_freed_and_live_ones_still_fire(qapp: QApplication)
     finally:
         loop.close()
         asyncio.set_event_loop(None)
+
+
+def test_timers_never_fire_early(qapp: QApplication) -> None:
+    """Qt counts whole milliseconds: a delay must round up, or 2.9 ms becomes 2 ms."""
+    loop = QtEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    try:
+
+        async def slept(delay: float) -> float:
+            start = loop.time()
+            await asyncio.sleep(delay)
+            return float(loop.time() - start)
+
+        async def scenario() -> list[tuple[float, float]]:
+            return [(delay, await slept(delay)) for delay in (0.0009, 0.0029, 0.0051) * 5]
+
+        for delay, took in loop.run_until_complete(asyncio.wait_for(scenario(), 10)):
+            assert took >= delay, (delay, took)
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
