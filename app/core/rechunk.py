@@ -15,7 +15,7 @@ could hold them). Hangul jamo sequences and Indic conjuncts are not kept whole:
 cutting them costs a momentary odd glyph, never a wrong final text.
 
 Timing is the writer's (`app.server.streaming`); this module says what to
-spread (`smoothed_and_paced`) and how far apart (`piece_gap`).
+spread (`smoothed_and_paced`) and in which steps (`spread_plan`).
 """
 
 import re
@@ -25,12 +25,12 @@ from app.core.anthropic_types import StreamEvent
 
 MAX_PIECE_CHARS = 24
 SPLIT_ABOVE_CHARS = 48
-# A burst's pieces are spread over at most MAX_SPREAD_S, MAX_GAP_S apart at most: long
-# enough for a terminal to draw it in steps (a frame is ~16 ms), short enough that
-# no character is noticeably late. The stream's end is never late: the writer sends
+# A burst's pieces are spread over at most MAX_SPREAD_S, in steps STEP_S apart (half a
+# 60 Hz frame): long enough for a terminal to draw it in steps, short enough that no
+# character is noticeably late. The stream's end is never late: the writer sends
 # whatever is still pending the moment the upstream sends anything else.
 MAX_SPREAD_S = 0.05
-MAX_GAP_S = 0.008
+STEP_S = 0.008
 SPLIT_DELTA_TYPES = frozenset({"text_delta", "thinking_delta"})  # never input_json / signature
 
 _ZWJ = "\u200d"
@@ -183,12 +183,18 @@ def smoothed_and_paced(
     return now + tail[:1], tail[1:]
 
 
-def piece_gap(
-    later_pieces: int, *, max_spread_s: float = MAX_SPREAD_S, max_gap_s: float = MAX_GAP_S
-) -> float:
-    """Seconds between the pieces of one burst, so that the last of `later_pieces`
-    goes out at most `max_spread_s` after the first piece (and each at most
-    `max_gap_s` after the one before): the added delay of any piece is bounded."""
+def spread_plan(
+    later_pieces: int, *, max_spread_s: float = MAX_SPREAD_S, step_s: float = STEP_S
+) -> tuple[int, float]:
+    """(pieces per step, seconds between steps) for spreading `later_pieces`.
+
+    At most one timed write per `step_s`: each wake-up of an idle loop costs tens
+    of microseconds of CPU, and a terminal draws at most once a frame anyway. The
+    last step goes out at most `max_spread_s` after the first piece, so the added
+    delay of any piece is bounded."""
     if later_pieces <= 0:
-        return 0.0
-    return min(max_gap_s, max_spread_s / later_pieces)
+        return 0, 0.0
+    steps = min(later_pieces, max(1, int(max_spread_s / step_s)))
+    per_step = -(-later_pieces // steps)  # ceiling division
+    steps = -(-later_pieces // per_step)  # what that many per step really takes
+    return per_step, min(step_s, max_spread_s / steps)

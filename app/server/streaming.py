@@ -34,7 +34,7 @@ from aiohttp import web
 
 from app.core.anthropic_types import PING_EVENT, StreamEvent
 from app.core.errors import ProxyError, UpstreamProtocolError, UpstreamUnavailable
-from app.core.rechunk import piece_gap, smoothed_and_paced
+from app.core.rechunk import smoothed_and_paced, spread_plan
 from app.core.server_tool_rounds import ServerToolStream
 from app.core.sse import SSEDecoder, encode_event
 from app.core.stream import StreamState, StreamTranslator
@@ -115,9 +115,14 @@ class EventWriter:
         if later:
             self._hurry.clear()
             self._pacer = create_task(
-                self._pace(later, piece_gap(len(later))),
+                self._pace(later, *spread_plan(len(later))),
                 name=f"pace {self._record.request_id}",
             )
+
+    @property
+    def spreading(self) -> bool:
+        """A burst's pieces are still going out over time."""
+        return self._pacer is not None and not self._pacer.done()
 
     async def _send(self, events: list[StreamEvent]) -> None:
         self._busy = True
@@ -127,14 +132,14 @@ class EventWriter:
             self._busy = False
         self.last_write = self._loop.time()
 
-    async def _pace(self, pieces: list[StreamEvent], gap_s: float) -> None:
-        for position, piece in enumerate(pieces):
+    async def _pace(self, pieces: list[StreamEvent], per_step: int, step_s: float) -> None:
+        for start in range(0, len(pieces), per_step):
             try:
-                await asyncio.wait_for(self._hurry.wait(), gap_s)
+                await asyncio.wait_for(self._hurry.wait(), step_s)
             except TimeoutError:
-                await self._send([piece])
+                await self._send(pieces[start : start + per_step])
                 continue
-            await self._send(pieces[position:])  # something else is due: no more waiting
+            await self._send(pieces[start:])  # something else is due: no more waiting
             return
 
     async def catch_up(self) -> None:
@@ -181,8 +186,7 @@ class EventWriter:
     async def keep_alive(self) -> None:
         while not self.closed:
             idle = self._loop.time() - self.last_write
-            spreading = self._pacer is not None and not self._pacer.done()
-            if idle < self._ping_interval_s or self._busy or spreading:
+            if idle < self._ping_interval_s or self._busy or self.spreading:
                 await asyncio.sleep(max(self._ping_interval_s - idle, 0.01))
                 continue
             try:

@@ -5,12 +5,23 @@
 A small delta (the usual case) is only looked at; a 600-character burst is split
 into pieces of at most 24 characters. Also prints the relay's core work on every
 recorded upstream stream with and without smoothing (those stream in small
-deltas, so the two should match). Standard library only; not collected by pytest.
+deltas, so the two should match), and the stream writer's CPU time for one burst
+sent at once and spread over time (a timer and a write per piece). Not collected
+by pytest.
 """
+
+import asyncio
+import time
+from typing import cast
+
+from aiohttp import web
 
 from app.core.anthropic_types import StreamEvent
 from app.core.rechunk import smoothed
 from app.core.sse import encode_event
+from app.core.stream import StreamTranslator
+from app.server.records import RequestRecord
+from app.server.streaming import EventWriter
 from tests.benchmarks.bench_stream_guard import BODIES, best_of, relay_core
 
 BURSTS = {
@@ -41,6 +52,31 @@ def time_one(text: str) -> tuple[int, float, float]:
     return len(smoothed(events)), split_s, encode_s
 
 
+class _NullResponse:
+    async def write(self, data: bytes) -> None:
+        pass
+
+
+async def writer_cpu_per_burst(text: str, *, spread: bool, rounds: int = 50) -> float:
+    """CPU seconds the stream writer spends on one burst: smoothing, the guard, encoding,
+    and (`spread`) the timer and wake-up of each paced piece."""
+    record = RequestRecord(request_id="req_bench", method="POST", path="/v1/messages")
+    translator = StreamTranslator(model="m", message_id="msg_bench")
+    opening = translator.start() + translator.feed({"choices": [{"delta": {"content": "Hi"}}]})
+    used = 0.0
+    for _ in range(rounds):
+        response = cast(web.StreamResponse, _NullResponse())
+        writer = EventWriter(response, 600, record, smooth_deltas=True)
+        await writer.write(opening)
+        before = time.process_time()
+        await writer.write([text_delta(text)])
+        while spread and writer.spreading:
+            await asyncio.sleep(0.06)  # longer than a spread: the loop idles between steps
+        await writer.catch_up()
+        used += time.process_time() - before
+    return used / rounds
+
+
 def main() -> None:
     for name, text in BURSTS.items():
         pieces, split_s, encode_s = time_one(text)
@@ -55,6 +91,13 @@ def main() -> None:
     print(
         f"recorded streams ({count} events): relay core {plain_s / count * 1e9:.0f} ns/event, "
         f"with smoothing {smooth_s / count * 1e9:.0f} ns/event"
+    )
+    burst = BURSTS["600 chars, English"]
+    at_once = asyncio.run(writer_cpu_per_burst(burst, spread=False))
+    paced = asyncio.run(writer_cpu_per_burst(burst, spread=True))
+    print(
+        f"stream writer, one 600-char burst: {at_once * 1e6:.0f} us CPU sent at once, "
+        f"{paced * 1e6:.0f} us CPU spread over time (incl. the idle loop's own wake-ups)"
     )
 
 

@@ -8,13 +8,13 @@ from hypothesis import strategies as st
 
 from app.core.anthropic_types import StreamEvent
 from app.core.rechunk import (
-    MAX_GAP_S,
     MAX_SPREAD_S,
+    STEP_S,
     cut_positions,
-    piece_gap,
     smoothed,
     smoothed_and_paced,
     split_text,
+    spread_plan,
 )
 
 # Letters, spaces, punctuation and the cluster-forming characters, mixed densely.
@@ -177,16 +177,29 @@ def test_only_a_burst_ending_the_batch_is_spread(
 
 @given(st.integers(0, 10_000), st.floats(0.001, 1.0), st.floats(0.0001, 0.1))
 def test_the_added_delay_of_any_piece_is_bounded(
-    later_pieces: int, max_spread_s: float, max_gap_s: float
+    later_pieces: int, max_spread_s: float, step_s: float
 ) -> None:
-    gap = piece_gap(later_pieces, max_spread_s=max_spread_s, max_gap_s=max_gap_s)
-    assert 0 <= gap <= max_gap_s
-    assert gap * later_pieces <= max_spread_s * (1 + 1e-9)  # the last piece's delay
+    per_step, gap = spread_plan(later_pieces, max_spread_s=max_spread_s, step_s=step_s)
+    if later_pieces == 0:
+        assert (per_step, gap) == (0, 0.0)
+        return
+    steps = -(-later_pieces // per_step)
+    assert per_step >= 1 and (steps - 1) * per_step < later_pieces <= steps * per_step
+    assert 0 < gap <= step_s  # never more wake-ups than one a step
+    assert gap * steps <= max_spread_s * (1 + 1e-9)  # the last piece's delay
+
+
+@pytest.mark.parametrize(
+    ("later", "plan"),
+    [(1, (1, STEP_S)), (3, (1, STEP_S)), (6, (1, STEP_S)), (28, (5, STEP_S)), (600, (100, STEP_S))],
+)
+def test_a_burst_goes_in_at_most_six_steps_of_8_ms(later: int, plan: tuple[int, float]) -> None:
+    assert spread_plan(later) == plan
 
 
 @given(TEXTS)
 def test_a_burst_of_any_text_is_spread_within_the_bound(text: str) -> None:
     now, later = smoothed_and_paced([_delta("text_delta", "text", text)])
     assert "".join(e["delta"]["text"] for e in now + later) == text
-    assert piece_gap(len(later)) * len(later) <= MAX_SPREAD_S * (1 + 1e-9)
-    assert piece_gap(len(later)) <= MAX_GAP_S
+    per_step, gap = spread_plan(len(later))
+    assert gap * -(-len(later) // max(per_step, 1)) <= MAX_SPREAD_S * (1 + 1e-9)
