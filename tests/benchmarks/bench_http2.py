@@ -91,9 +91,9 @@ class Mode:
 def make_modes() -> list[Mode]:
     large, small = claude_code_body(), small_body()
     return [
-        Mode("stream 84K", True, openai_body(large, True)),
+        Mode("stream 74K", True, openai_body(large, True)),
         Mode("stream 2K", True, openai_body(small, True)),
-        Mode("json 84K", False, openai_body(large, False)),
+        Mode("json 74K", False, openai_body(large, False)),
     ]
 
 
