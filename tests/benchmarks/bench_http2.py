@@ -398,10 +398,15 @@ def absolute_table(summary: dict[Key, dict[str, float]]) -> str:
             f"| {rtt:g} | {mode} | {concurrency} | {wave} | {client} "
             f"| {s['ttfb_p50_ms']:.1f} / {s['ttfb_p95_ms']:.1f} "
             f"| {s['total_p50_ms']:.1f} / {s['total_p95_ms']:.1f} "
-            f"| {s['wall_ms']:.1f} ({s['wall_spread_pct']:.0f}%) "
+            f"| {s['wall_ms']:.1f} {_spread(s['wall_spread_pct'])} "
             f"| {s['cpu_ms_per_request']:.2f} | {s['connections']:g} |"
         )
     return "\n".join(lines)
+
+
+def _spread(percent: float) -> str:
+    """The repeats' spread; one repeat (--quick) has none to show."""
+    return "" if percent != percent else f"({percent:.0f}%)"  # NaN: a single repeat
 
 
 def ratio_table(summary: dict[Key, dict[str, float]]) -> str:
