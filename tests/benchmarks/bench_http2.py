@@ -19,6 +19,7 @@ a negotiated protocol is not what it should be. See tests/benchmarks/README.md.
 import argparse
 import asyncio
 import json
+import math
 import os
 import shutil
 import ssl
@@ -406,7 +407,7 @@ def absolute_table(summary: dict[Key, dict[str, float]]) -> str:
 
 def _spread(percent: float) -> str:
     """The repeats' spread; one repeat (--quick) has none to show."""
-    return "" if percent != percent else f"({percent:.0f}%)"  # NaN: a single repeat
+    return "" if math.isnan(percent) else f"({percent:.0f}%)"
 
 
 def ratio_table(summary: dict[Key, dict[str, float]]) -> str:
