@@ -5,6 +5,7 @@ act on (never an aiohttp exception). Policy (retries, budgets, learning) lives
 in `app.server.calls`; this module only moves bytes and words failures.
 """
 
+import errno
 import ssl
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +17,13 @@ from app.core.errors import UpstreamProtocolError, UpstreamUnavailable
 from app.server.json_body import encode_json
 
 MB = 1024 * 1024
+# How long an idle upstream connection is kept for the next request (aiohttp's default
+# is 15 s). A Claude Code turn often comes later than that, and a new connection costs
+# two round trips (TCP, then TLS): ~85 ms at a 40 ms round trip, ~200 ms at 100 ms
+# (tests/benchmarks/bench_http2.py, cold against warm). 90 s is Go's net/http default;
+# a server that closes sooner sends a FIN and aiohttp drops the connection from its
+# pool; one closed just as a request goes out is retried (`closed_before_answer`).
+KEEPALIVE_S = 90.0
 
 # What reading an upstream body can raise: a dropped connection, or silence
 # longer than the read timeout. `UpstreamClient.read_failure` words them.
@@ -40,7 +48,9 @@ class UpstreamClient:
     async def start(self) -> None:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(
+                    limit=256, ttl_dns_cache=300, keepalive_timeout=KEEPALIVE_S
+                ),
                 timeout=aiohttp.ClientTimeout(
                     total=self._deadline_s,
                     sock_connect=self._connect_timeout_s,
@@ -121,6 +131,14 @@ class UpstreamClient:
             ) from exc
         except TimeoutError as exc:  # the whole call's deadline
             raise self._past_deadline(f"the upstream {host}") from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise closed_before_answer(host) from exc
+        except aiohttp.ClientOSError as exc:
+            if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+                raise closed_before_answer(host) from exc
+            raise UpstreamUnavailable(
+                f"the connection to {host} failed before it answered ({exc})"
+            ) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamUnavailable(
                 f"the connection to {host} failed before it answered ({exc})"
@@ -147,6 +165,15 @@ class UpstreamClient:
             "(upstream_deadline_s) and was cut off",
             status=504,
         )
+
+
+def closed_before_answer(host: str) -> UpstreamUnavailable:
+    """The upstream closed the connection with no answer at all. Most often a kept-alive
+    connection its server gave up on just as our request went out; retried like a
+    refused connection (the official SDKs retry these too)."""
+    return UpstreamUnavailable(
+        f"the upstream {host} closed the connection before answering", retryable=True
+    )
 
 
 async def read_error_body(response: aiohttp.ClientResponse, limit: int = 64 * 1024) -> bytes:

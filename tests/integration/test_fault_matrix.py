@@ -247,6 +247,21 @@ def test_retried_statuses(make_proxy: MakeProxy, upstream_status: int) -> None:
     assert len(proxy.upstream.chat_requests) == (2 if retried else 1)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_connection_closed_before_the_answer_is_sent_again(
+    make_proxy: MakeProxy, leaks: LeakCheckFor, stream: bool
+) -> None:
+    """What a kept-alive connection the server gave up on looks like: the request goes out
+    and the connection closes with no answer. Sent again, the client never sees it."""
+    proxy = make_proxy()
+    with leaks(proxy).around():
+        proxy.upstream.enqueue(drop_connection())  # then the fake's normal answer
+        answer = ask(proxy, stream=stream)
+        assert answer.status == 200 and b"error" not in answer.raw
+        assert b"end_turn" in answer.raw  # a whole answer
+        assert len(proxy.upstream.chat_requests) == 2
+
+
 # ------------------------------------------------------------------ reaching the upstream
 
 
@@ -355,7 +370,7 @@ def test_cannot_reach_upstream(
             "dropped-before-answer": (
                 upstream.base_url,
                 502,
-                ("the connection to 127.0.0.1 failed before it answered",),
+                ("the upstream 127.0.0.1 closed the connection before answering",),
             ),
         }[case]
         proxy = make_proxy(upstream_url=url, **settings)
