@@ -326,7 +326,8 @@ async def default_workers_ai_image(request: web.Request, record: Recorded) -> we
 
 
 class FakeUpstream:
-    def __init__(self) -> None:
+    def __init__(self, *, keepalive_s: float = 75.0) -> None:
+        self.keepalive_s = keepalive_s  # idle connections closed after it (aiohttp's 75 s)
         self.requests: list[Recorded] = []
         self.queue: deque[Behaviour] = deque()  # for /chat/completions
         self.images_queue: deque[Behaviour] = deque()  # for image generation, both APIs
@@ -440,7 +441,9 @@ class FakeUpstream:
         app.router.add_get("/client/v4/accounts/{account}/ai/models/search", self._search)
         app.router.add_post("/v1/images/generations", self._image)
         app.router.add_post("/client/v4/accounts/{account}/ai/run/{model:.+}", self._image)
-        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        self._runner = web.AppRunner(
+            app, handler_cancellation=True, access_log=None, keepalive_timeout=self.keepalive_s
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()

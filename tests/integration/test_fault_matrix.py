@@ -262,6 +262,27 @@ def test_a_connection_closed_before_the_answer_is_sent_again(
         assert len(proxy.upstream.chat_requests) == 2
 
 
+def test_an_upstream_closing_idle_connections_sooner_than_us_costs_nothing(
+    make_proxy: MakeProxy, loop_thread: LoopThread, caplog: pytest.LogCaptureFixture
+) -> None:
+    """We keep idle connections 90 s; uvicorn (vLLM) and Node close theirs after 5 s.
+    Their close reaches our pool before the next request, which takes a new connection."""
+    quick_closer = FakeUpstream(keepalive_s=0.2)
+    loop_thread.run(quick_closer.start())
+    try:
+        proxy = make_proxy(upstream_url=quick_closer.base_url)
+        assert ask(proxy, stream=False).status == 200
+        assert ask(proxy, stream=False).status == 200  # at once: the same connection
+        time.sleep(0.6)  # the upstream closes the idle connection
+        assert ask(proxy, stream=True).status == 200
+        first, again, later = (r.peer for r in quick_closer.chat_requests)
+        assert first == again != later
+        assert len(quick_closer.chat_requests) == 3  # nothing was sent twice
+        assert "retrying" not in caplog.text
+    finally:
+        loop_thread.run(quick_closer.stop())
+
+
 # ------------------------------------------------------------------ reaching the upstream
 
 
