@@ -96,6 +96,13 @@ def test_key_lifecycle_through_the_real_keychain(
     status = run("key", "status", "--config", str(config), env=env)
     assert "no key" in status.stdout
 
+    # A web search key goes the same way, under its own entry.
+    search = run("key", "set", "tavily", "--config", str(config), env=env, stdin=KEYS[0] + "\n")
+    assert search.stdout == "Stored the Tavily web search key in Secret Service (GNOME Keyring).\n"
+    status = run("key", "status", "--config", str(config), env=env)
+    assert "tavily  web search  key in Secret Service (GNOME Keyring)" in status.stdout
+    assert KEYS[0] not in search.stdout + search.stderr + status.stdout + status.stderr
+
 
 def test_models_lists_chat_models_with_capabilities(config: Path, upstream: FakeUpstream) -> None:
     upstream.models = [
