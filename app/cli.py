@@ -54,9 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (serve, gui):
         _server_flags(sub)
 
-    key = command("key", "store, remove or list provider keys in the OS keychain")
+    key = command("key", "store, remove or list provider and web search keys in the OS keychain")
     key.add_argument("action", choices=["set", "delete", "status"])
-    key.add_argument("provider", nargs="?", help="provider name, e.g. nvidia (set and delete)")
+    key.add_argument(
+        "provider",
+        nargs="?",
+        help="a provider's name, e.g. nvidia, or a web search backend: tavily, brave "
+        "(web-search-tavily when a provider has that name); needed by set and delete",
+    )
 
     models = command("models", "list the providers' chat models with their capabilities")
     models.add_argument("--provider", help="only this provider")
@@ -150,6 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             read_secret=_read_secret,
             out=sys.stdout,
             err=sys.stderr,
+            web_search_backend=settings.web_search_backend,
         )
     if args.command == "models":
         from app.commands.models import run_models_command

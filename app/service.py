@@ -39,6 +39,7 @@ from app.core.providers import Provider
 from app.core.web_tools import SearchQuery, WebToolError
 from app.logs import LogBuffer, LogLine, RedactingFilter
 from app.server.app import ProxyServer
+from app.server.curl import to_curl_command
 from app.server.guard import UnsafeBindError
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
@@ -466,7 +467,7 @@ class ProxyService:
             client_request=_redact(_json_text(record.client_body), secrets),
             upstream_request=_redact(upstream_request, secrets),
             upstream_response=_redact(response, secrets),
-            curl=_redact(_curl(provider, upstream_request), secrets),
+            curl=_redact(_curl(provider, record), secrets),
         )
 
     # ------------------------------------------------------------------ logs
@@ -646,11 +647,6 @@ def _summary_of(record: RequestRecord, secrets: Iterable[str]) -> RequestSummary
     )
 
 
-def _curl(provider: Provider | None, body: str) -> str:
-    url = f"{provider.base_url}/chat/completions" if provider else "$UPSTREAM_URL/chat/completions"
+def _curl(provider: Provider | None, record: RequestRecord) -> str:
     key_env = provider.preset.key_env[0] if provider and provider.preset.key_env else "API_KEY"
-    return (
-        f"curl -sS {url} \\\n"
-        f'  -H "Authorization: Bearer ${key_env}" -H "Content-Type: application/json" \\\n'
-        f"  --data-binary @- <<'JSON'\n{body}\nJSON"
-    )
+    return to_curl_command(record.upstream_target, record.upstream_body, key_env=key_env)

@@ -1,8 +1,9 @@
 """`nimbridge doctor`: one line per check, each with what to do about it.
 
 Checks: the settings file, the keychain, each provider (key present, reachable,
-key accepted), the tier models (listed and entitled), the port, Claude Code.
-Exit code 0 when nothing failed (warnings allowed), 1 otherwise.
+key accepted), the tier models (listed and entitled), web search (key present, one
+test search, as providers get one test call) and web fetch, the port, Claude Code.
+Exit code 0 when nothing failed (warnings allowed), 1 otherwise. No line shows a key.
 """
 
 import asyncio
@@ -15,11 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from app.config.secrets import KeySource, ProviderKeys
-from app.config.settings import TIER_NAMES, Settings
+from app.config.secrets import (
+    WEB_SEARCH_KEY_ENV_BY_BACKEND,
+    KeySource,
+    ProviderKeys,
+    SecretStoreUnavailable,
+)
+from app.config.settings import RESERVED_PROVIDER_PREFIX, TIER_NAMES, Settings
 from app.core.errors import ProxyError
+from app.core.web_tools import SearchQuery, WebToolError
 from app.server.providers import ProviderRegistry
 from app.server.upstream import UpstreamClient
+from app.server.web_tools import make_web_search
 
 
 class Verdict(enum.StrEnum):
@@ -161,11 +169,77 @@ async def _check_tiers(
     return findings
 
 
+async def check_web_search(settings: Settings, keys: ProviderKeys) -> Finding:
+    """The chosen backend has what it needs and answers one test search (one credit)."""
+    subject = "web search"
+    backend = settings.web_search_backend
+    if not backend:
+        return Finding(
+            Verdict.WARN,
+            subject,
+            "not set up, so clients' web searches (Claude Code's WebSearch) get an error; "
+            "choose Tavily, Brave Search or SearXNG in Settings → Web tools, or set "
+            '"web_search_backend" in the settings file',
+        )
+    where = ""
+    if backend in WEB_SEARCH_KEY_ENV_BY_BACKEND:
+        try:
+            status = keys.web_search_key_status(backend)
+        except SecretStoreUnavailable as exc:
+            return Finding(Verdict.FAIL, subject, f"{backend}: {exc}")
+        if status.source is KeySource.NONE:
+            # A provider may hold the backend's name; the prefixed one always means the search key.
+            taken = any(provider.name == backend for provider in settings.providers)
+            name = RESERVED_PROVIDER_PREFIX + backend if taken else backend
+            env = WEB_SEARCH_KEY_ENV_BY_BACKEND[backend]
+            return Finding(
+                Verdict.FAIL,
+                subject,
+                f"{backend} has no key: run `nimbridge key set {name}`, set ${env}, "
+                "or save one in Settings → Web tools",
+            )
+        where = f", key from {status.source.value}"
+    search = make_web_search(settings, keys)
+    if search is None:  # settings validation admits only known backends
+        return Finding(Verdict.FAIL, subject, f"unknown backend {backend!r}")
+    try:
+        results = await search.search(SearchQuery("NimBridge doctor test", max_results=1))
+    except WebToolError as exc:  # its words never carry the key
+        return Finding(Verdict.FAIL, subject, exc.message)
+    finally:
+        await search.close()
+    count = "a result" if results else "no result"
+    return Finding(
+        Verdict.OK, subject, f"{search.describe} answered a test search ({count}){where}"
+    )
+
+
+def check_web_fetch(settings: Settings) -> Finding:
+    subject = "web fetch"
+    if not settings.web_fetch_enabled:
+        return Finding(
+            Verdict.OK,
+            subject,
+            'off ("web_fetch_enabled": false): clients\' web_fetch calls get an error',
+        )
+    limit = f"pages cut at {settings.web_fetch_max_chars:,} characters"
+    if settings.fetch_private_addresses:
+        return Finding(
+            Verdict.WARN,
+            subject,
+            f'on, {limit}, and private addresses allowed ("fetch_private_addresses": true): '
+            "a model or a page's redirect can reach localhost and your LAN through it; "
+            "turn that off unless you need it",
+        )
+    return Finding(Verdict.OK, subject, f"on, public addresses only, {limit}")
+
+
 async def run_doctor(
     settings: Settings, settings_path: Path, keys: ProviderKeys, out: TextIO = sys.stdout
 ) -> int:
     findings = [check_settings_file(settings_path), check_keychain(keys)]
     findings += await check_providers(settings, keys)
+    findings += [await check_web_search(settings, keys), check_web_fetch(settings)]
     findings.append(await asyncio.to_thread(check_port, settings.host, settings.port))
     findings.append(await asyncio.to_thread(check_claude_code))
     for finding in findings:

@@ -42,7 +42,7 @@ from app.core.providers import Provider
 from app.core.quirk_learning import rejection_from_error
 from app.core.request_map import to_openai_request
 from app.server.providers import ProviderRegistry
-from app.server.records import RequestRecord
+from app.server.records import RequestRecord, UpstreamTarget
 from app.server.upstream import encode_json_body, read_error_body
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ class UpstreamCall:
         self.attempts = attempts
         self.request_id = request_id
         self.last_body: dict[str, Any] | None = None
+        self.last_target: UpstreamTarget | None = None  # where `last_body` was sent
         self.policy = registry.retry_policy
 
     def body_for(self, route: ModelRoute) -> dict[str, Any]:
@@ -149,6 +150,7 @@ class UpstreamCall:
             self.attempts.count += 1
             self.attempts.attempt_started = loop.time()
             url, payload, content_type = self.target(provider, route, body)
+            self.last_target = UpstreamTarget("POST", url, content_type)
             try:
                 response = await self.registry.upstream.request(
                     "POST", url, api_key=api_key, body=payload, content_type=content_type
@@ -263,7 +265,8 @@ async def open_as_given(
     target: RequestTarget = chat_completions_target,
 ) -> aiohttp.ClientResponse:
     """One call of a body we pass on untranslated (the OpenAI pass-through, images):
-    the same retries and pacing as chat, nothing learned, attempts added to the record."""
+    the same retries and pacing as chat, nothing learned, attempts added to the record,
+    and the body with where it went, for the request inspector."""
     attempts = Attempts()
     call = UpstreamCall(
         registry,
@@ -280,3 +283,5 @@ async def open_as_given(
         return await call.open()
     finally:
         record.attempts += attempts.count
+        if call.last_target is not None:  # a pair: parallel image calls each write theirs
+            record.upstream_body, record.upstream_target = call.last_body, call.last_target

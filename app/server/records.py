@@ -18,6 +18,15 @@ def new_message_id() -> str:
     return f"msg_{secrets.token_hex(12)}"
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamTarget:
+    """Where an upstream call went and how its body was written ("Copy as curl" repeats it)."""
+
+    method: str
+    url: str
+    content_type: str  # as sent: "multipart/form-data; boundary=..." for Workers AI's FLUX.2
+
+
 @dataclass(slots=True)
 class RequestRecord:
     request_id: str
@@ -38,6 +47,7 @@ class RequestRecord:
     # redacted only when someone asks to see them.
     client_body: Any = None
     upstream_body: Any = None
+    upstream_target: UpstreamTarget | None = None  # the call that sent `upstream_body`
     upstream_response: bytes | None = None
     headers_sent: bool = False  # the response has begun: an error now must go in its body
     # The error `ProxyServer.stop` ended this request with, after the grace period.

@@ -145,7 +145,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         return await _complete_message(state, record, req, call, size, message_id)
     finally:
         record.attempts = attempts.count
-        record.upstream_body = call.last_body
+        record.upstream_body, record.upstream_target = call.last_body, call.last_target
         if attempts.route is not None:
             record.note_route(attempts.route)
 

@@ -5,18 +5,24 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import anthropic
 import pytest
 
+from app.commands.doctor import Finding, Verdict, check_web_fetch, check_web_search
+from app.config.secrets import MemorySecretStore, ProviderKeys
+from app.config.settings import Settings
+from app.core.providers import Provider, ProviderKind
 from tests.fake_upstream import FakeUpstream, completion, reply_json
+from tests.fake_web import BRAVE_KEY, PRIVATE, TAVILY_KEY, FakeWeb, running_fake_web
 from tests.integration.conftest import track
 from tests.integration.test_cli import base_url_of, finish, spawn
 from tests.secret_service import SecretServiceInfo
 
 CANARY = "nvapi-CANARY-0123456789abcdef"
+KEYS = (TAVILY_KEY, BRAVE_KEY, "tvly-wrong-key-4d1e")  # search keys no doctor line may show
 
 
 def run(
@@ -90,6 +96,13 @@ def test_key_lifecycle_through_the_real_keychain(
     status = run("key", "status", "--config", str(config), env=env)
     assert "no key" in status.stdout
 
+    # A web search key goes the same way, under its own entry.
+    search = run("key", "set", "tavily", "--config", str(config), env=env, stdin=KEYS[0] + "\n")
+    assert search.stdout == "Stored the Tavily web search key in Secret Service (GNOME Keyring).\n"
+    status = run("key", "status", "--config", str(config), env=env)
+    assert "tavily  web search  key in Secret Service (GNOME Keyring)" in status.stdout
+    assert KEYS[0] not in search.stdout + search.stderr + status.stdout + status.stderr
+
 
 def test_models_lists_chat_models_with_capabilities(config: Path, upstream: FakeUpstream) -> None:
     upstream.models = [
@@ -112,6 +125,10 @@ def test_doctor_says_what_is_wrong(config: Path, upstream: FakeUpstream) -> None
     assert no_key.returncode == 1
     assert "[FAIL] provider nvidia: no key: run `nimbridge key set nvidia`" in no_key.stdout
     assert "Claude Code: not found on PATH; install it with: npm install -g " in no_key.stdout
+    assert "[warn] web search: not set up, so clients' web searches" in no_key.stdout
+    assert "[  ok] web fetch: on, public addresses only, pages cut at 100,000 characters" in (
+        no_key.stdout
+    )
 
     upstream.enqueue(
         reply_json(
@@ -131,6 +148,93 @@ def test_doctor_says_what_is_wrong(config: Path, upstream: FakeUpstream) -> None
         good.stdout
     )
     assert "nvapi-doctor-key" not in good.stdout + good.stderr
+
+
+@pytest.fixture
+async def fake_web() -> AsyncIterator[FakeWeb]:
+    async with running_fake_web() as fake:
+        yield fake
+
+
+def _search_settings(
+    fake: FakeWeb, backend: str, path: str, providers: tuple[Provider, ...] = ()
+) -> Settings:
+    return Settings(
+        web_search_backend=backend, web_search_base_url=fake.url(path, PRIVATE), providers=providers
+    )
+
+
+async def test_doctor_runs_one_test_search_with_the_key_it_would_use(fake_web: FakeWeb) -> None:
+    from_env = ProviderKeys(MemorySecretStore(), env={"TAVILY_API_KEY": TAVILY_KEY})
+    tavily = await check_web_search(_search_settings(fake_web, "tavily", "/tavily"), from_env)
+    assert tavily.line() == (
+        f"[  ok] web search: Tavily ({fake_web.url('/tavily', PRIVATE)}) answered a test "
+        "search (a result), key from environment"
+    )
+    assert fake_web.requests[-1]["body"]["max_results"] == 1  # one credit, one result
+
+    stored = ProviderKeys(MemorySecretStore(), env={})
+    stored.set_web_search_key("brave", BRAVE_KEY)
+    brave = await check_web_search(_search_settings(fake_web, "brave", "/brave"), stored)
+    assert (brave.verdict, brave.words.endswith("key from memory")) == (Verdict.OK, True)
+
+    searxng = await check_web_search(_search_settings(fake_web, "searxng", "/searx"), stored)
+    assert searxng.verdict is Verdict.OK and "SearXNG" in searxng.words
+    assert all(key not in f.line() for f in (tavily, brave, searxng) for key in KEYS)
+
+
+async def test_doctor_says_why_web_search_cannot_work(fake_web: FakeWeb) -> None:
+    no_keys = ProviderKeys(MemorySecretStore(), env={})
+    missing = await check_web_search(_search_settings(fake_web, "tavily", "/tavily"), no_keys)
+    assert missing.line() == (
+        "[FAIL] web search: tavily has no key: run `nimbridge key set tavily`, "
+        "set $TAVILY_API_KEY, or save one in Settings → Web tools"
+    )
+    assert fake_web.requests == []  # nothing to test without a key
+
+    # A provider named like the backend keeps that name in `nimbridge key`.
+    shadowed = _search_settings(
+        fake_web,
+        "tavily",
+        "/tavily",
+        providers=(Provider("tavily", ProviderKind.CUSTOM, "http://127.0.0.1:9/v1"),),
+    )
+    assert (
+        "`nimbridge key set web-search-tavily`" in (await check_web_search(shadowed, no_keys)).words
+    )
+
+    wrong = ProviderKeys(MemorySecretStore(), env={"TAVILY_API_KEY": KEYS[2]})
+    refused = await check_web_search(_search_settings(fake_web, "tavily", "/tavily"), wrong)
+    assert refused.verdict is Verdict.FAIL and "the Tavily key was refused" in refused.words
+    assert KEYS[2] not in refused.line()  # the fake echoes the key back: scrubbed
+
+    html_only = await check_web_search(
+        _search_settings(fake_web, "searxng", "/searx-html"), no_keys
+    )
+    assert html_only.verdict is Verdict.FAIL
+    assert "search: formats: [html, json]" in html_only.words
+
+
+@pytest.mark.parametrize(
+    ("settings", "verdict", "words"),
+    [
+        (Settings(), Verdict.OK, "on, public addresses only, pages cut at 100,000 characters"),
+        (
+            Settings(fetch_private_addresses=True, web_fetch_max_chars=5000),
+            Verdict.WARN,
+            "on, pages cut at 5,000 characters, and private addresses allowed "
+            '("fetch_private_addresses": true): a model or a page\'s redirect can reach '
+            "localhost and your LAN through it; turn that off unless you need it",
+        ),
+        (
+            Settings(web_fetch_enabled=False),
+            Verdict.OK,
+            'off ("web_fetch_enabled": false): clients\' web_fetch calls get an error',
+        ),
+    ],
+)
+def test_doctor_reports_web_fetch(settings: Settings, verdict: Verdict, words: str) -> None:
+    assert check_web_fetch(settings) == Finding(verdict, "web fetch", words)
 
 
 def test_commands_help() -> None:

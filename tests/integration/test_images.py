@@ -9,6 +9,7 @@ Three providers: `nvidia` (the default, no image API), `oai` (OpenAI-style) and 
 import asyncio
 import base64
 import json
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,8 @@ from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, TierModels
 from app.core.providers import ExplicitModel, Provider, ProviderKind
 from app.server.app import ProxyServer
+from app.server.curl import NO_CALL
+from app.service import ProxyService, RequestDetail
 from tests.fake_upstream import (
     TINY_JPEG,
     FakeUpstream,
@@ -63,12 +66,9 @@ OPENAI_MODELS: list[dict[str, Any]] = [
 ]
 
 
-@pytest.fixture
-def images_proxy(loop_thread: LoopThread, upstream: FakeUpstream) -> Iterator[str]:
-    saved = (upstream.models, upstream.cloudflare_models)
-    upstream.models, upstream.cloudflare_models = OPENAI_MODELS, CLOUDFLARE_MODELS
+def images_settings(upstream: FakeUpstream) -> Settings:
     root = upstream.base_url.removesuffix("/v1")
-    settings = Settings(
+    return Settings(
         host="127.0.0.1",
         port=0,
         retry_max_wait_s=3.0,
@@ -85,17 +85,34 @@ def images_proxy(loop_thread: LoopThread, upstream: FakeUpstream) -> Iterator[st
         default_provider="nvidia",
         tiers=TierModels(default="meta/llama-3.3-70b-instruct"),
     )
+
+
+def images_keys() -> ProviderKeys:
     keys = ProviderKeys(MemorySecretStore(), env={})
     keys.set("nvidia", "nvapi-not-used-here-0000000")
     keys.set("oai", OAI_KEY)
     keys.set("cf", CF_KEY)
-    server = ProxyServer(settings, keys, PROXY_KEY)
+    return keys
+
+
+@pytest.fixture
+def image_models(upstream: FakeUpstream) -> Iterator[None]:
+    saved = (upstream.models, upstream.cloudflare_models)
+    upstream.models, upstream.cloudflare_models = OPENAI_MODELS, CLOUDFLARE_MODELS
+    yield
+    upstream.models, upstream.cloudflare_models = saved
+
+
+@pytest.fixture
+def images_proxy(
+    loop_thread: LoopThread, upstream: FakeUpstream, image_models: None
+) -> Iterator[str]:
+    server = ProxyServer(images_settings(upstream), images_keys(), PROXY_KEY)
     url = loop_thread.run(server.start())
     try:
         yield url
     finally:
         loop_thread.run(server.stop())
-        upstream.models, upstream.cloudflare_models = saved
 
 
 def client(url: str) -> openai.OpenAI:
@@ -418,3 +435,70 @@ def test_image_models_are_listed_apart(images_proxy: str, upstream: FakeUpstream
     chat = [m.id for m in oa.models.list().data]  # the default listing: chat models only
     assert "oai/dall-e-3" not in chat and f"cf/{SCHNELL}" not in chat
     assert "cf/@cf/meta/llama-3.3-70b-instruct-fp8-fast" in chat
+
+
+# ------------------------------------------------------------------ request inspector
+
+
+def test_copy_as_curl_repeats_each_image_call_as_it_was_made(
+    loop_thread: LoopThread, upstream: FakeUpstream, image_models: None
+) -> None:
+    """The inspector's curl goes where NimBridge went (images API, a Workers AI model's run
+    endpoint), and run as it is, sends the upstream the same body NimBridge sent."""
+    service = ProxyService(
+        images_settings(upstream), images_keys(), settings_path=None, proxy_key=PROXY_KEY
+    )
+
+    async def start() -> str | None:
+        await service.start()
+        return service.status().base_url  # the service lives on its loop's thread
+
+    base_url = loop_thread.run(start())
+    assert base_url
+    try:
+        sdk = client(base_url)
+        tricky = "a sunset 'at' the alps\n$HOME `date` <<'JSON'\nJSON"  # shell-hostile prompt
+        sdk.images.generate(model="dall-e-3", prompt=tricky, n=1, size="1024x1024")
+        sdk.images.generate(model=SCHNELL, prompt=tricky)
+        sdk.images.generate(model=KLEIN, prompt=tricky, size="1024x768")
+        with pytest.raises(openai.BadRequestError):  # refused before any upstream call
+            sdk.images.generate(model=SCHNELL, prompt="x", size="512x512")
+
+        async def details() -> list[RequestDetail]:
+            rows = service.recent_requests()
+            found = [service.request_detail(row.request_id) for row in rows]
+            return [detail for detail in found if detail is not None]
+
+        curls = [detail.curl for detail in loop_thread.run(details())]
+    finally:
+        loop_thread.run(service.stop())
+
+    root = upstream.base_url.removesuffix("/v1")
+    assert len(curls) == 4
+    assert curls[0].startswith(f"curl -sS {upstream.base_url}/images/generations \\\n")
+    assert '"Authorization: Bearer $OPENAI_API_KEY"' in curls[0]
+    assert curls[1].startswith(f"curl -sS {root}{RUN_PATH}{SCHNELL} \\\n")
+    assert curls[2].splitlines()[:2] == [
+        "# multipart/form-data, as this model takes it: one --form-string per field",
+        f"curl -sS {root}{RUN_PATH}{KLEIN} \\",
+    ]
+    assert all('"Authorization: Bearer $CLOUDFLARE_API_TOKEN"' in c for c in curls[1:3])
+    assert curls[3] == NO_CALL
+    assert not any(key in curl for curl in curls for key in (OAI_KEY, CF_KEY, PROXY_KEY))
+
+    def sent() -> list[tuple[str, Any, str, str]]:
+        return [
+            (r.path, r.body, r.headers["Authorization"], r.headers["Content-Type"].split(";")[0])
+            for r in upstream.image_requests
+        ]
+
+    made_by_nimbridge = sent()
+    assert len(made_by_nimbridge) == 3 and made_by_nimbridge[2][3] == "multipart/form-data"
+    upstream.requests.clear()
+    env = {"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": OAI_KEY, "CLOUDFLARE_API_TOKEN": CF_KEY}
+    for curl in curls[:3]:
+        ran = subprocess.run(
+            ["bash", "-c", curl], env=env, capture_output=True, text=True, timeout=30, check=False
+        )
+        assert ran.returncode == 0 and ran.stdout, ran.stderr
+    assert sent() == made_by_nimbridge

@@ -101,6 +101,7 @@ def test_service_runs_the_server_on_the_qt_loop(
     assert '"claude-sonnet-4-6"' in detail.client_request
     assert '"fake/model"' in detail.upstream_request and "You said: hi" in detail.upstream_response
     assert "$NVIDIA_API_KEY" in detail.curl and KEY not in detail.curl + detail.upstream_request
+    assert detail.curl.startswith(f"curl -sS {upstream.base_url}/chat/completions \\\n")
 
 
 @pytest.mark.allow_warnings  # the refusal to start is logged, on purpose

@@ -1,7 +1,7 @@
 """`nimbridge key set|delete|status` (app.commands.keys), in memory and in a real keychain."""
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -41,6 +41,9 @@ def run(
     name: str | None,
     keys: ProviderKeys,
     typed: str | Callable[[str], str] = KEY,
+    *,
+    providers: Sequence[Provider] = PROVIDERS,
+    web_search_backend: str = "",
 ) -> Run:
     out, err, prompts = io.StringIO(), io.StringIO(), []
 
@@ -51,11 +54,12 @@ def run(
     code = run_key_command(
         action,
         name,
-        providers=PROVIDERS,
+        providers=providers,
         keys=keys,
         read_secret=read_secret,
         out=out,
         err=err,
+        web_search_backend=web_search_backend,
     )
     result = Run(code, out.getvalue(), err.getvalue(), prompts)
     assert KEY not in result.out + result.err  # whatever happened, the key is not shown
@@ -101,9 +105,11 @@ def test_set_status_delete_in_the_real_keychain() -> None:
     status = run("status", None, keys)
     assert status.code == 0
     assert status.out.splitlines() == [
-        "nvidia  nvidia  key in Secret Service (GNOME Keyring)",
-        "local   ollama  no key needed",
-        "work    custom  no key (needed)",
+        "nvidia  nvidia      key in Secret Service (GNOME Keyring)",
+        "local   ollama      no key needed",
+        "work    custom      no key (needed)",
+        "tavily  web search  no key",
+        "brave   web search  no key",
     ]
 
     assert run("delete", "nvidia", keys).out == (
@@ -140,6 +146,7 @@ def test_unknown_or_missing_provider(name: str | None) -> None:
     result = run("set", name, keys)
     assert (result.code, result.out, result.prompts) == (1, "", [])
     assert result.err.count("\n") == 1 and "nvidia, local, work" in result.err
+    assert "web search: tavily, brave" in result.err
     if name is not None:
         assert run("status", name, keys).code == 1
 
@@ -183,4 +190,117 @@ def test_status_without_providers() -> None:
         out=out,
         err=err,
     )
-    assert (code, out.getvalue(), err.getvalue()) == (0, "No providers configured.\n", "")
+    assert (code, err.getvalue()) == (0, "")
+    assert out.getvalue().splitlines() == [
+        "No providers configured.",
+        "tavily  web search  no key",
+        "brave   web search  no key",
+    ]
+
+
+# -- web search backends' keys (Tavily, Brave): `web-search-<backend>` entries
+
+
+@pytest.mark.usefixtures("secret_service")
+def test_search_key_set_status_delete_in_the_real_keychain() -> None:
+    keys = ProviderKeys(KeyringSecretStore(), env={})
+    stored = run("set", "tavily", keys, typed=f" {KEY} \n")
+    assert (stored.code, stored.err) == (0, "")
+    assert stored.out == "Stored the Tavily web search key in Secret Service (GNOME Keyring).\n"
+    assert stored.prompts == ["Tavily API key (web search): "]
+    # Where the server reads it from, in a fresh process's view of the keychain.
+    assert ProviderKeys(KeyringSecretStore(), env={}).web_search_key("tavily") == KEY
+    assert KeyringSecretStore().get("tavily") is None  # not a provider entry
+
+    status = run("status", None, keys, web_search_backend="brave")
+    assert status.out.splitlines()[-2:] == [
+        "tavily  web search  key in Secret Service (GNOME Keyring)",
+        "brave   web search  no key (needed)",  # the backend the settings chose
+    ]
+    assert run("status", "tavily", keys).out == (
+        "tavily  web search  key in Secret Service (GNOME Keyring)\n"
+    )
+
+    deleted = run("delete", "tavily", keys)
+    assert (deleted.code, deleted.out) == (
+        0,
+        "Deleted the Tavily web search key from Secret Service (GNOME Keyring).\n",
+    )
+    assert ProviderKeys(KeyringSecretStore(), env={}).web_search_key("tavily") is None
+    again = run("delete", "web-search-tavily", keys)
+    assert again.out == (
+        "No Tavily web search key in Secret Service (GNOME Keyring); nothing deleted.\n"
+    )
+
+
+def test_search_key_env_variable_overrides_and_is_never_shown() -> None:
+    keys = ProviderKeys(MemorySecretStore(), env={"BRAVE_API_KEY": "brave-env-only-value"})
+    status = run("status", "brave", keys)
+    assert (status.code, status.out) == (0, "brave  web search  key from $BRAVE_API_KEY\n")
+    stored = run("set", "brave", keys)
+    assert stored.code == 0
+    assert stored.err.splitlines() == [
+        "Warning: no OS keychain is available, so the key is in memory only and will be "
+        "forgotten when NimBridge exits.",
+        "Note: $BRAVE_API_KEY is set and overrides the stored key.",
+    ]
+    deleted = run("delete", "brave", keys)
+    assert deleted.err == "Note: $BRAVE_API_KEY still provides a Brave Search key.\n"
+    assert "brave-env-only-value" not in stored.out + stored.err + status.out + deleted.err
+
+
+def test_search_key_empty_is_refused_with_where_to_get_one() -> None:
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    result = run("set", "brave", keys, typed="  \n")
+    assert (result.code, result.out) == (1, "")
+    assert result.err == (
+        "Nothing stored: the key is empty; create one at https://api-dashboard.search.brave.com.\n"
+    )
+    assert keys.web_search_key("brave") is None
+
+
+def test_a_provider_named_like_a_backend_keeps_its_name() -> None:
+    # The provider wins: requests depend on its key, and a script that set it before
+    # search keys existed must not start writing elsewhere. web-search-<backend> is
+    # the search key's unambiguous name, and the output says so.
+    providers = (Provider("tavily", ProviderKind.CUSTOM, "http://127.0.0.1:9000/v1"),)
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    as_provider = run("set", "tavily", keys, typed="sk-provider-value", providers=providers)
+    assert as_provider.out == "Stored the key for tavily in memory only, for this session.\n"
+    assert "the Tavily web search key is `web-search-tavily`" in as_provider.err
+    assert keys.key_for(providers[0]) == "sk-provider-value"
+    assert keys.web_search_key("tavily") is None
+
+    as_search = run(
+        "set", "web-search-tavily", keys, typed="tvly-search-value", providers=providers
+    )
+    assert as_search.code == 0
+    assert keys.web_search_key("tavily") == "tvly-search-value"
+    assert keys.key_for(providers[0]) == "sk-provider-value"
+
+    status = run("status", None, keys, providers=providers)
+    assert status.out.splitlines() == [
+        "tavily             custom      key in memory only, for this session",
+        "web-search-tavily  web search  key in memory only, for this session",
+        "brave              web search  no key",
+    ]
+    removed = run("delete", "tavily", keys, providers=providers)
+    assert removed.out == "Deleted the key for tavily from memory only, for this session.\n"
+    assert keys.web_search_key("tavily") == "tvly-search-value"
+
+
+@pytest.mark.parametrize("name", ["searxng", "web-search-searxng"])
+def test_searxng_takes_no_key(name: str) -> None:
+    result = run("set", name, ProviderKeys(MemorySecretStore(), env={}))
+    assert (result.code, result.prompts) == (1, [])
+    assert result.err == (
+        "SearXNG takes no key: set its address as web_search_base_url "
+        "(Settings → Web tools, or the settings file).\n"
+    )
+
+
+@pytest.mark.parametrize("action", ["set", "delete", "status"])
+def test_search_key_store_failure_is_one_actionable_line(action: Action) -> None:
+    result = run(action, "brave", ProviderKeys(FailingStore(), env={}))
+    assert (result.code, result.out) == (1, "")
+    assert result.err == "Error: the keychain is locked; unlock it and try again.\n"
