@@ -12,12 +12,17 @@ Invariants:
   is spent, no backend is set up or the backend failed; the model reads why.
 - Result blocks, and what the model reads of them: `server_tool_results.py`.
 - Ids of `server_tool_use` blocks start with `srvtoolu_`, as Anthropic's do.
+- web_fetch fetches only URLs already in the conversation, as Anthropic's does: given
+  by the user (system prompt, user turns, tool results) or found in earlier search or
+  fetch results. A URL the model made up could carry the conversation out to a
+  server of an attacker's choosing (a prompt injection's way to exfiltrate).
 """
 
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from app.core.anthropic_types import MessagesRequest
 from app.core.server_tool_results import ServerToolKind, error_block, error_text
@@ -25,6 +30,7 @@ from app.core.web_tools import (
     INVALID_INPUT,
     MAX_USES_EXCEEDED,
     UNAVAILABLE,
+    URL_NOT_ALLOWED,
     URL_TOO_LONG,
     SearchQuery,
 )
@@ -59,6 +65,12 @@ NOT_CONFIGURED_TEXT_BY_KIND: dict[ServerToolKind, str] = {
         "could not fetch the page."
     ),
 }
+
+URL_NOT_IN_CONTEXT_TEXT = (
+    "web_fetch fetches only URLs that are already in the conversation: given by the user "
+    "or found in earlier web_search or web_fetch results. Search for the page first, or "
+    "answer without it."
+)
 
 DESCRIPTION_BY_KIND: dict[ServerToolKind, str] = {
     "web_search": (
@@ -139,8 +151,72 @@ class ServerToolLedger:
         self.uses[spec.name] = used + 1
         return True
 
+    # What web_fetch may fetch (`url_key`s): the conversation's URLs, then each result's.
+    known_urls: set[str] = field(default_factory=set)
+
     def usage(self) -> dict[str, int]:
         return {USAGE_KEY_BY_KIND[kind]: count for kind, count in self.requests.items()}
+
+    def learn_urls(self, values: Iterable[object]) -> None:
+        """Remember the URLs in `values` (strings, or lists and mappings of them)."""
+        self.known_urls |= urls_in(list(values))
+
+    def knows(self, url: str) -> bool:
+        return url_key(url) in self.known_urls
+
+
+# ------------------------------------------------------------------ URLs in context
+
+# An http(s) URL in running text, up to a space, a quote or a closing bracket.
+_URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'`\])}|\\]+", re.IGNORECASE)
+_TRAILING_PUNCTUATION = ".,;:!?*_~"
+
+
+def url_key(url: str) -> str:
+    """How URLs are compared: scheme and host in lower case, the fragment and a trailing
+    slash dropped, and punctuation that ends a sentence rather than the URL."""
+    parts = urlsplit(url.strip().rstrip(_TRAILING_PUNCTUATION))
+    path = parts.path.rstrip("/")
+    return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
+
+
+def urls_in(value: object) -> set[str]:
+    """The `url_key` of every http(s) URL in the strings of `value`, however nested."""
+    found: set[str] = set()
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "://" in item:
+                found.update(url_key(match) for match in _URL_IN_TEXT.findall(item))
+        elif isinstance(item, Mapping):
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            pending.extend(item)
+    return found
+
+
+_RESULT_BLOCK_TYPES = frozenset({"web_search_tool_result", "web_fetch_tool_result"})
+
+
+def context_urls(req: MessagesRequest) -> set[str]:
+    """The URLs web_fetch may fetch at the start of a request: everything the user side
+    wrote (system prompt, user turns with their tool results and documents) and earlier
+    turns' search and fetch results; never what the model itself wrote."""
+    found = urls_in(req.get("system"))
+    for message in req["messages"]:
+        content = message.get("content")
+        if message.get("role") == "user":
+            found |= urls_in(content)
+        elif isinstance(content, list):
+            found |= urls_in(
+                [
+                    b
+                    for b in content
+                    if isinstance(b, Mapping) and b.get("type") in _RESULT_BLOCK_TYPES
+                ]
+            )
+    return found
 
 
 # ------------------------------------------------------------------ the request
@@ -312,6 +388,8 @@ def plan_call(
         return CallFailure(
             call.id, spec.kind, UNAVAILABLE, NOT_CONFIGURED_TEXT_BY_KIND["web_fetch"]
         )
+    if not ledger.knows(url):
+        return CallFailure(call.id, spec.kind, URL_NOT_ALLOWED, URL_NOT_IN_CONTEXT_TEXT)
     tokens = spec.max_content_tokens
     return FetchPlan(
         call.id,

