@@ -12,17 +12,20 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
+from app.core.rechunk import MAX_SPREAD_S
 from tests.fake_upstream import (
     FakeUpstream,
     LoopThread,
     Recorded,
     chunk,
+    completion,
     reply_stream,
     text_stream,
 )
@@ -51,17 +54,17 @@ def require_claude() -> str:
     return where
 
 
-def run_nimbridge_code(
+def nimbridge_code_command(
     upstream: FakeUpstream,
     tmp_path: Path,
     where: str,
-    prompt: str,
-    tools: str,
+    claude_args: list[str],
     *,
     settings: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
-) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """`nimbridge code -- -p PROMPT` in a fresh folder and home, against the fake upstream."""
+) -> tuple[Path, list[str], dict[str, str]]:
+    """(work folder, argv, env) of `nimbridge code -- CLAUDE_ARGS` in a fresh folder and
+    home, against the fake upstream."""
     work = tmp_path / "work"
     work.mkdir()
     config = tmp_path / "settings.json"
@@ -87,30 +90,38 @@ def run_nimbridge_code(
     }
     env.pop("ANTHROPIC_API_KEY", None)
     env.update(extra_env)
+    argv = [
+        sys.executable,
+        "-m",
+        "app",
+        "code",
+        "--config",
+        str(config),
+        "--folder",
+        str(work),
+        "--",
+        *claude_args,
+    ]
+    return work, argv, env
+
+
+def run_nimbridge_code(
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    where: str,
+    prompt: str,
+    tools: str,
+    *,
+    settings: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """`nimbridge code -- -p PROMPT` in a fresh folder and home, against the fake upstream."""
+    claude_args = ["-p", prompt, "--permission-mode", "acceptEdits", "--allowedTools", tools]
+    work, argv, full_env = nimbridge_code_command(
+        upstream, tmp_path, where, claude_args, settings=settings, env=env
+    )
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app",
-            "code",
-            "--config",
-            str(config),
-            "--folder",
-            str(work),
-            "--",
-            "-p",
-            prompt,
-            "--permission-mode",
-            "acceptEdits",
-            "--allowedTools",
-            tools,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+        argv, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=180, check=False
     )
     return work, result
 
@@ -330,3 +341,60 @@ def test_claude_code_web_search_through_nimbridge(
     handed = [m["content"] for body in main for m in body["messages"] if m["role"] == "tool"]
     assert any("docs.python.org/3/library/asyncio.html" in str(text) for text in handed)
     assert TAVILY_KEY not in result.stdout + result.stderr
+
+
+BURST = (
+    "Smooth streams matter: a paragraph that arrives in one piece jumps onto the screen. " * 8
+)[:600]
+
+
+async def bursty_model(request: web.Request, record: Recorded) -> web.StreamResponse:
+    """A model that thinks in silence, then sends its whole paragraph in one chunk."""
+    body = record.body
+    if not body.get("stream"):
+        return web.json_response(completion(body, "ok"))
+    if not body.get("tools"):  # Claude Code's side requests (titles...)
+        return await reply_stream(text_stream(body, "ok"))(request, record)
+    items = [
+        chunk(body, {"role": "assistant", "content": BURST}),
+        chunk(body, {}, finish_reason="stop"),
+        chunk(body, None, usage={"prompt_tokens": 900, "completion_tokens": 150}),
+        "[DONE]",
+    ]
+    return await reply_stream(items, delay=0.3)(request, record)  # silence after the burst
+
+
+def test_claude_code_gets_a_burst_as_a_smooth_stream(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Claude Code's own stream events (`--include-partial-messages`), timed as its
+    stdout gives them: the burst arrives as small deltas, spread over tens of ms."""
+    where = require_claude()
+    upstream.enqueue(*[bursty_model] * 10)
+    claude_args = [
+        "-p",
+        "Tell me about smooth streams",
+        "--output-format",
+        "stream-json",
+        "--include-partial-messages",
+        "--verbose",
+    ]
+    _, argv, env = nimbridge_code_command(upstream, tmp_path, where, claude_args)
+    arrivals: list[tuple[float, str]] = []
+    lines: list[str] = []
+    with subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as claude:
+        assert claude.stdout is not None
+        for line in claude.stdout:
+            lines.append(line)
+            event = json.loads(line).get("event", {}) if line.startswith("{") else {}
+            delta = event.get("delta", {}) if event.get("type") == "content_block_delta" else {}
+            if delta.get("type") == "text_delta":
+                arrivals.append((time.monotonic(), delta["text"]))
+        _, stderr = claude.communicate(timeout=180)
+    assert claude.returncode == 0, "".join(lines) + stderr
+    assert "".join(text for _, text in arrivals) == BURST  # whole, in order
+    assert len(arrivals) >= 600 // 24 and max(len(text) for _, text in arrivals) <= 24
+    spread = arrivals[-1][0] - arrivals[0][0]
+    assert MAX_SPREAD_S * 0.4 <= spread < 0.3  # spread out, and before the upstream's silence ends
