@@ -719,6 +719,31 @@ def test_slow_client_pauses_the_upstream(
         assert "client disconnected" in _disconnect_line(caplog)
 
 
+def test_a_client_gone_while_a_burst_is_spread_leaves_nothing_behind(
+    make_proxy: MakeProxy, leaks: LeakCheckFor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Smooth deltas' pacing task meets a closed socket: no error, no task, no fd left."""
+    burst = "word " * 200  # 1,000 characters: pieces spread over 50 ms
+
+    def items(body: dict[str, Any]) -> list[Any]:
+        return [chunk(body, {"role": "assistant", "content": burst}), "[DONE]"]
+
+    proxy = make_proxy()
+    with leaks(proxy).around():
+        proxy.upstream.enqueue(reply_stream(items, hang=2.0))  # silence after the burst
+        with socket.socket() as sock:
+            sock.connect(("127.0.0.1", proxy.server.port or 0))
+            _send_stream_request(proxy, sock)
+            sock.settimeout(5)
+            seen = b""
+            while b"content_block_delta" not in seen:  # the first piece is out
+                seen += sock.recv(65536)
+        # Closed with pieces still to send: the proxy finds out and drops the upstream.
+        assert proxy.upstream.cancelled.wait(3.0)
+        assert "client disconnected" in _disconnect_line(caplog)
+    assert "Traceback" not in caplog.text and "never retrieved" not in caplog.text
+
+
 def _disconnect_line(caplog: pytest.LogCaptureFixture, timeout: float = 3.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
