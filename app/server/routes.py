@@ -90,9 +90,11 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         else None
     )
 
+    calls: list[UpstreamCall] = []
+
     def new_call(round_req: MessagesRequest, round_attempts: Attempts) -> UpstreamCall:
         """The upstream call of one round (the first, or a later one of the server-tool loop)."""
-        return UpstreamCall(
+        made = UpstreamCall(
             state.registry,
             runner.body_builder(round_req, record.repairs)
             if runner is not None
@@ -103,6 +105,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             attempts=round_attempts,
             request_id=record.request_id,
         )
+        calls.append(made)
+        return made
 
     call = new_call(req, attempts)
     settings = state.settings
@@ -152,7 +156,10 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         return await _complete_message(state, record, req, call, size, message_id)
     finally:
         record.attempts = attempts.count
-        record.upstream_body, record.upstream_target = call.last_body, call.last_target
+        # The inspector shows the last round's body: it holds the earlier rounds' calls
+        # and results, and it is what the recorded response answers.
+        sent = next((made for made in reversed(calls) if made.last_body is not None), call)
+        record.upstream_body, record.upstream_target = sent.last_body, sent.last_target
         if attempts.route is not None:
             record.note_route(attempts.route)
 

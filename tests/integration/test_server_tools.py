@@ -6,6 +6,7 @@ stand in for Tavily & co. behind the `WebSearch` / `WebFetch` interfaces.
 """
 
 import json
+import time
 from typing import Any
 
 import anthropic
@@ -19,6 +20,7 @@ from app.core.web_tools import (
     SearchResult,
     WebToolError,
 )
+from app.server.records import RequestRecord
 from tests.anthropic_grammar import assert_anthropic_grammar, summarize
 from tests.fake_upstream import (
     chunk,
@@ -580,3 +582,39 @@ def test_stream_rounds_from_upstreams_that_answer_whole_json(proxy: LiveProxy) -
         ("start", 2, "text"),
     ]
     assert summarize(events)[-1] == ("end", "end_turn")
+
+
+# ------------------------------------------------------------------ the request inspector
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_the_inspector_shows_the_last_rounds_body(proxy: LiveProxy, stream: bool) -> None:
+    """The last round's body holds the earlier rounds' calls and results, and it is the one
+    the recorded response answers: the first round's alone would hide the tool results."""
+    finished: list[RequestRecord] = []
+    proxy.server.app_state.on_request_finished.append(finished.append)
+    proxy.server.app_state.web_search = FakeSearch()
+    search_call = tool_call("web_search", {"query": "py 3.14"})
+    if stream:
+        proxy.upstream.enqueue(
+            call_stream("web_search", {"query": "py 3.14"}), text_stream_reply("Found it.")
+        )
+    else:
+        proxy.upstream.enqueue(
+            reply_json(completion({}, None, tool_calls=[search_call])),
+            reply_json(completion({}, "Found it.")),
+        )
+    body = {"model": "m", "max_tokens": 100, "tools": [SEARCH_TOOL], "messages": QUESTION}
+    if stream:
+        raw_stream(proxy, body)
+    else:
+        create(proxy.client(), **body)
+    deadline = time.monotonic() + 3  # the record is finished just after the answer is sent
+    while not finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+    (record,) = [r for r in finished if r.path == "/v1/messages"]
+    assert record.upstream_body == proxy.upstream.chat_requests[-1].body
+    (tool,) = tool_messages(record.upstream_body)
+    assert RESULTS[0].url in tool["content"]
+    assert record.upstream_target is not None
+    assert record.upstream_target.url.endswith("/chat/completions")
