@@ -267,13 +267,13 @@ def test_an_upstream_closing_idle_connections_sooner_than_us_costs_nothing(
 ) -> None:
     """We keep idle connections 90 s; uvicorn (vLLM) and Node close theirs after 5 s.
     Their close reaches our pool before the next request, which takes a new connection."""
-    quick_closer = FakeUpstream(keepalive_s=0.2)
+    quick_closer = FakeUpstream(keepalive_s=1.0)
     loop_thread.run(quick_closer.start())
     try:
         proxy = make_proxy(upstream_url=quick_closer.base_url)
         assert ask(proxy, stream=False).status == 200
         assert ask(proxy, stream=False).status == 200  # at once: the same connection
-        time.sleep(0.6)  # the upstream closes the idle connection
+        time.sleep(2.0)  # the upstream closes the idle connection
         assert ask(proxy, stream=True).status == 200
         first, again, later = (r.peer for r in quick_closer.chat_requests)
         assert first == again != later
