@@ -736,6 +736,16 @@ class SettingsDialog(QDialog):
             "The longest silence tolerated from a provider (reasoning models think for minutes)"
         )
 
+        self.smooth_check = QCheckBox(
+            "Smooth bursts: split a long piece of text into small ones, spread over 50 ms"
+        )
+        self.smooth_check.setChecked(settings.smooth_deltas)
+        self.smooth_check.setToolTip(
+            "Some providers send a whole paragraph at once after a silence, which Claude Code\n"
+            "shows as a jump. Split, it reads as a stream. The end of an answer is never\n"
+            "later for it; tool arguments are never split."
+        )
+
         network = QGroupBox("Listening")
         net_form = QFormLayout(network)
         net_form.addRow("Host:", self.host_edit)
@@ -755,11 +765,16 @@ class SettingsDialog(QDialog):
         time_form.addRow("Connect timeout:", self.connect_spin)
         time_form.addRow("Read timeout:", self.read_spin)
 
+        streaming = QGroupBox("Streaming")
+        streaming_layout = QVBoxLayout(streaming)
+        streaming_layout.addWidget(self.smooth_check)
+
         tab = QWidget()
         layout = QVBoxLayout(tab)
         layout.addWidget(network)
         layout.addWidget(startup)
         layout.addWidget(timing)
+        layout.addWidget(streaming)
         layout.addStretch(1)
 
         self.host_edit.textChanged.connect(self._host_changed)
@@ -848,6 +863,7 @@ class SettingsDialog(QDialog):
             commit_window_s=self.commit_spin.value(),
             connect_timeout_s=self.connect_spin.value(),
             read_timeout_s=self.read_spin.value(),
+            smooth_deltas=self.smooth_check.isChecked(),
             providers=tuple(providers),
             default_provider=self._default.name.strip(),
             ui=ui,

@@ -140,6 +140,8 @@ def test_ok_applies_once_with_the_edited_settings(qtbot):
     dialog.start_server_check.setChecked(False)
     dialog.commit_spin.setValue(1.5)
     dialog.read_spin.setValue(900)
+    assert dialog.smooth_check.isChecked()  # on by default
+    dialog.smooth_check.setChecked(False)
     dialog.default_combo.setCurrentIndex(1)
     dialog.default_combo.activated.emit(1)
 
@@ -153,6 +155,7 @@ def test_ok_applies_once_with_the_edited_settings(qtbot):
         pass_client_keys=True,
         commit_window_s=1.5,
         read_timeout_s=900.0,
+        smooth_deltas=False,
         default_provider="openai",
         ui={"start_server_at_launch": False},
     )
