@@ -61,7 +61,9 @@ NextRound = Callable[
 
 
 class EventWriter:
-    """Encodes Anthropic events and writes each batch in one `write`.
+    """Encodes Anthropic events and writes each batch in one `write`, except a burst's
+    tail under `smooth_deltas`, which a pacing task sends in steps (`catch_up` sends
+    what is left at once; every `write` calls it first, so order is kept).
 
     Also the heartbeat: `keep_alive()` runs beside the relay and writes a
     `ping` whenever nothing was written for `ping_interval_s` and no write is in
