@@ -30,7 +30,7 @@ from app.core.web_tools import (
     INVALID_INPUT,
     MAX_USES_EXCEEDED,
     UNAVAILABLE,
-    URL_NOT_ALLOWED,
+    URL_NOT_IN_PRIOR_CONTEXT,
     URL_TOO_LONG,
     SearchQuery,
 )
@@ -389,7 +389,7 @@ def plan_call(
             call.id, spec.kind, UNAVAILABLE, NOT_CONFIGURED_TEXT_BY_KIND["web_fetch"]
         )
     if not ledger.knows(url):
-        return CallFailure(call.id, spec.kind, URL_NOT_ALLOWED, URL_NOT_IN_CONTEXT_TEXT)
+        return CallFailure(call.id, spec.kind, URL_NOT_IN_PRIOR_CONTEXT, URL_NOT_IN_CONTEXT_TEXT)
     tokens = spec.max_content_tokens
     return FetchPlan(
         call.id,

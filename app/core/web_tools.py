@@ -12,13 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-# Anthropic's error codes for web_search / web_fetch tool results.
-INVALID_INPUT = "invalid_input"
+# Anthropic's error codes for web_search / web_fetch tool results, spelled as the API
+# sends them (the SDKs' generated types; some prose docs say "invalid_input").
+INVALID_INPUT = "invalid_tool_input"
 UNAVAILABLE = "unavailable"
 MAX_USES_EXCEEDED = "max_uses_exceeded"
 TOO_MANY_REQUESTS = "too_many_requests"
 QUERY_TOO_LONG = "query_too_long"
 URL_NOT_ALLOWED = "url_not_allowed"
+URL_NOT_IN_PRIOR_CONTEXT = "url_not_in_prior_context"
 URL_NOT_ACCESSIBLE = "url_not_accessible"
 UNSUPPORTED_CONTENT_TYPE = "unsupported_content_type"
 URL_TOO_LONG = "url_too_long"

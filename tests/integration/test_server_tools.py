@@ -415,7 +415,7 @@ def test_fetch_refuses_a_url_the_model_made_up(proxy: LiveProxy) -> None:
     _, result, _ = message.content
     assert result.type == "web_fetch_tool_result"
     assert result.content.type == "web_fetch_tool_result_error"
-    assert result.content.error_code == "url_not_allowed"
+    assert result.content.error_code == "url_not_in_prior_context"
     assert fetch.calls == []  # never reached the fetcher
     (tool,) = tool_messages(proxy.upstream.chat_requests[1].body)
     assert "only URLs that are already in the conversation" in tool["content"]

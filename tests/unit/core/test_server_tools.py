@@ -161,7 +161,7 @@ def call(**input_: Any) -> ServerToolCall:
             call(query=""),
             True,
             CallFailure(
-                "srvtoolu_1", "web_search", "invalid_input", 'give a non-empty "query" string'
+                "srvtoolu_1", "web_search", "invalid_tool_input", 'give a non-empty "query" string'
             ),
             id="search-empty-query",
         ),
@@ -192,14 +192,18 @@ def call(**input_: Any) -> ServerToolCall:
             FETCH_SPEC,
             call(url="file:///etc/passwd"),
             True,
-            CallFailure("srvtoolu_1", "web_fetch", "invalid_input", 'give an http(s) "url" string'),
+            CallFailure(
+                "srvtoolu_1", "web_fetch", "invalid_tool_input", 'give an http(s) "url" string'
+            ),
             id="fetch-not-http",
         ),
         pytest.param(
             FETCH_SPEC,
             call(url=None),
             True,
-            CallFailure("srvtoolu_1", "web_fetch", "invalid_input", 'give an http(s) "url" string'),
+            CallFailure(
+                "srvtoolu_1", "web_fetch", "invalid_tool_input", 'give an http(s) "url" string'
+            ),
             id="fetch-no-url",
         ),
         pytest.param(
@@ -248,7 +252,7 @@ def test_web_fetch_takes_only_urls_in_the_conversation(url: str, known: bool) ->
         assert isinstance(plan, FetchPlan)
     else:
         assert plan == CallFailure(
-            "srvtoolu_1", "web_fetch", "url_not_allowed", URL_NOT_IN_CONTEXT_TEXT
+            "srvtoolu_1", "web_fetch", "url_not_in_prior_context", URL_NOT_IN_CONTEXT_TEXT
         )
 
 
