@@ -10,6 +10,7 @@ from anthropic.types import MessageParam
 
 from app.core.anthropic_types import StreamEvent
 from app.core.rechunk import MAX_SPREAD_S, STEP_S
+from app.core.stream import StreamTranslator
 from app.server.records import RequestRecord
 from app.server.streaming import EventWriter
 from tests.anthropic_grammar import assert_anthropic_grammar
@@ -88,19 +89,7 @@ def _writer(smooth: bool = True) -> tuple[EventWriter, _RecordingResponse]:
 
 
 START: list[StreamEvent] = [
-    {
-        "type": "message_start",
-        "message": {
-            "id": "msg_1",
-            "type": "message",
-            "role": "assistant",
-            "model": "m",
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 0},
-        },
-    },
+    *StreamTranslator(model="m", message_id="msg_1").start(),  # message_start
     {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
 ]
 BURST: StreamEvent = {
