@@ -361,7 +361,7 @@ async def bursty_model(request: web.Request, record: Recorded) -> web.StreamResp
         chunk(body, None, usage={"prompt_tokens": 900, "completion_tokens": 150}),
         "[DONE]",
     ]
-    return await reply_stream(items, delay=0.3)(request, record)  # silence after the burst
+    return await reply_stream(items, delay=0.6)(request, record)  # silence after the burst
 
 
 def test_claude_code_gets_a_burst_as_a_smooth_stream(
@@ -397,4 +397,5 @@ def test_claude_code_gets_a_burst_as_a_smooth_stream(
     assert "".join(text for _, text in arrivals) == BURST  # whole, in order
     assert len(arrivals) >= 600 // 24 and max(len(text) for _, text in arrivals) <= 24
     spread = arrivals[-1][0] - arrivals[0][0]
-    assert MAX_SPREAD_S * 0.4 <= spread < 0.3  # spread out, and before the upstream's silence ends
+    # Spread out (unspread, the same pieces come within ~7 ms), and before the silence ends.
+    assert MAX_SPREAD_S * 0.3 <= spread < 0.5

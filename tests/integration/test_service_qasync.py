@@ -328,7 +328,7 @@ def test_a_burst_is_spread_on_the_qt_loop_and_the_text_is_whole(
         return [chunk(body, {}, finish_reason="stop"), "[DONE]"]
 
     # The burst, then a silent upstream (hang) before the rest arrives.
-    upstream.enqueue(reply_stream(lambda b: [*burst(b), *finish(b)], delay=MAX_SPREAD_S * 4))
+    upstream.enqueue(reply_stream(lambda b: [*burst(b), *finish(b)], delay=0.6))
     settings = Settings(port=0).with_overrides(upstream_url=upstream.base_url)
     service = ProxyService(settings, ProviderKeys(MemorySecretStore(), env={}), settings_path=None)
     arrivals: list[float] = []
@@ -357,6 +357,7 @@ def test_a_burst_is_spread_on_the_qt_loop_and_the_text_is_whole(
     text = qasync_loop.run_until_complete(asyncio.wait_for(scenario(), 60))
     assert text == paragraph
     assert len(arrivals) >= 600 // 24
-    # Timers never fire much early (Qt's are whole milliseconds, up to one early per
-    # piece), so the pieces left well apart; the upper bound leaves room for a slow machine.
-    assert MAX_SPREAD_S * 0.5 <= arrivals[-1] - arrivals[0] < MAX_SPREAD_S * 4
+    # The pieces leave over ~48 ms (Qt timers never fire early); a reader descheduled on a
+    # loaded machine reads the first ones late, hence the low bound. Unspread, all come
+    # within a few ms.
+    assert MAX_SPREAD_S * 0.3 <= arrivals[-1] - arrivals[0] < 0.5  # before the silence ends
