@@ -77,18 +77,15 @@ class ChunkNormaliser:
             return self._fail(_error_of({"message": "upstream answered a non-object body"}))
         if "error" in body or body.get("object") == "error":
             return self._fail(_error_of(body))
-        choices = body.get("choices")
-        chunk: dict[str, Any] = {
-            key: body[key] for key in ("id", "created", "model") if key in body
-        }
-        chunk["choices"] = (
-            [_as_delta_choice(choice) for choice in choices if isinstance(choice, dict)]
-            if isinstance(choices, list)
-            else []
-        )
+        chunk = completion_as_chunk(body)
+        usage = chunk.pop("usage", None)  # only ever in its own last chunk, when asked
+        for choice in chunk["choices"]:
+            if not choice.get("finish_reason"):  # the answer is whole, so it did stop
+                choice["finish_reason"] = (
+                    "tool_calls" if choice["delta"].get("tool_calls") else "stop"
+                )
         self._fix_chunk(chunk)
         out = encode_data(chunk)
-        usage = body.get("usage")
         if self._include_usage and isinstance(usage, dict):
             self._usage_seen = True
             out += encode_data({**self._defaults, "choices": [], "usage": usage})
@@ -173,20 +170,31 @@ class ChunkNormaliser:
         return self._tool_index_by_id[key]
 
 
+def completion_as_chunk(body: dict[str, Any]) -> dict[str, Any]:
+    """A whole `chat.completion` reshaped as one `chat.completion.chunk`: each choice's
+    message becomes its delta, tool calls indexed by position (a whole answer's calls
+    are complete). Other fields (usage...) are kept."""
+    choices = body.get("choices")
+    return {
+        **body,
+        "object": "chat.completion.chunk",
+        "choices": [_as_delta_choice(choice) for choice in choices if isinstance(choice, dict)]
+        if isinstance(choices, list)
+        else [],
+    }
+
+
 def _as_delta_choice(choice: dict[str, Any]) -> dict[str, Any]:
-    """A whole answer's choice as a stream choice: its message becomes the delta."""
     message = choice.get("message")
     delta = dict(message) if isinstance(message, dict) else {}
     calls = delta.get("tool_calls")
-    if isinstance(calls, list):  # indexes by position: a whole answer's calls are complete
+    if isinstance(calls, list):
         delta["tool_calls"] = [
             {"index": position, **call} if isinstance(call, dict) else call
             for position, call in enumerate(calls)
         ]
     streamed = {key: value for key, value in choice.items() if key != "message"}
     streamed["delta"] = delta
-    if not streamed.get("finish_reason"):  # the answer is whole, so it did stop
-        streamed["finish_reason"] = "tool_calls" if calls else "stop"
     return streamed
 
 

@@ -31,7 +31,7 @@ from app.server.auth import authorize
 from app.server.calls import open_as_given
 from app.server.json_body import read_json_object
 from app.server.state import STATE, absorb_stop, record_of
-from app.server.upstream import MB, READ_ERRORS, read_bounded
+from app.server.upstream import MB, READ_ERRORS, answered_whole, read_bounded
 
 
 def _dumps(value: Any) -> str:
@@ -89,7 +89,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         )
         limit = state.settings.max_upstream_response_mb * MB
         try:
-            if _is_json(upstream.content_type):  # `stream: true` ignored: one whole answer
+            if answered_whole(upstream.content_type):
                 answer = await read_bounded(upstream, limit)
                 await response.write(normaliser.whole(_parsed_or_text(answer)))
             else:
@@ -139,10 +139,6 @@ async def _relay_stream(
         shown = mask(start.decode("utf-8", "replace"))
         tail = normaliser.not_a_stream(upstream.content_type, shown)
     await response.write(tail + normaliser.finish())
-
-
-def _is_json(content_type: str) -> bool:
-    return "json" in content_type and "event-stream" not in content_type
 
 
 def _parsed_or_text(answer: bytes) -> object:

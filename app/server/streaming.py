@@ -34,6 +34,7 @@ from aiohttp import web
 
 from app.core.anthropic_types import PING_EVENT, StreamEvent
 from app.core.errors import ProxyError, UpstreamProtocolError, UpstreamUnavailable
+from app.core.openai_stream_fix import completion_as_chunk
 from app.core.rechunk import smoothed_and_paced, spread_plan
 from app.core.server_tool_rounds import ServerToolStream
 from app.core.sse import SSEDecoder, encode_event
@@ -43,7 +44,7 @@ from app.server.calls import Attempts
 from app.server.records import RequestRecord
 from app.server.state import absorb_stop
 from app.server.tasks import create_task
-from app.server.upstream import READ_ERRORS, read_bounded, response_too_large
+from app.server.upstream import READ_ERRORS, answered_whole, read_bounded, response_too_large
 
 log = logging.getLogger(__name__)
 
@@ -316,9 +317,7 @@ async def _relay_body(
     read_failure: Callable[[Exception], UpstreamUnavailable],
     max_upstream_bytes: int,
 ) -> None:
-    content_type = upstream.headers.get("Content-Type", "")
-    if "text/event-stream" not in content_type and "json" in content_type:
-        # Some upstreams ignore `stream: true` and answer one JSON body.
+    if answered_whole(upstream.headers.get("Content-Type", "")):
         whole = await _translate_whole_body(upstream, translator, max_upstream_bytes, read_failure)
         await writer.write(whole)
         return
@@ -384,13 +383,3 @@ async def _translate_whole_body(
     if not isinstance(body, dict):
         raise UpstreamProtocolError("upstream answered a stream request with a non-object body")
     return translator.feed(completion_as_chunk(body)) + translator.finish()
-
-
-def completion_as_chunk(body: dict[str, Any]) -> dict[str, Any]:
-    """A whole `chat.completion` reshaped as one `chat.completion.chunk` (message -> delta)."""
-    choices = []
-    for choice in body.get("choices") or []:
-        if isinstance(choice, dict):
-            delta = dict(choice.get("message") or {})
-            choices.append({**choice, "delta": delta})
-    return {**body, "object": "chat.completion.chunk", "choices": choices}

@@ -167,6 +167,12 @@ class UpstreamClient:
         )
 
 
+def answered_whole(content_type: str) -> bool:
+    """Whether a stream request was answered with one JSON body: some upstreams ignore
+    `stream: true`."""
+    return "json" in content_type and "event-stream" not in content_type
+
+
 def closed_before_answer(host: str) -> UpstreamUnavailable:
     """The upstream closed the connection with no answer at all. Most often a kept-alive
     connection its server gave up on just as our request went out; retried like a
