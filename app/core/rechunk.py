@@ -176,10 +176,10 @@ def smoothed_and_paced(
     now, since spreading it would hold back what follows."""
     if not events:
         return [], []
-    tail = _pieces(events[-1], max_piece, threshold)
-    if tail is None:
-        return smoothed(events, max_piece=max_piece, threshold=threshold), []
     now = smoothed(events[:-1], max_piece=max_piece, threshold=threshold)
+    tail = _pieces(events[-1], max_piece, threshold)  # each event looked at once
+    if tail is None:
+        return [*now, events[-1]], []
     return now + tail[:1], tail[1:]
 
 

@@ -101,7 +101,8 @@ class EventWriter:
     async def write(self, events: list[StreamEvent]) -> None:
         if not events:
             return  # an upstream chunk with nothing to show: a burst keeps its pace
-        await self.catch_up()
+        if self._pacer is not None:
+            await self.catch_up()
         later: list[StreamEvent] = []
         if self._smooth_deltas:
             events, later = smoothed_and_paced(events)
