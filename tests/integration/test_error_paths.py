@@ -217,7 +217,13 @@ def _closed_port() -> int:
 
 @pytest.mark.allow_warnings
 def test_upstream_unreachable(make_proxy: MakeProxy) -> None:
-    proxy = make_proxy(upstream_url=f"http://127.0.0.1:{_closed_port()}/v1", commit_window_s=0.2)
+    # Three attempts: 0.75 s of backoff in all, well inside the bound below (the default
+    # four waited 1.75 s, which a loaded machine pushed past 2 s).
+    proxy = make_proxy(
+        upstream_url=f"http://127.0.0.1:{_closed_port()}/v1",
+        commit_window_s=0.2,
+        retry_max_attempts=3,
+    )
     started = time.monotonic()
     with pytest.raises(anthropic.InternalServerError) as raised:
         proxy.client().messages.create(model=MODEL, max_tokens=10, messages=HELLO)
