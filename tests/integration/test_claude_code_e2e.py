@@ -35,6 +35,26 @@ ROOT = Path(__file__).resolve().parents[2]
 FINAL_TEXT = "Done: made.txt is written."
 
 
+def _claude_dirs() -> list[str | None]:
+    """The Claude Code folders to test with: `.ci/run` names the pinned version's and the
+    newest's (NIMBRIDGE_TEST_CLAUDE_DIRS); elsewhere whichever one `claude_dir` finds."""
+    named = os.environ.get("NIMBRIDGE_TEST_CLAUDE_DIRS", "")
+    return [folder for folder in named.split(os.pathsep) if folder] or [None]
+
+
+def _version_id(folder: str | None) -> str:
+    # .ci/run installs each version under a folder named claude-code-VERSION
+    found = next((p.name for p in Path(folder or ".").parents if "claude-code-" in p.name), "")
+    return found.removeprefix("claude-code-") or "found"
+
+
+@pytest.fixture(autouse=True, params=_claude_dirs(), ids=_version_id)
+def claude_code_version(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs once per Claude Code version CI installed (pinned and newest)."""
+    if request.param is not None:
+        monkeypatch.setenv("NIMBRIDGE_TEST_CLAUDE_DIR", request.param)
+
+
 def claude_dir() -> str | None:
     for candidate in (os.environ.get("NIMBRIDGE_TEST_CLAUDE_DIR"), "/tmp/cc/node_modules/.bin"):
         if candidate and (Path(candidate) / "claude").exists():
