@@ -12,6 +12,9 @@ Invariants of `to_openai_request` output (PROTOCOL.md, "Request: Anthropic -> Op
   except `web_search_*` / `web_fetch_*`, which NimBridge runs: they go as function
   tools, and their earlier calls and results (`server_tool_use` + result blocks)
   as a tool call and a tool message (`app/core/server_tools.py`).
+- Tools go as `offered_tools` says (`app/core/deferred_tools.py`): a
+  `defer_loading` tool only once a tool search in the conversation loaded it,
+  after the eager ones; a `tool_reference` block reads "Tool X is now available.".
 - Same input, same output, byte for byte once serialised: key order is fixed,
   system text and tools keep their order, and nothing rotating (Claude Code's
   billing header) is forwarded, so upstream prefix caches can hit.
@@ -35,6 +38,7 @@ from typing import Any, cast
 
 from app.core.anthropic_types import MessagesRequest
 from app.core.capabilities import ModelQuirks, ReasoningSwitch
+from app.core.deferred_tools import offered_tools, tool_reference_text
 from app.core.errors import ClientRequestError
 from app.core.models import ModelRoute
 from app.core.openai_types import ChatMessage, ChatRequest, ToolCall
@@ -134,6 +138,8 @@ def _user_part(
         return _image_part(block, path)
     if kind == "document":
         return _document_text(block, path, notes)
+    if kind == "tool_reference":  # a tool search loaded this tool: it is offered now
+        return tool_reference_text(block)
     if kind not in ("thinking", "redacted_thinking"):
         notes.append(f"{path}: {kind} block dropped")
     return None
@@ -431,7 +437,7 @@ def _apply_reasoning(
 
 def _to_openai_tools(req: MessagesRequest, notes: list[str]) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
-    for tool in req.get("tools") or ():
+    for tool in offered_tools(req, notes):
         if tool.get("input_schema") is None:
             served = to_function_tool(tool)  # web_search / web_fetch: NimBridge runs them
             if served is None:

@@ -16,8 +16,9 @@ Invariants:
   renders as JSON), so the 76 KB Claude Code request measures in well under
   a millisecond.
 - `RequestSize.text_chars` counts system, message and tool-result text,
-  thinking text, tool names and descriptions, and tool schemas / tool_use
-  inputs as compact JSON; redacted thinking, signatures, ids, cache_control
+  thinking text, the names, descriptions and compact-JSON schemas of the
+  tools offered upstream (`offered_tools`: a deferred tool only once loaded),
+  and tool_use inputs as compact JSON; redacted thinking, signatures, ids, cache_control
   and base64 payloads are not text and are not counted.
 - Images cost Anthropic's `width * height / 750` tokens after scaling to fit
   1568 px, capped at 1600; the size comes from the first bytes of the base64
@@ -34,6 +35,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from app.core.deferred_tools import offered_tools, tool_reference_text
 
 MAX_IMAGE_TOKENS = 1600
 _MAX_IMAGE_EDGE = 1568
@@ -238,6 +241,8 @@ class _Tally:
             self.add_content(block.get("content"))
         elif kind == "document":
             self.add_document(block)
+        elif kind == "tool_reference":
+            self.chars += len(tool_reference_text(block))
         else:  # search_result and future kinds: whatever text they hold
             self.add_strings(block)
 
@@ -266,11 +271,9 @@ class _Tally:
                 stack.extend(value)
 
 
-def _tool_chars(tools: Iterable[Any]) -> tuple[int, int]:
+def _tool_chars(tools: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
     count = chars = 0
     for tool in tools:
-        if not isinstance(tool, Mapping):
-            continue
         count += 1
         for key in ("name", "description"):
             value = tool.get(key)
@@ -296,8 +299,7 @@ def measure_request(req: Mapping[str, Any]) -> RequestSize:
             if isinstance(message, Mapping):
                 messages += 1
                 tally.add_content(message.get("content"))
-    raw_tools = req.get("tools")
-    tools, tool_chars = _tool_chars(raw_tools) if isinstance(raw_tools, list) else (0, 0)
+    tools, tool_chars = _tool_chars(offered_tools(req))
     return RequestSize(
         text_chars=tally.chars + tool_chars,
         images=tally.images,

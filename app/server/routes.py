@@ -3,12 +3,14 @@
 import json
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
 
 from app import __version__
 from app.core.anthropic_types import Message, MessagesRequest
+from app.core.deferred_tools import offered_tools
 from app.core.errors import UpstreamProtocolError
 from app.core.models import ModelRoute
 from app.core.request_validation import validate_messages_request
@@ -74,6 +76,8 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         log.debug("%s client request: %s", record.request_id, _dumps(req))
     size = measure_request(req)
     estimate = state.estimator.estimate(route.upstream_model, size)
+    # What the model is offered (deferred tools once loaded), to read leaked tool-call markup.
+    tools = offered_tools(req)
     attempts = Attempts()
     specs = server_tool_specs(req.get("tools") or ())
     fetching = any(spec.kind == "web_fetch" for spec in specs.values())
@@ -120,7 +124,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                     model=route.client_model,
                     message_id=message_id,
                     input_tokens=estimate,
-                    tools=req.get("tools") or (),
+                    tools=tools,
                     max_output_tokens=req["max_tokens"],  # a runaway upstream stops there
                     server_tool_names=runner.names if runner is not None else frozenset(),
                 )
@@ -151,9 +155,9 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             return response
         if runner is not None:
             return await _complete_with_server_tools(
-                state, record, req, call, message_id, runner, new_call
+                state, record, req, tools, call, message_id, runner, new_call
             )
-        return await _complete_message(state, record, req, call, size, message_id)
+        return await _complete_message(state, record, tools, call, size, message_id)
     finally:
         record.attempts = attempts.count
         # The inspector shows the last round's body: it holds the earlier rounds' calls
@@ -167,12 +171,12 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 async def _complete_message(
     state: ProxyState,
     record: RequestRecord,
-    req: MessagesRequest,
+    tools: Sequence[Mapping[str, Any]],
     call: UpstreamCall,
     size: RequestSize,
     message_id: str,
 ) -> web.Response:
-    message, usage_reported = await _read_message(state, record, req, call, message_id)
+    message, usage_reported = await _read_message(state, record, tools, call, message_id)
     record.usage = dict(message["usage"])
     if usage_reported:
         _learn(state, call.attempts.route or call.route, size, record.usage)
@@ -183,6 +187,7 @@ async def _complete_with_server_tools(
     state: ProxyState,
     record: RequestRecord,
     req: MessagesRequest,
+    tools: Sequence[Mapping[str, Any]],
     call: UpstreamCall,
     message_id: str,
     runner: ServerToolRunner,
@@ -193,11 +198,11 @@ async def _complete_with_server_tools(
 
     async def read_round(round_req: MessagesRequest) -> Message:
         if rounds.rounds == 0:
-            return (await _read_message(state, record, round_req, call, message_id))[0]
+            return (await _read_message(state, record, tools, call, message_id))[0]
         round_attempts = Attempts()
         try:
             round_call = new_call(round_req, round_attempts)
-            return (await _read_message(state, record, round_req, round_call, message_id))[0]
+            return (await _read_message(state, record, tools, round_call, message_id))[0]
         finally:
             call.attempts.count += round_attempts.count
 
@@ -215,11 +220,13 @@ def _message_response(record: RequestRecord, message: Message) -> web.Response:
 async def _read_message(
     state: ProxyState,
     record: RequestRecord,
-    req: MessagesRequest,
+    tools: Sequence[Mapping[str, Any]],
     call: UpstreamCall,
     message_id: str,
 ) -> tuple[Message, bool]:
-    """One upstream call, read whole and translated; True when it reported usage."""
+    """One upstream call, read whole and translated; True when it reported usage.
+
+    `tools`: the Anthropic tool definitions offered, to read tool calls leaked into text."""
     upstream = await call.open()
     route = call.attempts.route or call.route
     record.mark_first_byte()
@@ -246,7 +253,7 @@ async def _read_message(
         model=route.client_model,
         message_id=message_id,
         repairs=record.repairs,
-        tools=req.get("tools") or (),
+        tools=tools,
     )
     return message, isinstance(parsed.get("usage"), dict)
 

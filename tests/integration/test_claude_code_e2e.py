@@ -300,12 +300,14 @@ def _function_call(name: str, arguments: dict[str, Any], call_id: str) -> list[A
 
 
 async def searching_agent(request: web.Request, record: Recorded) -> web.StreamResponse:
-    """Plays both models: Claude Code's main one (calls its WebSearch tool, then answers
-    from what came back) and the one behind WebSearch (calls the web_search function
-    NimBridge offers for the server tool, then sums up the results)."""
+    """Plays both models: Claude Code's main one (loads its deferred WebSearch tool
+    through ToolSearch, calls it, then answers from what came back) and the one behind
+    WebSearch (calls the web_search function NimBridge offers for the server tool,
+    then sums up the results)."""
     body = record.body
     names = {t.get("function", {}).get("name") for t in body.get("tools", [])}
     answered = [m for m in body.get("messages", []) if m.get("role") == "tool"]
+    searched = any(m.get("tool_call_id") == "call_websearch_1" for m in answered)
     deltas: list[Any]
     if "web_search" in names and not answered:
         deltas = _function_call("web_search", {"query": SEARCH_QUERY}, "call_search_1")
@@ -313,11 +315,14 @@ async def searching_agent(request: web.Request, record: Recorded) -> web.StreamR
     elif "web_search" in names:
         deltas = [{"content": "Results: asyncio — Asynchronous I/O (docs.python.org)."}]
         finish = "stop"
-    elif "WebSearch" in names and not answered:
+    elif "WebSearch" in names and not searched:
         deltas = _function_call("WebSearch", {"query": SEARCH_QUERY}, "call_websearch_1")
         finish = "tool_calls"
+    elif "ToolSearch" in names and not answered:  # 2.1.332 defers WebSearch: load it first
+        deltas = _function_call("ToolSearch", {"query": "select:WebSearch"}, "call_load_1")
+        finish = "tool_calls"
     else:
-        deltas = [{"content": SEARCH_ANSWER if answered else "ok"}]
+        deltas = [{"content": SEARCH_ANSWER if searched else "ok"}]
         finish = "stop"
     items: list[Any] = [chunk(body, {"role": "assistant", "content": ""})]
     items += [chunk(body, delta) for delta in deltas]
@@ -419,3 +424,150 @@ def test_claude_code_gets_a_burst_as_a_smooth_stream(
     spread = arrivals[-1][0] - arrivals[0][0]
     # Spread out (unspread, the same pieces come within ~7 ms), and before the silence ends.
     assert MAX_SPREAD_S * 0.3 <= spread < 0.5
+
+
+# ------------------------------------------------------------------ deferred tools (issue 15)
+
+NOTEBOOK_CELL_ID = "cell-a"
+NOTEBOOK_EDITED_SOURCE = "print('edited through nimbridge')"
+NOTEBOOK_ANSWER = "The notebook cell is replaced."
+
+
+def notebook(source: str) -> dict[str, Any]:
+    return {
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": NOTEBOOK_CELL_ID,
+                "metadata": {},
+                "outputs": [],
+                "source": [source],
+            }
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def loaded_schema(body: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """A tool's schema as the conversation loaded it: from a `<functions>` block in a
+    tool message (Claude Code's text form), else from what the upstream is offered
+    (the API form: Claude Code answered with tool_reference blocks)."""
+    for message in body.get("messages", []):
+        text = message.get("content") if message.get("role") == "tool" else None
+        for line in text.splitlines() if isinstance(text, str) else ():
+            if line.startswith("<function>") and line.endswith("</function>"):
+                spec = json.loads(line[len("<function>") : -len("</function>")])
+                if spec.get("name") == name:
+                    return dict(spec["parameters"])
+    for tool in body.get("tools", []):
+        if tool.get("function", {}).get("name") == name:
+            return dict(tool["function"]["parameters"])
+    return None
+
+
+def notebook_agent(notebook_path: Path) -> Any:
+    """ToolSearch (select:NotebookEdit), then Read of the notebook (NotebookEdit wants it
+    read first), then NotebookEdit with arguments fitted to the loaded schema, then an
+    answer. Each step is decided from the conversation: side requests (titles...)
+    carry no ToolSearch and get a plain answer."""
+
+    async def behave(request: web.Request, record: Recorded) -> web.StreamResponse:
+        body = record.body
+        names = {t.get("function", {}).get("name") for t in body.get("tools", [])}
+        answered = {m.get("tool_call_id") for m in body.get("messages", []) if m["role"] == "tool"}
+        deltas: list[Any] = []
+        finish = "tool_calls"
+        if "ToolSearch" not in names:
+            deltas, finish = [{"content": "ok"}], "stop"
+        elif "call_search" not in answered:
+            deltas = _function_call("ToolSearch", {"query": "select:NotebookEdit"}, "call_search")
+        elif "call_read" not in answered:
+            deltas = _function_call("Read", {"file_path": str(notebook_path)}, "call_read")
+        elif "call_edit" not in answered:
+            schema = loaded_schema(body, "NotebookEdit")
+            if schema is None:
+                deltas, finish = [{"content": "NotebookEdit was never loaded"}], "stop"
+            else:
+                wanted = {
+                    "notebook_path": str(notebook_path),
+                    "cell_id": NOTEBOOK_CELL_ID,
+                    "new_source": NOTEBOOK_EDITED_SOURCE,
+                    "edit_mode": "replace",
+                }
+                properties = schema.get("properties", {})
+                arguments = {key: value for key, value in wanted.items() if key in properties}
+                deltas = _function_call("NotebookEdit", arguments, "call_edit")
+        else:
+            deltas, finish = [{"content": NOTEBOOK_ANSWER}], "stop"
+        items: list[Any] = [chunk(body, {"role": "assistant", "content": ""})]
+        items += [chunk(body, delta) for delta in deltas]
+        items += [
+            chunk(body, {}, finish_reason=finish),
+            chunk(body, None, usage={"prompt_tokens": 700, "completion_tokens": 20}),
+            "[DONE]",
+        ]
+        if body.get("stream"):
+            return await reply_stream(items)(request, record)
+        return web.json_response(completion(body, "ok"))
+
+    return behave
+
+
+def test_claude_code_loads_a_deferred_tool_through_nimbridge(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Claude Code 2.1.332 defers NotebookEdit behind ToolSearch (also through
+    `nimbridge code`, no setting needed): the upstream is offered it, with its schema,
+    once the conversation loaded it, and never the DeferredToolPlaceholder."""
+    where = require_claude()
+    claude_args = [
+        "-p",
+        "Replace the code in nb.ipynb",
+        "--permission-mode",
+        "acceptEdits",
+        "--allowedTools",
+        "ToolSearch Read NotebookEdit",
+    ]
+    work, argv, env = nimbridge_code_command(upstream, tmp_path, where, claude_args)
+    notebook_path = work / "nb.ipynb"
+    notebook_path.write_text(json.dumps(notebook("print('before')"), indent=1))
+    upstream.enqueue(*[notebook_agent(notebook_path)] * 30)
+    result = subprocess.run(
+        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert NOTEBOOK_ANSWER in result.stdout
+    cells = json.loads(notebook_path.read_text())["cells"]
+    assert "".join(cells[0]["source"]) == NOTEBOOK_EDITED_SOURCE
+
+    main = [r.body for r in upstream.chat_requests if r.body.get("tools")]
+    offered = [[t["function"]["name"] for t in body["tools"]] for body in main]
+    assert offered and all("DeferredToolPlaceholder" not in names for names in offered)
+    assert "NotebookEdit" not in offered[0]  # deferred: only named in a system-reminder
+    after_search = next(
+        body
+        for body in main
+        if any(m.get("tool_call_id") == "call_search" for m in body["messages"])
+    )
+    search_result = next(
+        m["content"] for m in after_search["messages"] if m.get("tool_call_id") == "call_search"
+    )
+    # 2.1.332 answers with tool_reference blocks (the API form) for a model it does not
+    # know; the `<functions>` text form is for models it lists as without tool_reference.
+    assert search_result == "Tool NotebookEdit is now available." or search_result.startswith(
+        "<functions>"
+    )
+    notebook_tool = next(
+        t["function"] for t in after_search["tools"] if t["function"]["name"] == "NotebookEdit"
+    )
+    assert {"notebook_path", "new_source", "cell_id"} <= set(
+        notebook_tool["parameters"]["properties"]
+    )
+    assert "notebook_path" in notebook_tool["parameters"]["required"]
+    # Loaded tools come after the eager ones, and stay in place as the conversation grows.
+    later = [names for names in offered if "NotebookEdit" in names]
+    assert later and all(names == later[0] for names in later)
+    assert later[0][-1] == "NotebookEdit"

@@ -1627,3 +1627,150 @@ def test_server_tool_texts_override_what_the_block_says() -> None:
         validate_messages_request(request), ROUTE, server_tool_texts={"srvtoolu_1": "set it up"}
     )
     assert out["messages"][2] == tool("srvtoolu_1", "set it up")
+
+
+# ------------------------------------------------------------------ deferred tools (tool search)
+
+NOTEBOOK_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "properties": {"notebook_path": {"type": "string"}, "new_source": {"type": "string"}},
+    "required": ["notebook_path", "new_source"],
+    "additionalProperties": False,
+}
+NOTEBOOK_PARAMETERS = {
+    "type": "object",
+    "properties": {"notebook_path": {"type": "string"}, "new_source": {"type": "string"}},
+    "required": ["notebook_path", "new_source"],
+}
+DEFERRED_TOOLS = [
+    {"name": "Bash", "description": "Run", "input_schema": {"type": "object", "properties": {}}},
+    {"name": "ToolSearch", "input_schema": {"type": "object", "properties": {}}},
+    {
+        "name": "DeferredToolPlaceholder",
+        "description": "never call this tool",
+        "input_schema": {"type": "object", "properties": {}},
+        "defer_loading": True,
+    },
+    {
+        "name": "NotebookEdit",
+        "description": "Edit a notebook",
+        "input_schema": NOTEBOOK_SCHEMA,
+        "defer_loading": True,
+    },
+]
+SEARCH_CALL = tool_use("toolu_s", "ToolSearch", {"query": "select:NotebookEdit"})
+FUNCTIONS_TEXT = (
+    "<functions>\n<function>"
+    + json.dumps(
+        {"description": "Edit a notebook", "name": "NotebookEdit", "parameters": NOTEBOOK_SCHEMA}
+    )
+    + "</function>\n</functions>"
+)
+FN_NOTEBOOK = {
+    "type": "function",
+    "function": {
+        "name": "NotebookEdit",
+        "description": "Edit a notebook",
+        "parameters": NOTEBOOK_PARAMETERS,
+    },
+}
+FN_BASH = {
+    "type": "function",
+    "function": {
+        "name": "Bash",
+        "description": "Run",
+        "parameters": {"type": "object", "properties": {}},
+    },
+}
+FN_TOOL_SEARCH = {
+    "type": "function",
+    "function": {"name": "ToolSearch", "parameters": {"type": "object", "properties": {}}},
+}
+
+
+def searched(result_content: Any, **fields: Any) -> dict[str, Any]:
+    messages = [
+        USER_HI,
+        {"role": "assistant", "content": [SEARCH_CALL]},
+        {"role": "user", "content": [tool_result("toolu_s", result_content)]},
+    ]
+    return body(messages=messages, tools=DEFERRED_TOOLS, **fields)
+
+
+@pytest.mark.parametrize(
+    ("request_body", "expected_tools", "tool_message", "expected_notes"),
+    [
+        pytest.param(
+            body(tools=DEFERRED_TOOLS), [FN_BASH, FN_TOOL_SEARCH], None, [], id="nothing-loaded"
+        ),
+        pytest.param(
+            searched([{"type": "tool_reference", "tool_name": "NotebookEdit"}]),
+            [FN_BASH, FN_TOOL_SEARCH, FN_NOTEBOOK],
+            "Tool NotebookEdit is now available.",
+            [],
+            id="tool-reference",
+        ),
+        pytest.param(
+            searched(
+                [
+                    {"type": "tool_reference", "tool_name": "NotebookEdit"},
+                    {"type": "tool_reference", "tool_name": "Gone"},
+                ]
+            ),
+            [FN_BASH, FN_TOOL_SEARCH, FN_NOTEBOOK],
+            "Tool NotebookEdit is now available.\nTool Gone is now available.",
+            ["messages.2.content.0.content.1: tool_reference to unknown tool Gone"],
+            id="unknown-reference",
+        ),
+        pytest.param(
+            searched(FUNCTIONS_TEXT),
+            [FN_BASH, FN_TOOL_SEARCH, FN_NOTEBOOK],
+            FUNCTIONS_TEXT,
+            [],
+            id="functions-text-stays-in-tool-message",
+        ),
+    ],
+)
+def test_deferred_tools(
+    request_body: dict[str, Any],
+    expected_tools: list[Any],
+    tool_message: str | None,
+    expected_notes: list[str],
+) -> None:
+    out, notes = translate(request_body)
+    assert out["tools"] == expected_tools
+    tool_messages = [m["content"] for m in out["messages"] if m["role"] == "tool"]
+    assert tool_messages == ([tool_message] if tool_message is not None else [])
+    assert notes == expected_notes
+    # Same request, same bytes: prefix caches hit.
+    again, _ = translate(copy.deepcopy(request_body))
+    assert json.dumps(again) == json.dumps(out)
+
+
+def test_tool_choice_names_a_loaded_tool() -> None:
+    choice = {"type": "tool", "name": "NotebookEdit"}
+    out, notes = translate(searched(FUNCTIONS_TEXT, tool_choice=choice))
+    assert out["tool_choice"] == {"type": "function", "function": {"name": "NotebookEdit"}}
+    assert notes == []
+    before_loading, notes = translate(body(tools=DEFERRED_TOOLS, tool_choice=choice))
+    assert before_loading["tool_choice"] == "auto"
+    assert notes == ["tool_choice NotebookEdit is not a forwarded tool; sent auto"]
+
+
+def test_only_deferred_tools_and_none_loaded_sends_no_tools() -> None:
+    out, notes = translate(body(tools=DEFERRED_TOOLS[2:], tool_choice={"type": "auto"}))
+    assert "tools" not in out
+    assert notes == ["tool_choice dropped: no tools to choose from"]
+
+
+def test_claude_code_332_request_offers_no_placeholder() -> None:
+    captured = json.loads(
+        (FIXTURES / "requests" / "claude_code_2.1.332_request.json").read_text("utf-8")
+    )
+    out, _ = translate(captured["body"])
+    offered = [t["function"]["name"] for t in out["tools"]]
+    assert "DeferredToolPlaceholder" not in offered
+    assert offered == [
+        t["name"] for t in captured["body"]["tools"] if t["name"] != "DeferredToolPlaceholder"
+    ]

@@ -733,3 +733,66 @@ def test_models_remembered_are_bounded_oldest_evicted() -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         TokenEstimator(**kwargs)
+
+
+# ------------------------------------------------------------------ deferred tools (tool search)
+
+DEFERRED_SCHEMA = {"type": "object", "properties": {"notebook_path": {"type": "string"}}}
+
+
+def _deferred_request(result: Any) -> dict[str, Any]:
+    tools = [
+        {"name": "Bash", "input_schema": {"type": "object"}},
+        {"name": "Placeholder", "input_schema": {"type": "object"}, "defer_loading": True},
+        {"name": "NotebookEdit", "input_schema": DEFERRED_SCHEMA, "defer_loading": True},
+    ]
+    call = {"type": "tool_use", "id": "t1", "name": "ToolSearch", "input": {}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [call]},
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "t1", "content": result}],
+        },
+    ]
+    return {"model": "m", "messages": messages, "tools": tools}
+
+
+def test_measure_counts_offered_tools_only() -> None:
+    empty = '{"type":"object"}'
+    schema = json.dumps(DEFERRED_SCHEMA, separators=(",", ":"))
+    call_chars = len("hi") + len("ToolSearch") + len("{}")
+    nothing_loaded = measure_request(_deferred_request(""))
+    assert (nothing_loaded.tools, nothing_loaded.text_chars) == (
+        1,
+        call_chars + len("Bash") + len(empty),
+    )
+    referenced = measure_request(
+        _deferred_request([{"type": "tool_reference", "tool_name": "NotebookEdit"}])
+    )
+    assert (referenced.tools, referenced.text_chars) == (
+        2,
+        nothing_loaded.text_chars
+        + len("Tool NotebookEdit is now available.")
+        + len("NotebookEdit")
+        + len(schema),
+    )
+    line = json.dumps({"name": "NotebookEdit", "parameters": DEFERRED_SCHEMA})
+    text = f"<functions>\n<function>{line}</function>\n</functions>"
+    from_text = measure_request(_deferred_request(text))
+    assert (from_text.tools, from_text.text_chars) == (
+        2,
+        nothing_loaded.text_chars + len(text) + len("NotebookEdit") + len(schema),
+    )
+
+
+def test_measure_claude_code_332_leaves_the_placeholder_out() -> None:
+    body = json.loads(
+        (
+            Path(__file__).parents[2] / "fixtures" / "requests" / "claude_code_2.1.332_request.json"
+        ).read_text(encoding="utf-8")
+    )["body"]
+    size = measure_request(body)
+    assert size.tools == len(body["tools"]) - 1
+    eager = {**body, "tools": [t for t in body["tools"] if not t.get("defer_loading")]}
+    assert size == measure_request(eager)
