@@ -132,14 +132,13 @@ def _document_text(block: Mapping[str, Any], path: str, notes: list[str]) -> str
     there is no text to give, a note in its place (and in `notes`), never an error."""
     source = block["source"]
     media_type = str(source.get("media_type") or "").split(";", 1)[0].strip().lower()
+    body: str | None = None
     if source["type"] == "text":
         body = cast(str, source["data"])
     elif source["type"] == "content":
         body = _content_text(source["content"], path, notes)
     elif source["type"] == "base64" and media_type.startswith("text/"):
         body = _decoded_text(source["data"])
-    else:
-        body = None
     if body is None:
         why = _document_omitted(source, media_type)
         notes.append(f"{path}: document{_named(block)} omitted: {why}")
