@@ -12,7 +12,7 @@ from app.core.errors import ProxyError
 from app.core.tokens import TokenEstimator
 from app.core.web_tools import WebFetch, WebSearch
 from app.logs import RedactingFilter
-from app.server.documents import DocumentReader
+from app.server.pdf_text import DocumentReader
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
 from app.server.safe_fetch import SafeFetcher
