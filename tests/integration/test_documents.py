@@ -9,10 +9,12 @@ while 127.0.0.1 stays "the user's network", out of reach.
 
 import base64
 import ipaddress
+import json
 import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,8 +23,17 @@ from aiohttp import web
 from app.server.pdf_text import DocumentLimits, DocumentReader
 from app.server.records import RequestRecord
 from app.server.safe_fetch import FetchPolicy, SafeFetcher, public_only
-from tests.fake_upstream import LoopThread
+from tests.fake_upstream import (
+    FakeUpstream,
+    LoopThread,
+    Recorded,
+    chunk,
+    last_user_text,
+    reply_stream,
+    text_stream,
+)
 from tests.integration.conftest import LiveProxy, MakeProxy
+from tests.integration.test_claude_code_e2e import require_claude, run_nimbridge_code
 from tests.pdfs import encrypted, make_pdf
 
 PUBLIC, PRIVATE = "127.0.0.2", "127.0.0.1"
@@ -354,3 +365,46 @@ def test_search_results_reach_the_model_with_title_and_source(make_proxy: MakePr
     assert upstream_texts(live) == [f"{expected}\n\nrefunds?"]
     ask(live, read_tool_turns([result]))
     assert live.upstream.chat_requests[-1].body["messages"][-1]["content"] == expected
+
+
+# ------------------------------------------------------------------ the real Claude Code
+
+
+async def pdf_reading_agent(request: web.Request, record: Recorded) -> web.StreamResponse:
+    """Reads the PDF named in the prompt with Claude Code's Read tool, then answers."""
+    body = record.body
+    messages = body.get("messages", [])
+    has_read = any(t.get("function", {}).get("name") == "Read" for t in body.get("tools", []))
+    if has_read and not any(m.get("role") == "tool" for m in messages):
+        path = last_user_text(body).split("READ ", 1)[1].split()[0]
+        arguments = json.dumps({"file_path": path})
+        call = {"index": 0, "id": "call_pdf_1", "type": "function"}
+        items: list[Any] = [
+            chunk(body, {"role": "assistant", "content": ""}),
+            chunk(body, {"tool_calls": [{**call, "function": {"name": "Read", "arguments": ""}}]}),
+            chunk(body, {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}),
+            chunk(body, {}, finish_reason="tool_calls"),
+            "[DONE]",
+        ]
+    else:
+        items = text_stream(body, "Sales rose.")
+    return await reply_stream(items)(request, record)
+
+
+def test_claude_code_reads_a_pdf_through_nimbridge(upstream: FakeUpstream, tmp_path: Path) -> None:
+    where = require_claude()
+    pdf = tmp_path / "report.pdf"
+    pdf.write_bytes(REPORT)
+    upstream.enqueue(*[pdf_reading_agent] * 20)
+    _, result = run_nimbridge_code(
+        upstream, tmp_path, where, f"READ {pdf} and summarise it", "Read"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    tool_texts = [
+        m["content"]
+        for r in upstream.chat_requests
+        for m in r.body["messages"]
+        if m["role"] == "tool"
+    ]
+    assert tool_texts, result.stdout + result.stderr
+    assert REPORT_TEXT in tool_texts[-1]
