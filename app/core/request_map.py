@@ -20,8 +20,11 @@ Invariants of `to_openai_request` output (PROTOCOL.md, "Request: Anthropic -> Op
   billing header) is forwarded, so upstream prefix caches can hit.
 - The input is never mutated. Big strings are shared, not copied.
 
-Anything lossy is recorded in `notes` (for the server to log), never raised,
-except what the upstream cannot be made to understand (PDF documents).
+Anything lossy is recorded in `notes` (for the server to log), never raised.
+Documents and `search_result` blocks become text (title, context or source, then
+their text); a PDF or a URL document arrives here already as text (the server reads
+it first, `app/server/documents.py`), and one that did not, or any other document the
+model cannot read, becomes a short note in its place, in the text and in `notes`.
 
 What the model is known to refuse (`ModelQuirks`, from the table, settings or
 learned from a 400) is never sent: no tools to a model without tool support
@@ -30,6 +33,7 @@ stands in), no `chat_template_kwargs`, `reasoning_effort`, `parallel_tool_calls`
 or `stream_options` to a model that refuses them.
 """
 
+import base64
 import hashlib
 import json
 from collections.abc import Mapping
@@ -59,6 +63,7 @@ TOOL_RESULT_SEPARATOR = "\n"  # between text blocks of one tool_result
 IMAGE_OMITTED_TEXT = "(image omitted: this model cannot take images)"
 TOOL_USE_AS_TEXT = "(call of tool {name}, id {id})\n{arguments}"
 TOOL_RESULT_AS_TEXT = "(result of tool call {id})\n{text}"
+DOCUMENT_OMITTED_TEXT = "(document{name} omitted: {why})"
 NOTE_TOOLS_DROPPED = "tools dropped: the model does not take tools"
 NOTE_TOOL_HISTORY_AS_TEXT = "tool calls and results sent as text: the model does not take tools"
 
@@ -105,24 +110,86 @@ def _image_part(block: Mapping[str, Any], path: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
+def _named(block: Mapping[str, Any]) -> str:
+    title = block.get("title")
+    return f" '{title}'" if isinstance(title, str) and title else ""
+
+
+def _document_omitted(source: Mapping[str, Any], media_type: str) -> str:
+    """Why a document's source cannot become text here (the server reads PDFs and URLs first)."""
+    kind = source["type"]
+    if kind == "base64":
+        if media_type.startswith("text/"):
+            return f"its {media_type} data is not valid base64"
+        if media_type == "application/pdf":
+            return "the PDF was not converted to text"
+        return f"{media_type or 'data of no media type'} is not text; NimBridge sends text only"
+    if kind == "url":
+        return f"{source['url']} was not fetched"
+    if kind == "file":
+        return f"file {source.get('file_id')} is in Anthropic's Files API, out of NimBridge's reach"
+    return f"a '{kind}' source cannot be read"
+
+
 def _document_text(block: Mapping[str, Any], path: str, notes: list[str]) -> str:
+    """A document as the model reads it: its title and context, then its text; where
+    there is no text to give, a note in its place (and in `notes`), never an error."""
     source = block["source"]
+    media_type = str(source.get("media_type") or "").split(";", 1)[0].strip().lower()
+    body: str | None = None
     if source["type"] == "text":
-        return cast(str, source["data"])
-    if source["type"] == "content":
-        content = source["content"]
-        if isinstance(content, str):
-            return content
-        texts = []
-        for inner in content:
-            if inner["type"] == "text":
-                texts.append(inner["text"])
-            else:
-                notes.append(f"{path}: {inner['type']} block inside a document dropped")
-        return TOOL_RESULT_SEPARATOR.join(texts)
-    raise ClientRequestError(
-        f"{path}: this model cannot read PDF documents through this proxy; send the text instead"
-    )
+        body = cast(str, source["data"])
+    elif source["type"] == "content":
+        body = _content_text(source["content"], path, notes)
+    elif source["type"] == "base64" and media_type.startswith("text/"):
+        body = _decoded_text(source["data"])
+    if body is None:
+        why = _document_omitted(source, media_type)
+        notes.append(f"{path}: document{_named(block)} omitted: {why}")
+        return DOCUMENT_OMITTED_TEXT.format(name=_named(block), why=why)
+    head = [
+        f"{label}: {block[key]}"
+        for key, label in (("title", "Document"), ("context", "Context"))
+        if isinstance(block.get(key), str) and block[key]
+    ]
+    return "\n".join(head) + PART_SEPARATOR + body if head else body
+
+
+def _decoded_text(data: str) -> str | None:
+    try:
+        return base64.b64decode(data).decode("utf-8", "replace")
+    except ValueError:  # binascii.Error, or characters that are not ASCII
+        return None
+
+
+def _content_text(content: str | list[Any], path: str, notes: list[str]) -> str:
+    if isinstance(content, str):
+        return content
+    texts = []
+    for inner in content:
+        if inner["type"] == "text":
+            texts.append(inner["text"])
+        else:
+            notes.append(f"{path}: {inner['type']} block inside a document dropped")
+    return TOOL_RESULT_SEPARATOR.join(texts)
+
+
+def _search_result_text(block: Mapping[str, Any], path: str, notes: list[str]) -> str:
+    """A `search_result` block (a client's own search, RAG) as text: title, source, content.
+
+    Not validated beyond its type (an unknown block elsewhere): read leniently."""
+    title, source, content = block.get("title"), block.get("source"), block.get("content")
+    lines = [f"Search result: {title}" if isinstance(title, str) else "Search result"]
+    if isinstance(source, str):
+        lines.append(f"Source: {source}")
+    texts = [content] if isinstance(content, str) else []
+    for index, inner in enumerate(content if isinstance(content, list) else ()):
+        if isinstance(inner, Mapping) and isinstance(inner.get("text"), str):
+            texts.append(inner["text"])
+        else:
+            kind = inner.get("type") if isinstance(inner, Mapping) else None
+            notes.append(f"{path}.content.{index}: {kind} block inside a search result dropped")
+    return "\n".join(lines) + "".join(PART_SEPARATOR + text for text in texts if text)
 
 
 def _user_part(
@@ -140,6 +207,8 @@ def _user_part(
         return _document_text(block, path, notes)
     if kind == "tool_reference":  # a tool search loaded this tool: it is offered now
         return tool_reference_text(block)
+    if kind == "search_result":
+        return _search_result_text(block, path, notes)
     if kind not in ("thinking", "redacted_thinking"):
         notes.append(f"{path}: {kind} block dropped")
     return None

@@ -20,6 +20,9 @@ Invariants:
   tools offered upstream (`offered_tools`: a deferred tool only once loaded),
   and tool_use inputs as compact JSON; redacted thinking, signatures, ids, cache_control
   and base64 payloads are not text and are not counted.
+- A document counts by its text: title, context and the text of a text, content
+  or base64 text/* source; a PDF by the text the server read from it first (what
+  the model will see), a URL document as URL_DOCUMENT_CHARS (never fetched to count).
 - Images cost Anthropic's `width * height / 750` tokens after scaling to fit
   1568 px, capped at 1600; the size comes from the first bytes of the base64
   data (PNG, JPEG, GIF, WebP) and an unreadable or URL image counts 1600.
@@ -39,6 +42,8 @@ from typing import Any
 from app.core.deferred_tools import offered_tools, tool_reference_text
 
 MAX_IMAGE_TOKENS = 1600
+# A document by URL, unread: about three pages of text (count_tokens fetches nothing).
+URL_DOCUMENT_CHARS = 9000
 _MAX_IMAGE_EDGE = 1568
 _PIXELS_PER_TOKEN = 750
 
@@ -251,12 +256,20 @@ class _Tally:
         source = block.get("source")
         if not isinstance(source, Mapping):
             return
-        if source.get("type") == "text":
-            self.add_strings(source.get("data"))
-        elif source.get("type") == "content":
+        kind, data = source.get("type"), source.get("data")
+        if kind == "text":
+            self.add_strings(data)
+        elif kind == "content":
             self.add_content(source.get("content"))
-        # A base64 PDF or URL has no text we can count: what goes upstream for it
-        # is the request mapper's decision, and the calibration absorbs the rest.
+        elif kind == "base64" and str(source.get("media_type")).startswith("text/"):
+            if isinstance(data, str):
+                self.chars += len(data) * 3 // 4  # the decoded text's size, near enough
+        elif kind == "url":
+            # count_tokens never fetches: a document by URL counts as a few pages of text.
+            # (A message's own count is taken after the server fetched and read it.)
+            self.chars += URL_DOCUMENT_CHARS
+        # A base64 PDF counts by its text: the server reads it before measuring
+        # (app/server/documents.py); one still here goes upstream as a short note.
 
     def add_strings(self, *values: Any) -> None:
         """Sum string lengths inside values (nested dicts and lists included)."""

@@ -171,6 +171,7 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
         prefetch.cancel()
         await upstream.close()
         await fetcher.close()
+        state.documents.close()
         if web_search is not None:
             await web_search.close()
 

@@ -26,6 +26,7 @@ from app.core.stream import StreamTranslator
 from app.core.tokens import RequestSize, measure_request
 from app.server.auth import authorize
 from app.server.calls import Attempts, UpstreamCall, messages_body_builder
+from app.server.documents import documents_as_text
 from app.server.image_urls import apply_image_url_policy
 from app.server.images import create_image
 from app.server.json_body import read_json_object
@@ -71,6 +72,13 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     req = validate_messages_request(await read_json_object(request))
     record.client_body = req
     req = await apply_image_url_policy(req, state.settings.image_urls, state.fetcher)
+    req = await documents_as_text(
+        req,
+        state.documents,
+        state.fetcher,
+        url_policy=state.settings.image_urls,
+        notes=record.repairs,
+    )
     route = _route(state, req, record)
     if log.isEnabledFor(logging.DEBUG):  # bodies only at DEBUG; the handlers redact keys
         log.debug("%s client request: %s", record.request_id, _dumps(req))
@@ -265,6 +273,9 @@ async def count_tokens(request: web.Request) -> web.Response:
     body.setdefault("max_tokens", 1)  # not part of count_tokens' contract
     req = validate_messages_request(body)
     route = _route(state, req, record)
+    # PDFs count by the text the model will see (read once: the message reuses the
+    # reading); documents by URL are not fetched to be counted (tokens.URL_DOCUMENT_CHARS).
+    req = await documents_as_text(req, state.documents, state.fetcher, url_policy=None, notes=[])
     tokens = state.estimator.estimate(route.upstream_model, measure_request(req))
     record.status = 200
     return web.json_response({"input_tokens": tokens}, headers={"request-id": record.request_id})

@@ -12,6 +12,7 @@ from app.core.errors import ProxyError
 from app.core.tokens import TokenEstimator
 from app.core.web_tools import WebFetch, WebSearch
 from app.logs import RedactingFilter
+from app.server.pdf_text import DocumentReader
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
 from app.server.safe_fetch import SafeFetcher
@@ -24,6 +25,8 @@ class ProxyState:
     proxy_key: str | None  # what clients must send; None: pass-through of their own keys
     fetcher: SafeFetcher  # what NimBridge fetches for clients (images by URL)
     estimator: TokenEstimator = field(default_factory=TokenEstimator)
+    # Reads PDFs as text (worker threads, limits, a cache across turns); closed at shutdown.
+    documents: DocumentReader = field(default_factory=DocumentReader)
     # The backends of Anthropic's web_search / web_fetch server tools; None: not set up
     # (the model is told how to set them up, the request still succeeds).
     web_search: WebSearch | None = None

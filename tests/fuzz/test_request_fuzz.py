@@ -69,7 +69,7 @@ def test_any_body_is_refused_clearly_or_translated_well(body: Any, route: ModelR
     try:
         out = to_openai_request(request, route, notes=notes)
     except ProxyError as exc:
-        assert exc.status == 400, exc.message  # only what no upstream takes (PDFs)
+        assert exc.status == 400, exc.message  # only what no upstream takes (image file ids)
         return
     assert body == before  # never mutated
     wire = json.dumps(out, allow_nan=False)

@@ -1,5 +1,6 @@
 """Tests for app.core.request_map: Anthropic Messages request -> OpenAI Chat request."""
 
+import base64
 import copy
 import hashlib
 import json
@@ -599,14 +600,14 @@ USER_HI = {"role": "user", "content": "hi"}
                         "role": "user",
                         "content": [
                             text("x"),
-                            tool_result("none", [{"type": "search_result", "content": []}]),
+                            tool_result("none", [{"type": "mystery", "content": []}]),
                         ],
                     }
                 ]
             },
             [{"role": "user", "content": "x\n\n(result of tool call none)\n"}],
             [
-                "messages.0.content.1.content.0: search_result block dropped",
+                "messages.0.content.1.content.0: mystery block dropped",
                 "messages.0.content.1: tool_result none has no matching tool_use; sent as text",
             ],
             id="unknown-block-in-tool-result",
@@ -651,24 +652,176 @@ def test_reasoning_sent_back(
     assert out["messages"][1].get("reasoning_content") == expected_reasoning
 
 
+def pdf_document(**extra: Any) -> dict[str, Any]:
+    source = {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}
+    return {"type": "document", "source": source, **extra}
+
+
 @pytest.mark.parametrize(
-    ("block", "message"),
+    ("block", "expected", "note"),
     [
         pytest.param(
             {
                 "type": "document",
-                "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"},
+                "title": "Report",
+                "context": "Q3 figures",
+                "citations": {"enabled": True},
+                "source": {"type": "text", "media_type": "text/plain", "data": "Sales rose."},
             },
-            "messages.0.content.1: this model cannot read PDF documents through this proxy; "
-            "send the text instead",
-            id="pdf-base64",
+            "Document: Report\nContext: Q3 figures\n\nSales rose.",
+            None,
+            id="title-and-context-before-the-text",
+        ),
+        pytest.param(
+            {
+                "type": "document",
+                "title": "",
+                "context": 3,
+                "source": {"type": "content", "content": [text("a"), text("b")]},
+            },
+            "a\nb",
+            None,
+            id="empty-or-odd-title-and-context-left-out",
+        ),
+        pytest.param(
+            {
+                "type": "document",
+                "title": "notes.txt",
+                "source": {
+                    "type": "base64",
+                    "media_type": "text/plain; charset=utf-8",
+                    "data": base64.b64encode("naïve text".encode()).decode(),
+                },
+            },
+            "Document: notes.txt\n\nnaïve text",
+            None,
+            id="base64-text-decoded",
+        ),
+        pytest.param(
+            {
+                "type": "document",
+                "source": {"type": "base64", "media_type": "text/csv", "data": "a,b"},
+            },
+            "(document omitted: its text/csv data is not valid base64)",
+            "messages.0.content.1: document omitted: its text/csv data is not valid base64",
+            id="base64-text-not-base64",
+        ),
+        pytest.param(
+            {
+                "type": "document",
+                "source": {"type": "base64", "media_type": "text/plain", "data": "é"},
+            },
+            "(document omitted: its text/plain data is not valid base64)",
+            "messages.0.content.1: document omitted: its text/plain data is not valid base64",
+            id="base64-text-not-ascii",
+        ),
+        pytest.param(
+            pdf_document(title="report.pdf"),
+            "(document 'report.pdf' omitted: the PDF was not converted to text)",
+            "messages.0.content.1: document 'report.pdf' omitted: the PDF was not converted "
+            "to text",
+            id="pdf-the-server-did-not-read",
+        ),
+        pytest.param(
+            {
+                "type": "document",
+                "source": {"type": "base64", "media_type": "application/msword", "data": "0M8R"},
+            },
+            "(document omitted: application/msword is not text; NimBridge sends text only)",
+            "messages.0.content.1: document omitted: application/msword is not text; "
+            "NimBridge sends text only",
+            id="base64-other-media-type",
+        ),
+        pytest.param(
+            {"type": "document", "source": {"type": "base64", "media_type": "", "data": "AA"}},
+            "(document omitted: data of no media type is not text; NimBridge sends text only)",
+            "messages.0.content.1: document omitted: data of no media type is not text; "
+            "NimBridge sends text only",
+            id="base64-no-media-type",
         ),
         pytest.param(
             {"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}},
-            "messages.0.content.1: this model cannot read PDF documents through this proxy; "
-            "send the text instead",
-            id="pdf-url",
+            "(document omitted: https://x/a.pdf was not fetched)",
+            "messages.0.content.1: document omitted: https://x/a.pdf was not fetched",
+            id="url-the-server-did-not-fetch",
         ),
+        pytest.param(
+            {"type": "document", "source": {"type": "file", "file_id": "file_9"}},
+            "(document omitted: file file_9 is in Anthropic's Files API, out of NimBridge's reach)",
+            "messages.0.content.1: document omitted: file file_9 is in Anthropic's Files API, "
+            "out of NimBridge's reach",
+            id="file-id",
+        ),
+        pytest.param(
+            {"type": "document", "source": {"type": "hologram"}},
+            "(document omitted: a 'hologram' source cannot be read)",
+            "messages.0.content.1: document omitted: a 'hologram' source cannot be read",
+            id="unknown-source",
+        ),
+        pytest.param(
+            {
+                "type": "search_result",
+                "source": "https://kb.example/refunds",
+                "title": "Refund policy",
+                "content": [text("Refunds within 30 days."), text(""), text("Keep receipts.")],
+                "citations": {"enabled": True},
+            },
+            "Search result: Refund policy\nSource: https://kb.example/refunds\n\n"
+            "Refunds within 30 days.\n\nKeep receipts.",
+            None,
+            id="search-result",
+        ),
+        pytest.param(
+            {"type": "search_result", "content": "plain", "source": 7},
+            "Search result\n\nplain",
+            None,
+            id="search-result-lenient",
+        ),
+        pytest.param(
+            {"type": "search_result", "title": "T", "content": [{"type": "image"}]},
+            "Search result: T",
+            "messages.0.content.1.content.0: image block inside a search result dropped",
+            id="search-result-non-text-dropped-with-a-note",
+        ),
+    ],
+)
+@pytest.mark.parametrize("in_tool_result", [False, True])
+def test_documents_and_search_results_as_text(
+    block: dict[str, Any], expected: str, note: str | None, in_tool_result: bool
+) -> None:
+    """Never an error: text where there is text, else a note in place and in the notes."""
+    if in_tool_result:
+        messages = [
+            {"role": "user", "content": "read"},
+            {"role": "assistant", "content": [tool_use("t1")]},
+            {"role": "user", "content": [text("see"), tool_result("t1", [text("file:"), block])]},
+        ]
+        out, notes = translate(body(messages=messages))
+        assert out["messages"][2] == {
+            "role": "tool",
+            "tool_call_id": "t1",
+            "content": f"file:\n{expected}",
+        }
+        prefix, inner = "messages.0.content.1", "messages.2.content.1.content.1"
+        assert notes == ([note.replace(prefix, inner)] if note else [])
+        return
+    out, notes = translate(body(messages=[{"role": "user", "content": [text("read"), block]}]))
+    assert out["messages"] == [{"role": "user", "content": f"read\n\n{expected}"}]
+    assert notes == ([note] if note else [])
+
+
+def test_search_result_in_a_tool_result_note_names_its_place() -> None:
+    block = {"type": "search_result", "content": [3]}
+    messages = [{"role": "user", "content": [tool_result("x", [block])]}]
+    _, notes = translate(body(messages=messages))
+    assert notes[0] == (
+        "messages.0.content.0.content.0.content.0: None block inside a search result dropped"
+    )
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
         pytest.param(
             {"type": "image", "source": {"type": "file", "file_id": "file_1"}},
             "messages.0.content.1.source.type: image source 'file' is not supported through this "

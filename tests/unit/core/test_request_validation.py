@@ -290,6 +290,65 @@ def test_validation_errors(request_body: Any, message: str) -> None:
             body(messages=[{"role": "user", "content": [tool_result("a", content=None)]}]),
             id="tool-result-null-content",
         ),
+        pytest.param(
+            body(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            {
+                                "type": "document",
+                                "title": "r.pdf",
+                                "context": "c",
+                                "citations": {"enabled": True},
+                                "source": {"type": "url", "url": "https://x/r.pdf"},
+                            },
+                            {
+                                "type": "document",
+                                "source": {
+                                    "type": "base64",
+                                    "media_type": "text/plain",
+                                    "data": "",
+                                },
+                            },
+                            {"type": "document", "source": {"type": "file", "file_id": "file_1"}},
+                        ],
+                    }
+                ]
+            ),
+            id="documents-by-url-base64-text-and-file",
+        ),
+        pytest.param(
+            body(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [
+                            tool_result(
+                                "a",
+                                content=[
+                                    {
+                                        "type": "search_result",
+                                        "source": "https://kb/1",
+                                        "title": "T",
+                                        "content": [{"type": "text", "text": "x"}],
+                                    },
+                                    {
+                                        "type": "document",
+                                        "source": {
+                                            "type": "base64",
+                                            "media_type": "application/pdf",
+                                            "data": "JVBE",
+                                        },
+                                    },
+                                ],
+                            )
+                        ],
+                    }
+                ]
+            ),
+            id="search-result-and-pdf-in-a-tool-result",
+        ),
     ],
 )
 def test_validation_accepts(request_body: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from app.core.tokens import (
     MAX_IMAGE_TOKENS,
+    URL_DOCUMENT_CHARS,
     RequestSize,
     TokenEstimator,
     image_size,
@@ -303,11 +304,25 @@ MEASURE_CASES = [
                             },
                         },
                         {"type": "document", "source": "nonsense"},
+                        {
+                            "type": "document",
+                            "source": {
+                                "type": "base64",
+                                "media_type": "text/plain",
+                                "data": base64.b64encode(b"hello!").decode(),
+                            },
+                        },
+                        {
+                            "type": "document",
+                            "source": {"type": "base64", "media_type": "text/plain", "data": 5},
+                        },
+                        {"type": "document", "source": {"type": "url", "url": "https://x/a.pdf"}},
+                        {"type": "document", "source": {"type": "file", "file_id": "file_1"}},
                     ],
                 }
             ]
         },
-        RequestSize(text_chars=1 + 3 + 4 + 1, messages=1),
+        RequestSize(text_chars=1 + 3 + 4 + 1 + 6 + URL_DOCUMENT_CHARS, messages=1),
         id="documents",
     ),
     pytest.param(
