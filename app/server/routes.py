@@ -21,6 +21,7 @@ from app.core.server_tools import (
     server_tool_specs,
 )
 from app.core.stream import StreamTranslator
+from app.core.thinking_display import thinking_display
 from app.core.tokens import RequestSize, measure_request
 from app.server.auth import authorize
 from app.server.calls import Attempts, UpstreamCall, messages_body_builder
@@ -123,6 +124,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                     tools=req.get("tools") or (),
                     max_output_tokens=req["max_tokens"],  # a runaway upstream stops there
                     server_tool_names=runner.names if runner is not None else frozenset(),
+                    thinking_display=thinking_display(req.get("thinking")),
                 )
 
             translator: StreamTranslator | ServerToolStream = new_translator()
@@ -247,6 +249,7 @@ async def _read_message(
         message_id=message_id,
         repairs=record.repairs,
         tools=req.get("tools") or (),
+        thinking_display=thinking_display(req.get("thinking")),
     )
     return message, isinstance(parsed.get("usage"), dict)
 
