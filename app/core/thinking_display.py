@@ -31,7 +31,7 @@ ThinkingDisplay = Literal["summarized", "omitted"]
 REASONING_SIGNATURE_PREFIX = "nimbridge-reasoning-v1:"
 # Millions of tokens: more than any model reasons in one block, little enough to inflate.
 MAX_REASONING_BYTES = 16 * 1024 * 1024
-_THINKING_TYPES = frozenset({"enabled", "adaptive"})
+_THINKING_TYPES = ("enabled", "adaptive")  # a tuple: a client's [] or {} is unhashable
 
 
 def thinking_display(thinking: object) -> ThinkingDisplay:

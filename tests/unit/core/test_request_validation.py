@@ -290,6 +290,11 @@ def test_validation_errors(request_body: Any, message: str) -> None:
             body(messages=[{"role": "user", "content": [tool_result("a", content=None)]}]),
             id="tool-result-null-content",
         ),
+        *(
+            pytest.param(body(thinking={"type": kind, "display": display}), id=f"{kind}-{display}")
+            for kind in ("adaptive", "enabled", "disabled")
+            for display in ("omitted", "summarized", "shown-in-full", None, 3, ["omitted"])
+        ),
     ],
 )
 def test_validation_accepts(request_body: dict[str, Any]) -> None:
