@@ -12,7 +12,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from anthropic.types import MessageParam, ThinkingConfigParam
+from anthropic.types import (
+    MessageParam,
+    ThinkingBlockParam,
+    ThinkingConfigParam,
+    ToolUseBlockParam,
+)
 
 from tests.anthropic_grammar import assert_anthropic_grammar
 from tests.fake_upstream import FIXTURES, chunk, completion, http_request, reply_json, reply_stream
@@ -43,8 +48,8 @@ def reasoning_then_call(body: dict[str, Any]) -> list[Any]:
 
 
 def reasoning_then_call_whole() -> Any:
-    call = {"id": "call_1", "type": "function"}
-    call["function"] = {"name": "get_weather", "arguments": '{"city":"Paris"}'}
+    function = {"name": "get_weather", "arguments": '{"city":"Paris"}'}
+    call = {"id": "call_1", "type": "function", "function": function}
     return completion(
         {"model": "m"}, None, tool_calls=[call], finish_reason="tool_calls", reasoning=REASONING
     )
@@ -123,7 +128,7 @@ def test_omitted_thinking_round_trips_through_the_signature(
     [
         {"type": "adaptive", "display": "summarized"},
         {"type": "adaptive"},
-        {"type": "enabled", "budget_tokens": 1024, "display": "a-later-mode"},  # type: ignore[typeddict-item]
+        {"type": "enabled", "budget_tokens": 1024, "display": "a-later-mode"},
     ],
     ids=["summarized", "absent", "unknown"],
 )
@@ -140,8 +145,17 @@ def test_foreign_signature_sent_back_is_ignored(make_proxy: MakeProxy) -> None:
     """A real Anthropic signature (another session's turn) is not ours: no reasoning, no error."""
     proxy = make_proxy(model=DEEPSEEK)
     proxy.upstream.enqueue(reply_json(completion({"model": "m"}, "Sunny.")))
-    thinking = {"type": "thinking", "thinking": "", "signature": "EqQBCkgIARABGAIiQL2u0fZq=="}
-    call = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "P"}}
+    thinking: ThinkingBlockParam = {
+        "type": "thinking",
+        "thinking": "",
+        "signature": "EqQBCkgIARABGAIiQL2u0fZq==",
+    }
+    call: ToolUseBlockParam = {
+        "type": "tool_use",
+        "id": "toolu_1",
+        "name": "get_weather",
+        "input": {"city": "P"},
+    }
     proxy.client().messages.create(
         model="claude-sonnet-4-6",
         max_tokens=500,
@@ -149,7 +163,7 @@ def test_foreign_signature_sent_back_is_ignored(make_proxy: MakeProxy) -> None:
         tools=[WEATHER_TOOL],
         messages=[
             *QUESTION,
-            {"role": "assistant", "content": [thinking, call]},  # type: ignore[list-item]
+            {"role": "assistant", "content": [thinking, call]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1"}]},
         ],
     )
