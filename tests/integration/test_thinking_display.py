@@ -8,10 +8,12 @@ wants it, and a client hears pings while the model reasons and nothing is shown.
 import http.client
 import json
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from aiohttp import web
 from anthropic.types import (
     MessageParam,
     ThinkingBlockParam,
@@ -20,9 +22,25 @@ from anthropic.types import (
 )
 
 from tests.anthropic_grammar import assert_anthropic_grammar
-from tests.fake_upstream import FIXTURES, chunk, completion, http_request, reply_json, reply_stream
+from tests.fake_upstream import (
+    FIXTURES,
+    FakeUpstream,
+    Recorded,
+    chunk,
+    completion,
+    http_request,
+    reply_json,
+    reply_stream,
+)
 from tests.integration.conftest import LiveProxy, MakeProxy
 from tests.integration.test_anthropic_sdk import WEATHER_TOOL
+from tests.integration.test_claude_code_e2e import (
+    FINAL_TEXT,
+    agent,
+    require_claude,
+    run_nimbridge_code,
+    tool_call_stream,
+)
 
 OMITTED: ThinkingConfigParam = {"type": "adaptive", "display": "omitted"}
 REASONING = "The user wants the weather in Paris; call get_weather. Ünïcode ✓ 思考"
@@ -243,3 +261,45 @@ def test_client_hears_pings_while_the_model_reasons_unseen(make_proxy: MakeProxy
     assert set(kinds[opened + 1 : signed]) == {"ping"}
     gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:], strict=False)]
     assert max(gaps) < interval + 0.5  # never silent much longer than the interval
+
+
+# ------------------------------------------------------------------ the real Claude Code
+
+CC_REASONING = "The user wants made.txt; one Bash call writes it."
+
+
+async def reasoning_agent(request: web.Request, record: Recorded) -> web.StreamResponse:
+    """Reasons (reasoning_content), then calls Bash; answers once the result is back."""
+    body = record.body
+    answered = any(m.get("role") == "tool" for m in body.get("messages", []))
+    has_bash = any(t.get("function", {}).get("name") == "Bash" for t in body.get("tools", []))
+    if not has_bash or answered or not body.get("stream"):
+        return await agent(request, record)
+    items = tool_call_stream(body)
+    items[0] = chunk(body, {"role": "assistant", "reasoning_content": CC_REASONING})
+    return await reply_stream(items)(request, record)
+
+
+def test_claude_code_keeps_the_signature_and_the_reasoning_goes_back(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """Claude Code 2.1.332 asks for omitted thinking, stores the block we send and sends it
+    back with the tool result: DeepSeek then gets its reasoning as reasoning_content."""
+    where = require_claude()
+    upstream.enqueue(*[reasoning_agent] * 20)
+    settings = {"tiers": {"default": DEEPSEEK}}
+    work, result = run_nimbridge_code(
+        upstream, tmp_path, where, "Write made.txt", "Bash", settings=settings
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (work / "made.txt").read_text().strip() == "made-by-nimbridge"
+    assert FINAL_TEXT in result.stdout
+    assert CC_REASONING not in result.stdout  # omitted: never shown
+    answered = [
+        r.body
+        for r in upstream.chat_requests
+        if any(m.get("role") == "tool" for m in r.body.get("messages", []))
+    ]
+    assert answered
+    calling = [m for m in answered[0]["messages"] if m.get("tool_calls")]
+    assert [m.get("reasoning_content") for m in calling] == [CC_REASONING]
