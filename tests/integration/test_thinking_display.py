@@ -21,6 +21,7 @@ from anthropic.types import (
     ToolUseBlockParam,
 )
 
+from app.core.thinking_display import reasoning_from_signature
 from tests.anthropic_grammar import assert_anthropic_grammar
 from tests.fake_upstream import (
     FIXTURES,
@@ -294,7 +295,17 @@ def test_claude_code_keeps_the_signature_and_the_reasoning_goes_back(
     assert result.returncode == 0, result.stdout + result.stderr
     assert (work / "made.txt").read_text().strip() == "made-by-nimbridge"
     assert FINAL_TEXT in result.stdout
-    assert CC_REASONING not in result.stdout  # omitted: never shown
+    # Claude Code's transcript keeps the block as we sent it: no text, our signature.
+    stored = [
+        block
+        for transcript in (tmp_path / "home").rglob("*.jsonl")
+        for line in transcript.read_text().splitlines()
+        if (entry := json.loads(line)).get("type") == "assistant"
+        for block in entry["message"]["content"]
+        if block["type"] == "thinking"
+    ]
+    assert [block["thinking"] for block in stored] == [""]
+    assert reasoning_from_signature(stored[0]["signature"]) == CC_REASONING
     answered = [
         r.body
         for r in upstream.chat_requests
