@@ -48,6 +48,7 @@ from app.core.models import ModelRoute
 from app.core.openai_types import ChatMessage, ChatRequest, ToolCall
 from app.core.server_tool_results import KIND_BY_RESULT_TYPE, result_text
 from app.core.server_tools import to_function_tool
+from app.core.thinking_display import block_reasoning
 from app.core.tool_schema import sanitize_tool_schema
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"
@@ -92,7 +93,8 @@ class _Draft:
     # Text parts as plain str (collapsed to one string when all are text), others as dicts.
     parts: list[str | dict[str, Any]] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
+    # Thinking blocks, read only when the reasoning goes upstream (it may need inflating).
+    reasoning: list[Mapping[str, Any]] = field(default_factory=list)
     tool_call_id: str = ""
 
 
@@ -381,8 +383,7 @@ def _assistant_turn(
                 draft = draft or _Draft("assistant")
                 draft.parts.append(TOOL_RESULT_AS_TEXT.format(id=call_id, text=text))
         elif kind == "thinking":
-            if isinstance(block.get("thinking"), str):
-                draft.reasoning.append(block["thinking"])
+            draft.reasoning.append(block)
         elif kind != "redacted_thinking":
             notes.append(f"{path}: {kind} block dropped")
     if draft is not None and (draft.parts or draft.tool_calls or not split):
@@ -412,8 +413,11 @@ def _to_chat_message(draft: _Draft, quirks: ModelQuirks) -> ChatMessage:
         message["content"] = None if draft.tool_calls else ""
     if draft.tool_calls:
         message["tool_calls"] = draft.tool_calls
-        if quirks.send_reasoning_back and draft.reasoning:
-            message["reasoning_content"] = PART_SEPARATOR.join(draft.reasoning)
+    if draft.tool_calls and quirks.send_reasoning_back:
+        # Text of summarized thinking, or what our signature carries when it was omitted.
+        reasoning = [text for text in map(block_reasoning, draft.reasoning) if text]
+        if reasoning:
+            message["reasoning_content"] = PART_SEPARATOR.join(reasoning)
     return message
 
 

@@ -4,7 +4,9 @@ Rule: what passes here has every field the mappers index without checking
 (`model`, `max_tokens`, `messages[].role`, block `type`s and their required
 fields); what fails names the field the way Anthropic's API does
 (`messages.1.content: ...`). Unknown fields and block types pass: they are
-ignored or dropped later, never a 4xx.
+ignored or dropped later, never a 4xx. So are unknown values where a newer
+client may send more than we know (`thinking.display`: anything but "omitted"
+means summarized, `app/core/thinking_display.py`).
 """
 
 from collections.abc import Callable, Mapping

@@ -22,6 +22,7 @@ from typing import Any
 
 from app.core.anthropic_types import ContentBlock, Message, Usage
 from app.core.errors import UpstreamProtocolError, upstream_error_from_stream_payload
+from app.core.thinking_display import ThinkingDisplay, reasoning_signature
 from app.core.tool_markup import MarkupToolCall, extract_tool_markup, infer_tool_name
 
 STOP_REASON_BY_FINISH_REASON: dict[str, str] = {
@@ -173,11 +174,14 @@ def to_anthropic_message(
     signature: str = "nimbridge",
     repairs: list[str] | None = None,
     tools: Sequence[Mapping[str, Any]] = (),
+    thinking_display: ThinkingDisplay = "summarized",
 ) -> Message:
     """Translate a parsed `chat.completion` body; `model` is the name the client sent.
 
     `tools` are the request's Anthropic tool definitions: when some were offered,
     tool calls a model leaked as markup into `content` become tool_use blocks.
+    `thinking_display` "omitted": the thinking block's text is empty and its
+    signature carries the reasoning (`app/core/thinking_display.py`).
     """
     if repairs is None:
         repairs = []
@@ -200,6 +204,8 @@ def to_anthropic_message(
             thinking, text = match.group(1), text[match.end() :]
     content: list[ContentBlock] = []
     if thinking:
+        if thinking_display == "omitted":  # the reasoning travels in the signature only
+            signature, thinking = reasoning_signature(thinking), ""
         content.append({"type": "thinking", "thinking": thinking, "signature": signature})
         text = text.lstrip("\n")  # templates put a blank line after the reasoning
     markup_calls: list[MarkupToolCall] = []

@@ -48,6 +48,12 @@ Claude Code continues from a max_tokens stop as usual). The margin is wide on
 purpose: only an upstream that ignores `max_tokens` gets there. Thinking is
 not counted (DeepSeek's reasoner does not count its reasoning in
 `max_tokens`); the server's byte cap bounds it.
+
+Thinking display (`app/core/thinking_display.py`): "summarized" streams thinking
+as `thinking_delta`s and signs the block with `signature`; "omitted" sends no
+`thinking_delta` at all, only the block's start, one `signature_delta` that
+carries the reasoning, and its stop (as Anthropic's API does). Either way the
+reasoning counts in the estimated output tokens.
 """
 
 import enum
@@ -66,6 +72,7 @@ from app.core.response_map import parse_tool_arguments
 from app.core.server_tools import ServerToolCall, server_tool_id
 from app.core.sse import ServerSentEvent
 from app.core.think_tags import Segment, ThinkTagSplitter
+from app.core.thinking_display import ThinkingDisplay, reasoning_signature
 from app.core.tool_markup import MarkupToolCall, ToolMarkupScanner, infer_tool_name
 
 STOP_REASON_BY_FINISH_REASON: dict[str, str] = {
@@ -138,6 +145,7 @@ class StreamTranslator:
         input_tokens: int = 0,
         tool_id_prefix: str = "toolu_",
         signature: str = "nimbridge",
+        thinking_display: ThinkingDisplay = "summarized",
         tools: Sequence[Mapping[str, Any]] = (),
         start_in_thinking: bool = False,
         max_output_tokens: int | None = None,
@@ -152,6 +160,8 @@ class StreamTranslator:
         self._input_tokens_estimate = input_tokens
         self._tool_id_prefix = tool_id_prefix
         self._signature = signature
+        self._omit_thinking = thinking_display == "omitted"
+        self._held_reasoning: list[str] = []  # the open thinking block's text, when omitted
         # grammar (owned by _emit)
         self._next_index = 0
         self._open_kind: BlockKind | None = None
@@ -173,7 +183,7 @@ class StreamTranslator:
         # out as `server_tool_use` blocks and never count as the client's tool_use.
         self._server_tool_names = server_tool_names
         self.server_calls: list[tuple[str, _ToolCall]] = []  # (block id, call)
-        self._emitted_chars = 0
+        self._output_chars = 0
         self._answer_chars = 0  # text and tool arguments: what max_output_tokens bounds
         self._max_answer_chars = (
             None if max_output_tokens is None else max_output_tokens * RUNAWAY_CHARS_PER_TOKEN
@@ -193,7 +203,7 @@ class StreamTranslator:
         if self._completion_tokens is not None:
             output_tokens = self._completion_tokens
         else:
-            output_tokens = (self._emitted_chars + 3) // 4  # rough: ~4 characters a token
+            output_tokens = (self._output_chars + 3) // 4  # rough: ~4 characters a token
         if self._prompt_tokens is None:
             return {"input_tokens": self._input_tokens_estimate, "output_tokens": output_tokens}
         cached = self._cached_tokens or 0
@@ -408,7 +418,11 @@ class StreamTranslator:
             return
         index = self._next_index - 1
         if self._open_kind == "thinking":
-            delta = {"type": "signature_delta", "signature": self._signature}
+            signature = self._signature
+            if self._omit_thinking:
+                signature = reasoning_signature("".join(self._held_reasoning))
+                self._held_reasoning = []
+            delta = {"type": "signature_delta", "signature": signature}
             self._emit(out, {"type": "content_block_delta", "index": index, "delta": delta})
         elif self._open_call is not None:
             arguments = "".join(self._open_call.fragments)
@@ -484,7 +498,10 @@ class StreamTranslator:
         if self._open_kind != "thinking":
             self._open_waiting_calls(out)
             self._open_block(out, "thinking", None)
-        self._emitted_chars += len(text)
+        self._output_chars += len(text)  # counted when omitted too: the model produced it
+        if self._omit_thinking:
+            self._held_reasoning.append(text)
+            return
         delta = {"type": "thinking_delta", "thinking": text}
         self._emit(
             out, {"type": "content_block_delta", "index": self._next_index - 1, "delta": delta}
@@ -498,7 +515,7 @@ class StreamTranslator:
             text, self._held_space = self._held_space + text, ""
             self._open_waiting_calls(out)
             self._open_block(out, "text", None)
-        self._emitted_chars += len(text)
+        self._output_chars += len(text)
         self._answer_chars += len(text)
         delta = {"type": "text_delta", "text": text}
         self._emit(
@@ -591,7 +608,7 @@ class StreamTranslator:
             self._emit_arguments(out, buffered)
 
     def _emit_arguments(self, out: list[StreamEvent], arguments: str) -> None:
-        self._emitted_chars += len(arguments)
+        self._output_chars += len(arguments)
         self._answer_chars += len(arguments)
         delta = {"type": "input_json_delta", "partial_json": arguments}
         self._emit(

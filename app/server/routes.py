@@ -4,6 +4,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,7 @@ from app.core.server_tools import (
     server_tool_specs,
 )
 from app.core.stream import StreamTranslator
+from app.core.thinking_display import ThinkingDisplay, thinking_display
 from app.core.tokens import RequestSize, measure_request
 from app.server.auth import authorize
 from app.server.calls import Attempts, UpstreamCall, messages_body_builder
@@ -56,6 +58,15 @@ def _route(state: ProxyState, req: MessagesRequest, record: RequestRecord) -> Mo
     return route
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerShape:
+    """What a whole upstream answer is read against: the tools offered (deferred ones once
+    loaded), to read tool calls leaked into text, and how thinking is shown."""
+
+    tools: Sequence[Mapping[str, Any]]
+    thinking_display: ThinkingDisplay
+
+
 def _learn(state: ProxyState, route: ModelRoute, size: RequestSize, usage: dict[str, Any]) -> None:
     """Teach count_tokens this model's ratio from the upstream's own prompt count."""
     prompt = usage.get("input_tokens", 0) + usage.get("cache_read_input_tokens", 0)
@@ -86,6 +97,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     estimate = state.estimator.estimate(route.upstream_model, size)
     # What the model is offered (deferred tools once loaded), to read leaked tool-call markup.
     tools = offered_tools(req)
+    answer = AnswerShape(tools, thinking_display(req.get("thinking")))
     attempts = Attempts()
     specs = server_tool_specs(req.get("tools") or ())
     fetching = any(spec.kind == "web_fetch" for spec in specs.values())
@@ -135,6 +147,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                     tools=tools,
                     max_output_tokens=req["max_tokens"],  # a runaway upstream stops there
                     server_tool_names=runner.names if runner is not None else frozenset(),
+                    thinking_display=thinking_display(req.get("thinking")),
                 )
 
             translator: StreamTranslator | ServerToolStream = new_translator()
@@ -163,9 +176,9 @@ async def create_message(request: web.Request) -> web.StreamResponse:
             return response
         if runner is not None:
             return await _complete_with_server_tools(
-                state, record, req, tools, call, message_id, runner, new_call
+                state, record, req, answer, call, message_id, runner, new_call
             )
-        return await _complete_message(state, record, tools, call, size, message_id)
+        return await _complete_message(state, record, answer, call, size, message_id)
     finally:
         record.attempts = attempts.count
         # The inspector shows the last round's body: it holds the earlier rounds' calls
@@ -179,12 +192,12 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 async def _complete_message(
     state: ProxyState,
     record: RequestRecord,
-    tools: Sequence[Mapping[str, Any]],
+    answer: AnswerShape,
     call: UpstreamCall,
     size: RequestSize,
     message_id: str,
 ) -> web.Response:
-    message, usage_reported = await _read_message(state, record, tools, call, message_id)
+    message, usage_reported = await _read_message(state, record, answer, call, message_id)
     record.usage = dict(message["usage"])
     if usage_reported:
         _learn(state, call.attempts.route or call.route, size, record.usage)
@@ -195,7 +208,7 @@ async def _complete_with_server_tools(
     state: ProxyState,
     record: RequestRecord,
     req: MessagesRequest,
-    tools: Sequence[Mapping[str, Any]],
+    answer: AnswerShape,
     call: UpstreamCall,
     message_id: str,
     runner: ServerToolRunner,
@@ -206,11 +219,11 @@ async def _complete_with_server_tools(
 
     async def read_round(round_req: MessagesRequest) -> Message:
         if rounds.rounds == 0:
-            return (await _read_message(state, record, tools, call, message_id))[0]
+            return (await _read_message(state, record, answer, call, message_id))[0]
         round_attempts = Attempts()
         try:
             round_call = new_call(round_req, round_attempts)
-            return (await _read_message(state, record, tools, round_call, message_id))[0]
+            return (await _read_message(state, record, answer, round_call, message_id))[0]
         finally:
             call.attempts.count += round_attempts.count
 
@@ -228,13 +241,11 @@ def _message_response(record: RequestRecord, message: Message) -> web.Response:
 async def _read_message(
     state: ProxyState,
     record: RequestRecord,
-    tools: Sequence[Mapping[str, Any]],
+    answer: AnswerShape,
     call: UpstreamCall,
     message_id: str,
 ) -> tuple[Message, bool]:
-    """One upstream call, read whole and translated; True when it reported usage.
-
-    `tools`: the Anthropic tool definitions offered, to read tool calls leaked into text."""
+    """One upstream call, read whole and translated; True when it reported usage."""
     upstream = await call.open()
     route = call.attempts.route or call.route
     record.mark_first_byte()
@@ -261,7 +272,8 @@ async def _read_message(
         model=route.client_model,
         message_id=message_id,
         repairs=record.repairs,
-        tools=tools,
+        tools=answer.tools,
+        thinking_display=answer.thinking_display,
     )
     return message, isinstance(parsed.get("usage"), dict)
 

@@ -6,7 +6,9 @@ Invariants:
   can retry. After the first byte, every failure is an `error` event.
 - While nothing has been written for `ping_interval_s`, a `ping` goes out (one
   heartbeat task per stream, never in the middle of a write and never after
-  the last event), so idle connections stay open.
+  the last event), so idle connections stay open. The clock is the client's
+  silence, not the upstream's: with omitted thinking (`thinking.display`) a model
+  may reason for minutes, the upstream busy, while the client is sent nothing.
 - Chunks are written as they arrive (one write per upstream read), never
   buffered whole; the upstream response is closed in `finally`, which aborts
   the upstream request when the client went away. A slow client slows the

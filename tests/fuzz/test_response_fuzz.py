@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from app.core.errors import ProxyError
 from app.core.response_map import to_anthropic_message
+from app.core.thinking_display import reasoning_from_signature
 from tests.fuzz import FUZZ
 from tests.fuzz.strategies import (
     ARGUMENT_PIECES,
@@ -156,3 +157,36 @@ def test_any_body_gives_a_proxy_error_or_a_well_formed_message(
     usage = message["usage"]
     assert all(type(value) is int and value >= 0 for value in usage.values()), usage
     assert all(isinstance(repair, str) for repair in repairs)
+
+
+@FUZZ
+@given(body=BODIES, tools=TOOL_SETS)
+def test_omitted_thinking_moves_only_the_thinking_text(
+    body: dict[str, Any], tools: tuple[dict[str, Any], ...]
+) -> None:
+    """Omitted: the same message, but the thinking text is in the signature."""
+    answers: list[Any] = []
+    for display in ("summarized", "omitted"):
+        try:
+            answers.append(
+                to_anthropic_message(
+                    body,
+                    model="claude-fuzz",
+                    message_id="msg_fuzz",
+                    tools=tools,
+                    thinking_display=display,
+                )
+            )
+        except ProxyError as exc:
+            answers.append(exc.message)
+    shown, hidden = answers
+    if isinstance(shown, str):
+        assert hidden == shown
+        return
+    for index, block in enumerate(hidden["content"]):
+        if block["type"] == "thinking":
+            assert block["thinking"] == ""
+            original = shown["content"][index]
+            assert reasoning_from_signature(block["signature"]) == original["thinking"]
+            hidden["content"][index] = original
+    assert hidden == shown

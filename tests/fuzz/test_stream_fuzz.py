@@ -13,6 +13,7 @@ from app.core.errors import ProxyError
 from app.core.sse import ServerSentEvent, SSEDecoder, encode_event
 from app.core.stream import StreamState, StreamTranslator
 from app.core.stream_guard import StreamGuard
+from app.core.thinking_display import ThinkingDisplay, reasoning_from_signature
 from tests.fuzz import FUZZ
 from tests.fuzz.strategies import (
     CHUNKS,
@@ -73,7 +74,12 @@ ERROR_BODY = {"type": "error", "error": {"type": "api_error", "message": "upstre
 
 
 def relay(
-    items: list[Any], *, end: str, tools: tuple[dict[str, Any], ...], start_in_thinking: bool
+    items: list[Any],
+    *,
+    end: str,
+    tools: tuple[dict[str, Any], ...],
+    start_in_thinking: bool,
+    thinking_display: ThinkingDisplay = "summarized",
 ) -> tuple[list[StreamEvent], StreamTranslator]:
     """What the server does with one upstream stream, a ProxyError included."""
     translator = StreamTranslator(
@@ -82,6 +88,7 @@ def relay(
         input_tokens=7,
         tools=tools,
         start_in_thinking=start_in_thinking,
+        thinking_display=thinking_display,
     )
     events = translator.start()
     try:
@@ -165,6 +172,42 @@ def test_random_chunks_give_a_grammatical_stream(
 ) -> None:
     events, translator = relay(items, end=end, tools=tools, start_in_thinking=start_in_thinking)
     assert_well_formed(events, translator)
+
+
+def thinking_shown(events: list[StreamEvent]) -> tuple[list[str], list[StreamEvent]]:
+    """(each thinking block's text, every event but thinking deltas and signatures)."""
+    texts: list[str] = []
+    rest: list[StreamEvent] = []
+    for event in events:
+        delta = event.get("delta", {})
+        if event["type"] == "content_block_start" and event["content_block"]["type"] == "thinking":
+            texts.append("")
+        if event["type"] != "content_block_delta" or delta["type"] not in (
+            "thinking_delta",
+            "signature_delta",
+        ):
+            rest.append(event)
+        elif delta["type"] == "thinking_delta":
+            texts[-1] += delta["thinking"]
+        else:
+            texts[-1] = reasoning_from_signature(delta["signature"]) or texts[-1]
+    return texts, rest
+
+
+@FUZZ
+@given(items=streams(), end=st.sampled_from(["finish", "fail"]), tools=TOOL_SETS)
+def test_omitted_thinking_hides_only_the_thinking_text(
+    items: list[Any], end: str, tools: tuple[dict[str, Any], ...]
+) -> None:
+    """Omitted: the same stream but for thinking blocks, whose text moved to the signature."""
+    shown, shown_translator = relay(items, end=end, tools=tools, start_in_thinking=False)
+    hidden, hidden_translator = relay(
+        items, end=end, tools=tools, start_in_thinking=False, thinking_display="omitted"
+    )
+    assert_well_formed(hidden, hidden_translator)
+    assert not any(e.get("delta", {}).get("type") == "thinking_delta" for e in hidden)
+    assert thinking_shown(hidden) == thinking_shown(shown)
+    assert hidden_translator.usage == shown_translator.usage
 
 
 def split_at(body: bytes, cuts: list[int]) -> list[bytes]:

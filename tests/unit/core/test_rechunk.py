@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from app.core.anthropic_types import StreamEvent
 from app.core.rechunk import (
     MAX_SPREAD_S,
+    SPLIT_ABOVE_CHARS,
     STEP_S,
     cut_positions,
     smoothed,
@@ -16,6 +17,7 @@ from app.core.rechunk import (
     split_text,
     spread_plan,
 )
+from app.core.thinking_display import reasoning_signature
 
 # Letters, spaces, punctuation and the cluster-forming characters, mixed densely.
 CLUSTER_PARTS = st.sampled_from(
@@ -127,6 +129,17 @@ def test_smoothed_splits_only_long_text_and_thinking_deltas() -> None:
     assert out[0] == events[0] and out[1] == events[1] and out[-2:] == events[-2:]
     assert "".join(e["delta"]["text"] for e in out[2:7]) == long_text
     assert all(e["index"] == 0 for e in out[1:])
+
+
+def test_an_omitted_thinking_signature_is_never_split() -> None:
+    """The signature of omitted thinking carries the whole reasoning: long, and only
+    meaningful whole."""
+    signature = reasoning_signature("".join(chr(0x4E00 + i) for i in range(4000)))
+    assert len(signature) > 20 * SPLIT_ABOVE_CHARS
+    event = _delta("signature_delta", "signature", signature)
+    assert smoothed([event]) == [event]
+    assert smoothed_and_paced([event]) == ([event], [])
+    assert smoothed_and_paced([event, event]) == ([event, event], [])
 
 
 def test_smoothed_leaves_odd_deltas_alone() -> None:

@@ -23,6 +23,7 @@ from app.core.request_map import (
 )
 from app.core.request_validation import validate_messages_request
 from app.core.server_tools import to_function_tool
+from app.core.thinking_display import REASONING_SIGNATURE_PREFIX, reasoning_signature
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 ROUTE = ModelRoute("claude-x", "up/model", ModelQuirks())
@@ -1927,3 +1928,43 @@ def test_claude_code_332_request_offers_no_placeholder() -> None:
     assert offered == [
         t["name"] for t in captured["body"]["tools"] if t["name"] != "DeferredToolPlaceholder"
     ]
+
+
+@pytest.mark.parametrize(
+    ("thinking_blocks", "expected_reasoning"),
+    [
+        pytest.param(
+            [{"type": "thinking", "thinking": "", "signature": reasoning_signature("packed")}],
+            "packed",
+            id="omitted-from-our-signature",
+        ),
+        pytest.param(
+            [
+                {"type": "thinking", "thinking": "", "signature": reasoning_signature("one")},
+                {"type": "thinking", "thinking": "two", "signature": "nimbridge"},
+            ],
+            "one\n\ntwo",
+            id="omitted-and-summarized-mixed",
+        ),
+        pytest.param(
+            [
+                {"type": "thinking", "thinking": "", "signature": "EqQBCkgIARABGAIiQL2u0fZq=="},
+                {"type": "thinking", "thinking": "", "signature": REASONING_SIGNATURE_PREFIX + "!"},
+                {"type": "thinking", "thinking": "", "signature": ["not", "a", "str"]},
+            ],
+            None,
+            id="signatures-not-ours-ignored",
+        ),
+    ],
+)
+def test_omitted_reasoning_sent_back(
+    thinking_blocks: list[dict[str, Any]], expected_reasoning: str | None
+) -> None:
+    content = [*thinking_blocks, tool_use("t1")]
+    messages = [USER_HI, {"role": "assistant", "content": content}]
+    out, notes = translate(body(messages=messages), route_with(send_reasoning_back=True))
+    assert out["messages"][1].get("reasoning_content") == expected_reasoning
+    assert out["messages"][1]["tool_calls"] == [openai_call("t1")]
+    assert notes == []
+    out, _ = translate(body(messages=messages), route_with(send_reasoning_back=False))
+    assert "reasoning_content" not in out["messages"][1]

@@ -349,6 +349,11 @@ def test_validation_errors(request_body: Any, message: str) -> None:
             ),
             id="search-result-and-pdf-in-a-tool-result",
         ),
+        *(
+            pytest.param(body(thinking={"type": kind, "display": display}), id=f"{kind}-{display}")
+            for kind in ("adaptive", "enabled", "disabled")
+            for display in ("omitted", "summarized", "shown-in-full", None, 3, ["omitted"])
+        ),
     ],
 )
 def test_validation_accepts(request_body: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from app.core.response_map import (
     to_anthropic_message,
     usage_from_openai,
 )
+from app.core.thinking_display import reasoning_from_signature
 
 BODIES = Path(__file__).parents[2] / "fixtures" / "upstream_bodies"
 
@@ -578,3 +579,35 @@ def test_markup_edge_cases_with_tools(content: str, expected: list[dict[str, Any
     }
     message = to_anthropic_message(body, model="m", message_id="msg_1", tools=[tool])
     assert message["content"] == expected
+
+
+# ------------------------------------------------------------------ thinking.display
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param({"reasoning_content": "Add them.", "content": "\n\n4"}, id="reasoning-field"),
+        pytest.param({"content": "<think>Add them.</think>\n\n4"}, id="think-tags"),
+    ],
+)
+def test_omitted_thinking_is_empty_and_the_signature_carries_it(message: dict[str, Any]) -> None:
+    omitted, _ = translate(completion(message), thinking_display="omitted")
+    thinking, text = omitted["content"]
+    assert thinking["type"] == "thinking" and thinking["thinking"] == ""
+    assert reasoning_from_signature(thinking["signature"]) == "Add them."
+    assert text == {"type": "text", "text": "4"}
+    summarized, _ = translate(completion(message), thinking_display="summarized")
+    absent, _ = translate(completion(message))
+    assert summarized == absent
+    assert summarized["content"][0] == {
+        "type": "thinking",
+        "thinking": "Add them.",
+        "signature": "nimbridge",
+    }
+    assert {**omitted, "content": None} == {**summarized, "content": None}
+
+
+def test_omitted_without_reasoning_adds_no_thinking_block() -> None:
+    message, _ = translate(completion({"content": "4"}), thinking_display="omitted")
+    assert message["content"] == [{"type": "text", "text": "4"}]

@@ -6,12 +6,17 @@ from typing import Any
 
 import pytest
 
-from app.core.anthropic_types import ErrorBody, Message
+from app.core.anthropic_types import ErrorBody, Message, MessagesRequest
+from app.core.capabilities import quirks_for_model
 from app.core.errors import TranslatorStateError
+from app.core.models import ModelRoute
+from app.core.request_map import to_openai_request
+from app.core.response_map import to_anthropic_message
 from app.core.server_tool_rounds import ServerToolMessage, ServerToolStream
-from app.core.server_tools import ServerToolCall, ServerToolLedger
+from app.core.server_tools import ServerToolCall, ServerToolLedger, continuation_request
 from app.core.sse import ServerSentEvent
 from app.core.stream import StreamState, StreamTranslator
+from app.core.thinking_display import reasoning_from_signature, thinking_display
 from tests.anthropic_grammar import assert_anthropic_grammar, summarize
 
 NAMES = frozenset({"web_search"})
@@ -270,3 +275,71 @@ def test_whole_rounds_pause_past_max_rounds() -> None:
     assert rounds.message is not None and rounds.message["stop_reason"] == "pause_turn"
     assert rounds.message["usage"]["cache_read_input_tokens"] == 8
     assert json.dumps(rounds.message)  # plain JSON for the response
+
+
+# ------------------------------------------------------------------ thinking.display omitted
+
+DEEPSEEK = ModelRoute(
+    "claude-x", "deepseek-ai/deepseek-v3.2", quirks_for_model("deepseek-ai/deepseek-v3.2")
+)
+OMITTED_REQUEST: MessagesRequest = {
+    "model": "claude-x",
+    "max_tokens": 100,
+    "messages": [{"role": "user", "content": "search py"}],
+    "thinking": {"type": "adaptive", "display": "omitted"},
+    "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+}
+
+
+def next_round_messages(content: list[Any]) -> list[Any]:
+    """What the next round sends upstream for a model that wants its reasoning back."""
+    request = continuation_request(OMITTED_REQUEST, content)
+    return list(to_openai_request(request, DEEPSEEK)["messages"])
+
+
+def test_streamed_omitted_reasoning_goes_to_the_next_round() -> None:
+    def new_round(number: int) -> StreamTranslator:
+        return StreamTranslator(
+            model="m",
+            message_id="msg_1",
+            server_tool_names=NAMES,
+            thinking_display=thinking_display(OMITTED_REQUEST["thinking"]),
+        )
+
+    stream = ServerToolStream(new_round, ServerToolLedger(), max_rounds=4)
+    events = stream.start() + feed_all(
+        stream, [delta_chunk({"reasoning_content": "Search for py."}), *SEARCH_ROUND]
+    )
+    events += stream.add_results([{**RESULT, "tool_use_id": "srvtoolu_call_1"}])
+    assistant = next_round_messages(stream.content)[1]
+    stream.next_round()
+    events += feed_all(stream, ANSWER_ROUND)
+    assert_anthropic_grammar(events)
+    assert not any(e.get("delta", {}).get("type") == "thinking_delta" for e in events)
+    thinking = stream.content[0]
+    assert thinking["type"] == "thinking" and thinking["thinking"] == ""
+    assert reasoning_from_signature(thinking["signature"]) == "Search for py."
+    assert assistant["role"] == "assistant" and assistant["tool_calls"]
+    assert assistant["reasoning_content"] == "Search for py."
+
+
+def test_whole_omitted_reasoning_goes_to_the_next_round() -> None:
+    reply = {
+        "choices": [
+            {
+                "message": {
+                    "reasoning_content": "Search for py.",
+                    "tool_calls": [
+                        {"id": "call_1", "function": {"name": "web_search", "arguments": "{}"}}
+                    ],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ]
+    }
+    rounds = ServerToolMessage(NAMES, ServerToolLedger(), max_rounds=4)
+    first = to_anthropic_message(reply, model="m", message_id="msg_1", thinking_display="omitted")
+    assert not rounds.add_round(first)
+    rounds.add_results([{**RESULT, "tool_use_id": "srvtoolu_call_1"}])
+    assert rounds.content[0]["thinking"] == ""
+    assert next_round_messages(rounds.content)[1]["reasoning_content"] == "Search for py."

@@ -17,6 +17,7 @@ from app.core.stream import (
     StreamState,
     StreamTranslator,
 )
+from app.core.thinking_display import ThinkingDisplay, reasoning_from_signature
 from tests.anthropic_grammar import assert_anthropic_grammar, summarize
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "openai_stream"
@@ -1284,3 +1285,150 @@ def test_runaway_stream_ends_as_max_tokens_stop() -> None:
 def test_without_max_output_tokens_nothing_is_cut() -> None:
     events, translator = run([chunk({"content": "a" * 10_000}), STOP])
     assert summarize(events)[-1] == ("end", "end_turn") and not translator.repairs
+
+
+# ---------------------------------------------------------------------------- thinking.display
+
+
+def run_display(
+    chunks: Sequence[Mapping[str, Any]], display: ThinkingDisplay
+) -> tuple[list[StreamEvent], StreamTranslator]:
+    translator = StreamTranslator(
+        model="claude-test", message_id=MESSAGE_ID, input_tokens=5, thinking_display=display
+    )
+    events = translator.start()
+    for piece in chunks:
+        events += translator.feed(piece)
+    events += translator.finish()
+    assert_anthropic_grammar(events)
+    return events, translator
+
+
+def signatures(events: list[StreamEvent]) -> list[str]:
+    return [
+        e["delta"]["signature"]
+        for e in events
+        if e["type"] == "content_block_delta" and e["delta"]["type"] == "signature_delta"
+    ]
+
+
+# Reasoning from every source the translator reads: fields, think tags, Magistral parts;
+# a tool call between two thinking phases (interleaved thinking).
+INTERLEAVED = [
+    chunk({"role": "assistant", "reasoning_content": "First "}),
+    chunk({"reasoning": "I plan."}),
+    calls(tc(0, "call_1", "read", '{"p": 1}')),
+    chunk({"content": "<think>Then I check"}),
+    chunk({"content": [{"type": "thinking", "thinking": [{"type": "text", "text": " again."}]}]}),
+    chunk({"content": "</think>Done."}),
+    STOP,
+]
+
+
+def test_omitted_thinking_sends_no_thinking_delta_and_packs_the_reasoning() -> None:
+    events, _ = run_display(INTERLEAVED, "omitted")
+    assert [(e["type"], e.get("delta", {}).get("type")) for e in events[1:7]] == [
+        ("content_block_start", None),
+        ("content_block_delta", "signature_delta"),
+        ("content_block_stop", None),
+        ("content_block_start", None),
+        ("content_block_delta", "input_json_delta"),
+        ("content_block_stop", None),
+    ]
+    assert events[1]["content_block"] == {"type": "thinking", "thinking": "", "signature": ""}
+    assert not any(e.get("delta", {}).get("type") == "thinking_delta" for e in events)
+    assert [reasoning_from_signature(s) for s in signatures(events)] == [
+        "First I plan.",
+        "Then I check again.",
+    ]
+    assert summarize(events)[-4:] == [
+        ("start", 3, "text"),
+        ("delta", 3, "Done."),
+        ("stop", 3),
+        ("end", "tool_use"),
+    ]
+
+
+@pytest.mark.parametrize("display", ["summarized", None])
+def test_summarized_or_absent_display_streams_thinking_as_before(
+    display: ThinkingDisplay | None,
+) -> None:
+    if display is None:
+        events, _ = run(INTERLEAVED)
+    else:
+        events, _ = run_display(INTERLEAVED, display)
+    assert summarize(events) == [
+        ("start", 0, "thinking"),
+        ("delta", 0, "First I plan."),
+        ("signature", 0, "nimbridge"),
+        ("stop", 0),
+        ("start", 1, "tool_use", "read"),
+        ("delta", 1, '{"p": 1}'),
+        ("stop", 1),
+        ("start", 2, "thinking"),
+        ("delta", 2, "Then I check again."),
+        ("signature", 2, "nimbridge"),
+        ("stop", 2),
+        ("start", 3, "text"),
+        ("delta", 3, "Done."),
+        ("stop", 3),
+        ("end", "tool_use"),
+    ]
+
+
+def test_omitted_thinking_still_counts_in_the_output_estimate() -> None:
+    chunks = [chunk({"reasoning_content": "r" * 400}), chunk({"content": "ok"}), STOP]
+    omitted, _ = run_display(chunks, "omitted")
+    summarized, _ = run_display(chunks, "summarized")
+    assert (
+        omitted[-2]["usage"]
+        == summarized[-2]["usage"]
+        == {
+            "input_tokens": 5,
+            "output_tokens": (400 + 2 + 3) // 4,
+        }
+    )
+
+
+def test_omitted_thinking_cut_by_an_error_still_closes_with_its_reasoning() -> None:
+    translator = StreamTranslator(model="m", message_id=MESSAGE_ID, thinking_display="omitted")
+    events = translator.start() + translator.feed(chunk({"reasoning_content": "half a tho"}))
+    events += translator.fail({"type": "error", "error": {"type": "api_error", "message": "x"}})
+    assert_anthropic_grammar(events)
+    assert [reasoning_from_signature(s) for s in signatures(events)] == ["half a tho"]
+
+
+@pytest.mark.parametrize(
+    "stem",
+    [
+        "deepseek-reasoner_reasoning-content",
+        "openrouter_claude-sonnet-4.5_reasoning-details_keepalive",
+        "together-via-hf-router_deepseek-r1_inline-think-tags",
+    ],
+)
+def test_omitted_fixture_keeps_what_summarized_shows(stem: str) -> None:
+    summarized, _ = replay_bytes([fixture_body(stem)])
+    decoder = SSEDecoder()
+    translator = StreamTranslator(
+        model="claude-test", message_id=MESSAGE_ID, input_tokens=5, thinking_display="omitted"
+    )
+    omitted = translator.start()
+    for sse in [*decoder.feed(fixture_body(stem)), *decoder.close()]:
+        omitted += translator.feed_sse(sse)
+    omitted += translator.finish()
+    assert_anthropic_grammar(omitted)
+    shown = [item[2] for item in summarize(summarized) if item[0] == "delta" and item[1] == 0]
+    assert [reasoning_from_signature(s) for s in signatures(omitted)] == shown
+    # thinking: start, one signature, stop (no thinking_delta); then the same text and end
+    assert [item[0] for item in summarize(omitted)[:3]] == ["start", "signature", "stop"]
+    assert summarize(omitted)[3:] == summarize(summarized)[4:]
+    assert omitted[-2]["usage"] == summarized[-2]["usage"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(st.characters(codec=None, exclude_categories=()), min_size=1)))
+def test_omitted_reasoning_of_any_text_round_trips(pieces: list[str]) -> None:
+    chunks = [chunk({"reasoning_content": piece}) for piece in pieces]
+    events, _ = run_display([*chunks, chunk({"content": "ok"}), STOP], "omitted")
+    expected = ["".join(pieces)] if pieces else []
+    assert [reasoning_from_signature(s) for s in signatures(events)] == expected

@@ -11,6 +11,7 @@ from app.core.stream_guard import (
     StreamGrammarError,
     StreamGuard,
 )
+from app.core.thinking_display import reasoning_signature
 from tests.anthropic_grammar import assert_anthropic_grammar
 
 Event = dict[str, Any]
@@ -98,6 +99,20 @@ GOOD_STREAMS = [
             STOP,
         ],
         id="thinking-text-tool",
+    ),
+    pytest.param(
+        [
+            START,
+            open_(0, THINKING_BLOCK),
+            PING,
+            PING,
+            delta(0, reasoning_signature("long thought " * 500), "signature_delta"),
+            close(0),
+            *text_block(1),
+            END,
+            STOP,
+        ],
+        id="omitted-thinking-only-a-signature",
     ),
     pytest.param(
         [
