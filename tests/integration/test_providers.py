@@ -374,9 +374,12 @@ def test_cloudflare_workers_ai_catalog_and_chat(
         raw = json.loads(
             http_request(url + "/v1/models", headers={"anthropic-version": "2023-06-01"})[2]
         )
-        assert [m["id"] for m in raw["data"]] == ["@cf/meta/llama-3.3-70b-instruct-fp8-fast"]
-        assert raw["data"][0]["nimbridge"]["context_window"] == 24000
-        assert raw["data"][0]["nimbridge"]["tools"] is True
+        assert [m["id"] for m in raw["data"]] == [
+            "claude-nim/cf/@cf/meta/llama-3.3-70b-instruct-fp8-fast",  # for Claude Code's picker
+            "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+        ]
+        assert raw["data"][1]["nimbridge"]["context_window"] == 24000
+        assert raw["data"][1]["nimbridge"]["tools"] is True
         searches = [r for r in second_upstream.requests if r.path.endswith("/ai/models/search")]
         assert searches[0].path == "/client/v4/accounts/acc123/ai/models/search"
         assert searches[0].headers["Authorization"] == "Bearer cf-token-0123456789"
