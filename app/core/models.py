@@ -63,7 +63,7 @@ class ModelRoute:
 def tier_of(client_model: str) -> Tier | None:
     """The tier a `claude*` name belongs to, or None for non-Claude names and gateway ids."""
     name = client_model.strip().lower()
-    if not name.startswith("claude") or is_gateway_id(name):
+    if not name.startswith("claude") or is_gateway_id(client_model.lstrip()):
         return None
     for tier in (Tier.OPUS, Tier.SONNET, Tier.HAIKU, Tier.SUBAGENT):
         if tier.value in name:
