@@ -145,8 +145,8 @@ def test_the_script_lists_nimbridges_models_and_bypasses_the_users_proxy(
     lines = scripts[0].splitlines()
     assert "export CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1" in lines
     merged = "corp.example,from-settings.example,127.0.0.1,localhost,::1,[::1]"
-    assert f'export NO_PROXY="${{NO_PROXY:+$NO_PROXY,}}"\'{merged}\'' in lines
-    assert f'export no_proxy="${{no_proxy:+$no_proxy,}}"\'{merged}\'' in lines
+    assert f"export NO_PROXY=\"${{NO_PROXY:+$NO_PROXY,}}\"'{merged}'" in lines
+    assert f"export no_proxy=\"${{no_proxy:+$no_proxy,}}\"'{merged}'" in lines
     settings = json.dumps({"env": {"NO_PROXY": merged, "no_proxy": merged}})
     assert lines[-1] == f"exec {CLAUDE} --settings {shlex.quote(settings)}"
 
