@@ -74,6 +74,7 @@ class ProviderRegistry:
         self._governors: dict[tuple[str, str | None], RateGovernor] = {}
         self._governor_pairs: dict[tuple[str, str], tuple[RateGovernor, RateGovernor]] = {}
         self.probes: dict[tuple[str, str], ProbeResult] = {}
+        self._listing_fetches: set[asyncio.Task[list[CatalogModel]]] = set()
         self.images = ImageCatalogs(self)  # image models, apart from the chat catalogs
 
     def update_settings(self, settings: Settings) -> None:
@@ -212,6 +213,11 @@ class ProviderRegistry:
         fetches = [
             create_task(self.catalog(p.name), name=f"model list of {p.name}") for p in providers
         ]
+        for fetch in fetches:
+            # Kept to be cancelled at stop (`cancel_listings`), and their failures always
+            # retrieved: the client may go away, and no one else may await them.
+            self._listing_fetches.add(fetch)
+            fetch.add_done_callback(self._listing_done)
         done, _ = await asyncio.wait(fetches, timeout=wait_s)
         results: list[list[CatalogModel] | BaseException] = []
         for provider, fetch in zip(providers, fetches, strict=True):
@@ -224,9 +230,18 @@ class ProviderRegistry:
                     provider.name,
                     wait_s,
                 )
-                fetch.add_done_callback(_log_late_failure)
                 results.append(self.known_catalog(provider.name))
         return merge_listings(providers, results, what="models")
+
+    def _listing_done(self, fetch: "asyncio.Task[list[CatalogModel]]") -> None:
+        self._listing_fetches.discard(fetch)
+        if not fetch.cancelled() and (error := fetch.exception()) is not None:
+            log.debug("%s failed: %s", fetch.get_name(), error)
+
+    def cancel_listings(self) -> None:
+        """At stop: the listings still being fetched for `merged_catalog_within`."""
+        for fetch in list(self._listing_fetches):
+            fetch.cancel()
 
     def known_catalog(self, name: str) -> list[CatalogModel]:
         """A provider's models without asking it: its last listing (even a stale one),
@@ -349,17 +364,6 @@ PROBE_REQUEST: dict[str, Any] = {
     ],
     "max_tokens": 64,
 }
-
-
-def _log_late_failure(fetch: "asyncio.Task[list[CatalogModel]]") -> None:
-    """A listing answered from what was known and then failed: said once, never unretrieved."""
-    if fetch.cancelled():
-        return
-    error = fetch.exception()
-    if isinstance(error, ProxyError):
-        log.info("the model list that came late failed: %s", error.message)
-    elif error is not None:
-        log.error("the model list that came late failed", exc_info=error)
 
 
 def _called_a_tool(answer: Any) -> bool:
