@@ -27,7 +27,12 @@ from app.config.secrets import ProviderKeys
 from app.config.settings import Settings
 from app.core.capabilities import quirks_for_model
 from app.launcher.discovery import INSTALL_COMMAND, find_claude
-from app.launcher.environment import claude_code_env, process_env, write_settings_file
+from app.launcher.environment import (
+    claude_code_env,
+    process_env,
+    user_no_proxy_values,
+    write_settings_file,
+)
 from app.server.app import ProxyServer
 
 
@@ -111,6 +116,7 @@ def run_code_command(
         tiers=settings.tiers,
         context_window=quirks_for_model(settings.tiers.default).context_window,
         timeout_s=settings.read_timeout_s,
+        user_no_proxy=user_no_proxy_values(os.environ, folder or Path.cwd()),
     )
     settings_file = write_settings_file(env)
     try:

@@ -3,12 +3,15 @@
 Rule: every `claude-*` name resolves (through the opus / sonnet / haiku tiers,
 dated or not, `-latest` or future names) and never 404s; any other name is
 the client naming an upstream model directly and passes through unchanged.
+A gateway id (`claude-nim/...`, `gateway_ids`) names one model and is no tier,
+whatever words its model id holds.
 """
 
 import enum
 from dataclasses import dataclass, field
 
 from app.core.capabilities import ModelQuirks, quirks_for_model
+from app.core.gateway_ids import is_gateway_id
 
 DEFAULT_UPSTREAM_MODEL = "qwen/qwen3-coder-480b-a35b-instruct"
 
@@ -42,6 +45,11 @@ class ModelAliases:
         }.get(tier)
         return chosen or self.default
 
+    def tier_models(self) -> list[str]:
+        """Each model a tier names, once, the default's first."""
+        named = (self.default, self.opus, self.sonnet, self.haiku, self.subagent)
+        return list(dict.fromkeys(model for model in named if model))
+
 
 @dataclass(frozen=True, slots=True)
 class ModelRoute:
@@ -53,9 +61,9 @@ class ModelRoute:
 
 
 def tier_of(client_model: str) -> Tier | None:
-    """The tier a `claude*` name belongs to, or None for non-Claude names."""
+    """The tier a `claude*` name belongs to, or None for non-Claude names and gateway ids."""
     name = client_model.strip().lower()
-    if not name.startswith("claude"):
+    if not name.startswith("claude") or is_gateway_id(client_model.lstrip()):
         return None
     for tier in (Tier.OPUS, Tier.SONNET, Tier.HAIKU, Tier.SUBAGENT):
         if tier.value in name:

@@ -2,17 +2,22 @@
 
 Order, first match wins:
 1. an exact alias from settings, else the tier of a `claude-*` name, gives a
-   model *reference* (anything else is its own reference);
-2. a provider's explicit model with that `id` -> that provider, its remote id;
-3. a provider's discovered catalog holding the reference (the default
+   model *reference* (anything else, a gateway id too, is its own reference);
+   `tier_of` sees no tier in a gateway id, whatever words its model id holds;
+2. a gateway id (`claude-nim/<provider>/<model>`, `gateway_ids`) names its
+   provider and model outright: that provider's explicit model of that id, else
+   the model id as its catalog spells it (case aside), else as written; a
+   provider that is not configured (any more) leaves the model id to steps 3-6;
+3. a provider's explicit model with that `id` -> that provider, its remote id;
+4. a provider's discovered catalog holding the reference (the default
    provider's first);
-4. `name/rest` where `name` is a configured provider other than the default ->
+5. `name/rest` where `name` is a configured provider other than the default ->
    that provider and `rest` (or its explicit model `rest`);
-5. the default provider, with the reference as it is.
+6. the default provider, with the reference as it is.
 
-Step 4 skips the default provider on purpose: NVIDIA's own ids begin with
+Step 5 skips the default provider on purpose: NVIDIA's own ids begin with
 namespaces such as `nvidia/`, `meta/` or `openai/`, and the default provider
-receives every unmatched name whole anyway. Catalogs (step 3) settle the rest
+receives every unmatched name whole anyway. Catalogs (step 4) settle the rest
 of that ambiguity once they are fetched.
 
 Rule: routing never fails for a non-empty name; a wrong guess is the upstream's
@@ -23,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from app.core.capabilities import quirks_for_model
+from app.core.gateway_ids import from_gateway_id
 from app.core.models import ModelAliases, ModelRoute, resolve_model
 from app.core.providers import Provider
 
@@ -62,6 +68,9 @@ class Router:
 
     def resolve_reference(self, reference: str) -> tuple[str, str]:
         """(provider name, the provider's model id) for a model reference."""
+        named = from_gateway_id(reference)
+        if named is not None:
+            return self._gateway_target(*named)
         for configured in self.providers:
             for model in configured.models:
                 if model.id == reference:
@@ -76,6 +85,19 @@ class Router:
                 explicit = next((m for m in provider.models if m.id == rest), None)
                 return provider.name, explicit.upstream_id if explicit else rest
         return self.default_provider, reference
+
+    def _gateway_target(self, provider_name: str, model_id: str) -> tuple[str, str]:
+        provider = self._provider(provider_name)
+        if provider is None:
+            return self.resolve_reference(model_id)
+        explicit = next((m for m in provider.models if m.id == model_id), None)
+        if explicit is not None:
+            return provider.name, explicit.upstream_id
+        catalog = self.catalogs.get(provider.name, frozenset())
+        if model_id not in catalog:
+            folded = model_id.casefold()
+            model_id = next((m for m in sorted(catalog) if m.casefold() == folded), model_id)
+        return provider.name, model_id
 
     def with_catalog(self, provider: str, model_ids: frozenset[str]) -> "Router":
         return replace(self, catalogs={**self.catalogs, provider: model_ids}, _routes={})

@@ -8,12 +8,19 @@ Invariants:
 - Values go to Claude Code through a settings file readable only by the user
   (`claude --settings FILE`), not the user's global environment or
   ~/.claude/settings.json; the file is removed when Claude Code exits.
+- Claude Code reaches NimBridge's loopback URL directly, never through the
+  user's HTTP(S)_PROXY: `NO_PROXY` and `no_proxy` hold the loopback names, added
+  to (never replacing) the user's own entries. Claude Code 2.1.332 reads the
+  proxy and NO_PROXY from its process environment, and a settings file's `env`
+  (~/.claude/settings.json, the project's, `--settings`) is copied over that
+  environment at start, so the entries settings files give are merged in too.
 """
 
 import json
 import os
+import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from app.config.settings import TierModels
@@ -21,6 +28,11 @@ from app.config.settings import TierModels
 # Sent when NimBridge requires no proxy key: Claude Code insists on some token.
 PLACEHOLDER_TOKEN = "nimbridge"
 UNSET = ("ANTHROPIC_API_KEY",)
+# Both spellings: Claude Code joins the two when they differ, other tools read one.
+NO_PROXY_NAMES = ("NO_PROXY", "no_proxy")
+# `[::1]` too: Claude Code compares an entry with the URL's hostname, which keeps
+# an IPv6 address's brackets (`::1` alone, holding `:`, is taken as host:port).
+LOOPBACK_NO_PROXY = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def claude_code_env(
@@ -30,8 +42,13 @@ def claude_code_env(
     tiers: TierModels,
     context_window: int | None,
     timeout_s: float,
+    user_no_proxy: Iterable[str | None] = (),
 ) -> dict[str, str]:
-    """Every variable Claude Code reads to use NimBridge (PROTOCOL.md, "Claude Code")."""
+    """Every variable Claude Code reads to use NimBridge (PROTOCOL.md, "Claude Code").
+
+    `user_no_proxy`: the user's own NO_PROXY values (`user_no_proxy_values`), kept.
+    """
+    no_proxy = merged_no_proxy(*user_no_proxy)
     env = {
         "ANTHROPIC_BASE_URL": base_url,
         "ANTHROPIC_AUTH_TOKEN": proxy_key or PLACEHOLDER_TOKEN,
@@ -43,11 +60,56 @@ def claude_code_env(
         # Offline against a local URL: no telemetry, updates or other calls home.
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "API_TIMEOUT_MS": str(int(timeout_s * 1000)),
+        # `/model` lists every NimBridge model: Claude Code asks GET /v1/models at
+        # start and offers the `claude-nim/...` ids (`core.gateway_ids`) it finds.
+        "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1",
+        "NO_PROXY": no_proxy,
+        "no_proxy": no_proxy,
     }
     if context_window:
         # Compact before the model's real window, not Claude's 200K.
         env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(context_window)
     return env
+
+
+def merged_no_proxy(*values: str | None) -> str:
+    """The entries of every value (comma or space separated), once each, in order, then
+    the loopback names."""
+    entries = [entry for value in values if value for entry in re.split(r"[,\s]+", value)]
+    return ",".join(dict.fromkeys([*(e for e in entries if e), *LOOPBACK_NO_PROXY]))
+
+
+def user_no_proxy_values(environ: Mapping[str, str], folder: Path | None) -> list[str]:
+    """The user's NO_PROXY values: the environment's, then the settings files'."""
+    values = [environ[name] for name in NO_PROXY_NAMES if environ.get(name)]
+    return values + settings_no_proxy_values(environ, folder)
+
+
+def settings_no_proxy_values(environ: Mapping[str, str], folder: Path | None) -> list[str]:
+    """NO_PROXY values in the `env` of Claude Code's user and project settings files,
+    which it copies over its environment; unreadable files are skipped."""
+    config_dir = Path(environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
+    files = [config_dir / "settings.json"]
+    if folder is not None:
+        files += [folder / ".claude" / "settings.json", folder / ".claude" / "settings.local.json"]
+    values: list[str] = []
+    for file in files:
+        try:
+            settings = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        env = settings.get("env") if isinstance(settings, dict) else None
+        if isinstance(env, dict):
+            values += [v for n in NO_PROXY_NAMES if isinstance(v := env.get(n), str) and v]
+    return values
+
+
+def no_proxy_settings_arguments(env: Mapping[str, str]) -> list[str]:
+    """`--settings JSON` holding only the NO_PROXY variables: a settings file's `env`
+    beats the process environment, so where one sets NO_PROXY, ours must come as
+    settings too. Not secret, so it may be seen in a command line."""
+    no_proxy = {name: env[name] for name in NO_PROXY_NAMES if name in env}
+    return ["--settings", json.dumps({"env": no_proxy})] if no_proxy else []
 
 
 def process_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:

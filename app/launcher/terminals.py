@@ -25,12 +25,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from app.launcher.discovery import INSTALL_COMMAND
-from app.launcher.environment import UNSET
+from app.launcher.environment import NO_PROXY_NAMES, UNSET
 
 # Linux terminals in order of preference, each with what goes before the command.
 LINUX_TERMINALS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -57,9 +57,18 @@ class LaunchError(Exception):
 
 
 def write_launch_script(
-    env: Mapping[str, str], folder: Path, claude: Path, *, directory: Path | None = None
+    env: Mapping[str, str],
+    folder: Path,
+    claude: Path,
+    *,
+    directory: Path | None = None,
+    claude_args: Sequence[str] = (),
 ) -> Path:
-    """A 0600 bash script: remove itself, cd to `folder`, export `env`, unset UNSET, exec claude."""
+    """A 0600 bash script: remove itself, cd to `folder`, export `env`, unset UNSET, exec
+    claude with `claude_args`.
+
+    NO_PROXY values are added to the terminal shell's own (its profile may set more
+    than NimBridge's environment had), never put in their place."""
     lines = [
         "#!/usr/bin/env bash",
         "# Written by NimBridge to start Claude Code; it removes itself.",
@@ -68,10 +77,16 @@ def write_launch_script(
         'rm -f -- "$0"',
         f"cd -- {shlex.quote(str(folder))} || {{ read -r -p 'Press Enter to close.'; exit 1; }}",
     ]
-    lines += [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+    lines += [_posix_export(name, value) for name, value in env.items()]
     lines += [f"unset {name}" for name in UNSET]
-    lines.append(f"exec {shlex.quote(str(claude))}")
+    lines.append(" ".join(["exec", *map(shlex.quote, [str(claude), *claude_args])]))
     return _write_private("\n".join(lines) + "\n", suffix=".sh", directory=directory, newline="\n")
+
+
+def _posix_export(name: str, value: str) -> str:
+    if name in NO_PROXY_NAMES:
+        return f'export {name}="${{{name}:+${name},}}"{shlex.quote(value)}'
+    return f"export {name}={shlex.quote(value)}"
 
 
 def write_launch_script_windows(
@@ -158,9 +173,12 @@ def launch_in_terminal(
     popen: Popen = subprocess.Popen,
     which: Callable[[str], str | None] = shutil.which,
     environ: Mapping[str, str] | None = None,
+    claude_args: Sequence[str] = (),
 ) -> list[str]:
     """Open a terminal in `folder` running `claude` with `env`; the command line it ran.
 
+    `claude_args` go to Claude Code on macOS and Linux; the Windows script takes none
+    yet (quoting JSON through cmd and claude.cmd is untested).
     Raises LaunchError with words a user can act on.
     """
     if claude is None:
@@ -169,8 +187,10 @@ def launch_in_terminal(
         raise LaunchError(f"{folder} is not a folder")
     environ = os.environ if environ is None else environ
     windows = platform == "win32"
-    write = write_launch_script_windows if windows else write_launch_script
-    script = write(env, folder, claude)
+    if windows:
+        script = write_launch_script_windows(env, folder, claude)
+    else:
+        script = write_launch_script(env, folder, claude, claude_args=claude_args)
     command = terminal_command(script, platform=platform, env=environ, which=which)
     if command is None:
         script.unlink(missing_ok=True)
@@ -196,7 +216,7 @@ def launch_in_terminal(
 def setup_lines(env: Mapping[str, str], *, shell: Shell) -> str:
     """The lines a user pastes into their own terminal before running `claude`."""
     if shell == "posix":
-        lines = [f"export {name}={shlex.quote(value)}" for name, value in env.items()]
+        lines = [_posix_export(name, value) for name, value in env.items()]
         lines += [f"unset {name}" for name in UNSET]
     elif shell == "powershell":
         # Single-quoted PowerShell strings take everything literally but `'`, doubled.

@@ -169,6 +169,7 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
         prefetch = create_task(registry.prefetch(), name="catalog prefetch")
         yield
         prefetch.cancel()
+        registry.cancel_listings()
         await upstream.close()
         await fetcher.close()
         state.documents.close()

@@ -37,6 +37,7 @@ from app.core.quirk_learning import Rejection, learn
 from app.core.routing import Router
 from app.server.image_catalog import ImageCatalogs
 from app.server.listings import merge_listings
+from app.server.tasks import create_task
 from app.server.upstream import UpstreamClient, encode_json_body, read_error_body
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class ProviderRegistry:
         self._governors: dict[tuple[str, str | None], RateGovernor] = {}
         self._governor_pairs: dict[tuple[str, str], tuple[RateGovernor, RateGovernor]] = {}
         self.probes: dict[tuple[str, str], ProbeResult] = {}
+        self._listing_fetches: set[asyncio.Task[list[CatalogModel]]] = set()
         self.images = ImageCatalogs(self)  # image models, apart from the chat catalogs
 
     def update_settings(self, settings: Settings) -> None:
@@ -202,6 +204,66 @@ class ProviderRegistry:
             return_exceptions=True,
         )
         return merge_listings(self.settings.providers, results, what="models")
+
+    async def merged_catalog_within(self, wait_s: float) -> list[CatalogModel]:
+        """`merged_catalog`, but a provider whose listing is not in after `wait_s` is
+        answered from what is known of it (`known_catalog`); its fetch goes on in the
+        background and fills the cache for the next call."""
+        providers = self.settings.providers
+        fetches = [
+            create_task(self.catalog(p.name), name=f"model list of {p.name}") for p in providers
+        ]
+        for fetch in fetches:
+            # Kept to be cancelled at stop (`cancel_listings`), and their failures always
+            # retrieved: the client may go away, and no one else may await them.
+            self._listing_fetches.add(fetch)
+            fetch.add_done_callback(self._listing_done)
+        done, _ = await asyncio.wait(fetches, timeout=wait_s)
+        results: list[list[CatalogModel] | BaseException] = []
+        for provider, fetch in zip(providers, fetches, strict=True):
+            if fetch in done:
+                results.append(fetch.exception() or fetch.result())
+            else:
+                log.info(
+                    "the model list of %s is not in after %.1f s: answering with the models "
+                    "known so far",
+                    provider.name,
+                    wait_s,
+                )
+                results.append(self.known_catalog(provider.name))
+        return merge_listings(providers, results, what="models")
+
+    def _listing_done(self, fetch: "asyncio.Task[list[CatalogModel]]") -> None:
+        self._listing_fetches.discard(fetch)
+        if not fetch.cancelled() and (error := fetch.exception()) is not None:
+            log.debug("%s failed: %s", fetch.get_name(), error)
+
+    def cancel_listings(self) -> None:
+        """At stop: the listings still being fetched for `merged_catalog_within`."""
+        for fetch in list(self._listing_fetches):
+            fetch.cancel()
+
+    def known_catalog(self, name: str) -> list[CatalogModel]:
+        """A provider's models without asking it: its last listing (even a stale one),
+        else its explicit models; plus the tier models routed to it that are missing."""
+        provider = self.provider(name)
+        overrides = self.settings.capabilities or None
+        cached = self._catalogs.get(name)
+        models = cached[1] if cached else _explicit_models(provider, [], overrides)
+        known = {m.id for m in models} | {m.upstream_id for m in provider.models}
+        extra: dict[str, CatalogModel] = {}
+        for tier_model in self.settings.aliases().tier_models():
+            routed_to, model_id = self.router.resolve_reference(tier_model)
+            if routed_to == name and model_id not in known and model_id not in extra:
+                extra[model_id] = CatalogModel(
+                    id=model_id,
+                    provider=name,
+                    display_name=model_id,
+                    created=0,
+                    owned_by=name,
+                    quirks=quirks_for_model(model_id, overrides),
+                )
+        return [*models, *extra.values()]
 
     async def prefetch(self) -> None:
         """Fill the catalogs in the background at start, so routing by catalog works early."""

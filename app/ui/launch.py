@@ -12,6 +12,7 @@ the server if it is stopped, open the terminal and remember the folder.
 """
 
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -35,7 +36,12 @@ from PySide6.QtWidgets import (
 
 from app.core.capabilities import quirks_for_model
 from app.launcher.discovery import INSTALL_COMMAND, find_claude
-from app.launcher.environment import claude_code_env
+from app.launcher.environment import (
+    claude_code_env,
+    no_proxy_settings_arguments,
+    settings_no_proxy_values,
+    user_no_proxy_values,
+)
 from app.launcher.terminals import LaunchError, Popen, launch_in_terminal
 from app.service import ProxyController, ServerState
 from app.ui._tasks import spawn
@@ -175,10 +181,19 @@ class ClaudeCodeLauncher:
                 status.tiers.default, settings.capabilities or None
             ).context_window,
             timeout_s=settings.read_timeout_s,
+            user_no_proxy=user_no_proxy_values(os.environ, folder),
         )
+        # A settings file's NO_PROXY would replace the script's: then ours goes as settings.
+        settings_set_no_proxy = bool(settings_no_proxy_values(os.environ, folder))
         try:
             command = launch_in_terminal(
-                folder, env, claude, platform=self.platform, popen=self.popen, which=self.which
+                folder,
+                env,
+                claude,
+                platform=self.platform,
+                popen=self.popen,
+                which=self.which,
+                claude_args=no_proxy_settings_arguments(env) if settings_set_no_proxy else (),
             )
         except LaunchError as error:
             self.show_error("Could not open a terminal", str(error), None)

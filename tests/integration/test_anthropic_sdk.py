@@ -262,13 +262,17 @@ def test_count_tokens_learns_the_upstreams_count(proxy: LiveProxy) -> None:
 
 def test_models_list_in_both_shapes(proxy: LiveProxy) -> None:
     page = proxy.client().models.list()
-    ids = [m.id for m in page.data]
-    assert ids == ["meta/llama-3.3-70b-instruct", "qwen/qwen3-coder-480b-a35b-instruct"]
-    assert page.data[0].type == "model" and page.data[0].created_at.year == 2024
+    upstream_ids = ["meta/llama-3.3-70b-instruct", "qwen/qwen3-coder-480b-a35b-instruct"]
+    gateway_ids = [f"claude-nim/nvidia/{model}" for model in upstream_ids]
+    # Anthropic's shape lists the gateway ids first (Claude Code reads one page).
+    assert [m.id for m in page.data] == gateway_ids + upstream_ids
+    llama = page.data[2]
+    assert llama.type == "model" and llama.created_at.year == 2024
+    assert page.data[0].display_name == "Llama 3.3 70B Instruct · NVIDIA"
     import openai
 
     oa = track(openai.OpenAI(base_url=proxy.url + "/v1", api_key=proxy.client_key, max_retries=0))
-    assert [m.id for m in oa.models.list().data] == ids
+    assert [m.id for m in oa.models.list().data] == upstream_ids + gateway_ids
 
 
 def test_model_retrieve_resolves_claude_names(proxy: LiveProxy) -> None:

@@ -9,7 +9,9 @@ installs it); skipped without it, except in CI.
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -24,8 +26,10 @@ from tests.fake_upstream import (
     FakeUpstream,
     LoopThread,
     Recorded,
+    after,
     chunk,
     completion,
+    reply_json,
     reply_stream,
     text_stream,
 )
@@ -56,7 +60,11 @@ def claude_code_version(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
 
 
 def claude_dir() -> str | None:
-    for candidate in (os.environ.get("NIMBRIDGE_TEST_CLAUDE_DIR"), "/tmp/cc/node_modules/.bin"):
+    # Outside this module's fixture (tests elsewhere that borrow require_claude): the
+    # newest of the versions CI installed.
+    newest = [folder for folder in reversed(_claude_dirs()) if folder is not None][:1]
+    candidates = (os.environ.get("NIMBRIDGE_TEST_CLAUDE_DIR"), *newest, "/tmp/cc/node_modules/.bin")
+    for candidate in candidates:
         if candidate and (Path(candidate) / "claude").exists():
             return candidate
     found = shutil.which("claude")
@@ -98,7 +106,7 @@ def nimbridge_code_command(
             }
         )
     )
-    (tmp_path / "home").mkdir()
+    (tmp_path / "home").mkdir(exist_ok=True)
     extra_env = env or {}
     env = {
         **os.environ,
@@ -571,3 +579,81 @@ def test_claude_code_loads_a_deferred_tool_through_nimbridge(
     later = [names for names in offered if "NotebookEdit" in names]
     assert later and all(names == later[0] for names in later)
     assert later[0][-1] == "NotebookEdit"
+
+
+# ------------------------------------------------------------------ /model and proxies
+
+QWEN = "qwen/qwen3-coder-480b-a35b-instruct"
+# The log line of Claude Code's start-up discovery request, with its total time.
+DISCOVERY_LOG = re.compile(r"GET /v1/models\?limit=1000 200 total=(\d+)ms")
+
+
+def dead_port() -> int:
+    """A loopback port nothing listens on: a proxy there refuses every connection."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def gateway_models_cache(tmp_path: Path) -> list[dict[str, Any]]:
+    """What Claude Code kept from the discovery answer for its `/model` picker."""
+    cache = tmp_path / "home" / ".claude" / "cache" / "gateway-models.json"
+    models: list[dict[str, Any]] = json.loads(cache.read_text())["models"]
+    return models
+
+
+def test_claude_code_discovers_nimbridges_models_within_3_s_of_a_slow_upstream(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """With the env `nimbridge code` sets, Claude Code asks GET /v1/models?limit=1000 at
+    start; NimBridge answers in time even though the upstream's list takes 5 s, and
+    Claude Code keeps the gateway ids (its `/model` picker's cache)."""
+    where = require_claude()
+    slow = after(5.0, reply_json({"object": "list", "data": upstream.models}))
+    upstream.models_queue.extend([slow] * 3)  # the start-up prefetch's and the next
+    # Claude Code exits after its answer, cutting discovery short: answer after 3 s.
+    upstream.enqueue(*[after(3.0, agent)] * 5)
+    _, result = run_nimbridge_code(
+        upstream, tmp_path, where, "hello", "Bash", settings={"log_level": "INFO"}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = DISCOVERY_LOG.search(result.stderr)
+    assert found is not None, result.stderr
+    assert int(found[1]) < 3000
+    kept = {m["id"]: m["display_name"] for m in gateway_models_cache(tmp_path)}
+    # The upstream's list was late: the tier model is what was known.
+    assert kept == {"claude-nim/nvidia/fake/agent-model": "Agent Model · NVIDIA"}
+
+
+def test_claude_code_runs_a_gateway_model_past_a_dead_proxy(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """`--model claude-nim/nvidia/<id>` reaches that upstream model, with HTTP(S)_PROXY
+    pointing at a dead port both in the environment and in Claude Code's own settings
+    file (whose NO_PROXY would replace the environment's)."""
+    where = require_claude()
+    proxy = f"http://127.0.0.1:{dead_port()}"
+    claude_config = tmp_path / "home" / ".claude"
+    claude_config.mkdir(parents=True)
+    (claude_config / "settings.json").write_text(
+        json.dumps({"env": {"HTTPS_PROXY": proxy, "NO_PROXY": "corp.example"}})
+    )
+    env = {"HTTPS_PROXY": proxy, "HTTP_PROXY": proxy, "https_proxy": proxy, "http_proxy": proxy}
+    work, argv, full_env = nimbridge_code_command(
+        upstream,
+        tmp_path,
+        where,
+        ["-p", "hello", "--model", f"claude-nim/nvidia/{QWEN}"],
+        env=env,
+    )
+    result = subprocess.run(
+        argv, cwd=ROOT, env=full_env, capture_output=True, text=True, timeout=180, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("You said:")  # the fake upstream's default answer
+    assert [r.body["model"] for r in upstream.chat_requests] == [QWEN] * len(upstream.chat_requests)
+    assert upstream.chat_requests
+    assert {m["id"] for m in gateway_models_cache(tmp_path)} == {
+        "claude-nim/nvidia/meta/llama-3.3-70b-instruct",
+        f"claude-nim/nvidia/{QWEN}",
+    }

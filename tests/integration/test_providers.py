@@ -2,6 +2,8 @@
 
 Two fake OpenAI upstreams run on loopback as two providers with different keys;
 the official SDKs talk to the proxy; each test checks what each upstream got.
+The gateway ids (`claude-nim/<provider>/<model>`) for Claude Code's `/model` are
+checked here too: listed, paged, answered within 3 s, routed.
 """
 
 import json
@@ -374,9 +376,12 @@ def test_cloudflare_workers_ai_catalog_and_chat(
         raw = json.loads(
             http_request(url + "/v1/models", headers={"anthropic-version": "2023-06-01"})[2]
         )
-        assert [m["id"] for m in raw["data"]] == ["@cf/meta/llama-3.3-70b-instruct-fp8-fast"]
-        assert raw["data"][0]["nimbridge"]["context_window"] == 24000
-        assert raw["data"][0]["nimbridge"]["tools"] is True
+        assert [m["id"] for m in raw["data"]] == [
+            "claude-nim/cf/@cf/meta/llama-3.3-70b-instruct-fp8-fast",  # for Claude Code's picker
+            "@cf/meta/llama-3.3-70b-instruct-fp8-fast",
+        ]
+        assert raw["data"][1]["nimbridge"]["context_window"] == 24000
+        assert raw["data"][1]["nimbridge"]["tools"] is True
         searches = [r for r in second_upstream.requests if r.path.endswith("/ai/models/search")]
         assert searches[0].path == "/client/v4/accounts/acc123/ai/models/search"
         assert searches[0].headers["Authorization"] == "Bearer cf-token-0123456789"
@@ -397,3 +402,127 @@ def test_health_shows_the_pacing(two: Any, upstream: FakeUpstream) -> None:
     nvidia = health["pacing"]["nvidia"]
     assert nvidia["budget_per_minute"] == 40 and nvidia["requests_last_minute"] == 1
     assert nvidia["cooling_down_for_s"] == 0
+
+
+# ------------------------------------------------------------------ gateway ids
+# `claude-nim/<provider>/<model>` (core.gateway_ids): each chat model under an id
+# Claude Code's `/model` keeps, with a readable name; paged as Anthropic's list.
+
+ANTHROPIC_HEADERS = {"anthropic-version": "2023-06-01"}
+GATEWAY_NAMES = {
+    "claude-nim/nvidia/meta/llama-3.3-70b-instruct": "Llama 3.3 70B Instruct · NVIDIA",
+    "claude-nim/nvidia/qwen/qwen3-coder-480b-a35b-instruct": (
+        "Qwen3 Coder 480B A35B Instruct · NVIDIA"
+    ),
+    "claude-nim/two/big-model": "Big Model · two",  # a provider's own name, as configured
+    "claude-nim/two/fast": "Fast · two",
+}
+# The upstream ids stay listed as before, named as their provider names them.
+UPSTREAM_NAMES = {
+    "meta/llama-3.3-70b-instruct": "meta/llama-3.3-70b-instruct",
+    "qwen/qwen3-coder-480b-a35b-instruct": "qwen/qwen3-coder-480b-a35b-instruct",
+    "two/big-model": "big-model",
+    "two/fast": "fast",
+}
+
+
+def listing(url: str, query: str = "") -> dict[str, Any]:
+    status, _, body = http_request(f"{url}/v1/models{query}", headers=ANTHROPIC_HEADERS)
+    assert status == 200, body
+    parsed: dict[str, Any] = json.loads(body)
+    return parsed
+
+
+def test_sdk_lists_and_retrieves_gateway_ids(two: Any) -> None:
+    url, _ = two()
+    sdk = client(url)
+    models = list(sdk.models.list())  # the SDK pages on by itself
+    assert {m.id: m.display_name for m in models} == {
+        **GATEWAY_NAMES,
+        **UPSTREAM_NAMES,
+    }
+    retrieved = sdk.models.retrieve("claude-nim/two/big-model")
+    assert retrieved.display_name == "Big Model · two"
+    unlisted = sdk.models.retrieve("claude-nim/two/not-listed")  # it routes, so it exists
+    assert unlisted.display_name == "Not Listed · two"
+    with pytest.raises(anthropic.NotFoundError):
+        sdk.models.retrieve("claude-nim/gone/model")
+
+
+def test_claude_codes_discovery_request(two: Any) -> None:
+    """What Claude Code 2.1.332 sends: one page of up to 1000, Bearer token, anthropic-version."""
+    url, _ = two()
+    answer = listing(url, "?limit=1000")
+    ids = [m["id"] for m in answer["data"]]
+    assert ids[: len(GATEWAY_NAMES)] == list(GATEWAY_NAMES)  # first: Claude Code reads one page
+    assert answer["has_more"] is False
+    kept = [m for m in answer["data"] if "claude" in m["id"].lower()]  # Claude Code's filter
+    assert {m["id"]: m["display_name"] for m in kept} == GATEWAY_NAMES
+    assert all(m["description"] for m in kept)
+    assert kept[0]["nimbridge"]["upstream_id"] == "meta/llama-3.3-70b-instruct"
+
+
+def test_paging_as_anthropic_does(two: Any) -> None:
+    url, _ = two()
+    everything = [m["id"] for m in listing(url, "?limit=1000")["data"]]
+    assert len(everything) == 8
+    first = listing(url, "?limit=3")
+    assert [m["id"] for m in first["data"]] == everything[:3]
+    assert (first["has_more"], first["first_id"], first["last_id"]) == (
+        True,
+        everything[0],
+        everything[2],
+    )
+    rest = listing(url, f"?limit=5&after_id={first['last_id']}")
+    assert [m["id"] for m in rest["data"]] == everything[3:]
+    assert rest["has_more"] is False
+    before = listing(url, f"?limit=2&before_id={everything[5]}")
+    assert [m["id"] for m in before["data"]] == everything[3:5]
+    assert before["has_more"] is True
+    assert listing(url, f"?before_id={everything[0]}")["data"] == []
+    assert len(listing(url)["data"]) == 8  # default limit 20
+    status, _, body = http_request(f"{url}/v1/models?limit=0", headers=ANTHROPIC_HEADERS)
+    assert status == 400 and b"limit" in body
+
+
+def test_messages_with_gateway_ids_reach_that_provider_and_model(
+    two: Any, upstream: FakeUpstream, second_upstream: FakeUpstream
+) -> None:
+    url, _ = two()
+    sdk = client(url)
+    answer = sdk.messages.create(model="claude-nim/two/big-model", max_tokens=5, messages=HELLO)
+    assert answer.model == "claude-nim/two/big-model"  # echoed as the client named it
+    sent = second_upstream.chat_requests[-1]
+    assert (sent.body["model"], sent.headers["Authorization"]) == ("big-model", f"Bearer {KEY_TWO}")
+
+    sdk.messages.create(
+        model="claude-nim/nvidia/qwen/qwen3-coder-480b-a35b-instruct", max_tokens=5, messages=HELLO
+    )
+    sent = upstream.chat_requests[-1]
+    assert sent.body["model"] == "qwen/qwen3-coder-480b-a35b-instruct"
+    assert sent.headers["Authorization"] == f"Bearer {KEY_ONE}"
+
+    sdk.messages.create(model="claude-nim/two/fast", max_tokens=5, messages=HELLO)
+    assert second_upstream.chat_requests[-1].body["model"] == "big-model-fast"
+
+
+def test_slow_listing_is_answered_from_what_is_known_within_claude_codes_3_s(
+    two: Any, second_upstream: FakeUpstream
+) -> None:
+    late = {"object": "list", "data": [{"id": "late-model", "object": "model", "created": 1}]}
+    # The start-up prefetch and anything after it wait 4 s for provider two's list.
+    second_upstream.models_queue.extend([after(4.0, reply_json(late))] * 3)
+    url, _ = two()
+    started = time.monotonic()
+    answer = listing(url, "?limit=1000")
+    assert time.monotonic() - started < 3.0
+    ids = [m["id"] for m in answer["data"]]
+    # nvidia answered in full; two from what is known: its explicit model and a tier's.
+    assert "claude-nim/nvidia/qwen/qwen3-coder-480b-a35b-instruct" in ids
+    assert "claude-nim/two/fast" in ids and "claude-nim/two/big-model" in ids
+    assert "claude-nim/two/late-model" not in ids
+    deadline = time.monotonic() + 8
+    while "claude-nim/two/late-model" not in ids and time.monotonic() < deadline:
+        time.sleep(0.3)  # the fetch went on in the background and fills the cache
+        ids = [m["id"] for m in listing(url, "?limit=1000")["data"]]
+    assert "claude-nim/two/late-model" in ids

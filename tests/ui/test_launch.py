@@ -1,5 +1,7 @@
 """The tray's "Launch Claude Code...", offscreen: dialogs faked, the terminal caught at `popen`."""
 
+import json
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -111,6 +113,42 @@ def test_running_server_is_reused_and_the_script_holds_the_key(
     assert f"cd -- {tmp_path}" in scripts[0]
     # Claude Code compacts at the model's real window (256K for Qwen3 Coder), not 200K.
     assert "export CLAUDE_CODE_AUTO_COMPACT_WINDOW=262144" in scripts[0]
+
+
+def test_the_script_lists_nimbridges_models_and_bypasses_the_users_proxy(
+    controller: FakeController, tmp_path: Path, qtbot: QtBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`/model` discovery on; NO_PROXY gains the loopback names, keeping the user's
+    (environment and Claude Code settings file); as `--settings` too, since that file's
+    NO_PROXY would otherwise replace the environment's."""
+    config = tmp_path / "claude-config"
+    config.mkdir()
+    (config / "settings.json").write_text('{"env": {"NO_PROXY": "from-settings.example"}}')
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(config))
+    monkeypatch.setenv("NO_PROXY", "corp.example")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    controller.set_status(
+        state=ServerState.RUNNING, base_url="http://127.0.0.1:9999", proxy_key="local-key"
+    )
+    scripts: list[str] = []
+    seams = Recorder(tmp_path)
+
+    def popen(command: list[str], **options: Any) -> None:
+        scripts.append(Path(command[-1]).read_text())
+        Path(command[-1]).unlink()
+
+    launcher = launcher_for(controller, seams)
+    launcher.popen = popen
+    launcher.launch()
+    qtbot.waitUntil(lambda: len(controller.saved) == 1)
+    lines = scripts[0].splitlines()
+    assert "export CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY=1" in lines
+    merged = "corp.example,from-settings.example,127.0.0.1,localhost,::1,[::1]"
+    assert f"export NO_PROXY=\"${{NO_PROXY:+$NO_PROXY,}}\"'{merged}'" in lines
+    assert f"export no_proxy=\"${{no_proxy:+$no_proxy,}}\"'{merged}'" in lines
+    settings = json.dumps({"env": {"NO_PROXY": merged, "no_proxy": merged}})
+    assert lines[-1] == f"exec {CLAUDE} --settings {shlex.quote(settings)}"
 
 
 def test_missing_claude_shows_the_install_command(

@@ -79,7 +79,17 @@ def test_every_claude_name_resolves_to_an_upstream_model() -> None:
         ("gpt-4o", None),
         ("anthropic/claude-sonnet-4.5", None),  # OpenRouter-style id: an upstream name
         ("", None),
+        # Gateway ids name one model, whatever tier words the model's id holds.
+        ("claude-nim/openrouter/anthropic/claude-3-haiku", None),
+        ("Claude-NIM/nvidia/opus-like-sonnet", None),
+        ("claude-nim/", Tier.DEFAULT),  # no provider or model: not a gateway id
     ],
 )
 def test_tier_of(name: str, tier: Tier | None) -> None:
     assert tier_of(name) == tier
+
+
+def test_tier_models_are_each_named_model_once_default_first() -> None:
+    aliases = ModelAliases(default="d", opus="o", sonnet="d", haiku=None, subagent="s")
+    assert aliases.tier_models() == ["d", "o", "s"]
+    assert ModelAliases(default="d").tier_models() == ["d"]

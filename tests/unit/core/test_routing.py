@@ -22,7 +22,10 @@ ROUTER = Router(
         opus="openai/gpt-5",
         haiku="fast",
         subagent="local/qwen3:8b",
-        exact={"my-name": "deepseek-ai/deepseek-v3.1"},
+        exact={
+            "my-name": "deepseek-ai/deepseek-v3.1",
+            "claude-nim/nvidia/aliased": "claude-nim/openai/gpt-5",
+        },
     ),
     catalogs={
         "nvidia": frozenset({"nvidia/llama-3.3-nemotron-super-49b-v1", "openai/gpt-oss-120b"}),
@@ -78,8 +81,53 @@ ROUTER = Router(
             id="unknown-goes-to-default",
         ),
         pytest.param("unknown/x", "nvidia", "unknown/x", None, id="unknown-prefix"),
+        # Gateway ids (`claude-nim/<provider>/<model>`): that provider and model, no tier.
+        pytest.param(
+            "claude-nim/nvidia/qwen/qwen3-coder-480b-a35b-instruct",
+            "nvidia",
+            "qwen/qwen3-coder-480b-a35b-instruct",
+            None,
+            id="gateway-default-provider",
+        ),
+        pytest.param(
+            "claude-nim/openai/gpt-5", "openai", "gpt-5", None, id="gateway-other-provider"
+        ),
+        pytest.param(
+            "claude-nim/openai/claude-opus-haiku", "openai", "claude-opus-haiku", None,
+            id="gateway-never-a-tier",
+        ),
+        pytest.param(
+            "claude-nim/openai/fast", "openai", "gpt-4.1-mini", None, id="gateway-explicit-model"
+        ),
+        pytest.param(
+            "claude-nim/local/llama3.2:3b", "local", "llama3.2:3b", None, id="gateway-colon-dot"
+        ),
+        pytest.param(
+            "claude-nim/nvidia/openai/gpt-oss-120b", "nvidia", "openai/gpt-oss-120b", None,
+            id="gateway-namespaced-id",
+        ),
+        pytest.param(
+            "claude-nim/local/LLAMA3.2:3B", "local", "llama3.2:3b", None,
+            id="gateway-case-from-catalog",
+        ),
+        pytest.param(
+            "claude-nim/local/not-listed", "local", "not-listed", None, id="gateway-unlisted"
+        ),
+        pytest.param(
+            "CLAUDE-NIM/openai/gpt-5", "openai", "gpt-5", None, id="gateway-prefix-any-case"
+        ),
+        pytest.param(
+            "claude-nim/gone/llama3.2:3b", "local", "llama3.2:3b", None,
+            id="gateway-unknown-provider-routes-the-model",
+        ),
+        pytest.param(
+            "claude-nim/gone/x", "nvidia", "x", None, id="gateway-unknown-provider-default"
+        ),
+        pytest.param(
+            "claude-nim/nvidia/aliased", "openai", "gpt-5", None, id="exact-alias-beats-gateway"
+        ),
     ],
-)
+)  # fmt: skip
 def test_route(client: str, provider: str, upstream: str, tier: Tier | None) -> None:
     route = ROUTER.route(client)
     assert (route.provider, route.upstream_model, route.tier) == (provider, upstream, tier)
@@ -102,3 +150,13 @@ def test_route_cache_stays_bounded() -> None:
         router.route(f"model-{i}")
     assert len(router._routes) <= 1024
     assert router.route("model-1999").upstream_model == "model-1999"
+
+
+def test_a_tier_may_name_a_gateway_id() -> None:
+    router = Router((NVIDIA, OPENAI), "nvidia", ModelAliases(opus="claude-nim/openai/gpt-5-codex"))
+    route = router.route("claude-opus-4-5")
+    assert (route.provider, route.upstream_model, route.tier) == (
+        "openai",
+        "gpt-5-codex",
+        Tier.OPUS,
+    )

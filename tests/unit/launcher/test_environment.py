@@ -8,9 +8,14 @@ import pytest
 
 from app.config.settings import TierModels
 from app.launcher.environment import (
+    LOOPBACK_NO_PROXY,
     PLACEHOLDER_TOKEN,
     claude_code_env,
+    merged_no_proxy,
+    no_proxy_settings_arguments,
     process_env,
+    settings_no_proxy_values,
+    user_no_proxy_values,
     write_settings_file,
 )
 
@@ -41,6 +46,9 @@ def test_every_variable() -> None:
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "CLAUDE_CODE_AUTO_COMPACT_WINDOW": "262144",
         "API_TIMEOUT_MS": "600000",
+        "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY": "1",  # `/model` lists NimBridge's
+        "NO_PROXY": "127.0.0.1,localhost,::1,[::1]",
+        "no_proxy": "127.0.0.1,localhost,::1,[::1]",
     }
 
 
@@ -74,3 +82,63 @@ def test_settings_file_is_private_and_holds_the_env(tmp_path: Path) -> None:
     path = write_settings_file(env, tmp_path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(path.read_text()) == {"env": env}
+
+
+LOOPBACK = ",".join(LOOPBACK_NO_PROXY)
+
+
+@pytest.mark.parametrize(
+    ("values", "merged"),
+    [
+        pytest.param((), LOOPBACK, id="none"),
+        pytest.param((None, ""), LOOPBACK, id="empty"),
+        pytest.param(("corp.example,.internal",), f"corp.example,.internal,{LOOPBACK}", id="kept"),
+        pytest.param(
+            ("a, b", "b c", "localhost"),
+            "a,b,c,localhost,127.0.0.1,::1,[::1]",
+            id="commas-spaces-once-each",
+        ),
+        pytest.param(("127.0.0.1:8080",), f"127.0.0.1:8080,{LOOPBACK}", id="host-port-kept"),
+        pytest.param(("*",), f"*,{LOOPBACK}", id="star-kept"),
+    ],
+)
+def test_no_proxy_merges_never_replaces(values: tuple[str | None, ...], merged: str) -> None:
+    assert merged_no_proxy(*values) == merged
+
+
+def test_the_users_no_proxy_from_environment_and_settings_files(tmp_path: Path) -> None:
+    config = tmp_path / "claude-config"
+    project = tmp_path / "project"
+    (project / ".claude").mkdir(parents=True)
+    config.mkdir()
+    (config / "settings.json").write_text(json.dumps({"env": {"NO_PROXY": "user.example"}}))
+    (project / ".claude" / "settings.json").write_text(
+        json.dumps({"env": {"no_proxy": "project.example", "HTTPS_PROXY": "http://p:3128"}})
+    )
+    (project / ".claude" / "settings.local.json").write_text("{not json")  # skipped
+    environ = {"CLAUDE_CONFIG_DIR": str(config), "no_proxy": "env.example", "NO_PROXY": ""}
+    assert settings_no_proxy_values(environ, project) == ["user.example", "project.example"]
+    values = user_no_proxy_values(environ, project)
+    assert values == ["env.example", "user.example", "project.example"]
+    env = claude_code_env(
+        base_url="http://127.0.0.1:1",
+        proxy_key=None,
+        tiers=TIERS,
+        context_window=None,
+        timeout_s=1,
+        user_no_proxy=values,
+    )
+    expected = f"env.example,user.example,project.example,{LOOPBACK}"
+    assert env["NO_PROXY"] == env["no_proxy"] == expected
+    assert settings_no_proxy_values({"CLAUDE_CONFIG_DIR": str(tmp_path / "none")}, None) == []
+    (config / "settings.json").write_text(json.dumps(["not", "an", "object"]))
+    assert settings_no_proxy_values({"CLAUDE_CONFIG_DIR": str(config)}, None) == []
+
+
+def test_no_proxy_as_settings_arguments() -> None:
+    env = {"NO_PROXY": "a,127.0.0.1", "no_proxy": "a,127.0.0.1", "ANTHROPIC_AUTH_TOKEN": "secret"}
+    flag, value = no_proxy_settings_arguments(env)
+    assert flag == "--settings"
+    assert json.loads(value) == {"env": {"NO_PROXY": "a,127.0.0.1", "no_proxy": "a,127.0.0.1"}}
+    assert "secret" not in value  # a command line anyone may read
+    assert no_proxy_settings_arguments({"X": "1"}) == []

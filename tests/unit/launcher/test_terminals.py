@@ -109,6 +109,35 @@ def test_posix_script(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="runs bash")
+def test_posix_script_adds_no_proxy_to_the_shells_own(tmp_path: Path) -> None:
+    """The terminal's shell may hold NO_PROXY entries NimBridge never saw: kept, ours added;
+    `claude_args` (NO_PROXY as settings) reach Claude Code whole."""
+    fake_claude = tmp_path / "claude"
+    fake_claude.write_text('#!/bin/sh\necho "$NO_PROXY|$no_proxy"\nprintf "%s\\n" "$@"\n')
+    fake_claude.chmod(0o755)
+    env = {**ENV, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
+    settings = '{"env": {"NO_PROXY": "a b\'c"}}'
+    script = write_launch_script(
+        env, tmp_path, fake_claude, directory=tmp_path, claude_args=["--settings", settings]
+    )
+    result = subprocess.run(
+        ["bash", str(script)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "NO_PROXY": "shell.example"},
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0] == "shell.example,127.0.0.1,localhost|127.0.0.1,localhost"
+    assert lines[1:] == ["--settings", settings]
+
+
+def test_setup_lines_add_no_proxy_to_the_shells_own() -> None:
+    lines = setup_lines({"NO_PROXY": "127.0.0.1"}, shell="posix").splitlines()
+    assert lines[0] == 'export NO_PROXY="${NO_PROXY:+$NO_PROXY,}"127.0.0.1'
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="runs bash")
 def test_posix_script_runs_and_removes_itself(tmp_path: Path) -> None:
     fake_claude = tmp_path / "claude"
     fake_claude.write_text(
