@@ -129,8 +129,10 @@ def main(argv: list[str]) -> int:
         run = [str(python), "-m", "app", *rest]
     else:
         run = [str(python), "-m", "pytest", *rest]
-    # The child gets the terminal and the signals; its exit code is ours.
-    return subprocess.run(run, cwd=ROOT, check=False).returncode
+    os.chdir(ROOT)
+    if os.name == "posix":  # become the app: Ctrl-C, SIGTERM and the exit code are its own
+        os.execv(run[0], run)
+    return subprocess.run(run, check=False).returncode
 
 
 if __name__ == "__main__":
