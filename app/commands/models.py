@@ -10,7 +10,6 @@ from app.core.errors import ProxyError
 from app.server.providers import ProbeResult, ProviderRegistry
 from app.server.upstream import UpstreamClient
 
-
 COLUMNS = ("MODEL", "TOOLS", "VISION", "REASONING", "CONTEXT", "OUTPUT")
 PROBE_COLUMN = "PROBE"
 _WORD_BY_FLAG: dict[bool | None, str] = {True: "yes", False: "no", None: "?"}
