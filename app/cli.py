@@ -3,7 +3,13 @@
 `nimbridge serve` runs the translation server headless; `key`, `models` and
 `doctor` manage and check the set-up. `serve`'s flags are a contract that
 tests and later issues rely on: keep them.
+
+Each command imports what it uses when it runs: `--version` and `--help` must
+answer at once, without aiohttp, pypdf, keyring or Qt (tests/integration/test_cli.py
+checks the modules loaded).
 """
+
+from __future__ import annotations
 
 import argparse
 import asyncio
@@ -15,11 +21,12 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from app import __version__
-from app.config.secrets import ProviderKeys, open_secret_store
 from app.config.settings import (
     NVIDIA_BASE_URL,
+    PROXY_KEY_ENV,
     Settings,
     SettingsError,
     default_settings_path,
@@ -27,26 +34,29 @@ from app.config.settings import (
     load_settings_or_set_aside,
     validate_settings,
 )
-from app.logs import log_crashes, setup_logging
-from app.server.app import ProxyServer
-from app.server.guard import UnsafeBindError
+from app.core.providers import provider_kind_for_url
+
+if TYPE_CHECKING:  # keyring: imported by the commands that open the keychain
+    from app.config.secrets import ProviderKeys
 
 log = logging.getLogger("app.cli")
-PROXY_KEY_ENV = "NIMBRIDGE_PROXY_KEY"
 COMMANDS = ("serve", "gui", "key", "models", "doctor", "code", "selftest")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The top-level parser, and each command's own (whose usage its errors show)."""
     parser = argparse.ArgumentParser(
         prog="nimbridge",
         description="Anthropic Messages API in front of NVIDIA NIM and OpenAI-compatible APIs.",
     )
     parser.add_argument("--version", action="version", version=f"nimbridge {__version__}")
     commands = parser.add_subparsers(dest="command")
+    by_name: dict[str, argparse.ArgumentParser] = {}
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("--config", type=Path, help="settings file (default: the platform's)")
+        by_name[name] = sub
         return sub
 
     serve = command("serve", "run the translation server without a UI")
@@ -75,20 +85,27 @@ def build_parser() -> argparse.ArgumentParser:
     code = command("code", "run Claude Code here, through NimBridge")
     code.add_argument("--model", help="the upstream model Claude Code's default tier uses")
     code.add_argument("--folder", type=Path, help="where Claude Code works (default: here)")
-    code.add_argument("--proxy-key", help="the running NimBridge's proxy key, if it needs one")
+    code.add_argument(
+        "--proxy-key",
+        help=f"the running NimBridge's proxy key, if it needs one (or env {PROXY_KEY_ENV})",
+    )
     code.add_argument(
         "claude_args",
         nargs=argparse.REMAINDER,
         help="after --, arguments for Claude Code (e.g. -- -p 'fix the tests')",
     )
-    return parser
+    return parser, by_name
 
 
 def _server_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     sub.add_argument("--port", type=int, help="port to listen on (default 8787; 0 picks one)")
     sub.add_argument(
-        "--upstream-url", help=f"the default provider's base URL (default {NVIDIA_BASE_URL})"
+        "--upstream-url",
+        help=f"the default provider's base URL (default {NVIDIA_BASE_URL}); its preset "
+        "(pacing, quirks, key variable) follows from the URL: NVIDIA's, OpenAI's, "
+        "OpenRouter's, DeepSeek's, Cloudflare's, Ollama's (port 11434) and LM Studio's "
+        "(1234) on this computer, else custom",
     )
     sub.add_argument("--model", help="upstream model that claude-* names map to by default")
     sub.add_argument(
@@ -99,13 +116,24 @@ def _server_flags(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    raw = list(argv if argv is not None else sys.argv[1:])
+def parse_command_line(raw: list[str]) -> argparse.Namespace:
+    """The arguments; a mistake exits 2 with the usage of the command it was made in."""
+    parser, commands = build_parser()
     if not raw or raw[0] not in (*COMMANDS, "-h", "--help", "--version"):
         raw = ["gui", *raw]  # `nimbridge [serve's flags]` is the tray app
-    args = parser.parse_args(raw)
+    args, unknown = parser.parse_known_args(raw)
+    if unknown:  # argparse would blame the top level and show its usage
+        commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_command_line(list(argv if argv is not None else sys.argv[1:]))
     settings_path = args.config or default_settings_path()
+    # A file named on the command line must be there; the tray app's first run creates it.
+    if args.config is not None and args.command != "gui" and not args.config.exists():
+        print(f"nimbridge: the settings file {args.config} does not exist", file=sys.stderr)
+        return 2
     set_aside_warning: str | None = None
     try:
         if args.command == "gui":  # users: keep a broken file aside and start anyway
@@ -113,11 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:  # servers and scripts: a broken file is an error to fix, as it stands
             settings = load_settings(settings_path)
         if args.command in ("serve", "gui"):
+            url = args.upstream_url
             settings = validate_settings(
                 settings.with_overrides(
                     host=args.host,
                     port=args.port,
-                    upstream_url=args.upstream_url,
+                    upstream_url=url,
+                    upstream_kind=provider_kind_for_url(url) if url is not None else None,
                     model=args.model,
                     log_level=args.log_level,
                 ),
@@ -126,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"nimbridge: invalid settings: {exc}", file=sys.stderr)
         return 2
+    from app.config.secrets import ProviderKeys, open_secret_store
+    from app.logs import log_crashes, setup_logging
+
     if args.command == "selftest":  # reports the keychain itself: do not open it here
         from app.commands.selftest import run_selftest
         from app.ui.diagnostics import qt_platform_plugins
@@ -133,15 +166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_logging("WARNING")
         return run_selftest(qt_platform_plugins)
     # `serve` logs a keychain warning once it listens (so a refusal to start stays
-    # one line); the other commands print it at once.
+    # one line); `doctor` reports it as one of its findings; the others print it at once.
     deferred: list[str] = [set_aside_warning] if set_aside_warning else []
-    warn = deferred.append if args.command in ("serve", "gui") else _warn_now
+    warn: Callable[[str], None] = {
+        "serve": deferred.append,
+        "gui": deferred.append,
+        "doctor": lambda _message: None,
+    }.get(args.command, _warn_now)
     keys = ProviderKeys(open_secret_store(warn=warn), os.environ)
     proxy_key = getattr(args, "proxy_key", None) or os.environ.get(PROXY_KEY_ENV) or None
     secrets = lambda: [*keys.known_secrets(), *filter(None, [proxy_key])]  # noqa: E731
     if args.command == "gui":
         notices = [set_aside_warning] if set_aside_warning else []
         return run_tray_app(settings, settings_path, keys, proxy_key, secrets, deferred, notices)
+    if args.command == "code":  # Claude Code owns the terminal: the log goes to a file
+        return run_code(args, settings, keys, proxy_key, secrets)
     setup_logging(settings.log_level, secrets=secrets)
     log_crashes()
     if args.command == "key":
@@ -165,18 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 settings, keys, provider=args.provider, probe=args.probe, refresh=args.refresh
             )
         )
-    if args.command == "code":
-        from app.commands.code import run_code_command
-
-        claude_args = args.claude_args[1:] if args.claude_args[:1] == ["--"] else args.claude_args
-        return run_code_command(
-            settings,
-            keys,
-            model=args.model,
-            folder=args.folder,
-            claude_args=claude_args,
-            proxy_key=proxy_key,
-        )
     if args.command == "doctor":
         from app.commands.doctor import run_doctor
 
@@ -188,6 +215,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     return asyncio.run(serve(settings, keys, proxy_key, warnings=deferred))
+
+
+def log_path_of(file_name: str) -> Path:
+    """A log file in the platform's log folder (~/.local/state/nimbridge/log on Linux)."""
+    import platformdirs
+
+    return platformdirs.user_log_path("nimbridge", appauthor=False) / file_name
+
+
+def run_code(
+    args: argparse.Namespace,
+    settings: Settings,
+    keys: ProviderKeys,
+    proxy_key: str | None,
+    secrets: Callable[[], Iterable[str]],
+) -> int:
+    """`nimbridge code`: its log goes to its own file (the tray's rotates its own), and
+    what went wrong is summed up once Claude Code has given the terminal back."""
+    from app.commands.code import run_code_command
+    from app.logs import ProblemTally, log_crashes, setup_logging
+
+    log_path = log_path_of("nimbridge-code.log")
+    problems = ProblemTally()
+    setup_logging(
+        settings.log_level, secrets=secrets, log_file=log_path, buffer=problems, stderr=False
+    )
+    log_crashes()
+    claude_args = args.claude_args[1:] if args.claude_args[:1] == ["--"] else args.claude_args
+    return run_code_command(
+        settings,
+        keys,
+        model=args.model,
+        folder=args.folder,
+        claude_args=claude_args,
+        proxy_key=proxy_key,
+        problems=problems,
+        log_path=log_path,
+    )
 
 
 def run_tray_app(
@@ -211,14 +276,12 @@ def run_tray_app(
             file=sys.stderr,
         )
         return 2
-    import platformdirs
-
-    from app.logs import LogBuffer
+    from app.logs import LogBuffer, log_crashes, setup_logging
     from app.service import ProxyService
     from app.ui.qt_main import run_gui
 
     buffer = LogBuffer()
-    log_path = platformdirs.user_log_path("nimbridge", appauthor=False) / "nimbridge.log"
+    log_path = log_path_of("nimbridge.log")
     setup_logging(settings.log_level, secrets=secrets, log_file=log_path, buffer=buffer)
     log_crashes()
     for warning in warnings:
@@ -248,6 +311,9 @@ def _read_secret(prompt: str) -> str:
 async def serve(
     settings: Settings, keys: ProviderKeys, proxy_key: str | None, *, warnings: Sequence[str] = ()
 ) -> int:
+    from app.server.app import ProxyServer
+    from app.server.guard import UnsafeBindError
+
     server = ProxyServer(settings, keys, proxy_key)
     try:
         base_url = await server.start()
@@ -281,7 +347,13 @@ async def serve(
         log.info("no proxy key: NimBridge's provider keys are used, else each client's own")
     for provider in settings.providers:
         status = keys.status(provider)
-        log.info("provider %s: %s, key %s", provider.name, provider.base_url, status.source.value)
+        log.info(
+            "provider %s: %s preset at %s, key %s",
+            provider.name,
+            provider.kind.value,
+            provider.base_url,
+            status.source.value,
+        )
     log.info("claude-* models map to %s", settings.tiers.default)
     try:
         await stop.wait()

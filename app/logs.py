@@ -116,6 +116,43 @@ class LogBuffer(logging.Handler):
         return unsubscribe
 
 
+class ProblemTally(logging.Handler):
+    """Counts WARNING and worse records and keeps each distinct message once, with how
+    often it came: what `nimbridge code` tells once Claude Code has the terminal back."""
+
+    def __init__(self, kept: int = 20) -> None:
+        super().__init__(logging.WARNING)
+        self._kept = kept
+        self._lock_counts = threading.Lock()
+        self.count_by_level: dict[str, int] = {}
+        self.count_by_message: dict[str, int] = {}  # first seen first
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = (record.getMessage().splitlines() or [""])[0][:300]
+        with self._lock_counts:
+            level = record.levelname
+            self.count_by_level[level] = self.count_by_level.get(level, 0) + 1
+            if message in self.count_by_message or len(self.count_by_message) < self._kept:
+                self.count_by_message[message] = self.count_by_message.get(message, 0) + 1
+
+    def summary(self, shown: int = 3) -> list[str]:
+        """A few lines: the counts by level, then the first distinct messages."""
+        with self._lock_counts:
+            if not self.count_by_level:
+                return []
+            counts = ", ".join(
+                f"{count} {level.lower()}{'s' if count > 1 else ''}"
+                for level, count in self.count_by_level.items()
+            )
+            lines = [counts]
+            items = list(self.count_by_message.items())
+        for message, count in items[:shown]:
+            lines.append(f"  {message}" + (f" (x{count})" if count > 1 else ""))
+        if len(items) > shown:
+            lines.append(f"  ... and {len(items) - shown} more kind(s)")
+        return lines
+
+
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever `sys.stderr` is now (test runners and GUIs replace it),
     as the standard library's own last-resort handler does."""
@@ -161,7 +198,7 @@ def setup_logging(
     *,
     secrets: Callable[[], Iterable[str]] = tuple,
     log_file: Path | None = None,
-    buffer: LogBuffer | None = None,
+    buffer: logging.Handler | None = None,  # a LogBuffer, a ProblemTally
     stderr: bool = True,
 ) -> logging.Logger:
     """Give the `app` logger its handlers; only the composition root calls this."""

@@ -6,6 +6,10 @@ random proxy key for the run, so nothing else on the machine can spend the
 user's quota through it. Claude Code runs in this terminal with its settings
 in a private file; its exit code is passed through, and what was started here
 is stopped when it exits.
+
+While Claude Code runs, nothing else writes to the terminal (its full-screen UI
+owns it): the server's log goes to a file, and what went wrong is summed up
+after Claude Code exits.
 """
 
 import asyncio
@@ -17,6 +21,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -24,15 +29,17 @@ from pathlib import Path
 from typing import TextIO
 
 from app.config.secrets import ProviderKeys
-from app.config.settings import Settings
+from app.config.settings import PROXY_KEY_ENV, Settings
 from app.core.capabilities import quirks_for_model
 from app.launcher.discovery import INSTALL_COMMAND, find_claude
 from app.launcher.environment import (
+    PLACEHOLDER_TOKEN,
     claude_code_env,
     process_env,
     user_no_proxy_values,
     write_settings_file,
 )
+from app.logs import ProblemTally
 from app.server.app import ProxyServer
 
 
@@ -46,6 +53,25 @@ def running_nimbridge(host: str, port: int, timeout_s: float = 1.0) -> str | Non
     except (OSError, ValueError):
         return None
     return base_url if isinstance(health, dict) and health.get("status") == "ok" else None
+
+
+def proxy_key_refused(base_url: str, token: str, timeout_s: float = 10.0) -> bool:
+    """Whether the NimBridge at base_url refuses `token` (401), asked with a request
+    that costs nothing upstream: count_tokens is answered by NimBridge itself."""
+    body = {"model": "claude-sonnet-4-6", "messages": [{"role": "user", "content": "hi"}]}
+    request = urllib.request.Request(
+        f"{base_url}/v1/messages/count_tokens",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s):
+            return False
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return exc.code == 401
+    except OSError:  # it stopped meanwhile: Claude Code will say so itself
+        return False
 
 
 class BackgroundServer:
@@ -75,6 +101,8 @@ def run_code_command(
     folder: Path | None,
     claude_args: Sequence[str],
     proxy_key: str | None,
+    problems: ProblemTally | None = None,
+    log_path: Path | None = None,
     err: TextIO = sys.stderr,
 ) -> int:
     claude = find_claude()
@@ -90,6 +118,16 @@ def run_code_command(
     if base_url is not None and not model:
         # Someone else's server: its proxy key is the one kept for it, or the env's.
         token = proxy_key or keys.stored_proxy_key()
+        if proxy_key_refused(base_url, token or PLACEHOLDER_TOKEN):
+            # Else Claude Code retries its 401s in silence for minutes.
+            given = "the proxy key given" if proxy_key else "no proxy key (none given or kept)"
+            print(
+                f"nimbridge: the NimBridge running at {base_url} refused {given}: pass the key "
+                f"it was started with as --proxy-key or {PROXY_KEY_ENV} (the tray app's is "
+                "in Settings > Server > Proxy key: Copy), or stop it to let `code` start its own",
+                file=err,
+            )
+            return 2
         print(f"nimbridge: using the NimBridge already running at {base_url}", file=err)
     else:
         token = proxy_key or secrets.token_urlsafe(24)  # a key for this run only
@@ -138,6 +176,19 @@ def run_code_command(
         settings_file.unlink(missing_ok=True)
         if started is not None:
             started.stop()
+        _sum_up(problems, log_path, err)
+
+
+def _sum_up(problems: ProblemTally | None, log_path: Path | None, err: TextIO) -> None:
+    """After Claude Code: the session's problems in a few lines, and where the log is."""
+    lines = problems.summary() if problems is not None else []
+    where = f"; the log is {log_path}" if log_path is not None else ""
+    if lines:
+        print(f"nimbridge: during the session: {lines[0]}{where}", file=err)
+        for line in lines[1:]:
+            print(line, file=err)
+    elif log_path is not None:
+        print(f"nimbridge: no problems during the session{where}", file=err)
 
 
 class _SigtermForwarder:

@@ -8,10 +8,12 @@ Exit code 0 when nothing failed (warnings allowed), 1 otherwise. No line shows a
 
 import asyncio
 import enum
+import json
 import shutil
 import socket
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -25,7 +27,7 @@ from app.config.secrets import (
 from app.config.settings import RESERVED_PROVIDER_PREFIX, TIER_NAMES, Settings
 from app.core.errors import ProxyError
 from app.core.web_tools import SearchQuery, WebToolError
-from app.server.providers import ProviderRegistry
+from app.server.providers import NO_TOOL_CALL, ProviderRegistry
 from app.server.upstream import UpstreamClient
 from app.server.web_tools import make_web_search
 
@@ -56,10 +58,11 @@ def check_keychain(keys: ProviderKeys) -> Finding:
     store = keys.store
     if store.persistent:
         return Finding(Verdict.OK, "keychain", store.description)
+    why = f" ({store.problem})" if store.problem else ""
     return Finding(
         Verdict.WARN,
         "keychain",
-        "no secure keychain found: keys are kept in memory for this run only. On Linux, "
+        f"no secure keychain found{why}: keys are kept in memory for this run only. On Linux, "
         "install and unlock gnome-keyring or KWallet (a Secret Service); or set the "
         "providers' environment variables (e.g. NVIDIA_API_KEY)",
     )
@@ -70,13 +73,31 @@ def check_port(host: str, port: int) -> Finding:
         try:
             sock.bind((host, port))
         except OSError as exc:
+            version = nimbridge_version_at(host, port)
+            if version is not None:  # the user's own NimBridge (the tray app or `serve`)
+                return Finding(
+                    Verdict.OK, "port", f"{host}:{port} is this NimBridge ({version}), running"
+                )
             return Finding(
                 Verdict.WARN,
                 "port",
-                f"{host}:{port} is in use ({exc.strerror}); if it is not NimBridge already, "
-                "choose another port with --port or in the settings",
+                f"{host}:{port} is in use by another program ({exc.strerror}); choose "
+                "another port with --port or in the settings",
             )
     return Finding(Verdict.OK, "port", f"{host}:{port} is free")
+
+
+def nimbridge_version_at(host: str, port: int, timeout_s: float = 2.0) -> str | None:
+    """The version a NimBridge on host:port says in GET /health; None if none answers."""
+    shown = f"[{host}]" if ":" in host else host
+    try:
+        with urllib.request.urlopen(f"http://{shown}:{port}/health", timeout=timeout_s) as response:
+            health = json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+    if isinstance(health, dict) and health.get("status") == "ok" and "version" in health:
+        return str(health["version"])
+    return None
 
 
 def check_claude_code() -> Finding:
@@ -159,6 +180,15 @@ async def _check_tiers(
             result = await registry.probe(provider, model)
             if not result.entitled:
                 verdict, words = Verdict.FAIL, f"{model} on {provider}: {result.detail}"
+            elif not result.tools:  # False: it answered in text; None: could not tell
+                verdict = Verdict.WARN
+                words = (
+                    f"{model} on {provider} answered without calling the tool, and Claude "
+                    "Code needs tool calls: choose a model whose probe says 'tool calls "
+                    "work' (nimbridge models --probe)"
+                    if result.tools is False and result.detail == NO_TOOL_CALL
+                    else f"{model} on {provider}: tool calls not confirmed ({result.detail})"
+                )
             elif not listed:
                 verdict = Verdict.WARN
                 words = f"{model} answers but is not in {provider}'s model list"
@@ -245,5 +275,11 @@ async def run_doctor(
     for finding in findings:
         print(finding.line(), file=out)
     failed = sum(f.verdict is Verdict.FAIL for f in findings)
-    print("all good" if not failed else f"{failed} problem(s) to fix", file=out)
+    warned = sum(f.verdict is Verdict.WARN for f in findings)
+    if failed:
+        print(f"{failed} problem(s) to fix", file=out)
+    elif warned:
+        print(f"nothing failed; {warned} warning(s) above", file=out)
+    else:
+        print("all good", file=out)
     return 1 if failed else 0

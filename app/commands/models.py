@@ -10,26 +10,42 @@ from app.core.errors import ProxyError
 from app.server.providers import ProbeResult, ProviderRegistry
 from app.server.upstream import UpstreamClient
 
+COLUMNS = ("MODEL", "TOOLS", "VISION", "REASONING", "CONTEXT", "OUTPUT")
+PROBE_COLUMN = "PROBE"
+_WORD_BY_FLAG: dict[bool | None, str] = {True: "yes", False: "no", None: "?"}
 
-def _flag(value: bool | None, word: str) -> str:
-    return {True: word, False: f"no-{word}", None: f"{word}?"}[value]
+
+def _thousands(tokens: int | None) -> str:
+    return f"{tokens // 1024}K" if tokens else "-"
 
 
-def describe(model: CatalogModel, probe: ProbeResult | None) -> str:
+def model_row(model: CatalogModel, probe: ProbeResult | None) -> list[str]:
+    """One model's cells under COLUMNS (and PROBE, when probed): what the catalog and
+    our tables say, then what the one forced tool call said."""
     quirks = model.quirks
-    parts = [
-        _flag(quirks.supports_tools, "tools"),
-        _flag(quirks.supports_images, "vision"),
-        f"reasoning={quirks.reasoning.value}",
+    row = [
+        f"{model.provider}/{model.id}",
+        _WORD_BY_FLAG[quirks.supports_tools],
+        _WORD_BY_FLAG[quirks.supports_images],
+        quirks.reasoning.value,
+        _thousands(quirks.context_window),
+        _thousands(quirks.max_output_tokens),
     ]
-    if quirks.context_window:
-        parts.append(f"context={quirks.context_window // 1024}K")
-    if quirks.max_output_tokens:
-        parts.append(f"output={quirks.max_output_tokens // 1024}K")
     if probe is not None:
         verdict = "entitled" if probe.entitled else "NOT entitled"
-        parts.append(f"probe: {verdict}, {probe.detail}")
-    return " ".join(parts)
+        row.append(f"{verdict}, {probe.detail}")
+    return row
+
+
+def table_lines(rows: list[list[str]]) -> list[str]:
+    """Rows as aligned columns, two spaces apart; the last column is not padded."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+        + "  "
+        + row[-1]
+        for row in rows
+    ]
 
 
 async def run_models_command(
@@ -60,12 +76,13 @@ async def run_models_command(
         except ProxyError as exc:
             print(f"nimbridge: could not list models: {exc.message}", file=err)
             return 1
-        width = max((len(m.provider) + len(m.id) + 1 for m in models), default=0)
+        rows = [[*COLUMNS, *([PROBE_COLUMN] if probe else [])]]
         for model in models:
             result = await registry.probe(model.provider, model.id) if probe else None
-            print(
-                f"{model.provider + '/' + model.id:<{width}}  {describe(model, result)}", file=out
-            )
+            rows.append(model_row(model, result))
+        if models:
+            for line in table_lines(rows):
+                print(line, file=out)
         print(f"{len(models)} chat model(s)", file=out)
         return 0
     finally:

@@ -32,6 +32,8 @@ from app.core.providers import (
 
 NVIDIA_BASE_URL = PRESET_BY_KIND[ProviderKind.NVIDIA].base_url
 SETTINGS_FILE_NAME = "settings.json"
+# The variable that gives the local proxy key (as --proxy-key does), to `serve` and `code`.
+PROXY_KEY_ENV = "NIMBRIDGE_PROXY_KEY"
 TIER_NAMES = ("default", "opus", "sonnet", "haiku", "subagent")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 IMAGE_URL_POLICIES = ("pass", "fetch", "refuse")
@@ -148,14 +150,23 @@ class Settings:
         return found
 
     def with_overrides(
-        self, *, upstream_url: str | None = None, model: str | None = None, **flat: Any
+        self,
+        *,
+        upstream_url: str | None = None,
+        upstream_kind: ProviderKind | None = None,
+        model: str | None = None,
+        **flat: Any,
     ) -> "Settings":
         """A copy with command-line flags applied: `--upstream-url` re-points the default
-        provider, `--model` sets the default tier; other non-None values replace fields."""
+        provider (with `upstream_kind`, the preset its URL means: the command line's
+        `provider_kind_for_url`), `--model` sets the default tier; other non-None values
+        replace fields."""
         changed = replace(self, **{k: v for k, v in flat.items() if v is not None})
         if upstream_url is not None:
             providers = tuple(
-                replace(p, base_url=upstream_url) if p.name == changed.default_provider else p
+                replace(p, base_url=upstream_url, kind=upstream_kind or p.kind)
+                if p.name == changed.default_provider
+                else p
                 for p in changed.providers
             )
             changed = replace(changed, providers=providers)

@@ -7,6 +7,8 @@ models). Nothing here talks to the network or reads a key.
 """
 
 import enum
+import ipaddress
+import urllib.parse
 from dataclasses import dataclass
 
 
@@ -134,3 +136,48 @@ def preset_base_url(kind: ProviderKind, account_id: str | None = None) -> str:
     if "{account_id}" in url:
         url = url.replace("{account_id}", account_id or "")
     return url
+
+
+# Which preset a base URL means (`--upstream-url`): a provider's own domain, or for
+# servers that run on this computer, their usual port on a loopback address. Anything
+# else is `custom`: no pacing or quirks of a provider it is not.
+KIND_BY_DOMAIN: dict[str, ProviderKind] = {
+    "api.nvidia.com": ProviderKind.NVIDIA,  # integrate.api.nvidia.com, ai.api.nvidia.com
+    "api.openai.com": ProviderKind.OPENAI,
+    "openrouter.ai": ProviderKind.OPENROUTER,
+    "api.deepseek.com": ProviderKind.DEEPSEEK,
+    "api.cloudflare.com": ProviderKind.CLOUDFLARE,
+}
+KIND_BY_LOOPBACK_PORT: dict[int, ProviderKind] = {
+    11434: ProviderKind.OLLAMA,
+    1234: ProviderKind.LMSTUDIO,
+    8000: ProviderKind.VLLM,
+}
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def provider_kind_for_url(url: str) -> ProviderKind:
+    """The preset a base URL belongs to, `custom` when none does."""
+    parts = urllib.parse.urlsplit(url.strip())
+    host = (parts.hostname or "").rstrip(".")
+    try:
+        port = parts.port
+    except ValueError:  # not a port number: no known server
+        return ProviderKind.CUSTOM
+    if _is_loopback(host):
+        return KIND_BY_LOOPBACK_PORT.get(port or 0, ProviderKind.CUSTOM)
+    labels = host.split(".")
+    for start in range(len(labels)):  # the host itself, then each parent domain
+        kind = KIND_BY_DOMAIN.get(".".join(labels[start:]))
+        if kind is not None:
+            return kind
+    return ProviderKind.CUSTOM
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

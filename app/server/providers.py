@@ -43,6 +43,9 @@ from app.server.upstream import UpstreamClient, encode_json_body, read_error_bod
 log = logging.getLogger(__name__)
 
 
+NO_TOOL_CALL = "answered without calling the tool"  # a probe's detail
+
+
 @dataclass(slots=True)
 class ProbeResult:
     """What one forced tool call told us about a model and this key."""
@@ -338,7 +341,7 @@ class ProviderRegistry:
             finally:
                 response.release()
             called = _called_a_tool(answer)
-            detail = "tool calls work" if called else "answered without calling the tool"
+            detail = "tool calls work" if called else NO_TOOL_CALL
             result = ProbeResult(True, called, detail)
             break
         assert result is not None

@@ -107,6 +107,7 @@ def test_keys_live_in_the_real_keychain(
     # The frozen keyring finds the Secret Service backend (entry points + SecretStorage).
     env = keychain_env(secret_service_session)
     config = tmp_path / "settings.json"
+    config.write_text("{}")  # a file named by --config must exist
     stored = run(
         "key",
         "set",

@@ -113,6 +113,7 @@ def nimbridge_code_command(
         "PATH": f"{where}{os.pathsep}{os.environ.get('PATH', '')}",
         "HOME": str(tmp_path / "home"),  # Claude Code's own state stays in the test's folder
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),  # where `code` keeps its log
         "NVIDIA_API_KEY": "nvapi-e2e-upstream-key-0000",
         "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
     }
@@ -227,6 +228,13 @@ def test_claude_code_runs_a_tool_through_nimbridge(upstream: FakeUpstream, tmp_p
     sent = upstream.chat_requests[-1]
     assert sent.headers["Authorization"] == "Bearer nvapi-e2e-upstream-key-0000"
     assert "nvapi-e2e-upstream-key-0000" not in result.stdout + result.stderr
+    # Claude Code's terminal got none of the server's log lines: they are in the file.
+    log = code_log(tmp_path).read_text()
+    assert "POST /v1/messages" in log and "POST /v1/messages" not in result.stderr
+    assert "nvapi-e2e-upstream-key-0000" not in log
+    assert result.stderr.rstrip().endswith(
+        f"no problems during the session; the log is {code_log(tmp_path)}"
+    )
 
 
 def bash_call(index: int, call_id: str, command: str) -> dict[str, Any]:
@@ -595,6 +603,11 @@ def dead_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def code_log(tmp_path: Path) -> Path:
+    """The log `nimbridge code` wrote (nimbridge_code_command's XDG_STATE_HOME)."""
+    return tmp_path / "state" / "nimbridge" / "log" / "nimbridge-code.log"
+
+
 def gateway_models_cache(tmp_path: Path) -> list[dict[str, Any]]:
     """What Claude Code kept from the discovery answer for its `/model` picker."""
     cache = tmp_path / "home" / ".claude" / "cache" / "gateway-models.json"
@@ -617,8 +630,11 @@ def test_claude_code_discovers_nimbridges_models_within_3_s_of_a_slow_upstream(
         upstream, tmp_path, where, "hello", "Bash", settings={"log_level": "INFO"}
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    found = DISCOVERY_LOG.search(result.stderr)
-    assert found is not None, result.stderr
+    # The server's log goes to a file while Claude Code has the terminal.
+    log = code_log(tmp_path)
+    assert log.name in result.stderr
+    found = DISCOVERY_LOG.search(log.read_text())
+    assert found is not None, log.read_text()
     assert int(found[1]) < 3000
     kept = {m["id"]: m["display_name"] for m in gateway_models_cache(tmp_path)}
     # The upstream's list was late: the tier model is what was known.

@@ -7,13 +7,20 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import anthropic
 import pytest
 
-from tests.fake_upstream import FakeUpstream, http_request, reply_stream, text_stream
+from tests.fake_upstream import (
+    FakeUpstream,
+    http_request,
+    reply_json,
+    reply_stream,
+    text_stream,
+)
 from tests.integration.conftest import track
 
 
@@ -54,13 +61,20 @@ UPSTREAM_SECRET = "nvapi-cli-upstream-secret"
 def spawn_serve(
     upstream: FakeUpstream, program: Sequence[str] = (sys.executable, "-m", "app")
 ) -> subprocess.Popen[str]:
-    """`serve` on a free port in front of the fake upstream, with a proxy key."""
+    """`serve` on a free port in front of the fake upstream (as NVIDIA), with a proxy key."""
+    # --upstream-url would pick the custom preset for a loopback URL: the file names NVIDIA's.
+    config = Path(tempfile.mkdtemp(prefix="nimbridge-cli-")) / "settings.json"
+    config.write_text(
+        json.dumps(
+            {"providers": [{"name": "nvidia", "kind": "nvidia", "base_url": upstream.base_url}]}
+        )
+    )
     return spawn(
         "serve",
+        "--config",
+        str(config),
         "--port",
         "0",
-        "--upstream-url",
-        upstream.base_url,
         "--model",
         "fake/model",
         "--proxy-key",
@@ -299,3 +313,167 @@ def test_help_lists_the_serve_flags() -> None:
         "--log-level",
     ):
         assert flag in out
+
+
+# ------------------------------------------------------------------ a new user's first hour
+
+HEAVY_MODULES = ("aiohttp", "pypdf", "bs4", "PySide6", "keyring")
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["serve", "--help"]])
+def test_version_and_help_import_only_what_they_need(args: list[str]) -> None:
+    """They answer at once: nothing heavy is imported, measured as the modules loaded."""
+    probe = (
+        "import sys\n"
+        "import app.cli\n"
+        "try:\n"
+        f"    app.cli.main({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.stderr.strip().splitlines()[-1] == "[]", done.stderr
+    assert done.stdout  # it did answer
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "app", *args], capture_output=True, timeout=60, check=True
+    )
+    assert time.monotonic() - started < 1.5  # generous: 0.3 s on an idle machine
+
+
+def test_an_unknown_flag_shows_that_commands_usage() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "serve", "--bogus"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith("usage: nimbridge serve ")
+    assert "unrecognized arguments: --bogus" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["serve"], ["models"], ["doctor"], ["key", "status"], ["code"], ["selftest"]]
+)
+def test_a_named_settings_file_that_does_not_exist_is_an_error(
+    command: list[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "nowhere" / "settings.json"
+    process = spawn(*command, "--config", str(missing))
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and str(missing) in lines[0] and "does not exist" in lines[0], err
+
+
+def test_the_tray_app_may_be_named_a_settings_file_it_will_create(tmp_path: Path) -> None:
+    # Its first run creates the file; here, without a display, it stops for that reason.
+    missing = tmp_path / "settings.json"
+    no_display = {"DISPLAY": "", "WAYLAND_DISPLAY": "", "QT_QPA_PLATFORM": ""}
+    process = spawn("--config", str(missing), env=no_display)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and "no display found" in err and "does not exist" not in err
+
+
+@pytest.mark.parametrize(
+    ("url", "preset"),
+    [
+        ("http://127.0.0.1:9/v1", "custom"),
+        ("http://localhost:11434/v1", "ollama"),
+        ("https://integrate.api.nvidia.com/v1", "nvidia"),
+    ],
+)
+def test_serve_says_which_preset_its_upstream_url_picked(url: str, preset: str) -> None:
+    process = spawn("serve", "--port", "0", "--upstream-url", url)
+    try:
+        base_url_of(process)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        _, err = process.communicate(timeout=10)
+        assert f"provider nvidia: {preset} preset at {url}" in err, err
+    finally:
+        finish(process)
+
+
+def fake_claude(folder: Path, script: str) -> dict[str, str]:
+    """A `claude` on PATH that runs `script` (Python) instead; the env to find it."""
+    claude = folder / "bin" / "claude"
+    claude.parent.mkdir(parents=True, exist_ok=True)
+    claude.write_text(f"#!{sys.executable}\n{script}")
+    claude.chmod(0o755)
+    return {"PATH": f"{claude.parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def test_code_joining_a_nimbridge_with_another_proxy_key_says_so_and_stops(
+    served: tuple[subprocess.Popen[str], str], tmp_path: Path
+) -> None:
+    _, url = served
+    config = tmp_path / "settings.json"
+    config.write_text(json.dumps({"port": int(url.rsplit(":", 1)[1])}))
+    env = fake_claude(tmp_path, "print('claude-started')\n")
+    refused = spawn("code", "--config", str(config), env=env)
+    out, err = refused.communicate(timeout=60)
+    assert refused.returncode == 2 and "claude-started" not in out
+    lines = [line for line in err.splitlines() if "nimbridge:" in line]
+    assert any(
+        "refused" in line and "--proxy-key" in line and "NIMBRIDGE_PROXY_KEY" in line
+        for line in lines
+    ), err
+    assert PROXY_KEY not in err
+    joined = spawn("code", "--config", str(config), env={**env, "NIMBRIDGE_PROXY_KEY": PROXY_KEY})
+    out, err = joined.communicate(timeout=60)
+    assert joined.returncode == 0 and out.strip() == "claude-started", err
+
+
+CLAUDE_ASKS_ONCE = """\
+import json, os, sys, urllib.error, urllib.request
+print("CLAUDE-START", file=sys.stderr, flush=True)
+request = urllib.request.Request(
+    os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages",
+    data=json.dumps({"model": "claude-sonnet-4-6", "max_tokens": 5,
+                     "messages": [{"role": "user", "content": "hi"}]}).encode(),
+    headers={"Authorization": "Bearer " + os.environ["ANTHROPIC_AUTH_TOKEN"],
+             "content-type": "application/json"},
+)
+try:
+    urllib.request.urlopen(request, timeout=30).read()
+except urllib.error.HTTPError as error:
+    print("status", error.code)
+print("CLAUDE-END", file=sys.stderr, flush=True)
+"""
+
+
+def test_code_keeps_the_terminal_to_claude_code_and_sums_up_problems_after(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.enqueue(reply_json({"error": {"message": "upstream fell over"}}, status=500))
+    config = tmp_path / "settings.json"
+    config.write_text(
+        json.dumps(
+            {
+                "providers": [{"name": "nvidia", "kind": "nvidia", "base_url": upstream.base_url}],
+                "port": 1,  # nothing answers there: `code` starts its own server
+                "retry_max_attempts": 1,
+            }
+        )
+    )
+    state = tmp_path / "state"
+    env = {**fake_claude(tmp_path, CLAUDE_ASKS_ONCE), "XDG_STATE_HOME": str(state)}
+    process = spawn("code", "--config", str(config), env=env)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "status 500" in out
+    during = err.split("CLAUDE-START\n", 1)[1].split("CLAUDE-END\n", 1)
+    assert during[0] == "", err  # nothing but Claude Code wrote while it ran
+    after = during[1]
+    assert "1 warning" in after and "upstream fell over" in after, after
+    log_files = list(state.rglob("*.log"))
+    assert len(log_files) == 1 and str(log_files[0]) in after
+    logged = log_files[0].read_text()
+    assert (
+        "WARNING app.server.app: req_" in logged and "POST /v1/messages claude-sonnet-4-6" in logged
+    )

@@ -3,6 +3,7 @@ Secret Service, the fake upstream as the provider."""
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -11,7 +12,8 @@ from pathlib import Path
 import anthropic
 import pytest
 
-from app.commands.doctor import Finding, Verdict, check_web_fetch, check_web_search
+from app import __version__
+from app.commands.doctor import Finding, Verdict, check_port, check_web_fetch, check_web_search
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings
 from app.core.providers import Provider, ProviderKind
@@ -114,8 +116,19 @@ def test_models_lists_chat_models_with_capabilities(config: Path, upstream: Fake
     listed = run("models", "--probe", "--config", str(config), env={"NVIDIA_API_KEY": "k"})
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
-    assert lines[0].startswith("nvidia/meta/llama-3.3-70b-instruct")
-    assert "context=128K" in lines[0] and "probe: entitled, tool calls work" in lines[0]
+    # A table: a header, one model per line, each column under its name.
+    assert lines[0].split() == [
+        "MODEL",
+        "TOOLS",
+        "VISION",
+        "REASONING",
+        "CONTEXT",
+        "OUTPUT",
+        "PROBE",
+    ]
+    assert lines[1].startswith("nvidia/meta/llama-3.3-70b-instruct ")
+    assert lines[1][lines[0].index("CONTEXT") :].startswith("128K ")
+    assert lines[1][lines[0].index("PROBE") :] == "entitled, tool calls work"
     assert not any("embed" in line for line in lines)  # cannot chat: filtered
     assert lines[-1] == "1 chat model(s)"
 
@@ -148,6 +161,57 @@ def test_doctor_says_what_is_wrong(config: Path, upstream: FakeUpstream) -> None
         good.stdout
     )
     assert "nvapi-doctor-key" not in good.stdout + good.stderr
+
+
+def test_doctor_warns_of_a_tool_less_model_and_knows_its_own_nimbridge(
+    config: Path, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    server = spawn("serve", "--config", str(config), env={"NVIDIA_API_KEY": "nvapi-doctor-key"})
+    try:
+        port = int(base_url_of(server).rsplit(":", 1)[1])
+        on_that_port = tmp_path / "on-port.json"
+        on_that_port.write_text(json.dumps({**json.loads(config.read_text()), "port": port}))
+        # The fake upstream answers the probe with text: no tool call.
+        checked = run(
+            "doctor",
+            "--config",
+            str(on_that_port),
+            env={"NVIDIA_API_KEY": "nvapi-doctor-key", "PATH": "/usr/bin:/bin"},
+        )
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+        finish(server)
+    lines = checked.stdout.splitlines()
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert any(
+        line.startswith(
+            "[warn] default model: meta/llama-3.3-70b-instruct on nvidia answered without "
+            "calling the tool, and Claude Code needs tool calls"
+        )
+        for line in lines
+    ), checked.stdout
+    assert f"[  ok] port: 127.0.0.1:{port} is this NimBridge ({__version__}), running" in (
+        checked.stdout
+    )
+    warnings = sum(line.startswith("[warn]") for line in lines)
+    assert warnings >= 3 and lines[-1] == f"nothing failed; {warnings} warning(s) above"
+    # The keychain is one finding, said once.
+    keychain = [
+        line for line in (checked.stdout + checked.stderr).splitlines() if "keychain" in line
+    ]
+    assert len(keychain) == 1 and keychain[0].startswith("[warn] keychain:"), keychain
+
+
+def test_doctor_warns_of_a_port_another_program_holds(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "settings.json"
+        config.write_text(json.dumps({"port": port}))
+        finding = check_port("127.0.0.1", port)
+    assert finding.verdict is Verdict.WARN and "is in use" in finding.words
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import pytest
 from app.logs import (
     LIBRARY_LOGGERS,
     MASK,
+    ProblemTally,
     RedactingFilter,
     RotatingLogFile,
     log_crashes,
@@ -148,3 +149,35 @@ def test_the_log_file_rotates_by_what_it_wrote(tmp_path: Path) -> None:
         "nimbridge.log.2",
     ]
     assert all(p.stat().st_size <= 1000 for p in tmp_path.iterdir())
+
+
+def test_the_problem_tally_sums_up_warnings_and_worse_redacted(tmp_path: Path) -> None:
+    tally = ProblemTally()
+    root = setup_logging(
+        "INFO", secrets=lambda: SECRETS, log_file=tmp_path / "code.log", buffer=tally, stderr=False
+    )
+    try:
+        log = logging.getLogger("app.test")
+        log.info("an ordinary request")
+        for _ in range(3):
+            log.warning("upstream 500 with key %s", SECRETS[0])
+        log.error("a bug\nwith a second line")
+        for n in range(4):
+            log.warning("kind %d", n)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        root.propagate = True
+        for name in LIBRARY_LOGGERS:
+            library = logging.getLogger(name)
+            library.handlers.clear()
+            library.propagate, library.level = True, logging.NOTSET
+    assert tally.summary() == [
+        "7 warnings, 1 error",
+        f"  upstream 500 with key {MASK} (x3)",
+        "  a bug",
+        "  kind 0",
+        "  ... and 3 more kind(s)",
+    ]
+    assert ProblemTally().summary() == []

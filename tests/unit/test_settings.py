@@ -265,6 +265,11 @@ def test_command_line_overrides() -> None:
     changed = Settings().with_overrides(upstream_url="http://127.0.0.1:9/v1", model="m", port=1)
     assert changed.default.base_url == "http://127.0.0.1:9/v1"
     assert changed.tiers.default == "m" and changed.port == 1
+    assert changed.default.kind is ProviderKind.NVIDIA  # no kind given: the preset stays
+    repointed = Settings().with_overrides(
+        upstream_url="http://127.0.0.1:9/v1", upstream_kind=ProviderKind.CUSTOM
+    )
+    assert repointed.default.kind is ProviderKind.CUSTOM and repointed.default.name == "nvidia"
     with pytest.raises(SettingsError, match="'upstream_url'"):
         validate_settings(Settings().with_overrides(upstream_url="ftp://x"), "command line")
 

@@ -9,6 +9,7 @@ from app.core.providers import (
     Provider,
     ProviderKind,
     preset_base_url,
+    provider_kind_for_url,
 )
 
 
@@ -47,3 +48,35 @@ def test_preset_base_url() -> None:
 def test_explicit_model_upstream_id() -> None:
     assert ExplicitModel("coder", remote_id="Qwen/Qwen3-Coder").upstream_id == "Qwen/Qwen3-Coder"
     assert ExplicitModel("coder").upstream_id == "coder"
+
+
+@pytest.mark.parametrize(
+    ("url", "kind"),
+    [
+        ("https://integrate.api.nvidia.com/v1", ProviderKind.NVIDIA),
+        ("https://ai.api.nvidia.com/v1/", ProviderKind.NVIDIA),
+        ("https://api.openai.com/v1", ProviderKind.OPENAI),
+        ("https://openrouter.ai/api/v1", ProviderKind.OPENROUTER),
+        ("https://api.deepseek.com", ProviderKind.DEEPSEEK),
+        ("https://api.cloudflare.com/client/v4/accounts/abc/ai/v1", ProviderKind.CLOUDFLARE),
+        ("http://127.0.0.1:11434/v1", ProviderKind.OLLAMA),
+        ("http://localhost:11434/v1", ProviderKind.OLLAMA),
+        ("http://[::1]:1234/v1", ProviderKind.LMSTUDIO),
+        ("http://127.0.0.2:8000/v1", ProviderKind.VLLM),
+        # a local llama.cpp or vLLM on another port, a LAN box, a look-alike host: custom
+        ("http://127.0.0.1:8080/v1", ProviderKind.CUSTOM),
+        ("http://localhost/v1", ProviderKind.CUSTOM),
+        ("http://192.168.1.20:11434/v1", ProviderKind.CUSTOM),
+        ("https://api.nvidia.com.example.org/v1", ProviderKind.CUSTOM),
+        ("https://notopenrouter.ai/v1", ProviderKind.CUSTOM),
+        ("http://127.0.0.1:port/v1", ProviderKind.CUSTOM),
+        ("not a url", ProviderKind.CUSTOM),
+    ],
+)
+def test_the_url_decides_the_preset(url: str, kind: ProviderKind) -> None:
+    assert provider_kind_for_url(url) is kind
+
+
+@pytest.mark.parametrize("kind", [k for k in ProviderKind if k is not ProviderKind.CUSTOM])
+def test_each_presets_own_url_picks_that_preset(kind: ProviderKind) -> None:
+    assert provider_kind_for_url(preset_base_url(kind, "account")) is kind
