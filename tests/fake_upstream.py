@@ -9,6 +9,7 @@ with its headers and JSON body, and whether the proxy went away mid-response.
 
 import asyncio
 import base64
+import copy
 import json
 import re
 import struct
@@ -325,6 +326,23 @@ async def default_workers_ai_image(request: web.Request, record: Recorded) -> we
     return web.Response(body=tiny_png(shade), content_type="image/png")
 
 
+# What the fake lists at /models until a test says otherwise; `reset` brings it back.
+DEFAULT_MODELS: list[dict[str, Any]] = [
+    {
+        "id": "meta/llama-3.3-70b-instruct",
+        "object": "model",
+        "created": 1_733_000_000,
+        "owned_by": "meta",
+    },
+    {
+        "id": "qwen/qwen3-coder-480b-a35b-instruct",
+        "object": "model",
+        "created": 1_753_000_000,
+        "owned_by": "qwen",
+    },
+]
+
+
 class FakeUpstream:
     def __init__(self, *, keepalive_s: float = 75.0) -> None:
         self.keepalive_s = keepalive_s  # idle connections closed after it (aiohttp's 75 s)
@@ -333,20 +351,7 @@ class FakeUpstream:
         self.images_queue: deque[Behaviour] = deque()  # for image generation, both APIs
         self.models_queue: deque[Behaviour] = deque()  # for /models
         self.cloudflare_models: list[dict[str, Any]] = []  # for Workers AI's model search
-        self.models = [
-            {
-                "id": "meta/llama-3.3-70b-instruct",
-                "object": "model",
-                "created": 1_733_000_000,
-                "owned_by": "meta",
-            },
-            {
-                "id": "qwen/qwen3-coder-480b-a35b-instruct",
-                "object": "model",
-                "created": 1_753_000_000,
-                "owned_by": "qwen",
-            },
-        ]
+        self.models = copy.deepcopy(DEFAULT_MODELS)  # for /models
         self.cancelled = threading.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -364,6 +369,8 @@ class FakeUpstream:
         self.models_queue.clear()
         self.images_queue.clear()
         self.cancelled.clear()
+        self.models = copy.deepcopy(DEFAULT_MODELS)  # a test that changed them can't leak
+        self.cloudflare_models = []
 
     @property
     def chat_requests(self) -> list[Recorded]:

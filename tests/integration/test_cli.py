@@ -375,7 +375,10 @@ def test_the_tray_app_may_be_named_a_settings_file_it_will_create(tmp_path: Path
     missing = tmp_path / "settings.json"
     no_display = {"DISPLAY": "", "WAYLAND_DISPLAY": "", "QT_QPA_PLATFORM": ""}
     process = spawn("--config", str(missing), env=no_display)
-    _, err = process.communicate(timeout=60)
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        finish(process)  # a tray app left running would hold the single-instance lock
     assert process.returncode == 2 and "no display found" in err and "does not exist" not in err
 
 
