@@ -159,6 +159,34 @@ def fill(controller: FakeController) -> None:
                 attempts=4,
                 error="rate limited by nvidia: cooling down for 28 s",
             )
+        if i in (0, 16):  # Claude Code's start-up listing: no model, a method and path
+            row = summary(
+                row.request_id,
+                started_at=at,
+                method="GET",
+                path="/v1/models",
+                client_model=None,
+                upstream_model=None,
+                stream=None,
+                ttfb_ms=2.0,
+                duration_ms=4.0,
+                input_tokens=None,
+                output_tokens=None,
+            )
+        if i == 1:
+            row = summary(
+                row.request_id,
+                started_at=at,
+                client_model=None,
+                upstream_model=None,
+                status=401,
+                stream=None,
+                ttfb_ms=None,
+                duration_ms=3.0,
+                input_tokens=None,
+                output_tokens=None,
+                error="wrong proxy key: send NimBridge's key (Settings → Server → Proxy key)",
+            )
         if i == 13:
             row = summary(
                 row.request_id,
