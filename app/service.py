@@ -362,12 +362,15 @@ class ProxyService:
                 host, port = self._settings.host, self._settings.port
                 self._state = ServerState.ERROR
                 free = _free_port_near(host, port)
-                offer = f" ({free} is free)" if free else ""
+                offer = f" ({free} is free now)" if free else ""
+                # Words a person acts on; the OS's own text (aiohttp's "error while
+                # attempting to bind...") goes to the log only.
                 self._last_error = (
-                    f"cannot listen on {host}:{port} ({exc.strerror or 'address in use'}); "
-                    f"another program may use the port: choose another one in Settings{offer}"
+                    f"Port {port} is taken: another program (perhaps another NimBridge) "
+                    f"already listens on {host}:{port}. Close it, or choose another port "
+                    f"in Settings → Server → Port{offer}."
                 )
-                log.warning("%s", self._last_error)
+                log.warning("%s (%s)", self._last_error, exc.strerror or exc)
             else:
                 self._server, self._state = server, ServerState.RUNNING
                 log.info("NimBridge listening on %s", server.base_url)

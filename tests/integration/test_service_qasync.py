@@ -152,8 +152,10 @@ def test_port_taken_is_an_error_status_in_words(
     status = service.status()
     assert status.state is ServerState.ERROR and status.health.value == "error"
     assert status.last_error and f"127.0.0.1:{port}" in status.last_error
-    assert "choose another one in Settings" in status.last_error
-    offered = int(status.last_error.rsplit("(", 1)[1].split()[0])  # "... (8788 is free)"
+    assert status.last_error.startswith(f"Port {port} is taken: another program")
+    assert "choose another port in Settings → Server → Port" in status.last_error
+    assert "bind" not in status.last_error  # the OS's words stay in the log
+    offered = int(status.last_error.rsplit("(", 1)[1].split()[0])  # "... (8788 is free now)."
     assert offered > port
     assert status.needs_key  # no NVIDIA key anywhere: the tray says so
 
