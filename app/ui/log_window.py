@@ -15,7 +15,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from PySide6.QtCore import (
@@ -61,9 +61,13 @@ from PySide6.QtWidgets import (
 
 from app.logs import LogLine, redact
 from app.service import ProxyController, RequestDetail, RequestSummary
+from app.ui._tasks import spawn
 from app.ui.bridge import LOG_CAPACITY, REQUEST_CAPACITY, LogPump, RequestPump
 
+log = logging.getLogger(__name__)
+
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+WRAP_SETTING = "log_wrap_lines"  # in Settings.ui
 _LEVEL_NO = logging.getLevelNamesMapping()
 _LINE_HEAD = re.compile(r"^\d\d:\d\d:\d\d\.\d\d\d (\w+)")
 # Highlighter block states (QSyntaxHighlighter's default is -1).
@@ -214,6 +218,10 @@ class LogPanel(QWidget):
         self.follow.setCheckable(True)
         self.follow.setChecked(True)
         self.follow.setToolTip("Keep the newest line in view")
+        self.wrap = QPushButton("Wrap lines")
+        self.wrap.setCheckable(True)
+        self.wrap.setChecked(bool(controller.settings.ui.get(WRAP_SETTING, False)))
+        self.wrap.setToolTip("Fold long lines at the window's edge instead of scrolling sideways")
         self.copy = QPushButton("Copy")
         self.copy.setToolTip("Copy the selection, or every shown line")
         self.clear = QPushButton("Clear")
@@ -222,7 +230,7 @@ class LogPanel(QWidget):
         self.view = QPlainTextEdit()
         self.view.setReadOnly(True)
         self.view.setUndoRedoEnabled(False)
-        self.view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self._show_wrap(self.wrap.isChecked())
         self.view.setMaximumBlockCount(capacity)  # bounded memory, whatever arrives
         self.view.setFont(_fixed_font())
         self.view.setPlaceholderText("Nothing logged yet.")
@@ -234,7 +242,7 @@ class LogPanel(QWidget):
         bar.addWidget(QLabel("Level"))
         bar.addWidget(self.level)
         bar.addWidget(self.search, 1)
-        for button in (self.pause, self.follow, self.copy, self.clear, self.open_file):
+        for button in (self.pause, self.follow, self.wrap, self.copy, self.clear, self.open_file):
             bar.addWidget(button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -246,6 +254,7 @@ class LogPanel(QWidget):
         self.search.textChanged.connect(self._filters_changed)
         self.pause.toggled.connect(self._pause_toggled)
         self.follow.toggled.connect(self._follow_toggled)
+        self.wrap.toggled.connect(self._wrap_toggled)
         self.copy.clicked.connect(self.copy_text)
         self.clear.clicked.connect(self.clear_log)
         self.open_file.clicked.connect(self.open_log_file)
@@ -303,6 +312,31 @@ class LogPanel(QWidget):
         if follow:
             scroll = self.view.verticalScrollBar()
             scroll.setValue(scroll.maximum())
+
+    def _show_wrap(self, wrap: bool) -> None:
+        mode = (
+            QPlainTextEdit.LineWrapMode.WidgetWidth if wrap else QPlainTextEdit.LineWrapMode.NoWrap
+        )
+        self.view.setLineWrapMode(mode)
+
+    def _wrap_toggled(self, wrap: bool) -> None:
+        self._show_wrap(wrap)
+        if self.follow.isChecked():
+            scroll = self.view.verticalScrollBar()
+            scroll.setValue(scroll.maximum())
+        spawn(self._remember_wrap(wrap), name="remember log wrap")
+
+    async def _remember_wrap(self, wrap: bool) -> None:
+        """Kept in the settings' `ui` section, so the next window opens the same way."""
+        settings = self._controller.settings
+        if bool(settings.ui.get(WRAP_SETTING, False)) == wrap:
+            return
+        try:
+            await self._controller.apply_settings(
+                replace(settings, ui={**settings.ui, WRAP_SETTING: wrap})
+            )
+        except Exception as exc:  # a read-only settings file: wrapping still works now
+            log.warning("could not remember the log window's line wrapping: %s", exc)
 
     def copy_text(self) -> None:
         cursor = self.view.textCursor()

@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QModelIndex, Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QPlainTextEdit
 from pytestqt.qtbot import QtBot
 
 from app.logs import LogLine
@@ -17,6 +17,7 @@ from app.service import RequestDetail
 from app.ui.bridge import LogPump
 from app.ui.log_window import LogWindow, RequestDetailDialog, RequestTableModel
 from tests.ui.fakes import FakeController, summary
+from tests.ui.qt_async import qasync_loop  # noqa: F401  (fixture)
 
 FAKE_KEY = "nvapi-AAAAAAAAAAAAAAAA"
 
@@ -294,6 +295,28 @@ def test_log_pump_alone_batches(qtbot: QtBot, controller: FakeController) -> Non
         controller.emit_logs(make_lines(15))
     assert len(blocker.args[0]) == 10 and pump.dropped == 5
     pump.close()
+
+
+@pytest.mark.usefixtures("qasync_loop")
+def test_wrap_lines_is_a_toggle_remembered_in_the_ui_settings(
+    qtbot: QtBot, window: LogWindow, controller: FakeController
+) -> None:
+    view = window.log.view
+    assert view.lineWrapMode() is QPlainTextEdit.LineWrapMode.NoWrap  # the default
+    controller.emit_logs(make_lines(1, text="x" * 2000))
+    window.log_pump.flush()
+    assert view.horizontalScrollBar().maximum() > 0  # runs off the right edge
+    window.log.wrap.click()
+    assert view.lineWrapMode() is QPlainTextEdit.LineWrapMode.WidgetWidth
+    qtbot.waitUntil(lambda: controller.settings.ui.get("log_wrap_lines") is True)
+    assert view.horizontalScrollBar().maximum() == 0
+    reopened = LogWindow(controller)  # the next window (or the next run) wraps too
+    qtbot.addWidget(reopened)
+    assert reopened.log.wrap.isChecked()
+    assert reopened.log.view.lineWrapMode() is QPlainTextEdit.LineWrapMode.WidgetWidth
+    reopened.log.wrap.click()
+    qtbot.waitUntil(lambda: controller.settings.ui.get("log_wrap_lines") is False)
+    reopened.shutdown()
 
 
 # ---------------------------------------------------------------- requests
