@@ -366,9 +366,9 @@ class ProxyService:
                 # Words a person acts on; the OS's own text (aiohttp's "error while
                 # attempting to bind...") goes to the log only.
                 self._last_error = (
-                    f"Port {port} is taken: another program (perhaps another NimBridge) "
-                    f"already listens on {host}:{port}. Close it, or choose another port "
-                    f"in Settings → Server → Port{offer}."
+                    f"Port {port} on {host} is taken by another program (perhaps another "
+                    f"NimBridge). Close it, or choose another port in Settings → Server → "
+                    f"Port{offer}."
                 )
                 log.warning("%s (%s)", self._last_error, exc.strerror or exc)
             else:

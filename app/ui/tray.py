@@ -67,6 +67,22 @@ def status_line(status: ServiceStatus) -> str:
     )
 
 
+MENU_LINE_CHARS = 90
+
+
+def menu_line(text: str) -> str:
+    """A long status cut for the menu (a menu is as wide as its widest line): its
+    first sentence, else a cut at a word. The whole text is the item's tooltip,
+    the no-tray window's label and a balloon."""
+    if len(text) <= MENU_LINE_CHARS:
+        return text
+    end = text.find(". ")
+    if 0 < end < MENU_LINE_CHARS:
+        return text[: end + 1] + " …"
+    cut = text.rfind(" ", 0, MENU_LINE_CHARS)
+    return text[: cut if cut > 0 else MENU_LINE_CHARS].rstrip(" ,;:(") + "…"
+
+
 def keychain_line(status: ServiceStatus) -> str | None:
     """Said beside the status, for as long as it lasts: keys entered now are lost at exit."""
     if status.keychain_problem is None:
@@ -154,11 +170,15 @@ class TrayMenu(QObject):
         for submenu in menu.findChildren(QMenu):  # the last build's (clear() keeps them)
             submenu.deleteLater()
         menu.clear()
-        line = menu.addAction(status_line(status))
+        words = status_line(status)
+        line = menu.addAction(menu_line(words))
         line.setEnabled(False)
+        line.setToolTip(words)
         keychain = keychain_line(status)
         if keychain:
-            menu.addAction(keychain).setEnabled(False)
+            trouble = menu.addAction(menu_line(keychain))
+            trouble.setEnabled(False)
+            trouble.setToolTip(keychain)
         menu.addSeparator()
         running = status.state is ServerState.RUNNING
         if running:

@@ -62,6 +62,25 @@ def test_menu_follows_the_status(controller: FakeController, opened: list[str]) 
     assert texts(menu)[0] == "Needs an NVIDIA key: open Settings"
 
 
+def test_a_long_error_is_cut_in_the_menu_and_whole_in_its_tooltip(
+    controller: FakeController, opened: list[str], qtbot: QtBot
+) -> None:
+    error = (
+        "Port 8787 on 127.0.0.1 is taken by another program (perhaps another NimBridge). "
+        "Close it, or choose another port in Settings → Server → Port (8788 is free now)."
+    )
+    controller.set_status(state=ServerState.ERROR, last_error=error)
+    menu = TrayMenu(controller, windows(opened))
+    first = menu.menu.actions()[0]
+    assert first.text() == (
+        "Error: Port 8787 on 127.0.0.1 is taken by another program (perhaps another NimBridge). …"
+    )
+    assert first.toolTip() == f"Error: {error}"
+    window = MainWindow(controller, windows(opened))  # a window has room: the whole text
+    qtbot.addWidget(window)
+    assert window.status_label.text() == f"Error: {error}"
+
+
 def test_a_keychain_problem_stays_in_sight(controller: FakeController, opened: list[str]) -> None:
     controller.set_status(state=ServerState.RUNNING, base_url="http://127.0.0.1:8787")
     menu = TrayMenu(controller, windows(opened))
