@@ -269,7 +269,9 @@ class ProxyService:
         self._requests_today = 0
         self._failed_today = 0
         self._rows: deque[RequestSummary] = deque(maxlen=REQUEST_ROWS_KEPT)
-        self._details: OrderedDict[str, RequestRecord] = OrderedDict()
+        # Each record with the row made when it finished: its times are fixed then
+        # (a summary made later would count the time since as the request's).
+        self._details: OrderedDict[str, tuple[RequestRecord, RequestSummary]] = OrderedDict()
         self._status_subscribers: list[Callable[[ServiceStatus], None]] = []
         self._request_subscribers: list[Callable[[RequestSummary], None]] = []
         self._lock = asyncio.Lock()  # start/stop/apply never overlap
@@ -360,12 +362,15 @@ class ProxyService:
                 host, port = self._settings.host, self._settings.port
                 self._state = ServerState.ERROR
                 free = _free_port_near(host, port)
-                offer = f" ({free} is free)" if free else ""
+                offer = f" ({free} is free now)" if free else ""
+                # Words a person acts on; the OS's own text (aiohttp's "error while
+                # attempting to bind...") goes to the log only.
                 self._last_error = (
-                    f"cannot listen on {host}:{port} ({exc.strerror or 'address in use'}); "
-                    f"another program may use the port: choose another one in Settings{offer}"
+                    f"Port {port} on {host} is taken by another program (perhaps another "
+                    f"NimBridge). Close it, or choose another port in Settings → Server → "
+                    f"Port{offer}."
                 )
-                log.warning("%s", self._last_error)
+                log.warning("%s (%s)", self._last_error, exc.strerror or exc)
             else:
                 self._server, self._state = server, ServerState.RUNNING
                 log.info("NimBridge listening on %s", server.base_url)
@@ -427,7 +432,7 @@ class ProxyService:
             self._last_error = record.error if failed and record.status != 499 else None
             row = _summary_of(record, self._secrets())
             self._rows.append(row)
-            self._details[record.request_id] = record
+            self._details[record.request_id] = (record, row)
             while len(self._details) > REQUEST_DETAILS_KEPT:
                 self._details.popitem(last=False)
             for callback in list(self._request_subscribers):
@@ -447,9 +452,10 @@ class ProxyService:
         return [*self._keys.known_secrets(), *filter(None, [self._proxy_key])]
 
     def request_detail(self, request_id: str) -> RequestDetail | None:
-        record = self._details.get(request_id)
-        if record is None:
+        kept = self._details.get(request_id)
+        if kept is None:
             return None
+        record, row = kept
         secrets = self._secrets()
         provider = (
             self._settings.provider(record.upstream_model.rsplit("@", 1)[-1])
@@ -463,7 +469,7 @@ class ProxyService:
             else "(streamed: see the log for the upstream's chunks at DEBUG level)"
         )
         return RequestDetail(
-            summary=_summary_of(record, secrets),
+            summary=row,
             client_request=_redact(_json_text(record.client_body), secrets),
             upstream_request=_redact(upstream_request, secrets),
             upstream_response=_redact(response, secrets),

@@ -15,12 +15,14 @@ import re
 import time
 from collections import deque
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 from PySide6.QtCore import (
     QAbstractTableModel,
+    QEvent,
     QModelIndex,
+    QObject,
     QPersistentModelIndex,
     Qt,
     QUrl,
@@ -49,6 +51,8 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSplitter,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableView,
     QTabWidget,
     QVBoxLayout,
@@ -57,9 +61,13 @@ from PySide6.QtWidgets import (
 
 from app.logs import LogLine, redact
 from app.service import ProxyController, RequestDetail, RequestSummary
+from app.ui._tasks import spawn
 from app.ui.bridge import LOG_CAPACITY, REQUEST_CAPACITY, LogPump, RequestPump
 
+log = logging.getLogger(__name__)
+
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+WRAP_SETTING = "log_wrap_lines"  # in Settings.ui
 _LEVEL_NO = logging.getLevelNamesMapping()
 _LINE_HEAD = re.compile(r"^\d\d:\d\d:\d\d\.\d\d\d (\w+)")
 # Highlighter block states (QSyntaxHighlighter's default is -1).
@@ -210,6 +218,10 @@ class LogPanel(QWidget):
         self.follow.setCheckable(True)
         self.follow.setChecked(True)
         self.follow.setToolTip("Keep the newest line in view")
+        self.wrap = QPushButton("Wrap lines")
+        self.wrap.setCheckable(True)
+        self.wrap.setChecked(bool(controller.settings.ui.get(WRAP_SETTING, False)))
+        self.wrap.setToolTip("Fold long lines at the window's edge instead of scrolling sideways")
         self.copy = QPushButton("Copy")
         self.copy.setToolTip("Copy the selection, or every shown line")
         self.clear = QPushButton("Clear")
@@ -218,7 +230,7 @@ class LogPanel(QWidget):
         self.view = QPlainTextEdit()
         self.view.setReadOnly(True)
         self.view.setUndoRedoEnabled(False)
-        self.view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self._show_wrap(self.wrap.isChecked())
         self.view.setMaximumBlockCount(capacity)  # bounded memory, whatever arrives
         self.view.setFont(_fixed_font())
         self.view.setPlaceholderText("Nothing logged yet.")
@@ -230,7 +242,7 @@ class LogPanel(QWidget):
         bar.addWidget(QLabel("Level"))
         bar.addWidget(self.level)
         bar.addWidget(self.search, 1)
-        for button in (self.pause, self.follow, self.copy, self.clear, self.open_file):
+        for button in (self.pause, self.follow, self.wrap, self.copy, self.clear, self.open_file):
             bar.addWidget(button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -242,6 +254,7 @@ class LogPanel(QWidget):
         self.search.textChanged.connect(self._filters_changed)
         self.pause.toggled.connect(self._pause_toggled)
         self.follow.toggled.connect(self._follow_toggled)
+        self.wrap.toggled.connect(self._wrap_toggled)
         self.copy.clicked.connect(self.copy_text)
         self.clear.clicked.connect(self.clear_log)
         self.open_file.clicked.connect(self.open_log_file)
@@ -299,6 +312,31 @@ class LogPanel(QWidget):
         if follow:
             scroll = self.view.verticalScrollBar()
             scroll.setValue(scroll.maximum())
+
+    def _show_wrap(self, wrap: bool) -> None:
+        mode = (
+            QPlainTextEdit.LineWrapMode.WidgetWidth if wrap else QPlainTextEdit.LineWrapMode.NoWrap
+        )
+        self.view.setLineWrapMode(mode)
+
+    def _wrap_toggled(self, wrap: bool) -> None:
+        self._show_wrap(wrap)
+        if self.follow.isChecked():
+            scroll = self.view.verticalScrollBar()
+            scroll.setValue(scroll.maximum())
+        spawn(self._remember_wrap(wrap), name="remember log wrap")
+
+    async def _remember_wrap(self, wrap: bool) -> None:
+        """Kept in the settings' `ui` section, so the next window opens the same way."""
+        settings = self._controller.settings
+        if bool(settings.ui.get(WRAP_SETTING, False)) == wrap:
+            return
+        try:
+            await self._controller.apply_settings(
+                replace(settings, ui={**settings.ui, WRAP_SETTING: wrap})
+            )
+        except Exception as exc:  # a read-only settings file: wrapping still works now
+            log.warning("could not remember the log window's line wrapping: %s", exc)
 
     def copy_text(self) -> None:
         cursor = self.view.textCursor()
@@ -359,23 +397,45 @@ def is_failed(row: RequestSummary) -> bool:
     return row.error is not None or (row.status is not None and row.status >= 400)
 
 
+def request_words(row: RequestSummary) -> str:
+    """What the Request column says: the model route, or the method and path of a
+    request that names no model (`GET /v1/models`, one refused before routing)."""
+    if row.client_model is None and row.upstream_model is None:
+        return f"{row.method} {row.path}"
+    if row.upstream_model is None:
+        return f"{row.client_model} · {row.method} {row.path}"
+    return f"{row.client_model or '?'} → {row.upstream_model}"
+
+
+def notes_words(row: RequestSummary) -> str:
+    """Retries and repairs in one column: both are rare, so they share the room."""
+    retries = max(row.attempts - 1, 0)
+    words = [f"{retries} {'retry' if retries == 1 else 'retries'}"] if retries else []
+    return ", ".join([*words, *row.repairs])
+
+
 class RequestTableModel(QAbstractTableModel):
     """The last `capacity` requests, newest on top; a row seen again replaces itself."""
 
     COLUMNS: ClassVar[tuple[str, ...]] = (
         "Time",
-        "Model",
+        "Request",
         "Stream",
         "Status",
         "TTFB",
         "Duration",
-        "Tokens in",
-        "Tokens out",
-        "Retries",
-        "Repairs",
+        "Tokens in / out",
+        "Notes",
         "Error",
     )
-    _RIGHT: ClassVar[frozenset[int]] = frozenset({3, 4, 5, 6, 7, 8})
+    HEADER_TIPS: ClassVar[dict[int, str]] = {
+        1: "The model asked for → the upstream model@provider; method and path when\n"
+        "the request names no model",
+        4: "Time to the first byte of the answer",
+        7: "Retries of the upstream call, and what NimBridge repaired in the answer",
+    }
+    REQUEST_COLUMN, NOTES_COLUMN, ERROR_COLUMN = 1, 7, 8
+    _RIGHT: ClassVar[frozenset[int]] = frozenset({3, 4, 5, 6})
     ID_ROLE = Qt.ItemDataRole.UserRole
 
     def __init__(self, capacity: int = REQUEST_CAPACITY, *, dark: bool = False) -> None:
@@ -420,8 +480,12 @@ class RequestTableModel(QAbstractTableModel):
     def headerData(  # noqa: N802
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
     ) -> object:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
             return self.COLUMNS[section]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.HEADER_TIPS.get(section)
         return None
 
     def text(self, row: RequestSummary, column: int) -> str:
@@ -429,7 +493,7 @@ class RequestTableModel(QAbstractTableModel):
             case 0:
                 return time.strftime("%H:%M:%S", time.localtime(row.started_at))
             case 1:
-                return f"{row.client_model or '?'} → {row.upstream_model or '?'}"
+                return request_words(row)
             case 2:
                 return {True: "yes", False: "no", None: ""}[row.stream]
             case 3:
@@ -439,15 +503,12 @@ class RequestTableModel(QAbstractTableModel):
             case 5:
                 return _ms(row.duration_ms)
             case 6:
-                return _count(row.input_tokens)
+                if row.input_tokens is None and row.output_tokens is None:
+                    return ""
+                return f"{_count(row.input_tokens) or '–'} / {_count(row.output_tokens) or '–'}"
             case 7:
-                return _count(row.output_tokens)
+                return notes_words(row)
             case 8:
-                retries = max(row.attempts - 1, 0)
-                return str(retries) if retries else ""
-            case 9:
-                return ", ".join(row.repairs)
-            case 10:
                 return redact(row.error or "")
         return ""
 
@@ -460,17 +521,18 @@ class RequestTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return redact(self.text(row, column))
         if role == Qt.ItemDataRole.ToolTipRole:
-            tip = f"{row.request_id}  {row.method} {row.path}"
+            # The whole text of a cell the column may cut, then what identifies the row.
+            lines = [f"{row.request_id}  {row.method} {row.path}"]
+            if column in (self.REQUEST_COLUMN, self.NOTES_COLUMN) and self.text(row, column):
+                lines.insert(0, self.text(row, column))
             if row.error:
-                tip += "\n" + redact(row.error)
-            if column in (1, 9) and self.text(row, column):
-                tip = self.text(row, column) + "\n" + tip
-            return tip
+                lines.append(f"Error: {row.error}")
+            return redact("\n".join(lines))
         if role == Qt.ItemDataRole.TextAlignmentRole and column in self._RIGHT:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.BackgroundRole and is_failed(row):
             return self._failed_bg
-        if role == Qt.ItemDataRole.ForegroundRole and is_failed(row) and column in (3, 10):
+        if role == Qt.ItemDataRole.ForegroundRole and is_failed(row) and column in (3, 8):
             return self._failed_fg
         if role == Qt.ItemDataRole.FontRole and is_failed(row) and column == 3:
             font = QFont()
@@ -557,13 +619,13 @@ class RequestDetailDialog(QDialog):
 
     @staticmethod
     def _describe(row: RequestSummary) -> str:
-        model = RequestTableModel()
+        routed = row.client_model is not None or row.upstream_model is not None
         parts = [
             f"{row.request_id}: {row.method} {row.path}",
-            model.text(row, 1),
+            request_words(row) if routed else "",
             f"status {row.status}" if row.status is not None else "no status",
-            f"TTFB {_ms(row.ttfb_ms)}" if row.ttfb_ms is not None else "",
             f"took {_ms(row.duration_ms)}",
+            f"first byte after {_ms(row.ttfb_ms)}" if row.ttfb_ms is not None else "",
             f"{row.attempts} attempts" if row.attempts > 1 else "",
             f"repairs: {', '.join(row.repairs)}" if row.repairs else "",
             f"error: {row.error}" if row.error else "",
@@ -579,6 +641,14 @@ class RequestDetailDialog(QDialog):
         for title, pane in zip(self.PANES, self.panes, strict=True):
             sections.append(f"# {title}\n{pane.toPlainText()}")
         QGuiApplication.clipboard().setText("\n\n".join(sections))
+
+
+class _MiddleElideDelegate(QStyledItemDelegate):
+    def initStyleOption(  # noqa: N802 (Qt's name)
+        self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex
+    ) -> None:
+        super().initStyleOption(option, index)
+        option.textElideMode = Qt.TextElideMode.ElideMiddle
 
 
 class RequestPanel(QWidget):
@@ -611,23 +681,32 @@ class RequestPanel(QWidget):
         # Widths from the font, not from the rows: ResizeToContents would measure
         # up to 1,000 rows on every batch.
         metrics = self.fontMetrics()
-        # The model column gets most of a common upstream name; the Error column
-        # (last) stretches over what is left.
+        # Number columns as narrow as their header; the Request and Error columns share
+        # what is left (`_fit_columns`). What is cut shows "…", and the whole text is in
+        # the cell's tooltip.
         samples = (
             "00:00:00",
-            "claude-sonnet-4-6 → qwen/qwen3-coder-480b-",
+            "",  # Request: fitted
             "Stream",
             "Status",
             "1234 ms",
-            "Duration",
-            "Tokens in",
-            "Tokens out",
-            "Retries",
-            "tool arguments",
+            "120.00 s",
+            "123,456 / 12,345",
+            "1 retry",
         )
+        header_metrics = header.fontMetrics()
         for column, sample in enumerate(samples):
-            header.resizeSection(column, metrics.horizontalAdvance(sample) + 24)
+            title = RequestTableModel.COLUMNS[column]
+            width = max(metrics.horizontalAdvance(sample), header_metrics.horizontalAdvance(title))
+            header.resizeSection(column, width + 20)
+        common_route = "claude-sonnet-4-6 → qwen/qwen3-coder-480b-a35b-instruct@nvidia"
+        self._route_width = metrics.horizontalAdvance(common_route) + 20
+        self._error_min_width = metrics.horizontalAdvance("x" * 40)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.table.viewport().installEventFilter(self)
+        # A route is cut in its middle, so its provider (at the end) stays in sight.
+        self._middle_elide = _MiddleElideDelegate(self.table)
+        self.table.setItemDelegateForColumn(RequestTableModel.REQUEST_COLUMN, self._middle_elide)
         self.table.activated.connect(self._row_activated)  # double-click and Enter
         self.hint = QLabel("Double-click a request (or press Enter) to see what was sent.")
         layout = QVBoxLayout(self)
@@ -638,6 +717,24 @@ class RequestPanel(QWidget):
 
     def add_requests(self, batch: Sequence[RequestSummary]) -> None:
         self.model.add(batch)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 (Qt's name)
+        if watched is self.table.viewport() and event.type() == QEvent.Type.Resize:
+            self._fit_columns()
+        return False
+
+    def _fit_columns(self) -> None:
+        """The Request column gets a whole common route if the Error column keeps room
+        for a short error; the Error column (last, stretched) gets the rest."""
+        header = self.table.horizontalHeader()
+        fixed = sum(
+            header.sectionSize(c)
+            for c in range(self.model.columnCount())
+            if c not in (RequestTableModel.REQUEST_COLUMN, RequestTableModel.ERROR_COLUMN)
+        )
+        free = self.table.viewport().width() - fixed
+        route = min(self._route_width, max(free - self._error_min_width, free // 2))
+        header.resizeSection(RequestTableModel.REQUEST_COLUMN, max(route, 120))
 
     def _row_activated(self, index: QModelIndex) -> None:
         request_id = self.model.data(self.model.index(index.row(), 0), RequestTableModel.ID_ROLE)

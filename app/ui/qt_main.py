@@ -12,26 +12,26 @@ import getpass
 import signal
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
 from PySide6.QtWidgets import (
     QApplication,
-    QHBoxLayout,
+    QGridLayout,
     QLabel,
-    QPushButton,
+    QSizePolicy,
     QSystemTrayIcon,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from app.service import Health, ProxyController, ServerState, ServiceStatus
-from app.ui._tasks import spawn
+from app.service import Health, ProxyController, ServiceStatus
 from app.ui.launch import ClaudeCodeLauncher
 from app.ui.log_window import LogWindow
 from app.ui.model_picker import ModelPicker
 from app.ui.qt_loop import QtEventLoop
 from app.ui.settings_window import SettingsDialog
-from app.ui.tray import TrayIcon, Windows, icon_for, status_line
+from app.ui.tray import TrayIcon, TrayMenu, Windows, icon_for, keychain_line, status_line
 
 # Beyond the settings' shutdown_grace_s: what a stop may take to end the requests it cut.
 QUIT_MARGIN_S = 5.0
@@ -75,46 +75,106 @@ class SingleInstance(QObject):
 
 
 class MainWindow(QWidget):
-    """The same controls as the tray menu, for desktops without a system tray."""
+    """The tray menu's controls as buttons, for desktops without a system tray.
+
+    The buttons are the tray menu's own actions (`TrayMenu`, rebuilt from the
+    status), so both offer the same things and behave alike; a group of the menu
+    (between separators) is a row here.
+    """
 
     status_changed = Signal(object)
+    FEEDBACK_MS = 5000
 
     def __init__(self, controller: ProxyController, windows: Windows) -> None:
         super().__init__()
         self.setWindowTitle("NimBridge")
         self.controller = controller
+        self.menu = TrayMenu(controller, windows, feedback=self.show_feedback)
         self.status_label = QLabel()
         self.status_label.setWordWrap(True)
-        self.start_stop = QPushButton()
-        self.start_stop.clicked.connect(self._start_stop)
-        row = QHBoxLayout()
-        row.addWidget(self.start_stop)
-        for text, callback in (
-            ("Logs", windows.open_logs),
-            ("Settings", windows.open_settings),
-            ("Quit", windows.quit),
-        ):
-            button = QPushButton(text)
-            button.setEnabled(callback is not None)
-            if callback is not None:
-                button.clicked.connect(lambda checked=False, c=callback: c())
-            row.addWidget(button)
+        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        bold = self.status_label.font()
+        bold.setBold(True)
+        self.status_label.setFont(bold)
+        self.detail_label = QLabel()  # default model, keychain trouble
+        self.detail_label.setWordWrap(True)
+        self.buttons = QGridLayout()
+        self.buttons.setHorizontalSpacing(8)
+        self.feedback_label = QLabel()
+        self.feedback_label.setStyleSheet("color: #1e7d32;")
+        self._feedback_timer = QTimer(self)
+        self._feedback_timer.setSingleShot(True)
+        self._feedback_timer.timeout.connect(self.feedback_label.clear)
         layout = QVBoxLayout(self)
         layout.addWidget(self.status_label)
-        layout.addLayout(row)
+        layout.addWidget(self.detail_label)
+        layout.addSpacing(6)
+        layout.addLayout(self.buttons)
+        layout.addWidget(self.feedback_label)
+        layout.addStretch(1)
+        self._shape: object = None
         self.status_changed.connect(self.show_status)
         self._unsubscribe = controller.subscribe_status(self.status_changed.emit)
         self.show_status(controller.status())
 
+    def button(self, text: str) -> QToolButton:
+        """The button of the menu action with this text (tests click them)."""
+        for found in self.findChildren(QToolButton):
+            action = found.defaultAction()
+            if action is not None and action.text() == text:
+                return found
+        raise KeyError(text)
+
     def show_status(self, status: ServiceStatus) -> None:
         self.setWindowIcon(icon_for(status.health))
         self.status_label.setText(status_line(status))
-        running = status.state is ServerState.RUNNING
-        self.start_stop.setText("Stop server" if running else "Start server")
+        details = [f"Default model: {status.tiers.default}"]
+        keychain = keychain_line(status)
+        if keychain:
+            details.append(keychain)
+        self.detail_label.setText("\n".join(details))
+        # What the actions depend on; a change of in-flight count alone keeps the buttons.
+        shape = (status.state, status.base_url, status.proxy_key, status.tiers)
+        if shape != self._shape:
+            self._shape = shape
+            self._rebuild_buttons()
 
-    def _start_stop(self) -> None:
-        running = self.controller.status().state is ServerState.RUNNING
-        spawn(self.controller.stop() if running else self.controller.start(), name="start/stop")
+    def _rebuild_buttons(self) -> None:
+        if QApplication.activePopupWidget() is not None:  # a button's menu is open
+            self._shape = None
+            QTimer.singleShot(500, lambda: self.show_status(self.controller.status()))
+            return
+        while (item := self.buttons.takeAt(0)) is not None:
+            widget = item.widget()
+            if widget is not None:
+                widget.deleteLater()
+        self.menu.rebuild()
+        actions = self.menu.menu.actions()
+        # The status lines (up to the first separator) are the labels above.
+        first = next((i for i, a in enumerate(actions) if a.isSeparator()), -1)
+        row = column = width = 0
+        made: list[QToolButton] = []
+        for action in actions[first + 1 :]:
+            if action.isSeparator():
+                row, column = (row + 1, 0) if column else (row, column)
+                continue
+            button = QToolButton()
+            button.setDefaultAction(action)
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+            if action.menu() is not None:
+                button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+            self.buttons.addWidget(button, row, column)
+            made.append(button)
+            width = max(width, button.sizeHint().width())
+            column += 1
+        for button in made:  # one width: a tidy grid (+ room for a menu's arrow)
+            button.setMinimumWidth(width + 24)
+            button.setMinimumHeight(button.sizeHint().height() + 6)
+
+    def show_feedback(self, words: str) -> None:
+        self.feedback_label.setText(words)
+        self._feedback_timer.start(self.FEEDBACK_MS)
 
 
 class App:

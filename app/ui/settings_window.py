@@ -44,6 +44,7 @@ from app.config.settings import Settings, SettingsError, is_loopback, validate_s
 from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind, preset_base_url
 from app.service import ProxyController
 from app.ui._tasks import spawn
+from app.ui.form_fields import align_label_columns, show_url
 from app.ui.web_tools_tab import WebToolsTab
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,7 @@ class AddProviderDialog(QDialog):
         self.kind_combo.currentIndexChanged.connect(self._kind_changed)
         self.name_edit.textEdited.connect(self._touch_name)
         self.base_url_edit.textEdited.connect(self._touch_url)
+        self.base_url_edit.textChanged.connect(self.base_url_edit.setToolTip)
         self.account_edit.textEdited.connect(self._account_changed)
         buttons.accepted.connect(self._accept_if_valid)
         buttons.rejected.connect(self.reject)
@@ -202,7 +204,7 @@ class AddProviderDialog(QDialog):
             url = (
                 preset_base_url(self.kind, account) if self.kind is not ProviderKind.CUSTOM else ""
             )
-            self.base_url_edit.setText(url)
+            show_url(self.base_url_edit, url)
 
     def _problem(self) -> str | None:
         provider = self.provider()
@@ -389,6 +391,7 @@ class SettingsDialog(QDialog):
         self.account_edit.textEdited.connect(self._account_edited)
         self.base_url_edit.textEdited.connect(self._base_url_edited)
         self.key_edit.textChanged.connect(self._update_key_buttons)
+        self.key_edit.textEdited.connect(self._key_typed)
         self.key_edit.returnPressed.connect(self._save_key)
         self.save_key_button.clicked.connect(self._save_key)
         self.remove_key_button.clicked.connect(self._remove_key)
@@ -468,7 +471,7 @@ class SettingsDialog(QDialog):
             self.account_label.setVisible(cloudflare)
             self.account_edit.setVisible(cloudflare)
             self.account_edit.setText(draft.account_id or "")
-            self.base_url_edit.setText(draft.base_url)
+            show_url(self.base_url_edit, draft.base_url)
             self.key_edit.clear()
             self.key_message_label.clear()
             if preset.keys_page:
@@ -492,13 +495,16 @@ class SettingsDialog(QDialog):
         # Keep the base URL in step with the account id unless the user changed the URL.
         if draft.base_url == preset_base_url(draft.kind, draft.account_id):
             draft.base_url = preset_base_url(draft.kind, text.strip())
-            self.base_url_edit.setText(draft.base_url)
+            show_url(self.base_url_edit, draft.base_url)
         draft.account_id = text
+        self.key_message_label.clear()  # a test's verdict was for the old account
 
     def _base_url_edited(self, text: str) -> None:
         draft = self.current_draft
+        self.base_url_edit.setToolTip(text)
         if draft is not None and not self._filling:
             draft.base_url = text
+            self.key_message_label.clear()  # a test's verdict was for the old URL
 
     def _default_chosen(self, index: int) -> None:
         if 0 <= index < len(self._drafts):
@@ -569,6 +575,10 @@ class SettingsDialog(QDialog):
     def _update_key_buttons(self) -> None:
         self.save_key_button.setEnabled(bool(self.key_edit.text().strip()))
         self.test_button.setEnabled(not self._testing and self.current_draft is not None)
+
+    def _key_typed(self) -> None:
+        if not self._testing:  # "Failed: ..." was about the key before this one
+            self.key_message_label.clear()
 
     def _save_key(self) -> None:
         draft = self.current_draft
@@ -692,9 +702,7 @@ class SettingsDialog(QDialog):
         self.show_proxy_key_button.setCheckable(True)
         self.show_proxy_key_button.toggled.connect(self._show_proxy_key)
         self.copy_proxy_key_button = QPushButton("Copy")
-        self.copy_proxy_key_button.clicked.connect(
-            lambda checked=False: QGuiApplication.clipboard().setText(self.proxy_key_edit.text())
-        )
+        self.copy_proxy_key_button.clicked.connect(self._copy_proxy_key)
         self.regenerate_proxy_key_button = QPushButton("Regenerate")
         self.regenerate_proxy_key_button.setToolTip(
             "Make a new random key; clients (Claude Code) must then send the new one"
@@ -724,8 +732,10 @@ class SettingsDialog(QDialog):
 
         self.commit_spin = self._seconds(settings.commit_window_s, 0.0, 10.0, step=0.1, decimals=1)
         self.commit_spin.setToolTip(
-            "How long NimBridge holds the answer back while the upstream has not really\n"
-            "started, so a failed start can still be retried invisibly"
+            "While the provider has not begun its answer, NimBridge waits up to this long\n"
+            "before it starts the reply to Claude Code. A provider that fails within that\n"
+            "time is retried without Claude Code noticing; later, a failure ends the reply\n"
+            "with an error. 0 starts every reply at once. (commit_window_s in the file)"
         )
         self.connect_spin = self._seconds(
             settings.connect_timeout_s, 1.0, 300.0, step=1, decimals=0
@@ -761,13 +771,18 @@ class SettingsDialog(QDialog):
 
         timing = QGroupBox("Timing")
         time_form = QFormLayout(timing)
-        time_form.addRow("Commit window:", self.commit_spin)
+        time_form.addRow("Retry unnoticed within:", self.commit_spin)
+        retry_label = time_form.labelForField(self.commit_spin)
+        if retry_label is not None:
+            retry_label.setToolTip(self.commit_spin.toolTip())
         time_form.addRow("Connect timeout:", self.connect_spin)
         time_form.addRow("Read timeout:", self.read_spin)
 
         streaming = QGroupBox("Streaming")
         streaming_layout = QVBoxLayout(streaming)
         streaming_layout.addWidget(self.smooth_check)
+
+        align_label_columns(net_form, time_form)
 
         tab = QWidget()
         layout = QVBoxLayout(tab)
@@ -780,6 +795,11 @@ class SettingsDialog(QDialog):
         self.host_edit.textChanged.connect(self._host_changed)
         self._host_changed(self.host_edit.text())
         return tab
+
+    def _copy_proxy_key(self) -> None:
+        QGuiApplication.clipboard().setText(self.proxy_key_edit.text())
+        self.copy_proxy_key_button.setText("Copied")  # the key itself is never shown
+        QTimer.singleShot(2000, lambda: self.copy_proxy_key_button.setText("Copy"))
 
     def _show_proxy_key(self, shown: bool) -> None:
         mode = QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password

@@ -67,6 +67,22 @@ def status_line(status: ServiceStatus) -> str:
     )
 
 
+MENU_LINE_CHARS = 90
+
+
+def menu_line(text: str) -> str:
+    """A long status cut for the menu (a menu is as wide as its widest line): its
+    first sentence, else a cut at a word. The whole text is the item's tooltip,
+    the no-tray window's label and a balloon."""
+    if len(text) <= MENU_LINE_CHARS:
+        return text
+    end = text.find(". ")
+    if 0 < end < MENU_LINE_CHARS:
+        return text[: end + 1] + " …"
+    cut = text.rfind(" ", 0, MENU_LINE_CHARS)
+    return text[: cut if cut > 0 else MENU_LINE_CHARS].rstrip(" ,;:(") + "…"
+
+
 def keychain_line(status: ServiceStatus) -> str | None:
     """Said beside the status, for as long as it lasts: keys entered now are lost at exit."""
     if status.keychain_problem is None:
@@ -101,14 +117,34 @@ def claude_code_setup(status: ServiceStatus, shell: Shell = "posix") -> str:
     return setup_lines(env, shell=shell)
 
 
-class TrayMenu(QObject):
-    """The QMenu, rebuilt from live status on every `aboutToShow`."""
+SETUP_SHELLS: tuple[tuple[str, Shell], ...] = (
+    ("POSIX shell", "posix"),
+    ("PowerShell", "powershell"),
+    ("cmd", "cmd"),
+)
+NOT_RUNNING_TIP = "Start the server first: the address and key are known once it runs"
 
-    def __init__(self, controller: ProxyController, windows: Windows) -> None:
+
+class TrayMenu(QObject):
+    """The QMenu, rebuilt from live status on every `aboutToShow`.
+
+    `feedback` is told, in words, what a Copy action put on the clipboard (never
+    the text itself: it may hold the proxy key). The window shown where there is
+    no tray lays out the same actions as buttons (qt_main.MainWindow).
+    """
+
+    def __init__(
+        self,
+        controller: ProxyController,
+        windows: Windows,
+        feedback: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__()
         self.controller = controller
         self.windows = windows
+        self.feedback = feedback
         self.menu = QMenu()
+        self.menu.setToolTipsVisible(True)  # why an item is disabled
         self.menu.aboutToShow.connect(self.rebuild)
         self.rebuild()
 
@@ -131,12 +167,18 @@ class TrayMenu(QObject):
     def rebuild(self) -> None:
         status = self.controller.status()
         menu = self.menu
+        for submenu in menu.findChildren(QMenu):  # the last build's (clear() keeps them)
+            submenu.deleteLater()
         menu.clear()
-        line = menu.addAction(status_line(status))
+        words = status_line(status)
+        line = menu.addAction(menu_line(words))
         line.setEnabled(False)
+        line.setToolTip(words)
         keychain = keychain_line(status)
         if keychain:
-            menu.addAction(keychain).setEnabled(False)
+            trouble = menu.addAction(menu_line(keychain))
+            trouble.setEnabled(False)
+            trouble.setToolTip(keychain)
         menu.addSeparator()
         running = status.state is ServerState.RUNNING
         if running:
@@ -147,23 +189,30 @@ class TrayMenu(QObject):
             menu.addAction("Start server").triggered.connect(
                 lambda checked=False: spawn(self.controller.start(), name="start server")
             )
+        # Both copies need the running server's address: enabled (or not) together.
         copy_url = menu.addAction("Copy base URL")
         copy_url.setEnabled(running)
+        copy_url.setToolTip((status.base_url or "") if running else NOT_RUNNING_TIP)
         copy_url.triggered.connect(
-            lambda checked=False: QGuiApplication.clipboard().setText(status.base_url or "")
+            lambda checked=False: self._copy(status.base_url or "", "Base URL copied")
         )
         setup = menu.addMenu("Copy Claude Code setup")
-        shells: tuple[tuple[str, Shell], ...] = (
-            ("POSIX shell", "posix"),
-            ("PowerShell", "powershell"),
-            ("cmd", "cmd"),
+        setup.setToolTipsVisible(True)
+        setup.menuAction().setEnabled(running)
+        setup.menuAction().setToolTip(
+            "The environment variables that point Claude Code, started in your own\n"
+            "terminal, at NimBridge"
+            if running
+            else NOT_RUNNING_TIP
         )
-        for text, shell in shells:
+        for text, shell in SETUP_SHELLS:
             setup.addAction(text).triggered.connect(
-                lambda checked=False, sh=shell: QGuiApplication.clipboard().setText(
-                    claude_code_setup(status, sh)
+                lambda checked=False, sh=shell, name=text: self._copy(
+                    claude_code_setup(status, sh),
+                    f"Claude Code setup for {name} copied: paste it into that terminal",
                 )
             )
+        menu.addSeparator()
         self._add_window_action(
             "Launch Claude Code...",
             self.windows.launch_claude_code,
@@ -187,6 +236,11 @@ class TrayMenu(QObject):
         self._add_window_action("Settings...", self.windows.open_settings)
         menu.addSeparator()
         self._add_window_action("Quit", self.windows.quit)
+
+    def _copy(self, text: str, words: str) -> None:
+        QGuiApplication.clipboard().setText(text)
+        if self.feedback is not None:
+            self.feedback(words + ".")
 
     def _connect_picker(self, item: QAction, tier: str) -> None:
         opener = self.windows.open_model_picker
@@ -212,7 +266,7 @@ class TrayIcon(QObject):
 
     def __init__(self, controller: ProxyController, windows: Windows) -> None:
         super().__init__()
-        self.menu = TrayMenu(controller, windows)
+        self.menu = TrayMenu(controller, windows, feedback=self._copied)
         self.icon = QSystemTrayIcon()
         self.icon.setContextMenu(self.menu.menu)
         self.icon.activated.connect(self._activated)
@@ -233,7 +287,7 @@ class TrayIcon(QObject):
         if now.state is ServerState.ERROR and (
             before is None or before.last_error != now.last_error
         ):
-            self.notify("NimBridge could not start", now.last_error or "")
+            self.notify("NimBridge could not start", now.last_error or "", warning=True)
         elif before is not None:
             if before.cooling_down_for == 0 and now.cooling_down_for > 0:
                 self.notify(
@@ -245,13 +299,21 @@ class TrayIcon(QObject):
                 self.notify("Rate limit over", "Requests flow again.")
             if now.last_error and now.last_error != before.last_error:
                 if "401" in now.last_error:
-                    self.notify("Key rejected", now.last_error)
+                    self.notify("Key rejected", now.last_error, warning=True)
                 elif now.failed_today > before.failed_today:
                     # A Claude Code session would otherwise just show a spinner.
-                    self.notify("A request failed", now.last_error)
+                    self.notify("A request failed", now.last_error, warning=True)
 
-    def notify(self, title: str, message: str) -> None:
-        self.icon.showMessage(title, message, QSystemTrayIcon.MessageIcon.Information, 8000)
+    def notify(self, title: str, message: str, *, warning: bool = False, msecs: int = 8000) -> None:
+        icon = (
+            QSystemTrayIcon.MessageIcon.Warning
+            if warning
+            else QSystemTrayIcon.MessageIcon.Information
+        )
+        self.icon.showMessage(title, message, icon, msecs)
+
+    def _copied(self, words: str) -> None:
+        self.notify("Copied", words, msecs=2500)
 
     def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
         if reason is QSystemTrayIcon.ActivationReason.Trigger and self._open_logs is not None:

@@ -29,6 +29,7 @@ from app.config.secrets import KeySource, KeyStatus
 from app.config.settings import MIN_WEB_FETCH_CHARS, Settings
 from app.service import ProxyController
 from app.ui._tasks import spawn
+from app.ui.form_fields import align_label_columns
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,9 @@ class WebToolsTab(QWidget):
         fetch_form.addRow("Longest page:", self.max_chars_spin)
         fetch_form.addRow("", self.private_check)
 
+        # One label width for both groups: the fetch checkboxes line up with the fields.
+        align_label_columns(search_form, fetch_form)
+
         layout = QVBoxLayout(self)
         layout.addWidget(search)
         layout.addWidget(fetch)
@@ -150,6 +154,8 @@ class WebToolsTab(QWidget):
         self.backend_combo.setCurrentIndex(max(0, self.backend_combo.findData(self._backend)))
         self.backend_combo.currentIndexChanged.connect(self._backend_changed)
         self.key_edit.textChanged.connect(self._update_buttons)
+        self.key_edit.textEdited.connect(self._forget_verdict)
+        self.base_url_edit.textEdited.connect(self._forget_verdict)
         self.save_key_button.clicked.connect(self._save_key)
         self.remove_key_button.clicked.connect(self._remove_key)
         self.test_button.clicked.connect(self._test)
@@ -239,6 +245,10 @@ class WebToolsTab(QWidget):
         keyed = self.backend in KEYED_BACKENDS
         self.save_key_button.setEnabled(keyed and bool(self.key_edit.text().strip()))
         self.test_button.setEnabled(bool(self.backend) and not self._testing)
+
+    def _forget_verdict(self) -> None:
+        if not self._testing:  # "Failed: ..." was about the key or URL before the edit
+            self.message_label.clear()
 
     def _save_key(self) -> None:
         key = self.key_edit.text().strip()

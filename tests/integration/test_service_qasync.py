@@ -104,6 +104,39 @@ def test_service_runs_the_server_on_the_qt_loop(
     assert detail.curl.startswith(f"curl -sS {upstream.base_url}/chat/completions \\\n")
 
 
+def test_request_detail_keeps_the_duration_it_finished_with(
+    qasync_loop: asyncio.AbstractEventLoop, upstream: FakeUpstream
+) -> None:
+    """Opened a while later (or again), the detail shows how long the request took,
+    not how long ago it started."""
+    settings = Settings(port=0).with_overrides(upstream_url=upstream.base_url, model="fake/model")
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    keys.set("nvidia", KEY)
+    service = ProxyService(settings, keys, settings_path=None)
+    rows: list[RequestSummary] = []
+    service.subscribe_requests(rows.append)
+
+    async def scenario() -> None:
+        await service.start()
+        base_url = service.status().base_url
+        assert base_url
+        client = anthropic.AsyncAnthropic(base_url=base_url, api_key="x", max_retries=0)
+        await client.messages.create(
+            model="claude-sonnet-4-6", max_tokens=5, messages=[{"role": "user", "content": "x"}]
+        )
+        await client.close()
+        await asyncio.sleep(0.6)  # the user opens the details a little later
+        first = service.request_detail(rows[0].request_id)
+        await asyncio.sleep(0.3)  # ... and again
+        again = service.request_detail(rows[0].request_id)
+        assert first is not None and again is not None
+        assert first.summary.duration_ms == again.summary.duration_ms == rows[0].duration_ms
+        assert rows[0].duration_ms < 500
+        await service.stop()
+
+    qasync_loop.run_until_complete(asyncio.wait_for(scenario(), 30))
+
+
 @pytest.mark.allow_warnings  # the refusal to start is logged, on purpose
 def test_port_taken_is_an_error_status_in_words(
     qasync_loop: asyncio.AbstractEventLoop, tmp_path: Path
@@ -118,9 +151,11 @@ def test_port_taken_is_an_error_status_in_words(
         qasync_loop.run_until_complete(service.start())
     status = service.status()
     assert status.state is ServerState.ERROR and status.health.value == "error"
-    assert status.last_error and f"127.0.0.1:{port}" in status.last_error
-    assert "choose another one in Settings" in status.last_error
-    offered = int(status.last_error.rsplit("(", 1)[1].split()[0])  # "... (8788 is free)"
+    assert status.last_error
+    assert status.last_error.startswith(f"Port {port} on 127.0.0.1 is taken by another program")
+    assert "choose another port in Settings → Server → Port" in status.last_error
+    assert "bind" not in status.last_error  # the OS's words stay in the log
+    offered = int(status.last_error.rsplit("(", 1)[1].split()[0])  # "... (8788 is free now)."
     assert offered > port
     assert status.needs_key  # no NVIDIA key anywhere: the tray says so
 

@@ -159,6 +159,34 @@ def fill(controller: FakeController) -> None:
                 attempts=4,
                 error="rate limited by nvidia: cooling down for 28 s",
             )
+        if i in (0, 16):  # Claude Code's start-up listing: no model, a method and path
+            row = summary(
+                row.request_id,
+                started_at=at,
+                method="GET",
+                path="/v1/models",
+                client_model=None,
+                upstream_model=None,
+                stream=None,
+                ttfb_ms=2.0,
+                duration_ms=4.0,
+                input_tokens=None,
+                output_tokens=None,
+            )
+        if i == 1:
+            row = summary(
+                row.request_id,
+                started_at=at,
+                client_model=None,
+                upstream_model=None,
+                status=401,
+                stream=None,
+                ttfb_ms=None,
+                duration_ms=3.0,
+                input_tokens=None,
+                output_tokens=None,
+                error="wrong proxy key: send NimBridge's key (Settings → Server → Proxy key)",
+            )
         if i == 13:
             row = summary(
                 row.request_id,
@@ -196,17 +224,22 @@ def fill(controller: FakeController) -> None:
                         f"{rid} retrying nvidia in {2**attempt:.2g} s after: 429 Too Many Requests",
                     )
                 )
-        lines.append(
-            LogLine(
-                at + 0.2,
-                "DEBUG",
-                "app.server.routes",
-                f'{rid} upstream request: {{"model": "{(row.upstream_model or "").split("@")[0]}", '
-                f'"stream": {str(row.stream).lower()}, "max_tokens": 32000, "messages": [...]}}',
+        if row.upstream_model is not None:
+            lines.append(
+                LogLine(
+                    at + 0.2,
+                    "DEBUG",
+                    "app.server.routes",
+                    f'{rid} upstream request: {{"model": "{row.upstream_model.split("@")[0]}", '
+                    f'"stream": {str(row.stream).lower()}, "max_tokens": 32000, '
+                    '"messages": [...]}',
+                )
             )
-        )
-        words = [rid, row.method, row.path, f"{row.client_model} -> {row.upstream_model}"]
-        words.append("stream" if row.stream else "non-stream")
+        words = [rid, row.method, row.path]
+        if row.client_model is not None:  # as the server's own summary line
+            words.append(f"{row.client_model} -> {row.upstream_model}")
+        if row.stream is not None:
+            words.append("stream" if row.stream else "non-stream")
         words.append(str(row.status))
         if row.ttfb_ms is not None:
             words.append(f"ttfb={row.ttfb_ms:.0f}ms")

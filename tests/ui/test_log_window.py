@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import QModelIndex, Qt, QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QPlainTextEdit
 from pytestqt.qtbot import QtBot
 
 from app.logs import LogLine
@@ -17,6 +17,7 @@ from app.service import RequestDetail
 from app.ui.bridge import LogPump
 from app.ui.log_window import LogWindow, RequestDetailDialog, RequestTableModel
 from tests.ui.fakes import FakeController, summary
+from tests.ui.qt_async import qasync_loop  # noqa: F401  (fixture)
 
 FAKE_KEY = "nvapi-AAAAAAAAAAAAAAAA"
 
@@ -296,6 +297,28 @@ def test_log_pump_alone_batches(qtbot: QtBot, controller: FakeController) -> Non
     pump.close()
 
 
+@pytest.mark.usefixtures("qasync_loop")
+def test_wrap_lines_is_a_toggle_remembered_in_the_ui_settings(
+    qtbot: QtBot, window: LogWindow, controller: FakeController
+) -> None:
+    view = window.log.view
+    assert view.lineWrapMode() is QPlainTextEdit.LineWrapMode.NoWrap  # the default
+    controller.emit_logs(make_lines(1, text="x" * 2000))
+    window.log_pump.flush()
+    assert view.horizontalScrollBar().maximum() > 0  # runs off the right edge
+    window.log.wrap.click()
+    assert view.lineWrapMode() is QPlainTextEdit.LineWrapMode.WidgetWidth
+    qtbot.waitUntil(lambda: controller.settings.ui.get("log_wrap_lines") is True)
+    assert view.horizontalScrollBar().maximum() == 0
+    reopened = LogWindow(controller)  # the next window (or the next run) wraps too
+    qtbot.addWidget(reopened)
+    assert reopened.log.wrap.isChecked()
+    assert reopened.log.view.lineWrapMode() is QPlainTextEdit.LineWrapMode.WidgetWidth
+    reopened.log.wrap.click()
+    qtbot.waitUntil(lambda: controller.settings.ui.get("log_wrap_lines") is False)
+    reopened.shutdown()
+
+
 # ---------------------------------------------------------------- requests
 
 
@@ -325,9 +348,9 @@ def test_request_table_columns_and_order(window: LogWindow, controller: FakeCont
     )
     window.request_pump.flush()
     model = window.requests.model
-    assert [model.headerData(c, Qt.Orientation.Horizontal) for c in range(11)] == [
-        "Time", "Model", "Stream", "Status", "TTFB", "Duration",
-        "Tokens in", "Tokens out", "Retries", "Repairs", "Error",
+    assert [model.headerData(c, Qt.Orientation.Horizontal) for c in range(9)] == [
+        "Time", "Request", "Stream", "Status", "TTFB", "Duration",
+        "Tokens in / out", "Notes", "Error",
     ]  # fmt: skip
     assert model.rowCount() == 2
     newest, oldest = row_texts(model, 0), row_texts(model, 1)
@@ -338,19 +361,69 @@ def test_request_table_columns_and_order(window: LogWindow, controller: FakeCont
         "200",
         "412 ms",
         "2.31 s",
-        "1,200",
-        "340",
-        "",
+        "1,200 / 340",
         "",
         "",
     ]
     assert newest[2:] == [
-        "no", "502", "", "850 ms", "1,200", "", "2",
-        "tool_args_json, think_tags", "upstream answered 502",
+        "no", "502", "", "850 ms", "1,200 / –",
+        "2 retries, tool_args_json, think_tags", "upstream answered 502",
     ]  # fmt: skip
     # The failed row is marked; the good one is not.
     assert model.data(model.index(0, 0), Qt.ItemDataRole.BackgroundRole) is not None
     assert model.data(model.index(1, 0), Qt.ItemDataRole.BackgroundRole) is None
+
+
+def test_requests_without_a_model_show_their_method_and_path(
+    window: LogWindow, controller: FakeController
+) -> None:
+    controller.emit_request(
+        summary("req_m", method="GET", path="/v1/models", client_model=None, upstream_model=None)
+    )
+    controller.emit_request(
+        summary("req_401", status=401, client_model=None, upstream_model=None, error="bad key")
+    )
+    controller.emit_request(
+        summary("req_400", status=400, upstream_model=None, error="unknown model", attempts=2)
+    )
+    window.request_pump.flush()
+    model = window.requests.model
+    assert [row_texts(model, r)[1] for r in range(3)] == [
+        "claude-sonnet-4-6 · POST /v1/messages",
+        "POST /v1/messages",
+        "GET /v1/models",
+    ]
+    assert row_texts(model, 0)[model.NOTES_COLUMN] == "1 retry"
+    header = RequestDetailDialog._describe(model.rows[2])
+    assert "?" not in header and header.count("GET /v1/models") == 1
+
+
+def test_request_columns_give_the_room_to_the_route_and_the_error(
+    qtbot: QtBot, window: LogWindow, controller: FakeController
+) -> None:
+    error = "upstream rejected the request (400): " + "the prompt is too long; " * 8
+    controller.emit_request(summary("req_1", status=400, error=error))
+    window.request_pump.flush()
+    window.resize(1200, 680)
+    window.show_requests()
+    qtbot.waitUntil(lambda: window.requests.table.isVisible())
+    table, model = window.requests.table, window.requests.model
+    header = table.horizontalHeader()
+    route = row_texts(model, 0)[model.REQUEST_COLUMN]
+    route_width = table.fontMetrics().horizontalAdvance(route)
+    error_width = header.sectionSize(model.ERROR_COLUMN)
+    others = [header.sectionSize(c) for c in range(model.columnCount())]
+    assert error_width >= 240 and error_width >= max(others[2:-1])  # wider than any number
+    assert header.sectionSize(model.REQUEST_COLUMN) >= 0.8 * route_width  # cut in the middle
+    assert header.sectionSize(model.NOTES_COLUMN) < 100  # mostly empty: narrow
+    window.resize(1500, 680)  # a wider window: the whole route, and more room for errors
+    qtbot.waitUntil(lambda: header.sectionSize(model.REQUEST_COLUMN) > route_width)
+    assert header.sectionSize(model.ERROR_COLUMN) > error_width
+    # Cut cells keep their whole text in the tooltip.
+    for column in (model.REQUEST_COLUMN, model.ERROR_COLUMN):
+        tip = str(model.data(model.index(0, column), Qt.ItemDataRole.ToolTipRole))
+        assert row_texts(model, 0)[column] in tip
+    assert error in str(model.data(model.index(0, 0), Qt.ItemDataRole.ToolTipRole))
 
 
 def test_a_request_seen_again_updates_its_row(

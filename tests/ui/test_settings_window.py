@@ -4,7 +4,14 @@ from dataclasses import replace
 
 import pytest
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QAbstractButton, QComboBox, QLabel, QLineEdit, QWidget
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QComboBox,
+    QLabel,
+    QLineEdit,
+    QWidget,
+)
 from pytestqt.qtbot import QtBot
 
 from app import autostart
@@ -398,6 +405,55 @@ def test_test_button_failure_and_typed_key(qtbot):
     assert dialog.key_message_label.text() == "Failed: the provider rejected the key (401)"
     assert seen == [SECRET]  # a typed key is tested before it is saved
     assert dialog.test_button.isEnabled()
+    # Typing another key makes the verdict stale: it goes.
+    QTest.keyClicks(dialog.key_edit, "x")
+    assert dialog.key_message_label.text() == ""
+
+
+def test_a_long_base_url_shows_its_start_and_the_whole_in_its_tooltip(qtbot):
+    account = "0123456789abcdef0123456789abcdef"
+    url = f"https://api.cloudflare.com/client/v4/accounts/{account}/ai/v1"
+    controller = FakeController(
+        replace(
+            two_providers(),
+            providers=(
+                *two_providers().providers,
+                Provider("cloudflare", ProviderKind.CLOUDFLARE, url, account_id=account),
+            ),
+        )
+    )
+    dialog = open_dialog(qtbot, controller)
+    dialog.show()
+    dialog.select_provider("cloudflare")
+    edit = dialog.base_url_edit
+    assert edit.text() == url and edit.cursorPosition() == 0 and edit.toolTip() == url
+    # The Add dialog fills it from the account id the same way.
+    dialog.add_button.click()
+    add = dialog.add_dialog
+    assert add is not None
+    add.set_kind(ProviderKind.CLOUDFLARE)
+    add.account_edit.setText(account)
+    add.account_edit.textEdited.emit(account)
+    assert add.base_url_edit.cursorPosition() == 0 and add.base_url_edit.toolTip() == url
+    add.reject()
+
+
+def test_timing_says_what_the_commit_window_does_in_plain_words(qtbot):
+    dialog = open_dialog(qtbot, FakeController())
+    texts = [w.text() for w in dialog.server_tab.findChildren(QLabel)]
+    assert "Commit window:" not in texts and "Retry unnoticed within:" in texts
+    tip = dialog.commit_spin.toolTip()
+    assert "retried without Claude Code noticing" in tip and "0 starts every reply at once" in tip
+
+
+def test_copying_the_proxy_key_says_so(qtbot):
+    controller = FakeController()
+    controller.set_status(proxy_key="proxy-key-abc")
+    dialog = open_dialog(qtbot, controller)
+    dialog.copy_proxy_key_button.click()
+    assert QGuiApplication.clipboard().text() == "proxy-key-abc"
+    assert dialog.copy_proxy_key_button.text() == "Copied"
+    qtbot.waitUntil(lambda: dialog.copy_proxy_key_button.text() == "Copy", timeout=4000)
 
 
 # ------------------------------------------------------------------ first run

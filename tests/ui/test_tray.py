@@ -2,11 +2,12 @@
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMenu, QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
 from app.config.settings import Settings, TierModels
@@ -59,6 +60,25 @@ def test_menu_follows_the_status(controller: FakeController, opened: list[str]) 
     controller.set_status(needs_key=True)
     menu.rebuild()
     assert texts(menu)[0] == "Needs an NVIDIA key: open Settings"
+
+
+def test_a_long_error_is_cut_in_the_menu_and_whole_in_its_tooltip(
+    controller: FakeController, opened: list[str], qtbot: QtBot
+) -> None:
+    error = (
+        "Port 8787 on 127.0.0.1 is taken by another program (perhaps another NimBridge). "
+        "Close it, or choose another port in Settings → Server → Port (8788 is free now)."
+    )
+    controller.set_status(state=ServerState.ERROR, last_error=error)
+    menu = TrayMenu(controller, windows(opened))
+    first = menu.menu.actions()[0]
+    assert first.text() == (
+        "Error: Port 8787 on 127.0.0.1 is taken by another program (perhaps another NimBridge). …"
+    )
+    assert first.toolTip() == f"Error: {error}"
+    window = MainWindow(controller, windows(opened))  # a window has room: the whole text
+    qtbot.addWidget(window)
+    assert window.status_label.text() == f"Error: {error}"
 
 
 def test_a_keychain_problem_stays_in_sight(controller: FakeController, opened: list[str]) -> None:
@@ -159,7 +179,13 @@ def test_notifications_once_per_change(
 ) -> None:
     tray = TrayIcon(controller, windows(opened))
     shown: list[str] = []
-    monkeypatch.setattr(tray, "notify", lambda title, message: shown.append(title))
+    icons: list[QSystemTrayIcon.MessageIcon] = []
+
+    def show_message(title: str, message: str, icon: object, msecs: int) -> None:
+        shown.append(title)
+        icons.append(icon)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tray.icon, "showMessage", show_message)
     controller.set_status(state=ServerState.RUNNING, base_url="http://x")
     controller.set_status(cooling_down_for=30.0)
     controller.set_status(cooling_down_for=29.0)  # still cooling: no second balloon
@@ -167,6 +193,9 @@ def test_notifications_once_per_change(
     controller.set_status(state=ServerState.ERROR, last_error="cannot listen on :8787")
     controller.set_status(state=ServerState.ERROR, last_error="cannot listen on :8787")
     assert shown == ["Rate limited", "Rate limit over", "NimBridge could not start"]
+    # Not starting is trouble to act on: a warning, not an "i".
+    assert icons[2] is QSystemTrayIcon.MessageIcon.Warning
+    assert icons[0] is QSystemTrayIcon.MessageIcon.Information
     controller.set_status(state=ServerState.RUNNING, last_error=None, failed_today=0)
     controller.set_status(last_error="upstream rate limit reached (429): slow down", failed_today=1)
     controller.set_status(last_error="upstream rate limit reached (429): slow down", failed_today=1)
@@ -183,13 +212,88 @@ def test_tooltip_and_setup_text_without_a_running_server() -> None:
     assert claude_code_setup(status).startswith("export ANTHROPIC_BASE_URL=http://127.0.0.1:8787")
 
 
-def test_fallback_main_window(controller: FakeController, opened: list[str], qtbot: QtBot) -> None:
-    window = MainWindow(controller, windows(opened))
+def test_copy_actions_say_what_was_copied_and_log_nothing(
+    controller: FakeController, opened: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    said: list[str] = []
+    menu = TrayMenu(controller, windows(opened), feedback=said.append)
+    # Stopped: neither copy has an address to give, and both say why.
+    for text in ("Copy base URL", "Copy Claude Code setup"):
+        assert not menu.action(text).isEnabled()
+        assert "Start the server first" in menu.action(text).toolTip()
+    controller.set_status(
+        state=ServerState.RUNNING, base_url="http://127.0.0.1:9999", proxy_key="local-key-123"
+    )
+    menu.rebuild()
+    assert menu.action("Copy base URL").isEnabled()
+    assert menu.action("Copy Claude Code setup").isEnabled()
+    with caplog.at_level("DEBUG"):
+        menu.action("Copy base URL").trigger()
+        menu.action("PowerShell").trigger()
+    assert said == [
+        "Base URL copied.",
+        "Claude Code setup for PowerShell copied: paste it into that terminal.",
+    ]
+    assert "local-key-123" in QGuiApplication.clipboard().text()
+    assert not any(
+        "local-key-123" in r.getMessage() or "9999" in r.getMessage() for r in caplog.records
+    )
+
+
+def test_the_tray_shows_a_short_balloon_for_a_copy(
+    controller: FakeController, opened: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    controller.set_status(state=ServerState.RUNNING, base_url="http://127.0.0.1:9999")
+    tray = TrayIcon(controller, windows(opened))
+    balloons: list[tuple[str, str, int]] = []
+    monkeypatch.setattr(
+        tray.icon, "showMessage", lambda title, text, icon, ms: balloons.append((title, text, ms))
+    )
+    tray.menu.rebuild()
+    tray.menu.action("Copy base URL").trigger()
+    assert balloons == [("Copied", "Base URL copied.", 2500)]
+    tray.close()
+
+
+def test_fallback_main_window_has_the_tray_menus_controls(
+    controller: FakeController, opened: list[str], qtbot: QtBot
+) -> None:
+    launched: list[str] = []
+    window = MainWindow(
+        controller, replace(windows(opened), launch_claude_code=lambda: launched.append("cc"))
+    )
     qtbot.addWidget(window)
-    assert window.status_label.text() == "Stopped" and window.start_stop.text() == "Start server"
-    window.start_stop.click()
-    qtbot.waitUntil(lambda: window.start_stop.text() == "Stop server")
-    assert window.status_label.text().startswith("Running on http://127.0.0.1:8787")
+    window.show()
+    assert window.status_label.text() == "Stopped"
+    assert "Default model: qwen/coder" in window.detail_label.text()
+    menu_items = [a.text() for a in window.menu.menu.actions() if a.text() and a.isEnabled()]
+    for text in menu_items:  # every control of the tray menu is a button here
+        assert window.button(text).isVisible()
+    assert not window.button("Copy base URL").isEnabled()
+    assert not window.button("Copy Claude Code setup").isEnabled()
+    window.button("Start server").click()
+    qtbot.waitUntil(
+        lambda: window.status_label.text().startswith("Running on http://127.0.0.1:8787")
+    )
+    qtbot.waitUntil(lambda: window.button("Stop server").isEnabled())
+    window.button("Copy base URL").click()
+    assert QGuiApplication.clipboard().text() == "http://127.0.0.1:8787"
+    assert window.feedback_label.text() == "Base URL copied."
+    assert window.button("Copy Claude Code setup").isEnabled()
+    tiers = window.button("Model").defaultAction().menu()
+    assert isinstance(tiers, QMenu)  # the button pops the tray's Model submenu up
+    haiku = next(a for a in tiers.actions() if a.text() == "Haiku: meta/small")
+    haiku.trigger()
+    window.button("Launch Claude Code...").click()
+    window.button("Show logs").click()
+    window.button("Settings...").click()
+    window.button("Quit").click()
+    assert launched == ["cc"]
+    assert opened == ["picker:haiku", "logs", "settings", "quit"]
+    # In-flight counts change the words only; the buttons stay (no flicker).
+    stop = window.button("Stop server")
+    controller.set_status(in_flight=2)
+    assert window.button("Stop server") is stop and "2 in flight" in window.status_label.text()
 
 
 def test_single_instance(qtbot: QtBot) -> None:

@@ -1,6 +1,9 @@
 """The settings dialog's Web tools tab: backend, base URL, key to the keychain, fetch."""
 
 import pytest
+from PySide6.QtCore import QPoint
+from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QWidget
 from pytestqt.qtbot import QtBot
 
 from app.config.secrets import KeySource, KeyStatus
@@ -134,6 +137,24 @@ def test_the_test_button_searches_with_the_typed_key(qtbot):
     assert tab.message_label.text() == "Failed: the Tavily key was refused (Unauthorized)"
     assert seen == [("tavily", "https://tavily.example", SECRET)]
     assert tab.test_button.isEnabled()
+    QTest.keyClicks(tab.key_edit, "y")  # another key: the verdict was about the last one
+    assert tab.message_label.text() == ""
+
+
+def test_the_fetch_checkboxes_line_up_with_the_fields(qtbot):
+    dialog = open_web_tab(qtbot, FakeController(Settings(web_search_backend="tavily")))
+    dialog.resize(780, 560)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    tab = dialog.web_tab
+
+    def left(widget: QWidget) -> int:
+        return widget.mapTo(tab, QPoint(0, 0)).x()
+
+    column = left(tab.base_url_edit)
+    assert [left(w) for w in (tab.fetch_check, tab.max_chars_spin, tab.private_check)] == [
+        column
+    ] * 3
 
 
 def test_the_test_button_reports_success(qtbot):
