@@ -142,7 +142,7 @@ class MainWindow(QWidget):
     def _rebuild_buttons(self) -> None:
         if QApplication.activePopupWidget() is not None:  # a button's menu is open
             self._shape = None
-            QTimer.singleShot(500, lambda: self.show_status(self.controller.status()))
+            QTimer.singleShot(500, self, lambda: self.show_status(self.controller.status()))
             return
         while (item := self.buttons.takeAt(0)) is not None:
             widget = item.widget()

@@ -799,7 +799,9 @@ class SettingsDialog(QDialog):
     def _copy_proxy_key(self) -> None:
         QGuiApplication.clipboard().setText(self.proxy_key_edit.text())
         self.copy_proxy_key_button.setText("Copied")  # the key itself is never shown
-        QTimer.singleShot(2000, lambda: self.copy_proxy_key_button.setText("Copy"))
+        # The button as the context: a dialog closed within the 2 s takes the call with it.
+        button = self.copy_proxy_key_button
+        QTimer.singleShot(2000, button, lambda: button.setText("Copy"))
 
     def _show_proxy_key(self, shown: bool) -> None:
         mode = QLineEdit.EchoMode.Normal if shown else QLineEdit.EchoMode.Password

@@ -446,6 +446,12 @@ def test_timing_says_what_the_commit_window_does_in_plain_words(qtbot):
     assert "retried without Claude Code noticing" in tip and "0 starts every reply at once" in tip
 
 
+def dialog_alive(dialog: object) -> bool:
+    from shiboken6 import isValid
+
+    return bool(isValid(dialog))
+
+
 def test_copying_the_proxy_key_says_so(qtbot):
     controller = FakeController()
     controller.set_status(proxy_key="proxy-key-abc")
@@ -454,6 +460,18 @@ def test_copying_the_proxy_key_says_so(qtbot):
     assert QGuiApplication.clipboard().text() == "proxy-key-abc"
     assert dialog.copy_proxy_key_button.text() == "Copied"
     qtbot.waitUntil(lambda: dialog.copy_proxy_key_button.text() == "Copy", timeout=4000)
+
+
+def test_a_dialog_closed_right_after_copying_leaves_no_late_call(qtbot):
+    """The "Copied" label's reset must die with the dialog (it once raised 2 s later,
+    inside whatever ran then: "Internal C++ object already deleted")."""
+    controller = FakeController()
+    controller.set_status(proxy_key="proxy-key-abc")
+    dialog = open_dialog(qtbot, controller)
+    dialog.copy_proxy_key_button.click()
+    dialog.deleteLater()
+    qtbot.waitUntil(lambda: not dialog_alive(dialog), timeout=2000)
+    qtbot.wait(2300)  # past the reset: pytest-qt fails the test on an exception in Qt's loop
 
 
 # ------------------------------------------------------------------ first run
