@@ -120,9 +120,13 @@ def run_code_command(
         token = proxy_key or keys.stored_proxy_key()
         if proxy_key_refused(base_url, token or PLACEHOLDER_TOKEN):
             # Else Claude Code retries its 401s in silence for minutes.
-            given = "the proxy key given" if proxy_key else "no proxy key (none given or kept)"
+            problem = (
+                "refused the proxy key given"
+                if proxy_key
+                else "needs a proxy key, and none was given or kept in the keychain"
+            )
             print(
-                f"nimbridge: the NimBridge running at {base_url} refused {given}: pass the key "
+                f"nimbridge: the NimBridge running at {base_url} {problem}: pass the key "
                 f"it was started with as --proxy-key or {PROXY_KEY_ENV} (the tray app's is "
                 "in Settings > Server > Proxy key: Copy), or stop it to let `code` start its own",
                 file=err,

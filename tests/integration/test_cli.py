@@ -423,10 +423,16 @@ def test_code_joining_a_nimbridge_with_another_proxy_key_says_so_and_stops(
     assert refused.returncode == 2 and "claude-started" not in out
     lines = [line for line in err.splitlines() if "nimbridge:" in line]
     assert any(
-        "refused" in line and "--proxy-key" in line and "NIMBRIDGE_PROXY_KEY" in line
+        "needs a proxy key, and none was given" in line
+        and "--proxy-key" in line
+        and "NIMBRIDGE_PROXY_KEY" in line
         for line in lines
     ), err
     assert PROXY_KEY not in err
+    wrong = spawn("code", "--config", str(config), env={**env, "NIMBRIDGE_PROXY_KEY": "wrong"})
+    out, err = wrong.communicate(timeout=60)
+    assert wrong.returncode == 2 and "claude-started" not in out
+    assert "refused the proxy key given: pass the key it was started with" in err, err
     joined = spawn("code", "--config", str(config), env={**env, "NIMBRIDGE_PROXY_KEY": PROXY_KEY})
     out, err = joined.communicate(timeout=60)
     assert joined.returncode == 0 and out.strip() == "claude-started", err
