@@ -21,12 +21,8 @@ from app.logs import (
 SECRETS = ("exact-proxy-secret-123", "nvapi-EXACTUPSTREAMSECRET")
 
 
-@pytest.fixture
-def logged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Path]:
-    # capsys first, so the stderr handler is bound to the captured stream
-    log_file = tmp_path / "logs" / "nimbridge.log"
-    root = setup_logging("DEBUG", secrets=lambda: SECRETS, log_file=log_file)
-    yield log_file
+def undo_logging(root: logging.Logger) -> None:
+    """What setup_logging did, undone: the next test starts from Python's defaults."""
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
@@ -35,6 +31,15 @@ def logged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Path]
         library = logging.getLogger(name)
         library.handlers.clear()
         library.propagate, library.level = True, logging.NOTSET
+
+
+@pytest.fixture
+def logged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Path]:
+    # capsys first, so the stderr handler is bound to the captured stream
+    log_file = tmp_path / "logs" / "nimbridge.log"
+    root = setup_logging("DEBUG", secrets=lambda: SECRETS, log_file=log_file)
+    yield log_file
+    undo_logging(root)
 
 
 @pytest.mark.parametrize(
@@ -165,14 +170,7 @@ def test_the_problem_tally_sums_up_warnings_and_worse_redacted(tmp_path: Path) -
         for n in range(4):
             log.warning("kind %d", n)
     finally:
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-            handler.close()
-        root.propagate = True
-        for name in LIBRARY_LOGGERS:
-            library = logging.getLogger(name)
-            library.handlers.clear()
-            library.propagate, library.level = True, logging.NOTSET
+        undo_logging(root)
     assert tally.summary() == [
         "7 warnings, 1 error",
         f"  upstream 500 with key {MASK} (x3)",

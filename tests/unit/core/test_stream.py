@@ -54,8 +54,10 @@ def replay_bytes(pieces: Iterable[bytes]) -> tuple[list[StreamEvent], StreamTran
     return events, translator
 
 
-def run(chunks: Sequence[Mapping[str, Any]]) -> tuple[list[StreamEvent], StreamTranslator]:
-    translator = new_translator()
+def run(
+    chunks: Sequence[Mapping[str, Any]], translator: StreamTranslator | None = None
+) -> tuple[list[StreamEvent], StreamTranslator]:
+    translator = translator or new_translator()
     events = translator.start()
     for piece in chunks:
         events += translator.feed(piece)
@@ -1296,12 +1298,7 @@ def run_display(
     translator = StreamTranslator(
         model="claude-test", message_id=MESSAGE_ID, input_tokens=5, thinking_display=display
     )
-    events = translator.start()
-    for piece in chunks:
-        events += translator.feed(piece)
-    events += translator.finish()
-    assert_anthropic_grammar(events)
-    return events, translator
+    return run(chunks, translator)
 
 
 def signatures(events: list[StreamEvent]) -> list[str]:
