@@ -44,7 +44,7 @@ def masking_hook(masker: Masker) -> Any:
             body = response.body
             if isinstance(body, (bytes, bytearray)) and body:
                 masked = masker.mask_bytes(bytes(body))
-                if masked != body:
+                if masked is not body:
                     response.body = masked
                     if "Content-Length" in response.headers:  # counted before this hook
                         response.headers["Content-Length"] = str(len(masked))
