@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,6 +34,7 @@ from app.config.settings import (
     load_settings_or_set_aside,
     validate_settings,
 )
+from app.core.masking import Masker
 from app.core.providers import provider_kind_for_url
 
 if TYPE_CHECKING:  # keyring: imported by the commands that open the keychain
@@ -175,7 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     }.get(args.command, _warn_now)
     keys = ProviderKeys(open_secret_store(warn=warn), os.environ)
     proxy_key = getattr(args, "proxy_key", None) or os.environ.get(PROXY_KEY_ENV) or None
-    secrets = lambda: [*keys.known_secrets(), *filter(None, [proxy_key])]  # noqa: E731
+    if proxy_key:
+        keys.remember(proxy_key)
+    # The one masking step: the log filter and the server share it (the server adds
+    # the keys pass-through clients send, the service a proxy key it generates).
+    secrets = keys.masker
     if args.command == "gui":
         notices = [set_aside_warning] if set_aside_warning else []
         return run_tray_app(settings, settings_path, keys, proxy_key, secrets, deferred, notices)
@@ -229,7 +234,7 @@ def run_code(
     settings: Settings,
     keys: ProviderKeys,
     proxy_key: str | None,
-    secrets: Callable[[], Iterable[str]],
+    secrets: Masker,
 ) -> int:
     """`nimbridge code`: its log goes to its own file (the tray's rotates its own), and
     what went wrong is summed up once Claude Code has given the terminal back."""
@@ -260,7 +265,7 @@ def run_tray_app(
     settings_path: Path,
     keys: ProviderKeys,
     proxy_key: str | None,
-    secrets: Callable[[], Iterable[str]],
+    secrets: Masker,
     warnings: Sequence[str],
     notices: Sequence[str] = (),
 ) -> int:

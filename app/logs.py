@@ -7,7 +7,6 @@ key can reach stderr, a file or the UI's buffer, whoever logged it.
 
 import logging
 import logging.handlers
-import re
 import sys
 import threading
 from collections import deque
@@ -16,21 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-# Shapes of secrets worth masking even when we were not told the value.
-_SECRET_SHAPES = re.compile(
-    r"(nvapi-[A-Za-z0-9_\-]{8,}|sk-[A-Za-z0-9_\-]{8,}|"
-    r"(?i:bearer)\s+[A-Za-z0-9._~+/\-]{6,}=*|"
-    r"(?i:x-api-key)[\"']?\s*[:=]\s*[\"']?[A-Za-z0-9._\-]{6,})"
-)
-MASK = "***"
+from app.core.masking import MASK as MASK  # re-exported: what a masked secret reads
+from app.core.masking import Masker, mask_shapes
 
 
 class RedactingFilter(logging.Filter):
-    """Formats the message, masks known secrets and secret-shaped strings, clears args."""
+    """Formats the message, masks it (`Masker.redact`: known secrets, pieces of them at
+    a cut, secret-shaped strings), clears args."""
 
-    def __init__(self, secrets: Callable[[], Iterable[str]] = tuple) -> None:
+    def __init__(self, secrets: Masker | Callable[[], Iterable[str]] = tuple) -> None:
         super().__init__()
-        self._secrets = secrets
+        # A Masker is shared with the server (it learns pass-through client keys); a
+        # callable is read again on each record, for callers that keep their own list.
+        self._source = None if isinstance(secrets, Masker) else secrets
+        self._masker = secrets if isinstance(secrets, Masker) else Masker()
+        self._seen: tuple[str, ...] = ()
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = self.mask(record.getMessage()), None
@@ -43,20 +42,11 @@ class RedactingFilter(logging.Filter):
         return True
 
     def mask(self, text: str) -> str:
-        for secret in self._secrets():
-            if secret and len(secret) >= 4:
-                text = text.replace(secret, MASK)
-        return _SECRET_SHAPES.sub(_mask_match, text)
-
-
-def _mask_match(match: re.Match[str]) -> str:
-    text = match.group(0)
-    lowered = text.lower()
-    if lowered.startswith("bearer"):
-        return "Bearer " + MASK
-    if lowered.startswith("x-api-key"):
-        return "x-api-key: " + MASK
-    return text[:6] + MASK
+        if self._source is not None:
+            secrets = tuple(self._source())
+            if secrets != self._seen:
+                self._masker, self._seen = Masker(secrets), secrets
+        return self._masker.redact(text)
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -196,7 +186,7 @@ class RotatingLogFile(logging.handlers.RotatingFileHandler):
 def setup_logging(
     level: str = "INFO",
     *,
-    secrets: Callable[[], Iterable[str]] = tuple,
+    secrets: Masker | Callable[[], Iterable[str]] = tuple,
     log_file: Path | None = None,
     buffer: logging.Handler | None = None,  # a LogBuffer, a ProblemTally
     stderr: bool = True,
@@ -266,4 +256,4 @@ def redact(text: str) -> str:
     For text shown outside logging (the log window's panes): the controller has
     already redacted it, and this is the second lock on the same door.
     """
-    return _SECRET_SHAPES.sub(_mask_match, text)
+    return mask_shapes(text)

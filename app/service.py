@@ -16,7 +16,7 @@ import secrets
 import socket
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -35,9 +35,10 @@ from app.config.settings import Settings, TierModels, save_settings, validate_se
 from app.core.catalog import CatalogModel
 from app.core.errors import ProxyError
 from app.core.governor import GovernorState
+from app.core.masking import Masker
 from app.core.providers import Provider
 from app.core.web_tools import SearchQuery, WebToolError
-from app.logs import LogBuffer, LogLine, RedactingFilter
+from app.logs import LogBuffer, LogLine
 from app.server.app import ProxyServer
 from app.server.curl import to_curl_command
 from app.server.guard import UnsafeBindError
@@ -221,11 +222,9 @@ REQUEST_ROWS_KEPT = 1000
 REQUEST_DETAILS_KEPT = 100
 
 
-def _redact(text: str, secrets: Iterable[str]) -> str:
-    """The log filter's masking (known keys and key-shaped strings), for any text."""
-    record = logging.LogRecord("app", logging.INFO, "", 0, "%s", (text,), None)
-    RedactingFilter(lambda: secrets).filter(record)
-    return record.getMessage()
+def _redact(text: str, secrets: Masker) -> str:
+    """The log filter's masking (known keys, pieces of them, key-shaped strings)."""
+    return secrets.redact(text)
 
 
 def _json_text(value: Any) -> str:
@@ -448,8 +447,10 @@ class ProxyService:
     def recent_requests(self) -> list[RequestSummary]:
         return list(self._rows)
 
-    def _secrets(self) -> list[str]:
-        return [*self._keys.known_secrets(), *filter(None, [self._proxy_key])]
+    def _secrets(self) -> Masker:
+        if self._proxy_key:
+            self._keys.remember(self._proxy_key)  # known already, unless set from outside
+        return self._keys.masker
 
     def request_detail(self, request_id: str) -> RequestDetail | None:
         kept = self._details.get(request_id)
@@ -630,7 +631,7 @@ def _subscribe[T](subscribers: list[T], callback: T) -> Unsubscribe:
     return unsubscribe
 
 
-def _summary_of(record: RequestRecord, secrets: Iterable[str]) -> RequestSummary:
+def _summary_of(record: RequestRecord, secrets: Masker) -> RequestSummary:
     loop_now = record.started + (time.time() - record.started_wall)
     return RequestSummary(
         request_id=record.request_id,

@@ -27,6 +27,7 @@ from keyring.backends.chainer import ChainerBackend
 from keyring.backends.fail import Keyring as FailKeyring
 
 from app.config.settings import RESERVED_PROVIDER_PREFIX
+from app.core.masking import Masker
 from app.core.providers import PRESET_BY_KIND, Provider
 
 SERVICE_NAME = "nimbridge"
@@ -299,6 +300,8 @@ class ProviderKeys:
         self._env: Mapping[str, str] = os.environ if env is None else env
         self._lock = threading.Lock()  # the log filter asks from any thread
         self._known: dict[str, None] = {}  # insertion-ordered set
+        # The one masking step (logs, the server's bytes) learns each value as it is read.
+        self.masker = Masker()
         self._cached: dict[str, str | None] = {}  # entry -> the store's answer
         # Remember every key variable now, so logs are redacted before first use.
         for preset in PRESET_BY_KIND.values():
@@ -344,7 +347,7 @@ class ProviderKeys:
         self._cached.pop(_entry_name(provider_name), None)
 
     def known_secrets(self) -> list[str]:
-        """Every key read or stored this session, for `RedactingFilter`."""
+        """Every key read or stored this session (`masker` masks them)."""
         with self._lock:
             return list(self._known)
 
@@ -415,6 +418,7 @@ class ProviderKeys:
     def _remember(self, value: str) -> None:
         with self._lock:
             self._known[value] = None
+        self.masker.add(value)
 
 
 def _entry_name(provider_name: str) -> str:

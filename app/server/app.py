@@ -18,6 +18,9 @@ from aiohttp import web
 from app.config.secrets import ProviderKeys
 from app.config.settings import Settings
 from app.core.errors import ProxyError
+from app.core.masking import Masker, url_secrets
+from app.server.auth import client_key
+from app.server.egress import masking_hook
 from app.server.guard import add_cors_headers, check_bind, check_request
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord, new_request_id
@@ -72,6 +75,10 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
     task = asyncio.current_task()
     if task is not None:
         state.live[task] = record
+    if state.proxy_key is None:  # pass-through: the client's own key may be echoed back
+        sent = client_key(request)
+        if sent:
+            state.masker.add_client_key(sent)
     for observer in state.on_request_started:
         observer(record)
     try:
@@ -135,10 +142,22 @@ async def _mark_headers_sent(request: web.Request, response: web.StreamResponse)
         record.headers_sent = True
 
 
+def _learn_url_secrets(masker: Masker, settings: Settings) -> None:
+    """Secrets inside configured URLs (`user:PASS@`, `?key=...`) are masked like keys."""
+    for url in (*(p.base_url for p in settings.providers), settings.web_search_base_url):
+        for secret in url_secrets(url):
+            masker.add(secret)
+
+
 def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> web.Application:
     app = web.Application(
         middlewares=[request_middleware], client_max_size=settings.max_request_mb * MB
     )
+    masker = keys.masker
+    if proxy_key:
+        keys.remember(proxy_key)
+    _learn_url_secrets(masker, settings)
+    app.on_response_prepare.append(masking_hook(masker))  # every byte that leaves
     app.on_response_prepare.append(add_cors_headers)
     app.on_response_prepare.append(_mark_headers_sent)
     upstream = UpstreamClient(
@@ -154,6 +173,7 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
         registry=registry,
         proxy_key=proxy_key,
         fetcher=fetcher,
+        masker=masker,
         web_search=web_search,
         web_fetch=web_fetch,
     )
@@ -203,6 +223,7 @@ class ProxyServer:
         """Apply settings that do not change how the server listens or reaches providers."""
         self.settings = settings
         self.app_state.settings = settings
+        _learn_url_secrets(self.app_state.masker, settings)
         self.app_state.registry.update_settings(settings)
 
     async def start(self) -> str:

@@ -163,7 +163,7 @@ class UpstreamCall:
                     for governor in self.registry.governors_for(route):
                         governor.on_success(loop.time())
                     return response
-                raw = await read_error_body(response)
+                raw = await read_error_body(response, self.registry.keys.masker)
                 repaired = self._repair(route, body, response.status, raw)
                 if repaired is not None:
                     body = repaired

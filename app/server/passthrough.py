@@ -16,7 +16,6 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -24,11 +23,13 @@ from aiohttp import web
 
 from app.core.capabilities import ModelQuirks
 from app.core.errors import ClientRequestError, ProxyError, UpstreamProtocolError
+from app.core.masking import Masker, StreamMasker
 from app.core.models import ModelRoute
 from app.core.openai_stream_fix import ChunkNormaliser, to_strict_completion
 from app.core.sse import SSEDecoder
 from app.server.auth import authorize
 from app.server.calls import open_as_given
+from app.server.egress import MaskedStream
 from app.server.json_body import read_json_object
 from app.server.state import STATE, absorb_stop, record_of
 from app.server.upstream import MB, READ_ERRORS, answered_whole, read_bounded
@@ -58,7 +59,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     try:
         if not record.stream:
             try:
-                answer = await read_bounded(upstream, state.settings.max_upstream_response_mb * MB)
+                answer = await read_bounded(
+                    upstream, state.settings.max_upstream_response_mb * MB, masker=state.masker
+                )
             except READ_ERRORS as exc:
                 raise state.registry.upstream.read_failure(exc, str(upstream.url)) from exc
             if upstream.status >= 400:  # "Incorrect API key provided: <our key>"
@@ -71,7 +74,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 content_type=upstream.content_type,
                 headers=_kept_headers(upstream),
             )
-        response = web.StreamResponse(status=upstream.status, headers=_kept_headers(upstream))
+        response = MaskedStream(
+            state.masker, status=upstream.status, headers=_kept_headers(upstream)
+        )
         response.content_type = upstream.content_type
         await response.prepare(request)
         if upstream.status >= 400:  # an error body, not a stream: relayed as it is
@@ -90,10 +95,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         limit = state.settings.max_upstream_response_mb * MB
         try:
             if answered_whole(upstream.content_type):
-                answer = await read_bounded(upstream, limit)
+                answer = await read_bounded(upstream, limit, masker=state.masker)
                 await response.write(normaliser.whole(_parsed_or_text(answer)))
             else:
-                await _relay_stream(upstream, response, decoder, normaliser, state.mask)
+                await _relay_stream(upstream, response, decoder, normaliser, state.masker)
         except UpstreamProtocolError as exc:  # an event past the decoder's bound
             record.error = exc.message
             await response.write(_error_event(exc))
@@ -118,13 +123,16 @@ async def _relay_stream(
     response: web.StreamResponse,
     decoder: SSEDecoder,
     normaliser: ChunkNormaliser,
-    mask: Callable[[str], str],
+    masker: Masker,
 ) -> None:
-    """Each upstream read decoded, fixed and written as it arrives. A body in which
+    """Each upstream read masked, decoded, fixed and written as it arrives (masked
+    first: the normaliser quotes, and cuts, what it cannot parse). A body in which
     no event came (an HTML page with a 200) is said in words, never a bare [DONE]."""
     start = b""
     events = 0
+    arriving = StreamMasker(masker)
     async for data in upstream.content.iter_any():
+        data = arriving.feed(data)
         if len(start) < 512:
             start += data[:512]
         decoded = decoder.feed(data)
@@ -132,11 +140,11 @@ async def _relay_stream(
         fixed = b"".join(normaliser.fix(event) for event in decoded)
         if fixed:
             await response.write(fixed)
-    decoded = decoder.close()
+    decoded = [*decoder.feed(arriving.close()), *decoder.close()]
     events += len(decoded)
     tail = b"".join(normaliser.fix(event) for event in decoded)
     if not events and start.strip() and "event-stream" not in upstream.content_type:
-        shown = mask(start.decode("utf-8", "replace"))
+        shown = masker.redact(start.decode("utf-8", "replace"))  # cut at 512: edges too
         tail = normaliser.not_a_stream(upstream.content_type, shown)
     await response.write(tail + normaliser.finish())
 

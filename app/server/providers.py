@@ -279,7 +279,7 @@ class ProviderRegistry:
         JSON; a ProxyError in words otherwise."""
         response = await self.upstream.request("GET", url, api_key=key)
         if response.status >= 400:
-            raw = await read_error_body(response)
+            raw = await read_error_body(response, self.keys.masker)
             raise upstream_error_from_response(response.status, raw)
         try:
             body: Any = await response.json(content_type=None)
@@ -326,7 +326,7 @@ class ProviderRegistry:
                 result = ProbeResult(False, None, exc.message)
                 break
             if response.status >= 400:
-                raw = await read_error_body(response)
+                raw = await read_error_body(response, self.keys.masker)
                 error = upstream_error_from_response(response.status, raw)
                 if response.status == 400 and tool_choice == "required":
                     continue

@@ -13,6 +13,7 @@ from app import __version__
 from app.core.anthropic_types import Message, MessagesRequest
 from app.core.deferred_tools import offered_tools
 from app.core.errors import UpstreamProtocolError
+from app.core.masking import without_credentials
 from app.core.models import ModelRoute
 from app.core.request_validation import validate_messages_request
 from app.core.response_map import to_anthropic_message
@@ -167,7 +168,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                 ping_interval_s=settings.ping_interval_s,
                 read_failure=state.registry.upstream.read_failure,
                 max_upstream_bytes=settings.max_upstream_response_mb * MB,
-                mask=state.mask,
+                masker=state.masker,
                 next_round=next_round,
                 smooth_deltas=settings.smooth_deltas,
             )
@@ -250,7 +251,9 @@ async def _read_message(
     route = call.attempts.route or call.route
     record.mark_first_byte()
     try:
-        raw = await read_bounded(upstream, state.settings.max_upstream_response_mb * MB)
+        raw = await read_bounded(
+            upstream, state.settings.max_upstream_response_mb * MB, masker=state.masker
+        )
     except READ_ERRORS as exc:
         raise state.registry.upstream.read_failure(exc, str(upstream.url)) from exc
     finally:
@@ -258,7 +261,7 @@ async def _read_message(
     try:
         parsed = json.loads(raw)
     except ValueError as exc:
-        snippet = raw[:200].decode("utf-8", "replace")
+        snippet = state.masker.clip(raw.decode("utf-8", "replace"), 200)
         raise UpstreamProtocolError(
             f"upstream answered with a body that is not JSON: {snippet!r}"
         ) from exc
@@ -303,7 +306,8 @@ async def health(request: web.Request) -> web.Response:
         {
             "status": "ok",
             "version": __version__,
-            "upstream": state.settings.default.base_url,
+            # Unauthenticated: the URL without `user:PASS@` or `?key=...`.
+            "upstream": without_credentials(state.settings.default.base_url),
             "providers": [p.name for p in state.settings.providers],
             "uptime_s": round(time.monotonic() - state.started, 3),
             # The rate governors' view, for the tray and for people debugging 429s.

@@ -9,9 +9,9 @@ from aiohttp import web
 
 from app.config.settings import Settings
 from app.core.errors import ProxyError
+from app.core.masking import Masker
 from app.core.tokens import TokenEstimator
 from app.core.web_tools import WebFetch, WebSearch
-from app.logs import RedactingFilter
 from app.server.pdf_text import DocumentReader
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
@@ -24,6 +24,9 @@ class ProxyState:
     registry: ProviderRegistry
     proxy_key: str | None  # what clients must send; None: pass-through of their own keys
     fetcher: SafeFetcher  # what NimBridge fetches for clients (images by URL)
+    # The one masking step, shared with the log filter: every key we know, and the
+    # pass-through clients' own keys as they come (`request_middleware`).
+    masker: Masker
     estimator: TokenEstimator = field(default_factory=TokenEstimator)
     # Reads PDFs as text (worker threads, limits, a cache across turns); closed at shutdown.
     documents: DocumentReader = field(default_factory=DocumentReader)
@@ -43,11 +46,10 @@ class ProxyState:
     on_request_finished: list[Callable[[RequestRecord], None]] = field(default_factory=list)
 
     def mask(self, text: str) -> str:
-        """`text` without any key we know (ours, the proxy key) or key-shaped string: for
-        what leaves us in words (error messages, which quote what upstreams echo back:
-        "Incorrect API key provided: ...")."""
-        secrets = [*self.registry.keys.known_secrets(), *filter(None, [self.proxy_key])]
-        return RedactingFilter(lambda: secrets).mask(text)
+        """`text` without any key we know, piece of one at its edges or key-shaped
+        string: for what leaves us in words (error messages, which quote what upstreams
+        echo back: "Incorrect API key provided: ..."). Bytes are masked again as sent."""
+        return self.masker.redact(text)
 
 
 STATE = web.AppKey("state", ProxyState)

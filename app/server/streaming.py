@@ -36,6 +36,7 @@ from aiohttp import web
 
 from app.core.anthropic_types import PING_EVENT, StreamEvent
 from app.core.errors import ProxyError, UpstreamProtocolError, UpstreamUnavailable
+from app.core.masking import Masker, StreamMasker
 from app.core.openai_stream_fix import completion_as_chunk
 from app.core.rechunk import smoothed_and_paced, spread_plan
 from app.core.server_tool_rounds import ServerToolStream
@@ -43,6 +44,7 @@ from app.core.sse import SSEDecoder, encode_event
 from app.core.stream import StreamState, StreamTranslator
 from app.core.stream_guard import StreamGrammarError, StreamGuard
 from app.server.calls import Attempts
+from app.server.egress import MaskedStream
 from app.server.records import RequestRecord
 from app.server.state import absorb_stop
 from app.server.tasks import create_task
@@ -218,12 +220,13 @@ async def stream_messages(
     ping_interval_s: float,
     read_failure: Callable[[Exception], UpstreamUnavailable],
     max_upstream_bytes: int,
-    mask: Callable[[str], str] = str,
+    masker: Masker,
     next_round: NextRound | None = None,
     smooth_deltas: bool = False,
 ) -> web.StreamResponse:
     """`next_round`: for server tools, called after each upstream body; it writes what
     it must (tool results) and gives the next upstream response, or None when done."""
+    mask = masker.redact
     opening_task = create_task(opening, name=f"upstream-open {record.request_id}")
     upstream: aiohttp.ClientResponse | None = None
     pinger: asyncio.Task[None] | None = None
@@ -232,7 +235,7 @@ async def stream_messages(
         if await _answered_within_window(opening_task, attempts, commit_window_s):
             upstream = opening_task.result()  # a ProxyError here is still a plain HTTP error
         attempts.committed = True  # from here on a failure is an `error` event, never a retry
-        response = web.StreamResponse(status=200, headers=STREAM_HEADERS)
+        response = MaskedStream(masker, status=200, headers=STREAM_HEADERS)
         response.headers["request-id"] = record.request_id
         await response.prepare(request)
         record.status = 200
@@ -243,7 +246,7 @@ async def stream_messages(
             if upstream is None:  # committed before the upstream answered
                 upstream = await opening_task
             await _relay_body(
-                upstream, translator, writer, record, read_failure, max_upstream_bytes
+                upstream, translator, writer, record, read_failure, max_upstream_bytes, masker
             )
             while next_round is not None and not writer.broken:
                 upstream.release()
@@ -252,7 +255,7 @@ async def stream_messages(
                     break
                 upstream = following
                 await _relay_body(
-                    upstream, translator, writer, record, read_failure, max_upstream_bytes
+                    upstream, translator, writer, record, read_failure, max_upstream_bytes, masker
                 )
         except ProxyError as exc:
             record.error = mask(exc.message)
@@ -319,12 +322,17 @@ async def _relay_body(
     record: RequestRecord,
     read_failure: Callable[[Exception], UpstreamUnavailable],
     max_upstream_bytes: int,
+    masker: Masker,
 ) -> None:
     if answered_whole(upstream.headers.get("Content-Type", "")):
-        whole = await _translate_whole_body(upstream, translator, max_upstream_bytes, read_failure)
+        whole = await _translate_whole_body(
+            upstream, translator, max_upstream_bytes, read_failure, masker
+        )
         await writer.write(whole)
         return
     decoder = SSEDecoder()
+    # Masked as it arrives, before the core quotes (and cuts) any of it in an error.
+    arriving = StreamMasker(masker)
     content = upstream.content
     debug = log.isEnabledFor(logging.DEBUG)
     received = 0
@@ -339,6 +347,7 @@ async def _relay_body(
         if received > max_upstream_bytes:
             raise response_too_large(max_upstream_bytes)
         record.mark_first_byte()
+        data = arriving.feed(data)
         if debug:
             log.debug("%s upstream bytes: %r", record.request_id, data)
         events: list[StreamEvent] = []
@@ -353,7 +362,7 @@ async def _relay_body(
             await _drain(content)
             return
     tail: list[StreamEvent] = []
-    for sse in decoder.close():
+    for sse in [*decoder.feed(arriving.close()), *decoder.close()]:
         if translator.state not in _ENDED:
             tail += translator.feed_sse(sse)
     await writer.write(tail + translator.finish())
@@ -376,9 +385,10 @@ async def _translate_whole_body(
     translator: StreamTranslator | ServerToolStream,
     max_upstream_bytes: int,
     read_failure: Callable[[Exception], UpstreamUnavailable],
+    masker: Masker,
 ) -> list[StreamEvent]:
     try:
-        body = json.loads(await read_bounded(upstream, max_upstream_bytes))
+        body = json.loads(await read_bounded(upstream, max_upstream_bytes, masker=masker))
     except READ_ERRORS as exc:
         raise read_failure(exc) from exc
     except ValueError as exc:

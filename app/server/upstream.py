@@ -14,6 +14,7 @@ import aiohttp
 
 from app import __version__
 from app.core.errors import UpstreamProtocolError, UpstreamUnavailable
+from app.core.masking import Masker
 from app.server.json_body import encode_json
 
 MB = 1024 * 1024
@@ -182,19 +183,25 @@ def closed_before_answer(host: str) -> UpstreamUnavailable:
     )
 
 
-async def read_error_body(response: aiohttp.ClientResponse, limit: int = 64 * 1024) -> bytes:
-    """At most `limit` bytes of an error body, then the response is released."""
+async def read_error_body(
+    response: aiohttp.ClientResponse, masker: Masker, limit: int = 64 * 1024
+) -> bytes:
+    """At most `limit` bytes of an error body, masked (before anything quotes and cuts
+    it: "Incorrect API key provided: ..."), then the response is released."""
     try:
-        return await response.content.read(limit)
+        return masker.mask_bytes(await response.content.read(limit))
     except (aiohttp.ClientError, TimeoutError):
         return b""
     finally:
         response.release()
 
 
-async def read_bounded(response: aiohttp.ClientResponse, limit_bytes: int) -> bytes:
-    """The whole body; `UpstreamProtocolError` once it passes `limit_bytes` (a runaway
-    upstream must not fill memory). Read errors are `READ_ERRORS`, for the caller to word."""
+async def read_bounded(
+    response: aiohttp.ClientResponse, limit_bytes: int, *, masker: Masker | None = None
+) -> bytes:
+    """The whole body, masked when a `masker` is given (before anything quotes and cuts
+    it); `UpstreamProtocolError` once it passes `limit_bytes` (a runaway upstream must
+    not fill memory). Read errors are `READ_ERRORS`, for the caller to word."""
     pieces: list[bytes] = []
     size = 0
     async for data in response.content.iter_any():
@@ -202,7 +209,8 @@ async def read_bounded(response: aiohttp.ClientResponse, limit_bytes: int) -> by
         if size > limit_bytes:
             raise response_too_large(limit_bytes)
         pieces.append(data)
-    return b"".join(pieces)
+    body = b"".join(pieces)
+    return masker.mask_bytes(body) if masker is not None else body
 
 
 def response_too_large(limit_bytes: int) -> UpstreamProtocolError:
