@@ -31,7 +31,7 @@ from app.server.calls import Attempts, UpstreamCall, messages_body_builder
 from app.server.documents import documents_as_text
 from app.server.image_urls import apply_image_url_policy
 from app.server.images import create_image
-from app.server.json_body import read_json_object
+from app.server.json_body import MAX_JSON_DEPTH, deeper_than, encode_json, read_json_object
 from app.server.models_routes import get_model, list_models
 from app.server.passthrough import chat_completions
 from app.server.records import RequestRecord, new_message_id
@@ -235,7 +235,13 @@ async def _complete_with_server_tools(
 
 def _message_response(record: RequestRecord, message: Message) -> web.Response:
     record.status = 200
-    return web.json_response(message, dumps=_dumps, headers={"request-id": record.request_id})
+    # encode_json: an upstream's lone surrogate (invalid in UTF-8) goes out as a JSON
+    # escape instead of failing the encode after the tokens were paid for.
+    return web.Response(
+        body=encode_json(message),
+        content_type="application/json",
+        headers={"request-id": record.request_id},
+    )
 
 
 async def _read_message(
@@ -257,11 +263,18 @@ async def _read_message(
         upstream.release()
     try:
         parsed = json.loads(raw)
+        too_deep = deeper_than(parsed, MAX_JSON_DEPTH)
+    except RecursionError:
+        too_deep = "the top level"
     except ValueError as exc:
         snippet = raw[:200].decode("utf-8", "replace")
         raise UpstreamProtocolError(
             f"upstream answered with a body that is not JSON: {snippet!r}"
         ) from exc
+    if too_deep is not None:
+        raise UpstreamProtocolError(
+            f"upstream answered with JSON nested more than {MAX_JSON_DEPTH} levels deep"
+        )
     if not isinstance(parsed, dict):
         raise UpstreamProtocolError("upstream answered with JSON that is not an object")
     record.upstream_response = raw
