@@ -82,15 +82,23 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     client_key = authorize(request, state.proxy_key)
     req = validate_messages_request(await read_json_object(request))
     record.client_body = req
-    req = await apply_image_url_policy(req, state.settings.image_urls, state.fetcher)
+    route = _route(state, req, record)
+    budget = state.fetcher.request_budget()  # images and documents by URL, together
+    req = await apply_image_url_policy(
+        req,
+        state.settings.image_urls,
+        state.fetcher,
+        budget,
+        model_sees_images=state.registry.quirks_for(route).supports_images is not False,
+    )
     req = await documents_as_text(
         req,
         state.documents,
         state.fetcher,
         url_policy=state.settings.image_urls,
         notes=record.repairs,
+        budget=budget,
     )
-    route = _route(state, req, record)
     if log.isEnabledFor(logging.DEBUG):  # bodies only at DEBUG; the handlers redact keys
         log.debug("%s client request: %s", record.request_id, _dumps(req))
     size = measure_request(req)
