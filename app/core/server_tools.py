@@ -169,9 +169,7 @@ class ServerToolLedger:
 
 # An http(s) URL in running text, up to a space, a quote or a closing bracket; a
 # bracketed IPv6 host (http://[::1]:8080/) is one piece, its `]` not an end.
-_URL_IN_TEXT = re.compile(
-    r"https?://(?:\[[0-9a-z:.%_-]*\]|[^\s<>\"'`\])}|\\])+", re.IGNORECASE
-)
+_URL_IN_TEXT = re.compile(r"https?://(?:\[[0-9a-z:.%_-]*\]|[^\s<>\"'`\])}|\\])+", re.IGNORECASE)
 _TRAILING_PUNCTUATION = ".,;:!?*_~"
 
 
