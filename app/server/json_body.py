@@ -26,7 +26,7 @@ BODY_TIMEOUT_S = 60.0
 # a few hundred levels deep ran them out of stack (a 500 with a 3,000-line traceback).
 MAX_JSON_DEPTH = 64
 _TOO_DEEP = (
-    f"body: JSON nested more than {MAX_JSON_DEPTH} levels deep (at {{path}}); "
+    f"body: JSON nested too deeply: more than {MAX_JSON_DEPTH} levels (at {{path}}); "
     f"NimBridge reads at most {MAX_JSON_DEPTH} levels of objects and arrays"
 )
 

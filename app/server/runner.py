@@ -217,8 +217,11 @@ class _ProxyHTTPServer(web.Server):
     def make_room(self, newcomer: RequestHandler) -> bool:
         """Close the oldest connection with no request in it; False when all are busy."""
         for handler in self.connections:  # oldest first
-            mine = handler is not newcomer and isinstance(handler, ProxyRequestHandler)
-            if mine and handler.idle:
+            if (
+                handler is not newcomer
+                and isinstance(handler, ProxyRequestHandler)
+                and handler.idle
+            ):
                 log.debug("at the connection cap: closing the oldest idle connection")
                 self.note_cap_reached("closing idle ones for new ones")
                 handler.force_close()

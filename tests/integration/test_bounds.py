@@ -399,7 +399,8 @@ def test_a_bug_in_a_handler_is_one_log_line_without_a_traceback(
     from app.server import routes
 
     def broken(*args: object) -> object:
-        return {}["missing"]
+        empty: dict[str, object] = {}
+        return empty["missing"]
 
     monkeypatch.setattr(routes, "measure_request", broken)
     caplog.set_level(logging.INFO, logger="app")

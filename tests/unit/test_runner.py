@@ -48,7 +48,8 @@ def test_a_bug_is_described_by_class_and_place_without_its_message() -> None:
     from app.server.bugs import describe
 
     try:
-        {}["the client's secret"]
+        empty: dict[str, int] = {}
+        empty["the client's secret"]
     except KeyError as exc:
         described = describe(exc)
     assert described.startswith("KeyError at test_runner.py:")  # no frame of `app`: the last
