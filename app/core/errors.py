@@ -113,9 +113,10 @@ class UpstreamUnavailable(ProxyError):
     default_status = 502
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
-        super().__init__(message, status=status)
         # Only failures where the upstream surely did not start on the request
-        # (e.g. connection refused) may be retried without the client knowing.
+        # (e.g. connection refused) may be retried without the client knowing; the
+        # client is told when to try again itself (the SDKs and Claude Code honour it).
+        super().__init__(message, status=status, retry_after="1" if retryable else None)
         self.retryable = retryable
 
 

@@ -202,6 +202,25 @@ WORKERS_AI_IMAGE_MODELS: tuple[tuple[re.Pattern[str], WorkersAiImageModel], ...]
 )
 
 
+# A Workers AI model id as it goes into the run URL's path: slash-separated names of
+# letters, digits and `@ . _ : + -`, none starting with a dot (no `..` segment, no `?`,
+# `#` or `%`). Anything else would leave /ai/run/ with the user's Cloudflare token.
+_WORKERS_AI_MODEL_ID = re.compile(
+    r"[A-Za-z0-9@_][A-Za-z0-9@._:+-]*(?:/[A-Za-z0-9@_][A-Za-z0-9@._:+-]*)*"
+)
+
+
+def workers_ai_model_path(model_id: str) -> str:
+    """`model_id` as the tail of Workers AI's /ai/run/ URL; ClientRequestError for an id
+    that is not a model name (it would reach another Cloudflare API)."""
+    if len(model_id) > 200 or _WORKERS_AI_MODEL_ID.fullmatch(model_id) is None:
+        raise ClientRequestError(
+            f"model: {model_id[:200]!r} is not a Workers AI model id (names like "
+            "@cf/black-forest-labs/flux-1-schnell: letters, digits, @ . _ : + - between slashes)"
+        )
+    return model_id
+
+
 def workers_ai_image_model(model_id: str) -> WorkersAiImageModel:
     name = model_id.lower()
     return next(spec for pattern, spec in WORKERS_AI_IMAGE_MODELS if pattern.search(name))

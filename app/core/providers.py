@@ -131,10 +131,11 @@ class Provider:
 
 
 def preset_base_url(kind: ProviderKind, account_id: str | None = None) -> str:
-    """The preset's base URL, with a Cloudflare account id filled in."""
+    """The preset's base URL, with a Cloudflare account id filled in (escaped: whatever
+    it holds stays one path segment)."""
     url = PRESET_BY_KIND[kind].base_url
     if "{account_id}" in url:
-        url = url.replace("{account_id}", account_id or "")
+        url = url.replace("{account_id}", urllib.parse.quote(account_id or "", safe=""))
     return url
 
 

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 from app.core.anthropic_types import MessagesRequest
 from app.core.server_tool_results import ServerToolKind, error_block, error_text
@@ -167,15 +167,28 @@ class ServerToolLedger:
 
 # ------------------------------------------------------------------ URLs in context
 
-# An http(s) URL in running text, up to a space, a quote or a closing bracket.
-_URL_IN_TEXT = re.compile(r"https?://[^\s<>\"'`\])}|\\]+", re.IGNORECASE)
+# An http(s) URL in running text, up to a space, a quote or a closing bracket; a
+# bracketed IPv6 host (http://[::1]:8080/) is one piece, its `]` not an end.
+_URL_IN_TEXT = re.compile(r"https?://(?:\[[0-9a-z:.%_-]*\]|[^\s<>\"'`\])}|\\])+", re.IGNORECASE)
 _TRAILING_PUNCTUATION = ".,;:!?*_~"
+
+
+def split_url(url: str) -> SplitResult | None:
+    """`urlsplit`, or None for what it refuses (`http://[::1`, an unclosed bracket)."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
 
 
 def url_key(url: str) -> str:
     """How URLs are compared: scheme and host in lower case, the fragment and a trailing
-    slash dropped, and punctuation that ends a sentence rather than the URL."""
-    parts = urlsplit(url.strip().rstrip(_TRAILING_PUNCTUATION))
+    slash dropped, and punctuation that ends a sentence rather than the URL. Text that
+    does not split as a URL is its own key: it can match only itself."""
+    url = url.strip().rstrip(_TRAILING_PUNCTUATION)
+    parts = split_url(url)
+    if parts is None:
+        return url
     path = parts.path.rstrip("/")
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
 
@@ -377,7 +390,8 @@ def plan_call(
             ),
         )
     url = call.input.get("url")
-    if not isinstance(url, str) or urlsplit(url.strip()).scheme not in ("http", "https"):
+    parts = split_url(url.strip()) if isinstance(url, str) else None
+    if not isinstance(url, str) or parts is None or parts.scheme not in ("http", "https"):
         return CallFailure(call.id, spec.kind, INVALID_INPUT, 'give an http(s) "url" string')
     url = url.strip()
     if len(url) > MAX_URL_CHARS:

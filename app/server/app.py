@@ -20,12 +20,13 @@ from app.config.settings import Settings
 from app.core.errors import ProxyError
 from app.core.masking import Masker, url_secrets
 from app.server.auth import client_key
+from app.server.bugs import describe, log_traceback
 from app.server.egress import masking_hook
 from app.server.guard import add_cors_headers, check_bind, check_request
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord, new_request_id
 from app.server.routes import add_routes
-from app.server.runner import ProxyRunner
+from app.server.runner import LISTEN_BACKLOG, ProxyRunner
 from app.server.safe_fetch import FetchPolicy, SafeFetcher
 from app.server.state import RECORD, STATE, ProxyState, absorb_stop
 from app.server.tasks import create_task
@@ -118,8 +119,9 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
         record.status, record.error = 499, "client disconnected"
         raise
     except Exception as exc:  # the boundary: a bug of ours, still a well-formed answer
-        log.exception("%s internal error", record.request_id)
-        error = ProxyError(f"internal error in NimBridge ({exc.__class__.__name__}); see its log")
+        # One line (the summary below carries this message); the traceback at DEBUG.
+        log_traceback(log, record.request_id, exc)
+        error = ProxyError(f"internal error in NimBridge ({describe(exc)}); see its log")
         return error_response(request, error, record)
     finally:
         state.in_flight -= 1
@@ -236,7 +238,7 @@ class ProxyServer:
             shutdown_timeout=_FINAL_WRITE_S,  # `stop` gives the grace period itself
         )
         await runner.setup()
-        site = web.TCPSite(runner, self.settings.host, self.settings.port)
+        site = web.TCPSite(runner, self.settings.host, self.settings.port, backlog=LISTEN_BACKLOG)
         try:
             await site.start()
         except OSError:

@@ -19,13 +19,22 @@ def client_key(request: web.Request) -> str | None:
     return None
 
 
+def _ascii_key(request: web.Request) -> str | None:
+    """`client_key`, refused (401) unless ASCII: aiohttp reads header bytes that are not
+    UTF-8 as lone surrogates, which neither compare nor go into an upstream header."""
+    key = client_key(request)
+    if key is not None and not key.isascii():
+        raise InboundAuthError("invalid API key: an API key is ASCII text")
+    return key
+
+
 def check_inbound_key(request: web.Request, proxy_key: str) -> None:
-    sent = client_key(request)
+    sent = _ascii_key(request)
     if sent is None:
         raise InboundAuthError(
             "missing API key: send the NimBridge proxy key as x-api-key or Authorization: Bearer"
         )
-    if not hmac.compare_digest(sent.encode(), proxy_key.encode()):
+    if not hmac.compare_digest(sent.encode(), proxy_key.encode("utf-8", "surrogateescape")):
         raise InboundAuthError("invalid x-api-key: this is not the NimBridge proxy key")
 
 
@@ -35,4 +44,4 @@ def authorize(request: web.Request, proxy_key: str | None) -> str | None:
     if proxy_key is not None:
         check_inbound_key(request, proxy_key)
         return None
-    return client_key(request)
+    return _ascii_key(request)

@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from app.core.anthropic_types import MessagesRequest
 from app.server.pdf_text import DocumentLimits, DocumentReader, PdfReading, cut_at_word
-from app.server.safe_fetch import FetchError, SafeFetcher
+from app.server.safe_fetch import FetchBudget, FetchError, SafeFetcher
 
 PDF_TYPE = "application/pdf"
 
@@ -136,7 +136,11 @@ def _content_type(header: str) -> tuple[str, str]:
 
 
 async def _from_url(
-    found: _Found, reader: DocumentReader, fetcher: SafeFetcher, url_policy: str
+    found: _Found,
+    reader: DocumentReader,
+    fetcher: SafeFetcher,
+    url_policy: str,
+    budget: FetchBudget | None,
 ) -> tuple[dict[str, Any], str | None]:
     url = found.document["source"]["url"]
     if url_policy == "refuse":
@@ -146,7 +150,7 @@ async def _from_url(
         )
     else:
         try:
-            fetched = await fetcher.fetch(url)
+            fetched = await fetcher.fetch(url, budget)
         except FetchError as exc:
             note = f"document at {url} could not be fetched: {exc}"
         else:
@@ -180,11 +184,15 @@ def _fetched_text(
 
 
 async def _as_text(
-    found: _Found, reader: DocumentReader, fetcher: SafeFetcher, url_policy: str | None
+    found: _Found,
+    reader: DocumentReader,
+    fetcher: SafeFetcher,
+    url_policy: str | None,
+    budget: FetchBudget | None,
 ) -> tuple[dict[str, Any], str | None]:
     source = found.document["source"]
     if source["type"] == "url":
-        return await _from_url(found, reader, fetcher, cast(str, url_policy))
+        return await _from_url(found, reader, fetcher, cast(str, url_policy), budget)
     return _from_reading(found, await reader.read(source["data"]))
 
 
@@ -195,16 +203,21 @@ async def documents_as_text(
     *,
     url_policy: str | None,
     notes: list[str],
+    budget: FetchBudget | None = None,
 ) -> MessagesRequest:
     """`req` with its PDFs (and documents by URL) as text; what went wrong in `notes`.
 
     `url_policy`: the `image_urls` setting ("refuse": a note instead of a fetch), or
     None to leave documents by URL as they are (count_tokens fetches nothing).
+    `budget`: the request's bytes by URL, shared with its images (one of their own: None).
     """
     found = list(_documents(req, with_urls=url_policy is not None))
     if not found:
         return req
-    results = await asyncio.gather(*(_as_text(f, reader, fetcher, url_policy) for f in found))
+    budget = budget or fetcher.request_budget()
+    results = await asyncio.gather(
+        *(_as_text(f, reader, fetcher, url_policy, budget) for f in found)
+    )
     notes.extend(note for _, note in results if note is not None)
     blocks = {
         (f.message, f.block, f.inner): block for f, (block, _) in zip(found, results, strict=True)

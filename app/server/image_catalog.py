@@ -29,6 +29,7 @@ from app.core.images import (
     image_catalog_from_models_list,
     is_image_model,
     needs_input_image,
+    workers_ai_model_path,
 )
 from app.core.models import ModelAliases, ModelRoute
 from app.core.providers import Provider
@@ -49,7 +50,7 @@ def image_api_of(provider: Provider) -> ImageApi:
 
 def workers_ai_run_url(provider: Provider, model: str) -> str:
     """Workers AI's native run endpoint beside its OpenAI-compatible `/ai/v1` base."""
-    return f"{provider.base_url.removesuffix('/ai/v1')}/ai/run/{model}"
+    return f"{provider.base_url.removesuffix('/ai/v1')}/ai/run/{workers_ai_model_path(model)}"
 
 
 class ImageCatalogs:

@@ -2,7 +2,8 @@
 
 "pass": the provider gets the URL (NimBridge fetches nothing). "fetch": NimBridge
 downloads each image through `SafeFetcher` (public addresses only unless the user
-allowed private ones, bounded size and time) and sends it inline, which providers that
+allowed private ones, bounded size and time, all of one request's fetches within one
+`FetchBudget`; nothing for a model that cannot see images) and sends it inline, which providers that
 take only inline images need. "refuse": a 400 saying how to send the image instead.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from app.core.anthropic_types import MessagesRequest
 from app.core.errors import ClientRequestError
-from app.server.safe_fetch import FetchError, SafeFetcher
+from app.server.safe_fetch import FetchBudget, FetchError, SafeFetcher
 
 # What Anthropic accepts as an image's media_type (and what providers' vision models read).
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
@@ -37,10 +38,19 @@ def _url_images(req: MessagesRequest) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 async def apply_image_url_policy(
-    req: MessagesRequest, policy: str, fetcher: SafeFetcher
+    req: MessagesRequest,
+    policy: str,
+    fetcher: SafeFetcher,
+    budget: FetchBudget | None = None,
+    *,
+    model_sees_images: bool = True,
 ) -> MessagesRequest:
-    """`req` as the policy wants it; the client's own request is never changed."""
-    if policy == "pass" or next(_url_images(req), None) is None:
+    """`req` as the policy wants it; the client's own request is never changed.
+
+    Nothing is fetched for a model that cannot see images (`model_sees_images` False):
+    the translation leaves them out with a note. All fetches draw on `budget`.
+    """
+    if policy == "pass" or not model_sees_images or next(_url_images(req), None) is None:
         return req
     if policy == "refuse":
         path, _ = next(_url_images(req))
@@ -50,18 +60,28 @@ async def apply_image_url_policy(
         )
     fetched = copy.deepcopy(req)  # the inspector keeps showing what the client sent
     blocks = list(_url_images(fetched))
-    sources = await asyncio.gather(*(_inline(path, block, fetcher) for path, block in blocks))
-    for (_, block), source in zip(blocks, sources, strict=True):
-        block["source"] = source
+    budget = budget or fetcher.request_budget()
+    try:
+        # A TaskGroup: the first image that fails cancels the others' downloads.
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(_inline(path, block, fetcher, budget)) for path, block in blocks
+            ]
+    except* ClientRequestError as failed:
+        raise failed.exceptions[0] from None
+    for (_, block), task in zip(blocks, tasks, strict=True):
+        block["source"] = task.result()
     return fetched
 
 
-async def _inline(path: str, block: dict[str, Any], fetcher: SafeFetcher) -> dict[str, str]:
+async def _inline(
+    path: str, block: dict[str, Any], fetcher: SafeFetcher, budget: FetchBudget
+) -> dict[str, str]:
     url = block["source"].get("url")
     if not isinstance(url, str):
         raise ClientRequestError(f"{path}.source.url: expected a string")
     try:
-        image = await fetcher.fetch(url)
+        image = await fetcher.fetch(url, budget)
     except FetchError as exc:
         raise ClientRequestError(f"{path}.source.url: could not fetch the image: {exc}") from None
     media_type = image.content_type.split(";", 1)[0].strip().lower()

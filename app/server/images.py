@@ -32,6 +32,7 @@ from app.core.images import (
     to_workers_ai_input,
     validate_image_request,
     workers_ai_image_model,
+    workers_ai_model_path,
 )
 from app.core.models import ModelRoute
 from app.core.providers import Provider
@@ -107,7 +108,9 @@ async def _workers_ai(
     client_key: str | None,
 ) -> web.Response:
     spec = workers_ai_image_model(route.upstream_model)
-    # All inputs first: a size the model cannot make is refused before any call.
+    # All inputs first: a size the model cannot make, or an id that is no model name,
+    # is refused before any call.
+    workers_ai_model_path(route.upstream_model)
     inputs = [to_workers_ai_input(req, spec, index=i) for i in range(req.n)]
     record.upstream_body = inputs[0]
 

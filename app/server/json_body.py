@@ -8,13 +8,47 @@ library: orjson reads an integer beyond 64 bits as a float, silently losing digi
 an ID in a tool's input.
 """
 
+import asyncio
 import json
 from typing import Any, NoReturn
 
 import orjson
 from aiohttp import web
 
-from app.core.errors import ClientRequestError
+from app.core.errors import ClientRequestError, ProxyError
+
+# A client that sends headers and then trickles its body holds a connection and a slot
+# of max_concurrent_requests: this long at most (32 MB on loopback takes well under 1 s).
+BODY_TIMEOUT_S = 60.0
+
+# How deeply a client's JSON may nest (objects and arrays; the body itself is level 1).
+# Claude Code's requests reach 11; translation and encoding recurse, and a body nested
+# a few hundred levels deep ran them out of stack (a 500 with a 3,000-line traceback).
+MAX_JSON_DEPTH = 64
+_TOO_DEEP = (
+    f"body: JSON nested too deeply: more than {MAX_JSON_DEPTH} levels (at {{path}}); "
+    f"NimBridge reads at most {MAX_JSON_DEPTH} levels of objects and arrays"
+)
+
+
+def deeper_than(value: Any, limit: int) -> str | None:
+    """The path of the first object or array nested deeper than `limit` levels, or None.
+    Iterative: it must not itself run out of stack."""
+    pending: list[tuple[Any, int, str]] = [(value, 1, "")]
+    while pending:
+        item, depth, path = pending.pop()
+        if isinstance(item, dict):
+            children: Any = item.items()
+        elif isinstance(item, list):
+            children = enumerate(item)
+        else:
+            continue
+        if depth > limit:
+            return path or "the top level"
+        pending.extend(
+            (child, depth + 1, f"{path}.{key}" if path else str(key)) for key, child in children
+        )
+    return None
 
 
 def _refuse_constant(name: str) -> NoReturn:
@@ -39,7 +73,13 @@ def encode_json(value: Any) -> bytes:
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            raw = await request.read()
+    except TimeoutError:
+        raise ProxyError(
+            f"body: the request body did not arrive within {BODY_TIMEOUT_S:g} s", status=408
+        ) from None
     if not raw:
         raise ClientRequestError("body: the request body is empty; send a JSON object")
     try:
@@ -47,7 +87,10 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     except ValueError as exc:
         raise ClientRequestError(f"body: invalid JSON ({exc})") from None
     except RecursionError:
-        raise ClientRequestError("body: invalid JSON (nested too deeply)") from None
+        raise ClientRequestError(_TOO_DEEP.format(path="the top level")) from None
     if not isinstance(body, dict):
         raise ClientRequestError("body: expected a JSON object")
+    too_deep = deeper_than(body, MAX_JSON_DEPTH)
+    if too_deep is not None:
+        raise ClientRequestError(_TOO_DEEP.format(path=too_deep[:200]))
     return body

@@ -32,7 +32,7 @@ from app.server.calls import Attempts, UpstreamCall, messages_body_builder
 from app.server.documents import documents_as_text
 from app.server.image_urls import apply_image_url_policy
 from app.server.images import create_image
-from app.server.json_body import read_json_object
+from app.server.json_body import MAX_JSON_DEPTH, deeper_than, encode_json, read_json_object
 from app.server.models_routes import get_model, list_models
 from app.server.passthrough import chat_completions
 from app.server.records import RequestRecord, new_message_id
@@ -83,15 +83,23 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     client_key = authorize(request, state.proxy_key)
     req = validate_messages_request(await read_json_object(request))
     record.client_body = req
-    req = await apply_image_url_policy(req, state.settings.image_urls, state.fetcher)
+    route = _route(state, req, record)
+    budget = state.fetcher.request_budget()  # images and documents by URL, together
+    req = await apply_image_url_policy(
+        req,
+        state.settings.image_urls,
+        state.fetcher,
+        budget,
+        model_sees_images=state.registry.quirks_for(route).supports_images is not False,
+    )
     req = await documents_as_text(
         req,
         state.documents,
         state.fetcher,
         url_policy=state.settings.image_urls,
         notes=record.repairs,
+        budget=budget,
     )
-    route = _route(state, req, record)
     if log.isEnabledFor(logging.DEBUG):  # bodies only at DEBUG; the handlers redact keys
         log.debug("%s client request: %s", record.request_id, _dumps(req))
     size = measure_request(req)
@@ -236,7 +244,13 @@ async def _complete_with_server_tools(
 
 def _message_response(record: RequestRecord, message: Message) -> web.Response:
     record.status = 200
-    return web.json_response(message, dumps=_dumps, headers={"request-id": record.request_id})
+    # encode_json: an upstream's lone surrogate (invalid in UTF-8) goes out as a JSON
+    # escape instead of failing the encode after the tokens were paid for.
+    return web.Response(
+        body=encode_json(message),
+        content_type="application/json",
+        headers={"request-id": record.request_id},
+    )
 
 
 async def _read_message(
@@ -260,11 +274,18 @@ async def _read_message(
         upstream.release()
     try:
         parsed = json.loads(raw)
+        too_deep = deeper_than(parsed, MAX_JSON_DEPTH)
+    except RecursionError:
+        too_deep = "the top level"
     except ValueError as exc:
         snippet = state.masker.clip(raw.decode("utf-8", "replace"), 200)
         raise UpstreamProtocolError(
             f"upstream answered with a body that is not JSON: {snippet!r}"
         ) from exc
+    if too_deep is not None:
+        raise UpstreamProtocolError(
+            f"upstream answered with JSON nested more than {MAX_JSON_DEPTH} levels deep"
+        )
     if not isinstance(parsed, dict):
         raise UpstreamProtocolError("upstream answered with JSON that is not an object")
     record.upstream_response = raw

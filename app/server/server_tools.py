@@ -41,6 +41,7 @@ from app.core.server_tools import (
     plan_call,
 )
 from app.core.web_tools import UNAVAILABLE, WebFetch, WebSearch, WebToolError
+from app.server.bugs import describe, log_traceback
 from app.server.calls import Attempts, BodyBuilder, UpstreamCall
 from app.server.streaming import NextRound
 
@@ -103,7 +104,8 @@ class ServerToolRunner:
             self.texts[plan.call_id] = error_text(kind, exc.code, exc.message)
             return error_block(kind, plan.call_id, exc.code)
         except Exception as exc:  # a backend's bug must not fail the whole request
-            log.exception("%s %s backend failed", self.request_id, kind)
+            log.error("%s %s backend failed: %s", self.request_id, kind, describe(exc))
+            log_traceback(log, self.request_id, exc)
             message = f"internal error in NimBridge's {kind} ({exc.__class__.__name__})"
             self.texts[plan.call_id] = error_text(kind, UNAVAILABLE, message)
             return error_block(kind, plan.call_id, UNAVAILABLE)

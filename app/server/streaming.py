@@ -43,6 +43,7 @@ from app.core.server_tool_rounds import ServerToolStream
 from app.core.sse import SSEDecoder, encode_event
 from app.core.stream import StreamState, StreamTranslator
 from app.core.stream_guard import StreamGrammarError, StreamGuard
+from app.server.bugs import describe, log_traceback
 from app.server.calls import Attempts
 from app.server.egress import MaskedStream
 from app.server.records import RequestRecord
@@ -271,8 +272,9 @@ async def stream_messages(
             if translator.state not in _ENDED:
                 await writer.write(translator.fail(record.stopped_by.to_error_body()))
         except Exception as exc:  # the boundary: our bug, still a well-formed end of stream
-            log.exception("%s internal error mid-stream", record.request_id)
-            record.error = f"internal error ({exc.__class__.__name__})"
+            # The request's summary line says it (record.error); the traceback at DEBUG.
+            log_traceback(log, record.request_id, exc)
+            record.error = f"internal error mid-stream ({describe(exc)})"
             if translator.state not in _ENDED:
                 failure = ProxyError(f"internal error in NimBridge ({exc.__class__.__name__})")
                 await writer.write(translator.fail(failure.to_error_body()))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from app.server.json_body import encode_json, parse_json
+from app.server.json_body import MAX_JSON_DEPTH, deeper_than, encode_json, parse_json
 
 
 @pytest.mark.parametrize(
@@ -47,3 +47,26 @@ def test_encode_round_trips(value: object) -> None:
     encoded = encode_json(value)
     assert json.loads(encoded) == value
     assert b" " not in encoded.replace("é中🙂".encode(), b"")  # compact
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "path"),
+    [
+        ({"a": [1, {"b": "x"}]}, 3, None),
+        ({"a": [1, {"b": []}]}, 3, "a.1.b"),
+        ([[[]]], 2, "0.0"),
+        ("scalar", 0, None),
+        ({}, 0, "the top level"),
+    ],
+)
+def test_deeper_than_names_the_first_too_deep_place(
+    value: object, limit: int, path: str | None
+) -> None:
+    assert deeper_than(value, limit) == path
+
+
+def test_deeper_than_does_not_recurse() -> None:
+    deep: object = []
+    for _ in range(100_000):  # far past Python's recursion limit
+        deep = [deep]
+    assert deeper_than(deep, MAX_JSON_DEPTH) == ".".join(["0"] * MAX_JSON_DEPTH)

@@ -42,3 +42,16 @@ def test_refusal_error(exc: BaseException | None, status: int, words: str) -> No
     assert error.status == status
     assert words in error.message and SECRET not in error.message
     assert error.error_type == ("api_error" if status == 500 else "invalid_request_error")
+
+
+def test_a_bug_is_described_by_class_and_place_without_its_message() -> None:
+    from app.server.bugs import describe
+
+    try:
+        empty: dict[str, int] = {}
+        empty["the client's secret"]
+    except KeyError as exc:
+        described = describe(exc)
+    assert described.startswith("KeyError at test_runner.py:")  # no frame of `app`: the last
+    assert "secret" not in described
+    assert describe(KeyError("never raised")) == "KeyError"

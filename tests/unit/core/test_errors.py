@@ -118,6 +118,9 @@ def test_error_tree_shape() -> None:
     assert UpstreamError("x", status=400).upstream_status == 400
     assert UpstreamUnavailable("refused", retryable=True).retryable is True
     assert UpstreamUnavailable("reset").retryable is False
+    # A refused connection tells the client when to retry (README: "with retry-after").
+    assert UpstreamUnavailable("refused", retryable=True).retry_after == "1"
+    assert UpstreamUnavailable("reset").retry_after is None
 
 
 # ------------------------------------------------------------------ reading upstream bodies

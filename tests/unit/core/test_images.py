@@ -27,6 +27,7 @@ from app.core.images import (
     to_workers_ai_input,
     validate_image_request,
     workers_ai_image_model,
+    workers_ai_model_path,
 )
 from app.core.providers import ExplicitModel, ProviderKind
 
@@ -322,3 +323,37 @@ def test_explicit_image_models() -> None:
     )
     models = explicit_image_models(named, provider="p", known={"dall-e-3"})
     assert [(m.id, m.provider, m.kind) for m in models] == [("painter", "p", ModelKind.IMAGE)]
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "@cf/black-forest-labs/flux-1-schnell",
+        "@hf/thebloke/model-v1.5:q4",
+        "@cf/bytedance/stable-diffusion-xl-lightning",
+    ],
+)
+def test_a_workers_ai_model_id_goes_into_the_path_as_it_is(model: str) -> None:
+    assert workers_ai_model_path(model) == model
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "../../../../user/tokens",  # issue 17: POSTed the user's token to /user/tokens
+        "@cf/a/../../b",
+        "./x",
+        "x?y=1",
+        "a#b",
+        "a%2F..",
+        "a//b",
+        "/abs",
+        "a/",
+        "",
+        "a b",
+        "x" * 201,
+    ],
+)
+def test_a_workers_ai_model_id_cannot_leave_the_run_path(model: str) -> None:
+    with pytest.raises(ClientRequestError, match="not a Workers AI model id"):
+        workers_ai_model_path(model)

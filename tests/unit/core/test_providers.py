@@ -37,6 +37,13 @@ def test_budget_per_minute(provider: Provider, budget: int | None) -> None:
     assert provider.preset is PRESET_BY_KIND[provider.kind]
 
 
+def test_an_account_id_stays_one_path_segment() -> None:
+    url = preset_base_url(ProviderKind.CLOUDFLARE, "../../user/tokens?x=1#")
+    assert url == (
+        "https://api.cloudflare.com/client/v4/accounts/..%2F..%2Fuser%2Ftokens%3Fx%3D1%23/ai/v1"
+    )
+
+
 def test_preset_base_url() -> None:
     assert preset_base_url(ProviderKind.CLOUDFLARE, "acc123") == (
         "https://api.cloudflare.com/client/v4/accounts/acc123/ai/v1"

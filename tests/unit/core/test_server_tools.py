@@ -264,6 +264,9 @@ def test_web_fetch_takes_only_urls_in_the_conversation(url: str, known: bool) ->
         ("(https://a.org/x), 'https://b.org/y?z=1' <https://c.org/>", None),
         ("[md](https://a.org/p/) and https://A.ORG/p#frag!", {"https://a.org/p"}),
         ("ftp://a.org/x and mailto:x@y.z", set()),
+        pytest.param("[http://[::1]:8080/x]", {"http://[::1]:8080/x"}, id="ipv6-host"),
+        pytest.param("fetch http://[::1 now", {"http://[::1"}, id="unclosed-bracket"),
+        pytest.param("http://[zz]/ and http://a:99999/", {"http://[zz]/", "http://a:99999"}),
     ],
 )
 def test_urls_in_text(text: str, keys: set[str] | None) -> None:
@@ -271,6 +274,18 @@ def test_urls_in_text(text: str, keys: set[str] | None) -> None:
         keys if keys is not None else {"https://a.org/x", "https://b.org/y?z=1", "https://c.org"}
     )
     assert urls_in({"nested": [text, ("tuple",), 5, None]}) == expected
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://[zz]/", "https://[::1]:99999/"])
+def test_a_url_that_does_not_split_is_refused_or_matched_as_text(url: str) -> None:
+    """Issue 17: `urlsplit` raising on a bracket was a 500 for the whole conversation."""
+    ledger = ServerToolLedger(known_urls=urls_in(f"see {url}"))
+    plan = plan_call(call(url=url), FETCH_SPEC, ledger, configured=True)
+    split_fails = url.endswith("[::1") or "[zz]" in url
+    if split_fails:
+        assert isinstance(plan, CallFailure) and plan.code == "invalid_tool_input"
+    else:
+        assert isinstance(plan, FetchPlan)
 
 
 def test_context_urls_are_the_user_sides_and_earlier_results() -> None:
