@@ -62,6 +62,9 @@ MAX_SETTINGS_BYTES = 1024 * 1024
 MAX_SETTINGS_DEPTH = 32  # objects and lists within each other
 # A Cloudflare account id goes into the base URL's path: plain letters and digits only.
 ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ACCOUNT_ID_RULE = "must be letters, digits, '-' or '_' (at most 64)"
+# The numbers that are Settings fields themselves (the others belong to providers, models).
+_FIELD_RANGES = {name: limits for name, limits in RANGE_BY_SETTING.items() if name.isidentifier()}
 
 
 class SettingsError(Exception):
@@ -225,11 +228,6 @@ class _Reader:
             raise self.error(key, f"must be {_kind_words(accepted)}, got {type(value).__name__}")
         return value
 
-    def number(self, key: str, default: float) -> float:
-        """A number as written (range: `validate_settings`; float() of a huge int raises)."""
-        value: float = self.get(key, (int, float), default)
-        return value
-
     def string_list(self, key: str) -> tuple[str, ...]:
         items = self.get(key, list, [])
         for position, item in enumerate(items):
@@ -302,7 +300,7 @@ def _provider_from(data: object, where: str, index: int) -> Provider:
                 display_name=model_reader.get("display_name", str, None),
             )
         )
-    budget = reader.get("requests_per_minute", int, None)
+    budget = data.get("requests_per_minute")  # kind and range: validate_settings
     return Provider(
         name=name,
         kind=kind,
@@ -321,22 +319,10 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
     defaults = Settings()
     values: dict[str, Any] = {
         "host": reader.get("host", str, defaults.host),
-        "port": reader.get("port", int, defaults.port),
         "require_proxy_key": reader.get("require_proxy_key", bool, defaults.require_proxy_key),
         "pass_client_keys": reader.get("pass_client_keys", bool, defaults.pass_client_keys),
         "allowed_hosts": reader.string_list("allowed_hosts"),
         "allowed_origins": reader.string_list("allowed_origins"),
-        "max_request_mb": reader.get("max_request_mb", int, defaults.max_request_mb),
-        "max_concurrent_requests": reader.get(
-            "max_concurrent_requests", int, defaults.max_concurrent_requests
-        ),
-        "max_upstream_response_mb": reader.get(
-            "max_upstream_response_mb", int, defaults.max_upstream_response_mb
-        ),
-        "commit_window_s": reader.number("commit_window_s", defaults.commit_window_s),
-        "retry_max_attempts": reader.get("retry_max_attempts", int, defaults.retry_max_attempts),
-        "retry_max_wait_s": reader.number("retry_max_wait_s", defaults.retry_max_wait_s),
-        "queue_max_wait_s": reader.number("queue_max_wait_s", defaults.queue_max_wait_s),
         "log_level": reader.get("log_level", str, defaults.log_level),
         "image_urls": reader.get("image_urls", str, defaults.image_urls),
         "fetch_private_addresses": reader.get(
@@ -347,21 +333,13 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
             "web_search_base_url", str, defaults.web_search_base_url
         ).strip(),
         "web_fetch_enabled": reader.get("web_fetch_enabled", bool, defaults.web_fetch_enabled),
-        "web_fetch_max_chars": reader.get("web_fetch_max_chars", int, defaults.web_fetch_max_chars),
         "smooth_deltas": reader.get("smooth_deltas", bool, defaults.smooth_deltas),
         "ui": reader.get("ui", dict, {}),
         "model_aliases": reader.string_map("model_aliases"),
         "fallbacks": reader.string_map("fallbacks"),
     }
-    for name in (
-        "connect_timeout_s",
-        "read_timeout_s",
-        "upstream_deadline_s",
-        "ping_interval_s",
-        "shutdown_grace_s",
-        "catalog_ttl_s",
-    ):
-        values[name] = reader.number(name, getattr(defaults, name))
+    for name in _FIELD_RANGES:  # as written: validate_settings checks kind and range
+        values[name] = data.get(name, getattr(defaults, name))
     if "providers" in data:
         entries = reader.get("providers", list, [])
         values["providers"] = tuple(
@@ -403,11 +381,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-_ACCOUNT_ID_RULE = "must be letters, digits, '-' or '_' (at most 64)"
-# The numbers that are Settings fields themselves (the others belong to providers, models).
-_FIELD_RANGES = {name: limits for name, limits in RANGE_BY_SETTING.items() if name.isidentifier()}
 
 
 def validate_settings(settings: Settings, where: str) -> Settings:

@@ -526,7 +526,8 @@ def test_each_number_takes_its_range_and_refuses_the_rest(name: str) -> None:
         assert f"'{name}' must be" in message and limits.words() in message
         assert f"got {bad!r}" in message  # the value and the range, named
         with pytest.raises(SettingsError):  # built in code (the dialog, a flag): the same
-            validate_settings(replace(Settings(), **{name: bad}), "dialog")
+            changed: dict[str, Any] = {name: bad}
+            validate_settings(replace(Settings(), **changed), "dialog")
 
 
 def test_numbers_come_back_as_their_kind() -> None:
