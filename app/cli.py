@@ -32,7 +32,6 @@ from app.config.settings import (
     default_settings_path,
     load_settings,
     load_settings_or_set_aside,
-    validate_settings,
 )
 from app.core.masking import Masker
 from app.core.providers import provider_kind_for_url
@@ -143,16 +142,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = load_settings(settings_path)
         if args.command in ("serve", "gui"):
             url = args.upstream_url
-            settings = validate_settings(
-                settings.with_overrides(
-                    host=args.host,
-                    port=args.port,
-                    upstream_url=url,
-                    upstream_kind=provider_kind_for_url(url) if url is not None else None,
-                    model=args.model,
-                    log_level=args.log_level,
-                ),
-                "command line",
+            settings = settings.with_overrides(  # checked as the file is: SettingsError
+                host=args.host,
+                port=args.port,
+                upstream_url=url,
+                upstream_kind=provider_kind_for_url(url) if url is not None else None,
+                model=args.model,
+                log_level=args.log_level,
             )
     except SettingsError as exc:
         print(f"nimbridge: invalid settings: {exc}", file=sys.stderr)

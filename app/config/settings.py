@@ -13,13 +13,28 @@ Invariants:
 import datetime
 import ipaddress
 import json
+import math
 import os
+import re
+import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from app.config.limits import (
+    CAPABILITY_RANGE_PREFIX,
+    MAX_HOST_CHARS,
+    MAX_MODEL_ID_CHARS,
+    MAX_URL_CHARS,
+    RANGE_BY_SETTING,
+    name_problem,
+    one_line,
+    provider_name_problem,
+    shown,
+    url_problem,
+)
 from app.core.capabilities import capability_overrides_from_mapping
 from app.core.models import DEFAULT_UPSTREAM_MODEL, ModelAliases
 from app.core.providers import (
@@ -40,13 +55,25 @@ IMAGE_URL_POLICIES = ("pass", "fetch", "refuse")
 # "" is no search backend: the web_search tool is still accepted and answers with an
 # error that says how to choose one.
 WEB_SEARCH_BACKENDS = ("", "tavily", "searxng", "brave")
-MIN_WEB_FETCH_CHARS = 1000
 # Key entries of web search backends share the keychain service with provider keys.
 RESERVED_PROVIDER_PREFIX = "web-search-"
+# A settings file is a few kilobytes; past this it is not one (or /dev/zero).
+MAX_SETTINGS_BYTES = 1024 * 1024
+MAX_SETTINGS_DEPTH = 32  # objects and lists within each other
+# A Cloudflare account id goes into the base URL's path: plain letters and digits only.
+ACCOUNT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ACCOUNT_ID_RULE = "must be letters, digits, '-' or '_' (at most 64)"
+# The numbers that are Settings fields themselves (the others belong to providers, models).
+_FIELD_RANGES = {name: limits for name, limits in RANGE_BY_SETTING.items() if name.isidentifier()}
 
 
 class SettingsError(Exception):
-    """A settings file that cannot be used; the message names the file and the key."""
+    """A settings file that cannot be used; the message names the file and the key.
+
+    Always one line: control characters in it (a hostile key or value) are escaped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(message))
 
 
 def default_settings_path() -> Path:
@@ -160,7 +187,8 @@ class Settings:
         """A copy with command-line flags applied: `--upstream-url` re-points the default
         provider (with `upstream_kind`, the preset its URL means: the command line's
         `provider_kind_for_url`), `--model` sets the default tier; other non-None values
-        replace fields."""
+        replace fields. The copy is checked by `validate_settings` (a flag meets the
+        file's rules): SettingsError naming the "command line" otherwise."""
         changed = replace(self, **{k: v for k, v in flat.items() if v is not None})
         if upstream_url is not None:
             providers = tuple(
@@ -172,7 +200,7 @@ class Settings:
             changed = replace(changed, providers=providers)
         if model is not None:
             changed = replace(changed, tiers=replace(changed.tiers, default=model))
-        return changed
+        return validate_settings(changed, "command line")
 
 
 # ------------------------------------------------------------------ validation
@@ -198,13 +226,6 @@ class _Reader:
             raise self.error(key, f"must be {_kind_words(accepted)}, got {value!r}")
         if not isinstance(value, accepted):
             raise self.error(key, f"must be {_kind_words(accepted)}, got {type(value).__name__}")
-        return value
-
-    def number(self, key: str, default: float, *, minimum: float, strictly: bool = False) -> float:
-        value = float(self.get(key, (int, float), default))
-        if value < minimum or (strictly and value == minimum):
-            bound = f"more than {minimum:g}" if strictly else f"at least {minimum:g}"
-            raise self.error(key, f"must be {bound}, got {value:g}")
         return value
 
     def string_list(self, key: str) -> tuple[str, ...]:
@@ -235,8 +256,9 @@ def _kind_words(kinds: tuple[type, ...]) -> str:
 
 
 def _url(reader: _Reader, key: str, value: str) -> str:
-    if not value.startswith(("http://", "https://")):
-        raise reader.error(key, f"must start with http:// or https://, got {value!r}")
+    problem = url_problem(value)
+    if problem:
+        raise reader.error(key, problem)
     return value.rstrip("/")
 
 
@@ -246,15 +268,18 @@ def _provider_from(data: object, where: str, index: int) -> Provider:
         raise SettingsError(f"{where}: 'providers[{index}]' must be an object")
     reader = _Reader(data, where, path)
     name = reader.get("name", str, "")
-    if not name or "/" in name or name != name.strip():
-        raise reader.error("name", "must be a non-empty name without '/' or surrounding spaces")
+    name_why = provider_name_problem(name)
+    if name_why:
+        raise reader.error("name", name_why)
     kind_text = reader.get("kind", str, ProviderKind.CUSTOM.value)
     try:
         kind = ProviderKind(kind_text)
     except ValueError:
         kinds = ", ".join(k.value for k in ProviderKind)
-        raise reader.error("kind", f"must be one of {kinds}, got {kind_text!r}") from None
+        raise reader.error("kind", f"must be one of {kinds}, got {shown(kind_text)}") from None
     account_id = reader.get("account_id", str, None)
+    if account_id and not ACCOUNT_ID_RE.fullmatch(account_id):
+        raise reader.error("account_id", _ACCOUNT_ID_RULE + f", got {shown(account_id)}")
     explicit_url = reader.get("base_url", str, None)
     if kind is ProviderKind.CLOUDFLARE and not account_id and not explicit_url:
         raise reader.error("account_id", "is needed for Cloudflare Workers AI")
@@ -275,9 +300,7 @@ def _provider_from(data: object, where: str, index: int) -> Provider:
                 display_name=model_reader.get("display_name", str, None),
             )
         )
-    budget = reader.get("requests_per_minute", int, None)
-    if budget is not None and budget < 1:
-        raise reader.error("requests_per_minute", f"must be at least 1, got {budget}")
+    budget = data.get("requests_per_minute")  # kind and range: validate_settings
     return Provider(
         name=name,
         kind=kind,
@@ -296,22 +319,10 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
     defaults = Settings()
     values: dict[str, Any] = {
         "host": reader.get("host", str, defaults.host),
-        "port": reader.get("port", int, defaults.port),
         "require_proxy_key": reader.get("require_proxy_key", bool, defaults.require_proxy_key),
         "pass_client_keys": reader.get("pass_client_keys", bool, defaults.pass_client_keys),
         "allowed_hosts": reader.string_list("allowed_hosts"),
         "allowed_origins": reader.string_list("allowed_origins"),
-        "max_request_mb": reader.get("max_request_mb", int, defaults.max_request_mb),
-        "max_concurrent_requests": reader.get(
-            "max_concurrent_requests", int, defaults.max_concurrent_requests
-        ),
-        "max_upstream_response_mb": reader.get(
-            "max_upstream_response_mb", int, defaults.max_upstream_response_mb
-        ),
-        "commit_window_s": reader.number("commit_window_s", defaults.commit_window_s, minimum=0),
-        "retry_max_attempts": reader.get("retry_max_attempts", int, defaults.retry_max_attempts),
-        "retry_max_wait_s": reader.number("retry_max_wait_s", defaults.retry_max_wait_s, minimum=0),
-        "queue_max_wait_s": reader.number("queue_max_wait_s", defaults.queue_max_wait_s, minimum=0),
         "log_level": reader.get("log_level", str, defaults.log_level),
         "image_urls": reader.get("image_urls", str, defaults.image_urls),
         "fetch_private_addresses": reader.get(
@@ -322,21 +333,13 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
             "web_search_base_url", str, defaults.web_search_base_url
         ).strip(),
         "web_fetch_enabled": reader.get("web_fetch_enabled", bool, defaults.web_fetch_enabled),
-        "web_fetch_max_chars": reader.get("web_fetch_max_chars", int, defaults.web_fetch_max_chars),
         "smooth_deltas": reader.get("smooth_deltas", bool, defaults.smooth_deltas),
         "ui": reader.get("ui", dict, {}),
         "model_aliases": reader.string_map("model_aliases"),
         "fallbacks": reader.string_map("fallbacks"),
     }
-    for name in (
-        "connect_timeout_s",
-        "read_timeout_s",
-        "upstream_deadline_s",
-        "ping_interval_s",
-        "shutdown_grace_s",
-        "catalog_ttl_s",
-    ):
-        values[name] = reader.number(name, getattr(defaults, name), minimum=0, strictly=True)
+    for name in _FIELD_RANGES:  # as written: validate_settings checks kind and range
+        values[name] = data.get(name, getattr(defaults, name))
     if "providers" in data:
         entries = reader.get("providers", list, [])
         values["providers"] = tuple(
@@ -386,81 +389,125 @@ def validate_settings(settings: Settings, where: str) -> Settings:
     def bad(key: str, why: str) -> SettingsError:
         return SettingsError(f"{where}: '{key}' {why}")
 
+    def check_number(key: str, value: object, table_key: str) -> None:
+        problem = RANGE_BY_SETTING[table_key].problem(value)
+        if problem:
+            raise bad(key, problem)
+
+    def check_model_id(key: str, value: str) -> None:
+        problem = name_problem(value, longest=MAX_MODEL_ID_CHARS)
+        if problem:
+            raise bad(key, problem)
+
     if settings.require_proxy_key and settings.pass_client_keys:
         raise bad("pass_client_keys", "cannot be true while require_proxy_key is true")
-    if not 0 <= settings.port <= 65535:
-        raise bad("port", f"must be 0..65535, got {settings.port}")
-    if not settings.providers:
-        raise bad("providers", "must name at least one provider")
-    names = [p.name for p in settings.providers]
-    duplicate = next((n for n in names if names.count(n) > 1), None)
-    if duplicate is not None:
-        raise bad("providers", f"names provider {duplicate!r} twice")
-    if settings.default_provider not in names:
-        raise bad("default_provider", f"must be one of the providers ({', '.join(names)})")
-    for provider in settings.providers:  # flags (--upstream-url) bypass the file's checks
-        if not provider.base_url.startswith(("http://", "https://")):
-            raise bad(
-                "upstream_url",
-                f"(base URL of provider {provider.name!r}) must start with http:// or https://, "
-                f"got {provider.base_url!r}",
-            )
+    numbers: dict[str, Any] = {}
+    for name, limits in _FIELD_RANGES.items():
+        value = getattr(settings, name)
+        check_number(name, value, name)
+        numbers[name] = value if limits.whole else float(value)  # in range: float() is safe
+    _check_providers(settings, bad)
     if not settings.tiers.default.strip():
         raise bad("tiers.default", "must not be empty")
-    for tier in settings.fallbacks:
+    for tier in TIER_NAMES:
+        model = getattr(settings.tiers, tier)
+        if model is not None:
+            check_model_id(f"tiers.{tier}", model)
+    for tier, model in settings.fallbacks.items():
         if tier not in TIER_NAMES:
             raise bad(f"fallbacks.{tier}", f"is not a tier; tiers are {', '.join(TIER_NAMES)}")
-    if settings.retry_max_attempts < 1:
-        raise bad("retry_max_attempts", f"must be at least 1, got {settings.retry_max_attempts}")
-    if settings.commit_window_s < 0:
-        raise bad("commit_window_s", f"must be 0 or more seconds, got {settings.commit_window_s}")
-    for name in (
-        "connect_timeout_s",
-        "read_timeout_s",
-        "upstream_deadline_s",
-        "ping_interval_s",
-        "shutdown_grace_s",
-    ):
-        if getattr(settings, name) <= 0:
-            raise bad(name, f"must be a positive number of seconds, got {getattr(settings, name)}")
-    for name in ("max_request_mb", "max_concurrent_requests", "max_upstream_response_mb"):
-        if getattr(settings, name) < 1:
-            raise bad(name, f"must be at least 1, got {getattr(settings, name)}")
+        check_model_id(f"fallbacks.{tier}", model)
+    for alias, model in settings.model_aliases.items():
+        check_model_id(f"model_aliases.{alias}", alias)
+        check_model_id(f"model_aliases.{alias}", model)
+    for model_id, overrides in settings.capabilities.items():
+        check_model_id(f"capabilities.{model_id}", model_id)
+        for table_key in RANGE_BY_SETTING:
+            field_name = table_key.removeprefix(CAPABILITY_RANGE_PREFIX)
+            if table_key.startswith(CAPABILITY_RANGE_PREFIX) and field_name in overrides:
+                check_number(
+                    f"capabilities.{model_id}.{field_name}", overrides[field_name], table_key
+                )
+    host_problem = name_problem(settings.host, longest=MAX_HOST_CHARS)
+    if host_problem:
+        raise bad("host", host_problem)
+    for position, host in enumerate(settings.allowed_hosts):
+        host_problem = name_problem(host, longest=MAX_HOST_CHARS)
+        if host_problem:
+            raise bad(f"allowed_hosts[{position}]", host_problem)
     for position, origin in enumerate(settings.allowed_origins):
         scheme, _, rest = origin.partition("://")
+        origin_problem = name_problem(origin, longest=MAX_URL_CHARS)
+        if origin_problem:
+            raise bad(f"allowed_origins[{position}]", origin_problem)
         if scheme not in ("http", "https") or not rest or "/" in rest:
             raise bad(
                 f"allowed_origins[{position}]",
                 f"must be an origin like https://app.example (scheme and host, no path), "
-                f"got {origin!r}",
-            )
-    for provider in settings.providers:
-        if provider.name.startswith(RESERVED_PROVIDER_PREFIX):
-            raise bad(
-                "providers",
-                f"cannot name a provider {provider.name!r}: names starting with "
-                f"{RESERVED_PROVIDER_PREFIX!r} are kept for web search keys",
+                f"got {shown(origin)}",
             )
     if settings.web_search_backend not in WEB_SEARCH_BACKENDS:
         choices = ", ".join(repr(b) for b in WEB_SEARCH_BACKENDS)
         raise bad("web_search_backend", f"must be one of {choices} ('' for none)")
     base_url = settings.web_search_base_url
-    if base_url and not base_url.startswith(("http://", "https://")):
-        raise bad("web_search_base_url", f"must start with http:// or https://, got {base_url!r}")
+    if base_url:
+        search_url_problem = url_problem(base_url)
+        if search_url_problem:
+            raise bad("web_search_base_url", search_url_problem)
     if settings.web_search_backend == "searxng" and not base_url:
         raise bad("web_search_base_url", "must name your SearXNG instance (http://host:8888)")
-    if settings.web_fetch_max_chars < MIN_WEB_FETCH_CHARS:
-        raise bad(
-            "web_fetch_max_chars",
-            f"must be at least {MIN_WEB_FETCH_CHARS}, got {settings.web_fetch_max_chars}",
-        )
     if settings.image_urls not in IMAGE_URL_POLICIES:
         raise bad("image_urls", f"must be one of {', '.join(IMAGE_URL_POLICIES)}")
     if settings.log_level.upper() not in LOG_LEVELS:
         raise bad("log_level", f"must be one of {', '.join(LOG_LEVELS)}")
     return replace(
-        settings, log_level=settings.log_level.upper(), web_search_base_url=base_url.rstrip("/")
+        settings,
+        **numbers,
+        log_level=settings.log_level.upper(),
+        web_search_base_url=base_url.rstrip("/"),
     )
+
+
+def _check_providers(settings: Settings, bad: Callable[[str, str], SettingsError]) -> None:
+    if not settings.providers:
+        raise bad("providers", "must name at least one provider")
+    names: dict[str, None] = {}  # a set in order (a dict: linear time for 10,000 names)
+    for position, provider in enumerate(settings.providers):
+        here = f"providers[{position}]"
+        problem = provider_name_problem(provider.name)
+        if problem:
+            raise bad(f"{here}.name", problem)
+        if provider.name in names:
+            raise bad("providers", f"names provider {shown(provider.name)} twice")
+        names[provider.name] = None
+        if provider.name.startswith(RESERVED_PROVIDER_PREFIX):
+            raise bad(
+                "providers",
+                f"cannot name a provider {shown(provider.name)}: names starting with "
+                f"{RESERVED_PROVIDER_PREFIX!r} are kept for web search keys",
+            )
+        problem = url_problem(provider.base_url)
+        if problem:  # flags (--upstream-url) and the dialog bypass the file's checks
+            raise bad("upstream_url", f"(base URL of provider {provider.name!r}) {problem}")
+        if provider.account_id is not None and not ACCOUNT_ID_RE.fullmatch(provider.account_id):
+            raise bad(f"{here}.account_id", f"{_ACCOUNT_ID_RULE}, got {shown(provider.account_id)}")
+        if provider.requests_per_minute is not None:
+            problem = RANGE_BY_SETTING["providers[].requests_per_minute"].problem(
+                provider.requests_per_minute
+            )
+            if problem:
+                raise bad(f"{here}.requests_per_minute", problem)
+        for index, model in enumerate(provider.models):
+            for label, text in (
+                ("id", model.id),
+                ("remote_id", model.remote_id),
+                ("display_name", model.display_name),
+            ):
+                problem = text and name_problem(text, longest=MAX_MODEL_ID_CHARS)
+                if problem or (label == "id" and not text):
+                    raise bad(f"{here}.models[{index}].{label}", problem or "must not be empty")
+    if settings.default_provider not in names:
+        raise bad("default_provider", f"must be one of the providers ({', '.join(names)})")
 
 
 # ------------------------------------------------------------------ files
@@ -506,18 +553,98 @@ def _provider_to_mapping(provider: Provider) -> dict[str, Any]:
 
 
 def load_settings(path: Path) -> Settings:
-    """Settings from `path`; defaults when it does not exist."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    """Settings from `path`; defaults when it does not exist. Whatever the file holds,
+    the result is valid Settings or a SettingsError naming the file."""
+    text = _read_settings_text(path)
+    if text is None:
         return Settings()
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot read ({exc.strerror})") from exc
     try:
-        data = json.loads(text)
+        data = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_object_without_duplicates,
+        )
+    except _RefusedJSON as exc:
+        raise SettingsError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise SettingsError(f"{path}: not valid JSON (nested too deeply)") from None
     except ValueError as exc:
-        raise SettingsError(f"{path}: not valid JSON ({exc})") from exc
+        raise SettingsError(f"{path}: not valid JSON ({exc})") from None
+    problem = _structure_problem(data)
+    if problem:
+        raise SettingsError(f"{path}: {problem}")
     return settings_from_mapping(data, where=str(path))
+
+
+def _read_settings_text(path: Path) -> str | None:
+    """The file's text (a UTF-8 BOM dropped), None when there is no file."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a directory, a FIFO, /dev/zero
+            raise SettingsError(f"{path}: not a regular file")
+        if info.st_size > MAX_SETTINGS_BYTES:
+            raise SettingsError(
+                f"{path}: too large ({info.st_size} bytes; a settings file may have "
+                f"{MAX_SETTINGS_BYTES})"
+            )
+        with path.open("rb") as file:
+            raw = file.read(MAX_SETTINGS_BYTES + 1)  # it may have grown since stat
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > MAX_SETTINGS_BYTES:
+        raise SettingsError(f"{path}: too large (a settings file may have {MAX_SETTINGS_BYTES})")
+    try:
+        return raw.decode("utf-8-sig")  # Windows editors may start the file with a BOM
+    except UnicodeDecodeError as exc:
+        raise SettingsError(
+            f"{path}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start})"
+        ) from None
+
+
+class _RefusedJSON(ValueError):
+    """JSON that parses but that settings refuse (NaN, 1e400, a key given twice)."""
+
+
+def _refuse_constant(name: str) -> object:
+    raise _RefusedJSON(f"{name} is not a number settings can hold (numbers must be finite)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _RefusedJSON(f"the number {shown(text)} is too large (numbers must be finite)")
+    return value
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:  # json.loads would keep the last one quietly: which was meant?
+            raise _RefusedJSON(f"'{key}' is given twice in one object")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _structure_problem(data: object) -> str | None:
+    """Why parsed JSON cannot be settings, whatever its keys: nested too deeply (saving it
+    would recurse), or a string no file can hold (a lone surrogate, from a `\ud800` escape)."""
+    pending: list[tuple[object, int]] = [(data, 1)]  # no recursion: depth is the question
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"the text {shown(value)} has a lone surrogate (\\ud800-\\udfff)"
+        elif isinstance(value, dict | list):
+            if depth > MAX_SETTINGS_DEPTH:
+                return f"nested more than {MAX_SETTINGS_DEPTH} levels deep"
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+    return None
 
 
 def set_aside(path: Path, *, now: datetime.datetime | None = None) -> Path:

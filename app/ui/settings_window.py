@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.autostart import autostart_enabled, default_command, set_autostart
+from app.config.limits import RANGE_BY_SETTING, provider_name_problem
 from app.config.secrets import KeySource, KeyStatus
 from app.config.settings import Settings, SettingsError, is_loopback, validate_settings
 from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind, preset_base_url
@@ -108,6 +109,9 @@ def _name_problem(name: str, taken: set[str]) -> str | None:
         return "a provider needs a name"
     if "/" in name or name != name.strip():
         return f"provider name {name!r} must have no '/' and no spaces around it"
+    problem = provider_name_problem(name)  # the loader's rule: no control characters
+    if problem:
+        return f"provider name {problem}"
     if name in taken:
         return f"there is already a provider named {name!r}"
     return None
@@ -730,18 +734,16 @@ class SettingsDialog(QDialog):
             self._autostart_was = False
         self.login_check.setChecked(self._autostart_was)
 
-        self.commit_spin = self._seconds(settings.commit_window_s, 0.0, 10.0, step=0.1, decimals=1)
+        self.commit_spin = self._seconds("commit_window_s", settings, step=0.1)
         self.commit_spin.setToolTip(
             "While the provider has not begun its answer, NimBridge waits up to this long\n"
             "before it starts the reply to Claude Code. A provider that fails within that\n"
             "time is retried without Claude Code noticing; later, a failure ends the reply\n"
             "with an error. 0 starts every reply at once. (commit_window_s in the file)"
         )
-        self.connect_spin = self._seconds(
-            settings.connect_timeout_s, 1.0, 300.0, step=1, decimals=0
-        )
+        self.connect_spin = self._seconds("connect_timeout_s", settings, step=1)
         self.connect_spin.setToolTip("Give up connecting to a provider after this long")
-        self.read_spin = self._seconds(settings.read_timeout_s, 10.0, 3600.0, step=30, decimals=0)
+        self.read_spin = self._seconds("read_timeout_s", settings, step=30)
         self.read_spin.setToolTip(
             "The longest silence tolerated from a provider (reasoning models think for minutes)"
         )
@@ -816,13 +818,14 @@ class SettingsDialog(QDialog):
             self.regenerate_proxy_key_button.setEnabled(True)
 
     @staticmethod
-    def _seconds(
-        value: float, minimum: float, maximum: float, *, step: float, decimals: int
-    ) -> QDoubleSpinBox:
+    def _seconds(name: str, settings: Settings, *, step: float) -> QDoubleSpinBox:
+        """A box for the setting `name`, its range the loader's (RANGE_BY_SETTING): what
+        it lets a user choose, the file takes back."""
+        value: float = getattr(settings, name)
+        limits = RANGE_BY_SETTING[name]
         spin = QDoubleSpinBox()
-        spin.setDecimals(decimals)
-        # Widen the range for a value the file already has: the box must not change it.
-        spin.setRange(min(minimum, value), max(maximum, value))
+        spin.setDecimals(1)  # the ranges start at 0 or 0.1
+        spin.setRange(limits.minimum, limits.maximum)
         spin.setSingleStep(step)
         spin.setSuffix(" s")
         spin.setValue(value)

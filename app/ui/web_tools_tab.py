@@ -25,8 +25,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.config.limits import RANGE_BY_SETTING
 from app.config.secrets import KeySource, KeyStatus
-from app.config.settings import MIN_WEB_FETCH_CHARS, Settings
+from app.config.settings import Settings
 from app.service import ProxyController
 from app.ui._tasks import spawn
 from app.ui.form_fields import align_label_columns
@@ -65,7 +66,7 @@ BACKEND_CHOICES = (
     ),
 )
 KEYED_BACKENDS = ("tavily", "brave")
-MAX_FETCH_CHARS = 2_000_000
+FETCH_CHARS_RANGE = RANGE_BY_SETTING["web_fetch_max_chars"]  # the loader's range
 
 
 class WebToolsTab(QWidget):
@@ -120,9 +121,7 @@ class WebToolsTab(QWidget):
         self.fetch_check = QCheckBox("Fetch web pages for the model (the web_fetch tool)")
         self.fetch_check.setChecked(settings.web_fetch_enabled)
         self.max_chars_spin = QSpinBox()
-        self.max_chars_spin.setRange(
-            MIN_WEB_FETCH_CHARS, max(MAX_FETCH_CHARS, settings.web_fetch_max_chars)
-        )
+        self.max_chars_spin.setRange(int(FETCH_CHARS_RANGE.minimum), int(FETCH_CHARS_RANGE.maximum))
         self.max_chars_spin.setSingleStep(10_000)
         self.max_chars_spin.setGroupSeparatorShown(True)
         self.max_chars_spin.setSuffix(" characters")

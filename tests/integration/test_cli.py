@@ -268,6 +268,71 @@ def test_invalid_config_exits_nonzero_naming_file_and_key(
     assert len(lines) == 1 and str(config) in lines[0] and needle in lines[0]
 
 
+HOSTILE_FILES: dict[str, bytes] = {
+    "nan-ping": b'{"ping_interval_s": NaN}',
+    "infinite-timeout": b'{"read_timeout_s": Infinity}',
+    "1e400-deadline": b'{"upstream_deadline_s": 1e400}',
+    "invalid-utf8": b'{"host": "\xff\xfe"}',
+    "deep-nesting": b"[" * 100_000 + b"]" * 100_000,
+    "duplicate-key": b'{"port": 1, "port": 2}',
+    "forged-log-line": json.dumps(
+        {"providers": [{"name": "x\nINFO forged\x1b[31m", "kind": "vllm"}]}
+    ).encode(),
+    "huge": b" " * (2 * 1024 * 1024) + b"{}",
+}
+
+
+@pytest.mark.parametrize("content", HOSTILE_FILES.values(), ids=HOSTILE_FILES.keys())
+def test_a_hostile_settings_file_is_exit_2_and_one_line(tmp_path: Path, content: bytes) -> None:
+    config = tmp_path / "settings.json"
+    config.write_bytes(content)
+    process = spawn("serve", "--config", str(config), "--port", "0")
+    try:
+        _, err = process.communicate(timeout=30)
+    finally:
+        finish(process)  # a server that took the file would otherwise keep running
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert process.returncode == 2, err
+    assert len(lines) == 1 and lines[0].startswith("nimbridge: invalid settings: "), err
+    assert str(config) in lines[0] and "Traceback" not in err
+
+
+def test_a_directory_as_settings_file_is_exit_2_and_one_line(tmp_path: Path) -> None:
+    process = spawn("serve", "--config", str(tmp_path), "--port", "0")
+    try:
+        _, err = process.communicate(timeout=30)
+    finally:
+        finish(process)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert process.returncode == 2 and len(lines) == 1 and "not a regular file" in lines[0], err
+
+
+@pytest.mark.parametrize("command", [["models"], ["doctor"], ["key", "status"], ["code"]])
+def test_every_command_refuses_a_hostile_file_in_one_line(
+    tmp_path: Path, command: list[str]
+) -> None:
+    config = tmp_path / "settings.json"
+    config.write_bytes(b'{"ping_interval_s": NaN, "host": "\xff"}')
+    process = spawn(*command, "--config", str(config))
+    try:
+        _, err = process.communicate(timeout=60)
+    finally:
+        finish(process)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert process.returncode == 2 and len(lines) == 1 and str(config) in lines[0], err
+
+
+def test_a_flag_out_of_range_is_exit_2_and_one_line() -> None:
+    process = spawn("serve", "--port", "70000")
+    try:
+        _, err = process.communicate(timeout=30)
+    finally:
+        finish(process)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert process.returncode == 2 and len(lines) == 1, err
+    assert "command line: 'port' must be a whole number from 0 to 65535, got 70000" in lines[0]
+
+
 def test_config_file_values_are_used(tmp_path: Path, upstream: FakeUpstream) -> None:
     config = tmp_path / "settings.json"
     config.write_text(

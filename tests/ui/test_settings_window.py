@@ -1,5 +1,6 @@
 """The settings dialog: validates, stores keys through the controller, never shows them."""
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -8,14 +9,17 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import (
     QAbstractButton,
     QComboBox,
+    QDoubleSpinBox,
     QLabel,
     QLineEdit,
+    QSpinBox,
     QWidget,
 )
 from pytestqt.qtbot import QtBot
 
 from app import autostart
-from app.config.settings import Settings, is_loopback
+from app.config.limits import RANGE_BY_SETTING
+from app.config.settings import Settings, is_loopback, settings_from_mapping, settings_to_mapping
 from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind
 from app.ui.settings_window import SettingsDialog
 from tests.ui.fakes import FakeController
@@ -521,3 +525,48 @@ def test_proxy_key_shown_masked_copied_and_regenerated(qtbot: QtBot) -> None:
     qtbot.waitUntil(lambda: edit.text() != "first-proxy-key")
     assert controller.calls == ["regenerate_proxy_key"]
     assert edit.text() == controller.status().proxy_key
+
+
+# ------------------------------------------------------------------ what the loader takes
+
+
+def test_the_number_boxes_offer_only_what_the_loader_takes(qtbot):
+    """Each box's range is the loader's (RANGE_BY_SETTING): at either end, what is saved
+    loads back from its file."""
+    controller = FakeController()
+    dialog = open_dialog(qtbot, controller)
+    boxes: dict[str, QDoubleSpinBox | QSpinBox] = {
+        "commit_window_s": dialog.commit_spin,
+        "connect_timeout_s": dialog.connect_spin,
+        "read_timeout_s": dialog.read_spin,
+        "web_fetch_max_chars": dialog.web_tab.max_chars_spin,
+    }
+    for name, box in boxes.items():
+        limits = RANGE_BY_SETTING[name]
+        assert (box.minimum(), box.maximum()) == (limits.minimum, limits.maximum), name
+    for end in ("minimum", "maximum"):
+        for box in boxes.values():
+            if end == "minimum":
+                box.stepBy(-(10**9))  # at most down to the minimum
+            else:
+                box.stepBy(10**9)
+        saved = dialog.build_settings()
+        reloaded = settings_from_mapping(json.loads(json.dumps(settings_to_mapping(saved))))
+        for name, box in boxes.items():
+            assert getattr(reloaded, name) == getattr(box, end)(), (name, end)
+
+
+@pytest.mark.parametrize(
+    "name", ["box\nINFO forged", "\x1b[31mbox", "box\x85", "box\u200b", "b" * 65]
+)
+def test_a_provider_name_the_loader_would_refuse_cannot_be_added(qtbot, name):
+    controller = FakeController()
+    dialog = open_dialog(qtbot, controller)
+    dialog.add_button.click()
+    add = dialog.add_dialog
+    assert add is not None
+    add.set_kind(ProviderKind.OLLAMA)
+    add.name_edit.setText(name)
+    add.name_edit.textEdited.emit(name)
+    add.ok_button.click()
+    assert add.result() == 0 and add.error_label.text().startswith("Provider name")
