@@ -301,7 +301,8 @@ class ProviderKeys:
         self._lock = threading.Lock()  # the log filter asks from any thread
         self._known: dict[str, None] = {}  # insertion-ordered set
         # The one masking step (logs, the server's bytes) learns each value as it is read.
-        self.masker = Masker()
+        # Keys are added from the UI, the server's loop and `code`'s own thread: writers lock.
+        self.masker = Masker(lock=threading.Lock())
         self._cached: dict[str, str | None] = {}  # entry -> the store's answer
         # Remember every key variable now, so logs are redacted before first use.
         for preset in PRESET_BY_KIND.values():

@@ -20,10 +20,10 @@ Choices made here:
 """
 
 import re
-import threading
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 MASK = "***"
@@ -99,10 +99,19 @@ _EMPTY = _Tables(None, None, (), (), frozenset(), frozenset(), frozenset(), "", 
 
 
 class Masker:
-    """Every secret we know, and the one way to mask them. Thread-safe."""
+    """Every secret we know, and the one way to mask them.
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self._lock = threading.Lock()
+    Readers never lock (the tables are swapped whole); writers take `lock`, which the
+    owner hands in (a `threading.Lock` where keys are added from several threads: the
+    core itself owns no threads)."""
+
+    def __init__(
+        self,
+        secrets: Iterable[str] = (),
+        *,
+        lock: AbstractContextManager[object] | None = None,
+    ) -> None:
+        self._lock: AbstractContextManager[object] = lock if lock is not None else nullcontext()
         self._configured: dict[str, None] = {}
         self._clients: OrderedDict[str, None] = OrderedDict()
         self._tables = _EMPTY

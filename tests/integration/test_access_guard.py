@@ -170,7 +170,7 @@ def test_a_body_over_the_limit_is_413_request_too_large(make_proxy: MakeProxy) -
 def test_too_many_at_once_get_529_with_retry_after(make_proxy: MakeProxy) -> None:
     proxy = make_proxy(max_concurrent_requests=2)
     for _ in range(2):
-        proxy.upstream.enqueue(after(1.0, reply_json(completion({}, "late"))))
+        proxy.upstream.enqueue(after(3.0, reply_json(completion({}, "late"))))
 
     async def many() -> list[int]:
         client = proxy.async_client()
@@ -187,7 +187,11 @@ def test_too_many_at_once_get_529_with_retry_after(make_proxy: MakeProxy) -> Non
                 return 200
 
             first = [asyncio.ensure_future(one()) for _ in range(2)]
-            await asyncio.sleep(0.3)  # both are streaming from the slow upstream now
+            # Both are at the slow upstream now (polled: a loaded machine is slow to get there).
+            for _ in range(100):
+                if len(proxy.upstream.chat_requests) >= 2:
+                    break
+                await asyncio.sleep(0.05)
             third = await one()
             return [*(await asyncio.gather(*first)), third]
         finally:
