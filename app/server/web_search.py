@@ -184,10 +184,9 @@ class _HttpBackend:
             "%s answered %d in %.0f ms", self.name, status, (time.monotonic() - started) * 1e3
         )
         if status >= 400:
-            detail = self._error_detail(body)
-            if secret:
-                detail = detail.replace(secret, "***")
-            raise self._error_for(status, detail)
+            if secret:  # before the detail is cut short: a key cut in two would get through
+                body = body.replace(secret.encode(), b"***")
+            raise self._error_for(status, self._error_detail(body))
         try:
             return json.loads(body)
         except ValueError:

@@ -285,3 +285,12 @@ async def test_the_server_state_holds_the_tools_the_settings_ask_for() -> None:
     assert isinstance(state.web_fetch, PageFetcher)
     state = make_app(Settings(web_fetch_enabled=False), keys, None)[STATE]
     assert state.web_search is None and state.web_fetch is None
+
+
+async def test_a_long_echoed_key_is_masked_before_the_detail_is_cut(fake: FakeWeb) -> None:
+    """Tavily quotes the key it was sent; the detail is cut at 300 characters. Masked
+    after the cut, a key running past it would leave all but its end in the message."""
+    wrong = "canary-" + "x9" * 150  # no known key shape: only the exact value can mask it
+    error = await _refusal(_backend(fake, "tavily", key=wrong), SearchQuery("q"))
+    assert not any(wrong[i : i + 12] in error.message for i in range(len(wrong) - 12))
+    assert "***" in error.message
