@@ -60,6 +60,8 @@ class Attempts:
     route: ModelRoute | None = None  # the route finally used (a fallback's, maybe)
 
 
+UNANSWERED_STREAM_REPAIR = "upstream dropped the stream unanswered; asked again without streaming"
+
 # Builds the upstream body for a route and the quirks known for it right now.
 BodyBuilder = Callable[[ModelRoute, ModelQuirks], dict[str, Any]]
 # Where an attempt goes and how its body is written: (url, payload, content type).
@@ -219,6 +221,23 @@ class UpstreamCall:
             return self.body_for(route)
         return None
 
+    async def open_stream(self) -> aiohttp.ClientResponse:
+        """`open` for a streamed request; a server that drops every attempt unanswered is
+        asked once without streaming (llama-cpp-python's streamed overflow crashes its
+        stream before the headers at times): its error, "prompt is too long", is then a
+        plain HTTP error the client can act on."""
+        try:
+            return await self.open()
+        except UpstreamUnavailable as exc:
+            unanswered = isinstance(
+                exc.__cause__, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
+            )
+            if not unanswered or self.last_body is None:
+                raise
+            self.attempts.repairs.append(UNANSWERED_STREAM_REPAIR)
+            log.info("%s %s", self.request_id, UNANSWERED_STREAM_REPAIR)
+            return await self.ask_unstreamed()
+
     async def ask_unstreamed(self) -> aiohttp.ClientResponse:
         """The last body sent again, not streamed, once: what a server meant that answered
         a stream with 200 and nothing (llama-cpp-python on a context overflow: its error
@@ -232,14 +251,21 @@ class UpstreamCall:
         }
         provider = self.registry.provider(route.provider)
         url, payload, content_type = self.target(provider, route, body)
-        self.attempts.count += 1
-        response = await self.registry.upstream.request(
-            "POST",
-            url,
-            api_key=self.registry.key_for(provider, self.client_key),
-            body=payload,
-            content_type=content_type,
-        )
+        for attempt in (1, 2):
+            self.attempts.count += 1
+            try:
+                response = await self.registry.upstream.request(
+                    "POST",
+                    url,
+                    api_key=self.registry.key_for(provider, self.client_key),
+                    body=payload,
+                    content_type=content_type,
+                )
+                break
+            except UpstreamUnavailable as exc:
+                # The connection the failed stream left may be the one that is closed.
+                if attempt == 2 or not exc.retryable:
+                    raise
         if response.status < 400:
             return response
         raw = await read_error_body(response, self.registry.keys.masker)

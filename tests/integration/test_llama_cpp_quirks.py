@@ -92,13 +92,15 @@ def test_forced_any_with_one_tool_goes_named_after_required_fails(llama: LivePro
 
 def test_streamed_overflow_is_prompt_too_long(llama: LiveProxy) -> None:
     long_text = "word " * 800
-    with pytest.raises(anthropic.APIStatusError) as raised:
-        with llama.client().messages.stream(
+    with (
+        pytest.raises(anthropic.APIStatusError) as raised,
+        llama.client().messages.stream(
             model="claude-sonnet-4-5",
             max_tokens=16,
             messages=[{"role": "user", "content": long_text}],
-        ) as stream:
-            stream.get_final_message()
+        ) as stream,
+    ):
+        stream.get_final_message()
     assert "prompt is too long" in str(raised.value)
     bodies = [r.body for r in llama.upstream.chat_requests]
     assert [body.get("stream", False) for body in bodies] == [True, False]  # asked once more
