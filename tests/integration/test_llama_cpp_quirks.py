@@ -9,6 +9,7 @@ import anthropic
 import pytest
 from anthropic.types import MessageParam, ToolParam
 
+from app.commands.code import served_context_window
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, TierModels
 from app.core.providers import Provider, ProviderKind
@@ -148,5 +149,8 @@ def test_llama_cpp_preset_reads_the_served_context(
         facts: dict[str, Any] = json.loads(body)["nimbridge"]
         # The name table says 131,072 (gemma-3-); the server serves 32,768.
         assert facts["context_window"] == 32768
+        # ... and `nimbridge code` sets Claude Code's compact window from it
+        assert served_context_window(url, "k", "llama/gemma-3-270m-it") == 32768
+        assert served_context_window(url, "wrong-key", "gemma-3-270m-it") == 131072  # table
     finally:
         loop_thread.run(server.stop())
