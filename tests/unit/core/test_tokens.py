@@ -694,13 +694,12 @@ def test_estimate_is_never_below_one() -> None:
 def test_first_observation_moves_most_of_the_way() -> None:
     estimator = TokenEstimator()
     estimator.observe("m", SIZE, prompt_tokens=19 + 2500)  # a 2.8 chars/token model
-    # The prior (1000 tokens at 3.5) decays like any evidence, by 0.9 per full weight;
-    # 7000 characters weigh 7000 / (7000 + 4000).
-    weight = 7000 / 11000
-    prior = 1000 * 0.9**weight
-    expected = (3.5 * prior + 7000 * weight) / (prior + 2500 * weight)
+    # The prior (250 tokens at 3.5) decays like any evidence: x0.9 per full weight
+    # (7000 characters weigh fully).
+    prior = 250 * 0.9
+    expected = (3.5 * prior + 7000) / (prior + 2500)
     assert estimator.chars_per_token("m") == pytest.approx(expected)
-    assert 3.0 < estimator.chars_per_token("m") < 3.1  # from 3.5, most of the way to 2.8
+    assert 2.8 < estimator.chars_per_token("m") < 2.9  # from 3.5, most of the way to 2.8
 
 
 def test_image_tokens_are_subtracted_before_learning() -> None:
