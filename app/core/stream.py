@@ -88,7 +88,7 @@ NO_FINISH_REASON_MESSAGE = "upstream stream ended without a finish_reason (conne
 # llama-cpp-python (--interrupt_requests, its default) ends a stream this way when
 # another request arrives: the connection did not drop, the server gave up on it.
 DONE_WITHOUT_FINISH_REASON_MESSAGE = (
-    "upstream ended the stream with [DONE] but no finish_reason (the server interrupted "
+    "upstream ended the stream with [DONE] but without a finish_reason (the server interrupted "
     "the answer: llama-cpp-python does when another request arrives, unless started "
     "with --interrupt_requests false)"
 )

@@ -60,8 +60,6 @@ class Attempts:
     route: ModelRoute | None = None  # the route finally used (a fallback's, maybe)
 
 
-UNANSWERED_STREAM_REPAIR = "upstream dropped the stream unanswered; asked again without streaming"
-
 # Builds the upstream body for a route and the quirks known for it right now.
 BodyBuilder = Callable[[ModelRoute, ModelQuirks], dict[str, Any]]
 # Where an attempt goes and how its body is written: (url, payload, content type).
@@ -220,23 +218,6 @@ class UpstreamCall:
             self._note(f"upstream rejected {rejection.value}; sent again without it", route)
             return self.body_for(route)
         return None
-
-    async def open_stream(self) -> aiohttp.ClientResponse:
-        """`open` for a streamed request; a server that drops every attempt unanswered is
-        asked once without streaming (llama-cpp-python's streamed overflow crashes its
-        stream before the headers at times): its error, "prompt is too long", is then a
-        plain HTTP error the client can act on."""
-        try:
-            return await self.open()
-        except UpstreamUnavailable as exc:
-            unanswered = isinstance(
-                exc.__cause__, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError
-            )
-            if not unanswered or self.last_body is None:
-                raise
-            self.attempts.repairs.append(UNANSWERED_STREAM_REPAIR)
-            log.info("%s %s", self.request_id, UNANSWERED_STREAM_REPAIR)
-            return await self.ask_unstreamed()
 
     async def ask_unstreamed(self) -> aiohttp.ClientResponse:
         """The last body sent again, not streamed, once: what a server meant that answered

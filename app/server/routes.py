@@ -164,7 +164,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                 next_round = stream_next_round(req, translator, runner, new_call, attempts)
             response = await stream_messages(
                 request,
-                opening=call.open_stream(),
+                opening=call.open(),
                 attempts=attempts,
                 translator=translator,
                 record=record,
