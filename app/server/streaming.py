@@ -23,7 +23,7 @@ Invariants:
   anything else is written (the next upstream event, the end, an error, a ping),
   the pieces still pending go first, at once. So a piece is at most that late
   and the stream's end not at all. The guard checks every piece before any goes.
-- A stream that ends (or drops) before any chunk (no data, no `[DONE]`) is asked once more
+- A stream that ends before any chunk (no data, no `[DONE]`) is asked once more
   without streaming (`reask`): llama-cpp-python answers a streamed context
   overflow with 200 and an empty body, and only the unstreamed answer says why
   (then the client gets "prompt is too long" and can compact).
@@ -356,8 +356,6 @@ async def _relay_body(
         try:
             data = await content.readany()
         except READ_ERRORS as exc:
-            if received == 0 and reask is not None:
-                break  # llama-cpp-python's overflow: 200, then the stream dropped unwritten
             raise read_failure(exc) from exc
         if not data:
             break
