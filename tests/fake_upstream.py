@@ -343,6 +343,107 @@ DEFAULT_MODELS: list[dict[str, Any]] = [
 ]
 
 
+# ------------------------------------------------------------------ real servers' quirks
+
+# What a real server does that the default behaviour does not; `FakeUpstream.server`
+# picks a row. Recorded from llama-cpp-python 0.3.36 (tests/fixtures/PROVENANCE.md).
+QUIRKS_BY_SERVER: dict[str, frozenset[str]] = {
+    "vllm": frozenset(),
+    "llama-cpp-python": frozenset(
+        {
+            "null_content_500",  # an assistant message with "content": null: 500
+            "required_500",  # tool_choice "required": 500 with an empty message
+            "tools_need_tool_choice",  # no tool_choice: the tools are left out (recorded)
+            "overflow_streams_empty",  # a streamed overflow: 200 and an empty body
+            "function_call_beside_tool_calls",  # each streamed delta holds the call twice
+            "no_usage_chunk",  # stream_options.include_usage is ignored
+            "stop_string_stripped",  # stops at a stop string, says neither which nor that
+            "props",  # GET /props states n_ctx (llama.cpp's llama-server)
+        }
+    ),
+}
+LLAMA_BODIES = FIXTURES / "upstream_bodies"
+
+
+def _llama_overflow(body: dict[str, Any], n_ctx: int) -> dict[str, Any]:
+    prompt, completion_tokens = fake_prompt_tokens(body), int(body.get("max_tokens") or 0)
+    message = (
+        f"This model's maximum context length is {n_ctx} tokens. However, you requested "
+        f"{prompt + completion_tokens} tokens ({prompt} in the messages, {completion_tokens} "
+        "in the completion). Please reduce the length of the messages or completion."
+    )
+    return {
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
+
+
+def quirky_behaviour(quirks: frozenset[str], n_ctx: int, body: Any) -> Behaviour | None:
+    """The behaviour a real server's quirks force on this request, if any."""
+    if not isinstance(body, dict):
+        return None
+    messages = body.get("messages") or []
+    if "null_content_500" in quirks and any(
+        m.get("role") == "assistant" and "content" in m and m["content"] is None for m in messages
+    ):
+        raw = (LLAMA_BODIES / "llama-cpp-python-0.3.36_500_null-content.json").read_text()
+        return reply_body(raw, status=500)
+    if "required_500" in quirks and body.get("tool_choice") == "required":
+        raw = (LLAMA_BODIES / "llama-cpp-python-0.3.36_500_tool-choice-required.json").read_text()
+        return reply_body(raw, status=500)
+    if "overflow_streams_empty" in quirks and fake_prompt_tokens(body) > n_ctx:
+        if body.get("stream"):
+            return reply_stream([])
+        return reply_json(_llama_overflow(body, n_ctx), status=400)
+    if "function_call_beside_tool_calls" in quirks and body.get("stream") and body.get("tools"):
+        choice = body.get("tool_choice")
+        if isinstance(choice, dict) or ("tools_need_tool_choice" in quirks and choice == "auto"):
+            return reply_stream(llama_tool_stream(body))
+    if body.get("stream") and ("no_usage_chunk" in quirks or "stop_string_stripped" in quirks):
+        return reply_stream(llama_text_stream(body, quirks))
+    if "stop_string_stripped" in quirks and body.get("stop"):
+        return reply_json(completion(body, llama_text(body, quirks)))
+    return None
+
+
+def llama_tool_stream(body: dict[str, Any]) -> list[Any]:
+    """llama-cpp-python's streamed call: `tool_calls` and the legacy `function_call`
+    in every delta, no usage chunk."""
+    choice = body.get("tool_choice")
+    name = (
+        choice["function"]["name"]
+        if isinstance(choice, dict)
+        else body["tools"][0]["function"]["name"]
+    )
+    out: list[Any] = [chunk(body, {"role": "assistant", "content": None})]
+    for index, piece in enumerate(['{"tz": ', '"UTC"}']):
+        function = {"name": name, "arguments": piece}
+        call: dict[str, Any] = {"index": 0, "function": function}
+        if index == 0:
+            call |= {"id": f"call__0_{name}_cmpl-fake", "type": "function"}
+        out.append(chunk(body, {"content": None, "function_call": function, "tool_calls": [call]}))
+    out.append(chunk(body, {}, finish_reason="tool_calls"))
+    out.append("[DONE]")
+    return out
+
+
+def llama_text(body: dict[str, Any], quirks: frozenset[str]) -> str:
+    text = f"You said: {last_user_text(body)}"
+    for stop in body.get("stop") or ():
+        if "stop_string_stripped" in quirks and stop in text:
+            text = text[: text.index(stop)]  # stopped there; the stop string is not sent
+    return text
+
+
+def llama_text_stream(body: dict[str, Any], quirks: frozenset[str]) -> list[Any]:
+    items = text_stream(body, llama_text(body, quirks))
+    return [item for item in items if not (isinstance(item, dict) and not item["choices"])]
+
+
 class FakeUpstream:
     def __init__(self, *, keepalive_s: float = 75.0) -> None:
         self.keepalive_s = keepalive_s  # idle connections closed after it (aiohttp's 75 s)
@@ -355,6 +456,8 @@ class FakeUpstream:
         self.cancelled = threading.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.server = "vllm"  # a row of QUIRKS_BY_SERVER: which real server to behave like
+        self.n_ctx = 32768  # the context a quirky server serves (its /props, its overflows)
 
     @property
     def base_url(self) -> str:
@@ -371,6 +474,7 @@ class FakeUpstream:
         self.cancelled.clear()
         self.models = copy.deepcopy(DEFAULT_MODELS)  # a test that changed them can't leak
         self.cloudflare_models = []
+        self.server, self.n_ctx = "vllm", 32768
 
     @property
     def chat_requests(self) -> list[Recorded]:
@@ -386,7 +490,8 @@ class FakeUpstream:
         if request.transport is not None:
             record.peer = request.transport.get_extra_info("peername")
         self.requests.append(record)
-        behaviour = self.queue.popleft() if self.queue else default_behaviour
+        quirky = quirky_behaviour(QUIRKS_BY_SERVER[self.server], self.n_ctx, body)
+        behaviour = self.queue.popleft() if self.queue else quirky or default_behaviour
         try:
             response = await behaviour(request, record)
             record.finished = True
@@ -431,6 +536,14 @@ class FakeUpstream:
             return await behaviour(request, self.requests[-1])  # type: ignore[return-value]
         return web.json_response({"object": "list", "data": self.models})
 
+    async def _props(self, request: web.Request) -> web.Response:
+        """llama.cpp's llama-server: what it serves (only when the server has /props)."""
+        self.requests.append(Recorded(request.method, request.path, dict(request.headers), None))
+        if "props" not in QUIRKS_BY_SERVER[self.server]:
+            raise web.HTTPNotFound()
+        settings = {"n_ctx": self.n_ctx, "temperature": 0.8}
+        return web.json_response({"default_generation_settings": settings, "total_slots": 1})
+
     async def _search(self, request: web.Request) -> web.Response:
         record = Recorded(request.method, request.path, dict(request.headers), None)
         record.query = request.query_string  # `task=...` when asked for one task's models
@@ -443,6 +556,7 @@ class FakeUpstream:
         app = web.Application(client_max_size=256 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/props", self._props)
         # Cloudflare Workers AI's shape: OpenAI API under /ai/v1, model search beside it.
         app.router.add_post("/client/v4/accounts/{account}/ai/v1/chat/completions", self._chat)
         app.router.add_get("/client/v4/accounts/{account}/ai/models/search", self._search)

@@ -74,6 +74,23 @@ def proxy_key_refused(base_url: str, token: str, timeout_s: float = 10.0) -> boo
         return False
 
 
+def served_context_window(base_url: str, proxy_key: str | None, model: str) -> int | None:
+    """The default model's context as the server knows it (what the upstream says it
+    serves: vLLM's max_model_len, llama.cpp's n_ctx...), else the name table's guess,
+    so Claude Code compacts before the real window is full."""
+    headers = {"x-api-key": proxy_key} if proxy_key else {}
+    request = urllib.request.Request(f"{base_url}/v1/models/{model}", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=15) as answer:
+            facts = json.loads(answer.read()).get("nimbridge") or {}
+    except (OSError, ValueError, AttributeError):
+        facts = {}
+    window = facts.get("context_window") if isinstance(facts, dict) else None
+    if isinstance(window, int) and not isinstance(window, bool) and window > 0:
+        return window
+    return quirks_for_model(model).context_window
+
+
 class BackgroundServer:
     """A NimBridge server on its own event loop in a daemon thread, for the run."""
 
@@ -156,7 +173,7 @@ def run_code_command(
         base_url=base_url,
         proxy_key=token,
         tiers=settings.tiers,
-        context_window=quirks_for_model(settings.tiers.default).context_window,
+        context_window=served_context_window(base_url, token, settings.tiers.default),
         timeout_s=settings.read_timeout_s,
         user_no_proxy=user_no_proxy_values(os.environ, folder or Path.cwd()),
     )

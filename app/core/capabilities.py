@@ -51,6 +51,12 @@ class ModelQuirks:
     accepts_reasoning_effort: bool = True
     accepts_parallel_tool_calls: bool = True
     accepts_stream_options: bool = True
+    # OpenAI's spec allows `"content": null` beside tool calls; llama-cpp-python
+    # answers it 500 ("Input should be a valid string"): send "" instead.
+    accepts_null_content: bool = True
+    # `tool_choice: "required"`; llama-cpp-python fails it (an assertion, a 500):
+    # with one tool the named form forces the same call.
+    accepts_required_tool_choice: bool = True
 
 
 _R = ReasoningSwitch

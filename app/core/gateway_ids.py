@@ -32,6 +32,7 @@ PICKER_LABEL_BY_KIND: dict[ProviderKind, str] = {
     ProviderKind.OLLAMA: "Ollama",
     ProviderKind.LMSTUDIO: "LM Studio",
     ProviderKind.VLLM: "vLLM",
+    ProviderKind.LLAMACPP: "llama.cpp",
     ProviderKind.CLOUDFLARE: "Cloudflare",
     ProviderKind.CUSTOM: "Custom",
 }

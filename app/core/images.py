@@ -51,6 +51,7 @@ IMAGE_API_BY_KIND: dict[ProviderKind, ImageApi] = {
     ProviderKind.OLLAMA: ImageApi.OPENAI,
     ProviderKind.LMSTUDIO: ImageApi.NONE,
     ProviderKind.VLLM: ImageApi.NONE,
+    ProviderKind.LLAMACPP: ImageApi.NONE,
     ProviderKind.CLOUDFLARE: ImageApi.WORKERS_AI,
     ProviderKind.CUSTOM: ImageApi.OPENAI,
 }

@@ -10,6 +10,7 @@ import enum
 import ipaddress
 import urllib.parse
 from dataclasses import dataclass
+from typing import Any
 
 
 class ProviderKind(enum.StrEnum):
@@ -20,6 +21,7 @@ class ProviderKind(enum.StrEnum):
     OLLAMA = "ollama"
     LMSTUDIO = "lmstudio"
     VLLM = "vllm"
+    LLAMACPP = "llamacpp"
     CLOUDFLARE = "cloudflare"
     CUSTOM = "custom"
 
@@ -39,6 +41,11 @@ class ProviderPreset:
     requests_per_minute: int | None = None  # a budget the governor starts from
     keys_page: str | None = None  # where a user creates a key
     catalog: CatalogStyle = CatalogStyle.OPENAI
+    # `ModelQuirks` fields true of every model this kind of server serves (what its
+    # request parser takes), under the settings' per-model overrides.
+    server_quirks: tuple[tuple[str, Any], ...] = ()
+    # Where the server says how much context it serves, beside /v1 (`served_context`).
+    served_context_path: str | None = None
 
 
 PRESET_BY_KIND: dict[ProviderKind, ProviderPreset] = {
@@ -74,10 +81,20 @@ PRESET_BY_KIND: dict[ProviderKind, ProviderPreset] = {
             keys_page="https://platform.deepseek.com/api_keys",
         ),
         ProviderPreset(
-            ProviderKind.OLLAMA, "Ollama", "http://127.0.0.1:11434/v1", (), needs_key=False
+            ProviderKind.OLLAMA,
+            "Ollama",
+            "http://127.0.0.1:11434/v1",
+            (),
+            needs_key=False,
+            served_context_path="/api/ps",  # the loaded models, each with context_length
         ),
         ProviderPreset(
-            ProviderKind.LMSTUDIO, "LM Studio", "http://127.0.0.1:1234/v1", (), needs_key=False
+            ProviderKind.LMSTUDIO,
+            "LM Studio",
+            "http://127.0.0.1:1234/v1",
+            (),
+            needs_key=False,
+            served_context_path="/api/v0/models",  # loaded_context_length, max_context_length
         ),
         ProviderPreset(
             ProviderKind.VLLM,
@@ -85,6 +102,23 @@ PRESET_BY_KIND: dict[ProviderKind, ProviderPreset] = {
             "http://127.0.0.1:8000/v1",
             ("VLLM_API_KEY",),
             needs_key=False,
+        ),
+        # llama.cpp's llama-server (port 8080) and llama-cpp-python's server (port 8000,
+        # which the URL table gives to vLLM: the port cannot tell them apart). Tested
+        # against llama-cpp-python 0.3.36 (tests/integration/test_real_model.py): it
+        # refuses `"content": null` and tool_choice "required" with a 500.
+        ProviderPreset(
+            ProviderKind.LLAMACPP,
+            "llama.cpp (llama-server, llama-cpp-python)",
+            "http://127.0.0.1:8080/v1",
+            ("LLAMA_API_KEY",),
+            needs_key=False,
+            server_quirks=(
+                ("accepts_null_content", False),
+                ("accepts_required_tool_choice", False),
+                ("accepts_top_k", True),
+            ),
+            served_context_path="/props",  # llama-server: default_generation_settings.n_ctx
         ),
         ProviderPreset(
             ProviderKind.CLOUDFLARE,
@@ -152,7 +186,8 @@ KIND_BY_DOMAIN: dict[str, ProviderKind] = {
 KIND_BY_LOOPBACK_PORT: dict[int, ProviderKind] = {
     11434: ProviderKind.OLLAMA,
     1234: ProviderKind.LMSTUDIO,
-    8000: ProviderKind.VLLM,
+    8000: ProviderKind.VLLM,  # also llama-cpp-python's default: see the llama.cpp preset
+    8080: ProviderKind.LLAMACPP,
 }
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 

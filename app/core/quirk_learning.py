@@ -31,6 +31,8 @@ class Rejection(enum.StrEnum):
     IMAGES = "images"
     PARALLEL_TOOL_CALLS = "parallel_tool_calls"
     STREAM_OPTIONS = "stream_options"
+    NULL_CONTENT = "null content"  # `"content": null` beside tool calls
+    REQUIRED_TOOL_CHOICE = "tool_choice required"
 
 
 LEARNED_QUIRK_BY_REJECTION: dict[Rejection, str] = {
@@ -41,6 +43,8 @@ LEARNED_QUIRK_BY_REJECTION: dict[Rejection, str] = {
     Rejection.IMAGES: "supports_images",
     Rejection.PARALLEL_TOOL_CALLS: "accepts_parallel_tool_calls",
     Rejection.STREAM_OPTIONS: "accepts_stream_options",
+    Rejection.NULL_CONTENT: "accepts_null_content",
+    Rejection.REQUIRED_TOOL_CHOICE: "accepts_required_tool_choice",
 }
 
 # A request field (or a name servers use for it) -> what refusing it means.
@@ -66,6 +70,8 @@ SENT_KEYS_BY_REJECTION: dict[Rejection, tuple[str, ...]] = {
     Rejection.PARALLEL_TOOL_CALLS: ("parallel_tool_calls",),
     Rejection.STREAM_OPTIONS: ("stream_options",),
     Rejection.IMAGES: (),
+    Rejection.NULL_CONTENT: (),
+    Rejection.REQUIRED_TOOL_CHOICE: (),
 }
 
 _Q = r"""\\?[`'"]?"""  # an optional quote around a name, maybe JSON-escaped
@@ -122,12 +128,40 @@ IMAGES_WORDINGS: tuple[re.Pattern[str], ...] = tuple(
         r"allowed values: \[\s*'text'\s*\]",  # text-only servers on a content part type
     )
 )
+# A message's content must be a string: llama-cpp-python 0.3.36's 500 lists pydantic
+# errors, one of them "('body', 'messages', 1, 'ChatCompletionRequestAssistantMessage',
+# 'content'), 'msg': 'Input should be a valid string', 'input': None".
+NULL_CONTENT_WORDINGS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        r"assistantmessage\W+content\W+msg\W+input should be a valid string\W+input\W+none",
+        r"content\W*\s+input should be a valid string",
+        r"content[^\n]{0,80}\n[^\n]*input_value=none\b",
+        r"content must be a string",
+    )
+)
+# "required" refused: vLLM before 0.8 ("... named tools, \"none\" or \"auto\" ..."), others.
+REQUIRED_TOOL_CHOICE_WORDINGS: tuple[re.Pattern[str], ...] = tuple(
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        r"tool_choice\W+(?:\w+\W+){0,3}required\W+(?:is |are )?not (?:supported|allowed)",
+        r"only named tools,? \\?\"?none\\?\"? (?:or|and) \\?\"?auto\\?\"?",
+    )
+)
 CAPABILITY_WORDINGS: tuple[tuple[Rejection, tuple[re.Pattern[str], ...]], ...] = (
+    (Rejection.NULL_CONTENT, NULL_CONTENT_WORDINGS),
+    (Rejection.REQUIRED_TOOL_CHOICE, REQUIRED_TOOL_CHOICE_WORDINGS),
     (Rejection.TOOLS, TOOLS_WORDINGS),
     (Rejection.IMAGES, IMAGES_WORDINGS),
 )
 
 REJECTION_STATUSES = frozenset({400, 422})
+# llama-cpp-python answers what its request model refuses with a 500: only these
+# rejections, whose wordings are specific, are read from one.
+REJECTIONS_READ_FROM_500 = frozenset({Rejection.NULL_CONTENT, Rejection.REQUIRED_TOOL_CHOICE})
+# llama-cpp-python's answer to tool_choice "required": an AssertionError, which has
+# no message (`{"error": {"message": "", "type": "internal_server_error"}}`).
+_EMPTY_INTERNAL_ERROR = re.compile(r'"message":\s*"",\s*"type":\s*"internal_server_error"')
 # OpenRouter answers 404 when no provider of the model can serve the request's parts.
 _NO_ENDPOINTS = re.compile(r"no endpoints found that support", re.IGNORECASE)
 _FIELD_NAME = re.compile(r"[a-z_]+", re.IGNORECASE)
@@ -135,8 +169,16 @@ _FIELD_NAME = re.compile(r"[a-z_]+", re.IGNORECASE)
 
 def rejection_from_error(status: int, message: str, sent: Mapping[str, Any]) -> Rejection | None:
     """The part of `sent` that the upstream's error `message` refuses, if it names one."""
-    if status not in REJECTION_STATUSES and not (status == 404 and _NO_ENDPOINTS.search(message)):
+    server_error = status == 500
+    if (
+        status not in REJECTION_STATUSES
+        and not server_error
+        and not (status == 404 and _NO_ENDPOINTS.search(message))
+    ):
         return None
+    if server_error and _EMPTY_INTERNAL_ERROR.search(message):
+        required = Rejection.REQUIRED_TOOL_CHOICE
+        return required if _sent(required, sent) else None
     found: list[tuple[int, Rejection]] = []
     for pattern in FIELD_WORDINGS:
         for match in pattern.finditer(message):
@@ -150,6 +192,8 @@ def rejection_from_error(status: int, message: str, sent: Mapping[str, Any]) -> 
             if hit is not None:
                 found.append((hit.start(), rejection))
     for _, rejection in sorted(found):
+        if server_error and rejection not in REJECTIONS_READ_FROM_500:
+            continue
         if _sent(rejection, sent):
             return rejection
     return None
@@ -169,6 +213,13 @@ def already_learned(quirks: ModelQuirks, rejection: Rejection) -> bool:
 def _sent(rejection: Rejection, sent: Mapping[str, Any]) -> bool:
     if rejection is Rejection.IMAGES:
         return any(_has_image(message) for message in sent.get("messages") or ())
+    if rejection is Rejection.NULL_CONTENT:
+        return any(
+            isinstance(message, Mapping) and "content" in message and message["content"] is None
+            for message in sent.get("messages") or ()
+        )
+    if rejection is Rejection.REQUIRED_TOOL_CHOICE:
+        return sent.get("tool_choice") == "required"
     return any(sent.get(key) is not None for key in SENT_KEYS_BY_REJECTION[rejection])
 
 

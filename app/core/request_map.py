@@ -409,8 +409,9 @@ def _to_chat_message(draft: _Draft, quirks: ModelQuirks) -> ChatMessage:
     if draft.parts:
         message["content"] = _collapse(draft.parts)
     else:
-        # OpenAI wants null beside tool calls; templates choke on a missing content.
-        message["content"] = None if draft.tool_calls else ""
+        # OpenAI wants null beside tool calls; templates choke on a missing content,
+        # and some servers on null (llama-cpp-python: a 500).
+        message["content"] = None if draft.tool_calls and quirks.accepts_null_content else ""
     if draft.tool_calls:
         message["tool_calls"] = draft.tool_calls
     if draft.tool_calls and quirks.send_reasoning_back:
@@ -539,10 +540,19 @@ def _apply_tools(
             notes.append("tool_choice dropped: no tools to choose from")
         return
     out["tools"] = tools
-    choice = req.get("tool_choice")
-    if not choice:
-        return
-    if choice["type"] == "tool":
+    # Anthropic's default with tools is auto; some servers read a missing tool_choice
+    # as none and leave the tools out of the prompt (llama-cpp-python).
+    choice = req.get("tool_choice") or {"type": "auto"}
+    if choice["type"] == "any" and not quirks.accepts_required_tool_choice:
+        if len(tools) == 1:  # the named form forces the same call
+            out["tool_choice"] = {
+                "type": "function",
+                "function": {"name": tools[0]["function"]["name"]},
+            }
+        else:
+            notes.append("tool_choice any sent as auto: the model does not take required")
+            out["tool_choice"] = "auto"
+    elif choice["type"] == "tool":
         names = {tool["function"]["name"] for tool in tools}
         if choice["name"] in names:
             out["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}

@@ -99,6 +99,14 @@ def anthropic_stop_reason(
     return stop_reason, None
 
 
+def matched_stop_sequence(text: str, stop_sequences: Sequence[str]) -> str | None:
+    """The stop sequence `text` ends with (the longest), for servers that keep it in the
+    output but do not say which matched. None when none does: a server that strips
+    it (llama.cpp, OpenAI) cannot be told from a natural end of turn."""
+    found = [stop for stop in stop_sequences if stop and text.endswith(stop)]
+    return max(found, key=len) if found else None
+
+
 def parse_tool_arguments(arguments: object, repairs: list[str]) -> dict[str, Any]:
     """Tool-call arguments as a dict: parsed, lightly repaired, or `{}` with a repair note."""
     if isinstance(arguments, dict):
@@ -175,6 +183,7 @@ def to_anthropic_message(
     repairs: list[str] | None = None,
     tools: Sequence[Mapping[str, Any]] = (),
     thinking_display: ThinkingDisplay = "summarized",
+    stop_sequences: Sequence[str] = (),
 ) -> Message:
     """Translate a parsed `chat.completion` body; `model` is the name the client sent.
 
@@ -182,6 +191,8 @@ def to_anthropic_message(
     tool calls a model leaked as markup into `content` become tool_use blocks.
     `thinking_display` "omitted": the thinking block's text is empty and its
     signature carries the reasoning (`app/core/thinking_display.py`).
+    `stop_sequences` are the client's: where the upstream does not name the one that
+    matched, a text ending with one names it (`matched_stop_sequence`).
     """
     if repairs is None:
         repairs = []
@@ -255,9 +266,12 @@ def to_anthropic_message(
             }
         )
 
+    matched = choice.get("stop_reason") or choice.get("matched_stop")
+    if not isinstance(matched, str) or not matched:
+        matched = matched_stop_sequence(text, stop_sequences)
     stop_reason, stop_sequence = anthropic_stop_reason(
         choice.get("finish_reason"),
-        matched_stop=choice.get("stop_reason") or choice.get("matched_stop"),
+        matched_stop=matched,
         has_tool_use=any(block["type"] == "tool_use" for block in content),
         repairs=repairs,
     )

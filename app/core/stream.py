@@ -68,7 +68,7 @@ from app.core.errors import (
     UpstreamProtocolError,
     upstream_error_from_stream_payload,
 )
-from app.core.response_map import parse_tool_arguments
+from app.core.response_map import matched_stop_sequence, parse_tool_arguments
 from app.core.server_tools import ServerToolCall, server_tool_id
 from app.core.sse import ServerSentEvent
 from app.core.think_tags import Segment, ThinkTagSplitter
@@ -85,6 +85,13 @@ STOP_REASON_BY_FINISH_REASON: dict[str, str] = {
 }
 
 NO_FINISH_REASON_MESSAGE = "upstream stream ended without a finish_reason (connection dropped?)"
+# llama-cpp-python (--interrupt_requests, its default) ends a stream this way when
+# another request arrives: the connection did not drop, the server gave up on it.
+DONE_WITHOUT_FINISH_REASON_MESSAGE = (
+    "upstream ended the stream with [DONE] but without a finish_reason (the server interrupted "
+    "the answer: llama-cpp-python does when another request arrives, unless started "
+    "with --interrupt_requests false)"
+)
 
 # Characters per token above which a stream is a runaway: tokenizers average
 # 3-6 characters a token on code and prose; 16 is far beyond any real answer.
@@ -150,6 +157,7 @@ class StreamTranslator:
         start_in_thinking: bool = False,
         max_output_tokens: int | None = None,
         server_tool_names: frozenset[str] = frozenset(),
+        stop_sequences: Sequence[str] = (),
     ) -> None:
         self.model = model
         self.message_id = message_id
@@ -185,9 +193,15 @@ class StreamTranslator:
         self.server_calls: list[tuple[str, _ToolCall]] = []  # (block id, call)
         self._output_chars = 0
         self._answer_chars = 0  # text and tool arguments: what max_output_tokens bounds
+        self._max_output_tokens = max_output_tokens
         self._max_answer_chars = (
             None if max_output_tokens is None else max_output_tokens * RUNAWAY_CHARS_PER_TOKEN
         )
+        # The client's stop sequences, and the end of the text, to find which one
+        # matched when the upstream does not say (`matched_stop_sequence`).
+        self._stop_sequences = tuple(stop for stop in stop_sequences if stop)
+        self._text_tail = ""
+        self.received_chunks = 0  # chunks fed: 0 at the end means the upstream sent nothing
         # end of message
         self._finish_reason: str | None = None
         self._stop_sequence: str | None = None
@@ -204,6 +218,12 @@ class StreamTranslator:
             output_tokens = self._completion_tokens
         else:
             output_tokens = (self._output_chars + 3) // 4  # rough: ~4 characters a token
+            if self._max_output_tokens is not None:
+                # The upstream cannot have written more than it was allowed, and a
+                # length stop means it wrote exactly that much (llama.cpp sends no usage).
+                if self._finish_reason == "length":
+                    output_tokens = self._max_output_tokens
+                output_tokens = min(output_tokens, self._max_output_tokens)
         if self._prompt_tokens is None:
             return {"input_tokens": self._input_tokens_estimate, "output_tokens": output_tokens}
         cached = self._cached_tokens or 0
@@ -253,6 +273,7 @@ class StreamTranslator:
         if self.state in _TERMINAL:
             raise TranslatorStateError(f"feed() after the stream ended ({self.state.name})")
         out = self.start() if self.state is _IDLE else []
+        self.received_chunks += 1
         if chunk.get("usage") is not None or "x_groq" in chunk:
             self._take_usage(chunk)
         choices = chunk.get("choices")
@@ -286,7 +307,8 @@ class StreamTranslator:
         """One upstream SSE event: `[DONE]`, an error, or a JSON chunk."""
         data = event.data
         if data[:1] != "{" and data.strip() == "[DONE]":
-            return self.finish()  # also after an error event: finish() is idempotent
+            # also after an error event: finish() is idempotent
+            return self.finish(done_sent=True)
         if self.state in _TERMINAL:
             raise TranslatorStateError(f"feed_sse() after the stream ended ({self.state.name})")
         if event.event == "error":
@@ -313,17 +335,13 @@ class StreamTranslator:
             return self.fail(upstream_error_from_stream_payload(payload).to_error_body())
         return self.feed(payload)
 
-    def finish(self) -> list[StreamEvent]:
-        """The upstream stream ended (`[DONE]` or EOF). Idempotent once ended."""
+    def finish(self, *, done_sent: bool = False) -> list[StreamEvent]:
+        """The upstream stream ended (`[DONE]`, `done_sent`, or EOF). Idempotent once ended."""
         if self.state in _TERMINAL:
             return []
         if self._finish_reason is None:
-            return self.fail(
-                {
-                    "type": "error",
-                    "error": {"type": "api_error", "message": NO_FINISH_REASON_MESSAGE},
-                }
-            )
+            message = DONE_WITHOUT_FINISH_REASON_MESSAGE if done_sent else NO_FINISH_REASON_MESSAGE
+            return self.fail({"type": "error", "error": {"type": "api_error", "message": message}})
         out: list[StreamEvent] = []
         for segment in self._think_tags.close():
             self._take_segment(out, segment)
@@ -445,10 +463,11 @@ class StreamTranslator:
         elif isinstance(content, list):
             self._take_content_parts(out, content)
         tool_calls = delta.get("tool_calls")
-        if isinstance(tool_calls, list):
+        if isinstance(tool_calls, list) and tool_calls:
             for tool_call in tool_calls:
                 if isinstance(tool_call, Mapping):
                     self._take_tool_delta(out, tool_call)
+            return  # llama-cpp-python repeats the call as `function_call`: not a second call
         function_call = delta.get("function_call")  # the pre-tools API: one call at most
         if isinstance(function_call, Mapping):
             self._take_tool_delta(out, {"index": -1, "function": function_call})
@@ -517,6 +536,9 @@ class StreamTranslator:
             self._open_block(out, "text", None)
         self._output_chars += len(text)
         self._answer_chars += len(text)
+        if self._stop_sequences:
+            longest = max(map(len, self._stop_sequences))
+            self._text_tail = (self._text_tail + text)[-longest:]
         delta = {"type": "text_delta", "text": text}
         self._emit(
             out, {"type": "content_block_delta", "index": self._next_index - 1, "delta": delta}
@@ -651,6 +673,8 @@ class StreamTranslator:
             if not self.server_calls:
                 self._repair("finish_reason tool_calls without a tool call")
             return "end_turn", None
+        if finish_reason == "stop" and self._stop_sequence is None:
+            self._stop_sequence = matched_stop_sequence(self._text_tail, self._stop_sequences)
         if finish_reason == "stop" and self._stop_sequence is not None:
             return "stop_sequence", self._stop_sequence
         return stop_reason, None

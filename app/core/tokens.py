@@ -57,10 +57,15 @@ _MAX_CHARS_PER_TOKEN = 12.0
 # Below this much text the fixed overheads, which we only guess, dominate.
 _MIN_OBSERVED_CHARS = 200
 # Weight of the default ratio before any observation, in tokens: a small
-# request's worth, so the first real observation already moves the ratio most
-# of the way.
-_PRIOR_TOKENS = 50.0
-# Each observation keeps this share of the earlier evidence (~10 requests of memory).
+# request's worth, so the first full-weight observation moves the ratio most of the way.
+_PRIOR_TOKENS = 250.0
+# An observation of this much text counts fully; a smaller one by the square of
+# its share (1,000 characters: a quarter; 300: 2%). A short prompt's count is
+# mostly the chat template's own tokens (llama-cpp-python's function-calling
+# template adds hundreds), which the fixed overheads only guess: a few of them
+# once moved a Claude Code estimate by +67%.
+_FULL_WEIGHT_CHARS = 2000
+# A fully weighted observation keeps this share of the earlier evidence (~10 requests of memory).
 _DECAY = 0.9
 
 # Block keys that never reach the model as text.
@@ -332,10 +337,13 @@ class TokenEstimator:
     tokens) over observations, where text tokens = reported prompt_tokens minus
     our fixed overheads and image estimate. A ratio of sums, not an average of
     ratios: big requests, where the guessed overheads matter least, weigh most,
-    and a single small request barely moves the estimate. Decay (0.9 per
-    observation) lets the ratio follow an upstream that changes the model
-    behind a name. A prior worth 50 tokens at the default ratio starts it, so
-    one real observation of a typical request already dominates. A least-
+    and a single small request barely moves the estimate. Each observation is
+    weighted by its size, `min(1, chars / 2000) ** 2`: a 300-character prompt
+    counts 2%, any Claude Code request fully; decay (0.9 per full weight) lets
+    the ratio follow an upstream that changes the model behind a name. A prior
+    worth 250 tokens at the default ratio starts it: one real request moves the
+    ratio most of the way, many short prompts hardly (tests/unit/core/test_tokens.py
+    measures both on the 2.1.332 request). A least-
     squares fit of intercept and slope was not used: with a few observations
     of similar requests it is ill-conditioned and can produce negative slopes.
     """
@@ -388,9 +396,11 @@ class TokenEstimator:
         if not _MIN_CHARS_PER_TOKEN <= size.text_chars / text_tokens <= _MAX_CHARS_PER_TOKEN:
             return
         chars, tokens = self._evidence.pop(model, (self._default * _PRIOR_TOKENS, _PRIOR_TOKENS))
+        weight = min(1.0, size.text_chars / _FULL_WEIGHT_CHARS) ** 2
+        keep = _DECAY**weight
         self._evidence[model] = (
-            chars * _DECAY + size.text_chars,
-            tokens * _DECAY + text_tokens,
+            chars * keep + size.text_chars * weight,
+            tokens * keep + text_tokens * weight,
         )
         if len(self._evidence) > self._max_models:
             self._evidence.popitem(last=False)

@@ -279,11 +279,17 @@ class ToolMarkupScanner:
 
 
 def extract_tool_markup(text: str) -> tuple[str, list[MarkupToolCall]]:
-    """A whole `content` string -> (the text without the markup, stripped; the calls in order)."""
+    """A whole `content` string -> (the text without the markup, the calls in order).
+
+    The text is stripped only when markup was taken out of it (the gaps it leaves);
+    text without markup comes back as it was, as the stream keeps it."""
     scanner = ToolMarkupScanner()
     items = scanner.feed(text) + scanner.close()
+    calls = [item for item in items if isinstance(item, MarkupToolCall)]
+    if not calls:
+        return text, []
     plain = "".join(item for item in items if isinstance(item, str))
-    return plain.strip(), [item for item in items if isinstance(item, MarkupToolCall)]
+    return plain.strip(), calls
 
 
 def infer_tool_name(arguments: str, tools: Sequence[Mapping[str, Any]]) -> str | None:

@@ -202,10 +202,12 @@ class UpstreamCall:
         self, route: ModelRoute, body: dict[str, Any], status: int, raw: bytes
     ) -> dict[str, Any] | None:
         """A corrected body to send again at once, or None when the error is not ours to fix."""
-        if status not in (400, 404, 422) or not self.learn:
+        # 500: llama-cpp-python answers what its request parser refuses with one
+        # (`quirk_learning.REJECTIONS_READ_FROM_500`).
+        if status not in (400, 404, 422, 500) or not self.learn:
             return None
         message = extract_upstream_message(raw)
-        limit = max_tokens_limit(message) if status != 404 else None
+        limit = max_tokens_limit(message) if status in (400, 422) else None
         requested = body.get("max_tokens")
         if limit is not None and isinstance(requested, int) and limit < requested:
             self.registry.learn_output_cap(route, limit)
@@ -216,6 +218,45 @@ class UpstreamCall:
             self._note(f"upstream rejected {rejection.value}; sent again without it", route)
             return self.body_for(route)
         return None
+
+    async def ask_unstreamed(self) -> aiohttp.ClientResponse:
+        """The last body sent again, not streamed, once: what a server meant that answered
+        a stream with 200 and nothing (llama-cpp-python on a context overflow: its error
+        comes only unstreamed). Its error raises as usual; a 2xx is the caller's to read."""
+        route = self.attempts.route or self.route
+        assert self.last_body is not None  # a stream was opened with it
+        body = {
+            key: value
+            for key, value in self.last_body.items()
+            if key not in ("stream", "stream_options")
+        }
+        provider = self.registry.provider(route.provider)
+        url, payload, content_type = self.target(provider, route, body)
+        for attempt in (1, 2):
+            self.attempts.count += 1
+            try:
+                response = await self.registry.upstream.request(
+                    "POST",
+                    url,
+                    api_key=self.registry.key_for(provider, self.client_key),
+                    body=payload,
+                    content_type=content_type,
+                )
+                break
+            except UpstreamUnavailable as exc:
+                # The connection the failed stream left may be the one that is closed.
+                if attempt == 2 or not exc.retryable:
+                    raise
+        if response.status < 400:
+            return response
+        raw = await read_error_body(response, self.registry.keys.masker)
+        raise upstream_error_from_response(
+            response.status,
+            raw,
+            retry_after=response.headers.get("Retry-After"),
+            context_window=self.registry.quirks_for(route).context_window,
+            prompt_tokens=self.prompt_tokens,
+        )
 
     def _note(self, repair: str, route: ModelRoute) -> None:
         self.attempts.repairs.append(repair)

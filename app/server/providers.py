@@ -35,6 +35,7 @@ from app.core.models import ModelRoute
 from app.core.providers import CatalogStyle, Provider
 from app.core.quirk_learning import Rejection, learn
 from app.core.routing import Router
+from app.core.served_context import served_context_for, served_context_url, served_contexts
 from app.server.image_catalog import ImageCatalogs
 from app.server.listings import merge_listings
 from app.server.tasks import create_task
@@ -74,6 +75,8 @@ class ProviderRegistry:
         self._catalogs: dict[str, tuple[float, list[CatalogModel]]] = {}
         self._catalog_locks: dict[str, asyncio.Lock] = {}
         self._learned: dict[tuple[str, str], _Learned] = {}
+        # provider -> what its server says it serves (`served_context`), once read
+        self._served_contexts: dict[str, dict[str, int]] = {}
         self._governors: dict[tuple[str, str | None], RateGovernor] = {}
         self._governor_pairs: dict[tuple[str, str], tuple[RateGovernor, RateGovernor]] = {}
         self.probes: dict[tuple[str, str], ProbeResult] = {}
@@ -121,8 +124,9 @@ class ProviderRegistry:
     # ------------------------------------------------------------------ quirks
 
     def quirks_for(self, route: ModelRoute) -> ModelQuirks:
-        """Built-in table, then settings overrides, then what was learned this session."""
-        quirks = quirks_for_model(route.upstream_model, self.settings.capabilities or None)
+        """Built-in table, then the provider's server quirks and served context, then
+        settings overrides, then what was learned this session."""
+        quirks = self._served_quirks(route.provider, route.upstream_model)
         learned = self._learned.get((route.provider, route.upstream_model))
         if learned is None:
             return quirks
@@ -132,6 +136,25 @@ class ProviderRegistry:
             cap = learned.max_output_tokens
             if quirks.max_output_tokens is None or cap < quirks.max_output_tokens:
                 quirks = dataclasses.replace(quirks, max_output_tokens=cap)
+        return quirks
+
+    def _served_quirks(self, provider_name: str, model_id: str) -> ModelQuirks:
+        """The table's quirks, what the provider's kind of server is known to refuse, and
+        the context its server says it serves; settings overrides win over all three."""
+        overrides = self.settings.capabilities or None
+        table = quirks_for_model(model_id)
+        provider = self._providers.get(provider_name)
+        stated: dict[str, Any] = dict(provider.preset.server_quirks) if provider else {}
+        served = served_context_for(self._served_contexts.get(provider_name, {}), model_id)
+        if served is not None:
+            stated["context_window"] = served
+        if not stated:
+            return quirks_for_model(model_id, overrides)
+        quirks = dataclasses.replace(table, **stated)
+        if overrides and model_id in overrides:
+            overridden = quirks_for_model(model_id, overrides)
+            fields = {name: getattr(overridden, name) for name in overrides[model_id]}
+            quirks = dataclasses.replace(quirks, **fields)
         return quirks
 
     def learn_rejection(self, route: ModelRoute, rejection: Rejection) -> bool:
@@ -305,7 +328,36 @@ class ProviderRegistry:
             )
         else:
             models = catalog_from_models_list(body, provider=provider.name, overrides=overrides)
-        return models + _explicit_models(provider, models, overrides)
+        models = models + _explicit_models(provider, models, overrides)
+        path = provider.preset.served_context_path
+        if path is not None:
+            await self._read_served_context(provider, path, key)
+        if provider.preset.server_quirks or self._served_contexts.get(provider.name):
+            models = [
+                dataclasses.replace(model, quirks=self._listed_quirks(provider.name, model))
+                for model in models
+            ]
+        return models
+
+    def _listed_quirks(self, provider_name: str, model: CatalogModel) -> ModelQuirks:
+        """A listed model's quirks with the server's own facts; what the listing stated
+        (vLLM's max_model_len) stays unless the server said otherwise."""
+        served = self._served_quirks(provider_name, model.id)
+        contexts = self._served_contexts.get(provider_name, {})
+        if served_context_for(contexts, model.id) is None:
+            served = dataclasses.replace(served, context_window=model.quirks.context_window)
+        return served
+
+    async def _read_served_context(self, provider: Provider, path: str, key: str | None) -> None:
+        """Ask the server how much context it serves; a server without the endpoint
+        (llama-cpp-python has no /props) leaves the name table's guess."""
+        url = served_context_url(provider.base_url, path)
+        try:
+            body = await self.get_model_list(provider, url, key)
+        except ProxyError as exc:
+            log.debug("%s: no served context at %s: %s", provider.name, url, exc.message)
+            return
+        self._served_contexts[provider.name] = served_contexts(path, body)
 
     # ------------------------------------------------------------------ probe
 

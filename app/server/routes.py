@@ -66,6 +66,7 @@ class AnswerShape:
 
     tools: Sequence[Mapping[str, Any]]
     thinking_display: ThinkingDisplay
+    stop_sequences: Sequence[str] = ()  # the client's, to name the one that matched
 
 
 def _learn(state: ProxyState, route: ModelRoute, size: RequestSize, usage: dict[str, Any]) -> None:
@@ -106,7 +107,9 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     estimate = state.estimator.estimate(route.upstream_model, size)
     # What the model is offered (deferred tools once loaded), to read leaked tool-call markup.
     tools = offered_tools(req)
-    answer = AnswerShape(tools, thinking_display(req.get("thinking")))
+    answer = AnswerShape(
+        tools, thinking_display(req.get("thinking")), req.get("stop_sequences") or ()
+    )
     attempts = Attempts()
     specs = server_tool_specs(req.get("tools") or ())
     fetching = any(spec.kind == "web_fetch" for spec in specs.values())
@@ -157,6 +160,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                     max_output_tokens=req["max_tokens"],  # a runaway upstream stops there
                     server_tool_names=runner.names if runner is not None else frozenset(),
                     thinking_display=thinking_display(req.get("thinking")),
+                    stop_sequences=req.get("stop_sequences") or (),
                 )
 
             translator: StreamTranslator | ServerToolStream = new_translator()
@@ -179,6 +183,7 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                 masker=state.masker,
                 next_round=next_round,
                 smooth_deltas=settings.smooth_deltas,
+                reask=call.ask_unstreamed,
             )
             if translator.usage_reported:
                 _learn(state, attempts.route or route, size, record.usage)
@@ -298,6 +303,7 @@ async def _read_message(
         repairs=record.repairs,
         tools=answer.tools,
         thinking_display=answer.thinking_display,
+        stop_sequences=answer.stop_sequences,
     )
     return message, isinstance(parsed.get("usage"), dict)
 

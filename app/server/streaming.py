@@ -23,6 +23,10 @@ Invariants:
   anything else is written (the next upstream event, the end, an error, a ping),
   the pieces still pending go first, at once. So a piece is at most that late
   and the stream's end not at all. The guard checks every piece before any goes.
+- A stream that ends before any chunk (no data, no `[DONE]`) is asked once more
+  without streaming (`reask`): llama-cpp-python answers a streamed context
+  overflow with 200 and an empty body, and only the unstreamed answer says why
+  (then the client gets "prompt is too long" and can compact).
 """
 
 import asyncio
@@ -59,6 +63,9 @@ STREAM_HEADERS = {
     "X-Accel-Buffering": "no",  # tell reverse proxies not to buffer the stream
 }
 _ENDED = (StreamState.FINISHED, StreamState.FAILED)
+EMPTY_STREAM_REPAIR = "upstream ended the stream empty; asked again without streaming"
+# The same request once more, unstreamed (`UpstreamCall.ask_unstreamed`).
+Reask = Callable[[], Coroutine[Any, Any, aiohttp.ClientResponse]]
 # Writes tool result events, gives the next upstream round's response (None: done).
 NextRound = Callable[
     [Callable[[list[StreamEvent]], Awaitable[None]]],
@@ -224,6 +231,7 @@ async def stream_messages(
     masker: Masker,
     next_round: NextRound | None = None,
     smooth_deltas: bool = False,
+    reask: Reask | None = None,
 ) -> web.StreamResponse:
     """`next_round`: for server tools, called after each upstream body; it writes what
     it must (tool results) and gives the next upstream response, or None when done."""
@@ -247,7 +255,14 @@ async def stream_messages(
             if upstream is None:  # committed before the upstream answered
                 upstream = await opening_task
             await _relay_body(
-                upstream, translator, writer, record, read_failure, max_upstream_bytes, masker
+                upstream,
+                translator,
+                writer,
+                record,
+                read_failure,
+                max_upstream_bytes,
+                masker,
+                reask,
             )
             while next_round is not None and not writer.broken:
                 upstream.release()
@@ -325,6 +340,7 @@ async def _relay_body(
     read_failure: Callable[[Exception], UpstreamUnavailable],
     max_upstream_bytes: int,
     masker: Masker,
+    reask: Reask | None = None,
 ) -> None:
     if answered_whole(upstream.headers.get("Content-Type", "")):
         whole = await _translate_whole_body(
@@ -367,6 +383,23 @@ async def _relay_body(
     for sse in [*decoder.feed(arriving.close()), *decoder.close()]:
         if translator.state not in _ENDED:
             tail += translator.feed_sse(sse)
+    if (
+        reask is not None
+        and isinstance(translator, StreamTranslator)
+        and translator.received_chunks == 0
+        and translator.state not in _ENDED
+    ):
+        record.repairs.append(EMPTY_STREAM_REPAIR)
+        log.info("%s %s", record.request_id, EMPTY_STREAM_REPAIR)
+        again = await reask()  # its error (a context overflow) ends the stream as such
+        try:
+            whole = await _translate_whole_body(
+                again, translator, max_upstream_bytes, read_failure, masker
+            )
+        finally:
+            again.release()
+        await writer.write(tail + whole)
+        return
     await writer.write(tail + translator.finish())
 
 

@@ -31,8 +31,8 @@ def feed_sse_with_wrong_delta_index(
     return [{**e, "index": 7} if e["type"] == "content_block_delta" else e for e in out]
 
 
-def finish_without_closing(self: StreamTranslator) -> list[StreamEvent]:
-    ORIGINAL_FINISH(self)
+def finish_without_closing(self: StreamTranslator, *, done_sent: bool = False) -> list[StreamEvent]:
+    ORIGINAL_FINISH(self, done_sent=done_sent)
     return [{"type": "message_stop"}]  # skips content_block_stop and message_delta
 
 

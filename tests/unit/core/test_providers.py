@@ -71,7 +71,7 @@ def test_explicit_model_upstream_id() -> None:
         ("http://[::1]:1234/v1", ProviderKind.LMSTUDIO),
         ("http://127.0.0.2:8000/v1", ProviderKind.VLLM),
         # a local llama.cpp or vLLM on another port, a LAN box, a look-alike host: custom
-        ("http://127.0.0.1:8080/v1", ProviderKind.CUSTOM),
+        ("http://127.0.0.1:8080/v1", ProviderKind.LLAMACPP),  # llama-server's default port
         ("http://localhost/v1", ProviderKind.CUSTOM),
         ("http://192.168.1.20:11434/v1", ProviderKind.CUSTOM),
         ("https://api.nvidia.com.example.org/v1", ProviderKind.CUSTOM),
@@ -87,3 +87,14 @@ def test_the_url_decides_the_preset(url: str, kind: ProviderKind) -> None:
 @pytest.mark.parametrize("kind", [k for k in ProviderKind if k is not ProviderKind.CUSTOM])
 def test_each_presets_own_url_picks_that_preset(kind: ProviderKind) -> None:
     assert provider_kind_for_url(preset_base_url(kind, "account")) is kind
+
+
+def test_llama_cpp_preset_states_what_its_server_refuses() -> None:
+    preset = PRESET_BY_KIND[ProviderKind.LLAMACPP]
+    assert preset.base_url == "http://127.0.0.1:8080/v1" and not preset.needs_key
+    quirks = dict(preset.server_quirks)
+    assert quirks["accepts_null_content"] is False
+    assert quirks["accepts_required_tool_choice"] is False
+    assert preset.served_context_path == "/props"
+    # llama-cpp-python's default port stays vLLM's: the port cannot tell them apart.
+    assert provider_kind_for_url("http://127.0.0.1:8000/v1") is ProviderKind.VLLM

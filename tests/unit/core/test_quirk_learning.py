@@ -13,9 +13,11 @@ from typing import Any
 import pytest
 
 from app.core.capabilities import ModelQuirks, ReasoningSwitch
+from app.core.errors import extract_upstream_message
 from app.core.models import ModelRoute
 from app.core.quirk_learning import (
     LEARNED_QUIRK_BY_REJECTION,
+    REJECTIONS_READ_FROM_500,
     SENT_KEYS_BY_REJECTION,
     Rejection,
     already_learned,
@@ -380,7 +382,7 @@ EVERYTHING_REQUEST: dict[str, Any] = {
 }
 
 
-@pytest.mark.parametrize("rejection", list(Rejection))
+@pytest.mark.parametrize("rejection", [r for r in Rejection if r not in REJECTIONS_READ_FROM_500])
 def test_a_learned_rejection_is_never_drawn_again(rejection: Rejection) -> None:
     # The loop the server runs: send, get refused, learn, re-translate, resend.
     request = validate_messages_request(json.loads(json.dumps(EVERYTHING_REQUEST)))
@@ -390,3 +392,87 @@ def test_a_learned_rejection_is_never_drawn_again(rejection: Rejection) -> None:
     learned = learn(quirks, rejection)
     second = to_openai_request(request, ModelRoute("claude-x", "m", learned))
     assert rejection_from_error(400, MESSAGE_BY_REJECTION[rejection], second) is None
+
+
+# ------------------------------------------------ llama-cpp-python 500s (issue 18)
+
+# llama-cpp-python 0.3.36, a tool-only assistant turn sent with "content": null.
+LLAMA_NULL_CONTENT_500 = (
+    "1 validation error for list[...]\n0.typed-dict.content\n"
+    "  Input should be a valid string [type=string_type, input_value=None, input_type=NoneType]"
+)
+# llama-cpp-python 0.3.36 on tool_choice "required": an AssertionError without words.
+LLAMA_REQUIRED_500 = (
+    '{"error":{"message":"","type":"internal_server_error","param":null,"code":null}}'
+)
+TOOL_LOOP_REQUEST: dict[str, Any] = {
+    "model": "claude-x",
+    "max_tokens": 100,
+    "tools": [{"name": "get_time", "input_schema": {"type": "object"}}],
+    "tool_choice": {"type": "any"},
+    "messages": [
+        {"role": "user", "content": "time?"},
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "t1", "name": "get_time", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "noon"}],
+        },
+    ],
+}
+
+
+LLAMA_BODIES = Path(__file__).parents[2] / "fixtures" / "upstream_bodies"
+
+
+@pytest.mark.parametrize(
+    ("message", "rejection"),
+    [
+        (LLAMA_NULL_CONTENT_500, Rejection.NULL_CONTENT),
+        (LLAMA_REQUIRED_500, Rejection.REQUIRED_TOOL_CHOICE),
+        pytest.param(
+            extract_upstream_message(
+                (LLAMA_BODIES / "llama-cpp-python-0.3.36_500_null-content.json").read_bytes()
+            ),
+            Rejection.NULL_CONTENT,
+            id="recorded-null-content",
+        ),
+        pytest.param(
+            extract_upstream_message(
+                (
+                    LLAMA_BODIES / "llama-cpp-python-0.3.36_500_tool-choice-required.json"
+                ).read_bytes()
+            ),
+            Rejection.REQUIRED_TOOL_CHOICE,
+            id="recorded-required",
+        ),
+    ],
+)
+def test_llama_cpp_python_500s_are_learned_and_not_drawn_again(
+    message: str, rejection: Rejection
+) -> None:
+    request = validate_messages_request(json.loads(json.dumps(TOOL_LOOP_REQUEST)))
+    first = to_openai_request(request, ModelRoute("claude-x", "m", ModelQuirks()))
+    assert rejection_from_error(500, message, first) is rejection
+    learned = learn(ModelQuirks(), rejection)
+    second = to_openai_request(request, ModelRoute("claude-x", "m", learned))
+    assert rejection_from_error(500, message, second) is None
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Unsupported param: tools",  # a 500 blames nothing else (QwenLM/Qwen3#822)
+        '{"error":{"message":"","type":"internal_server_error"}}',  # required was not sent
+    ],
+)
+def test_other_500s_blame_nothing(message: str) -> None:
+    assert rejection_from_error(500, message, SENT_ALL) is None
+
+
+def test_required_tool_choice_refusal_wordings() -> None:
+    sent = {**SENT_PLAIN, "tool_choice": "required"}
+    wording = 'tool_choice "required" is not supported'
+    assert rejection_from_error(400, wording, sent) is Rejection.REQUIRED_TOOL_CHOICE

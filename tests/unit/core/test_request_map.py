@@ -951,7 +951,8 @@ FN_WEB_SEARCH = to_function_tool({"type": "web_search_20250305", "name": "web_se
             {"tools": TOOLS},
             {
                 "tools": [FN_SEARCH, FN_WEB_SEARCH, FN_READ],
-                "tool_choice": None,
+                # Anthropic's default, said out loud: llama-cpp-python reads none as "none"
+                "tool_choice": "auto",
                 "parallel_tool_calls": None,
             },
             SERVER_NOTES,
@@ -1968,3 +1969,51 @@ def test_omitted_reasoning_sent_back(
     assert notes == []
     out, _ = translate(body(messages=messages), route_with(send_reasoning_back=False))
     assert "reasoning_content" not in out["messages"][1]
+
+
+# ------------------------------------------------------------------ llama-cpp-python (issue 18)
+
+ONE_TOOL = [{"name": "get_time", "input_schema": {"type": "object"}}]
+
+
+@pytest.mark.parametrize(
+    ("tools", "choice", "expected", "expected_notes"),
+    [
+        pytest.param(
+            ONE_TOOL,
+            {"type": "any"},
+            {"type": "function", "function": {"name": "get_time"}},
+            [],
+            id="one-tool-named",
+        ),
+        pytest.param(
+            [*ONE_TOOL, {"name": "other", "input_schema": {"type": "object"}}],
+            {"type": "any"},
+            "auto",
+            ["tool_choice any sent as auto: the model does not take required"],
+            id="several-tools-auto-noted",
+        ),
+        pytest.param(ONE_TOOL, None, "auto", [], id="none-given-auto"),
+    ],
+)
+def test_tool_choice_without_required(
+    tools: list[Any], choice: Any, expected: Any, expected_notes: list[str]
+) -> None:
+    fields: dict[str, Any] = {"tools": tools}
+    if choice is not None:
+        fields["tool_choice"] = choice
+    out, notes = translate(body(**fields), route_with(accepts_required_tool_choice=False))
+    assert out["tool_choice"] == expected
+    assert notes == expected_notes
+
+
+@pytest.mark.parametrize(("accepts", "content"), [(True, None), (False, "")])
+def test_tool_only_assistant_turn_content(accepts: bool, content: str | None) -> None:
+    messages = [
+        {"role": "user", "content": "time?"},
+        {"role": "assistant", "content": [tool_use("t1", "get_time", {})]},
+        {"role": "user", "content": [tool_result("t1", "noon")]},
+    ]
+    out, _ = translate(body(messages=messages), route_with(accepts_null_content=accepts))
+    assert out["messages"][1]["content"] == content
+    assert out["messages"][1]["tool_calls"][0]["id"] == "t1"

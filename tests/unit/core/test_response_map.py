@@ -611,3 +611,26 @@ def test_omitted_thinking_is_empty_and_the_signature_carries_it(message: dict[st
 def test_omitted_without_reasoning_adds_no_thinking_block() -> None:
     message, _ = translate(completion({"content": "4"}), thinking_display="omitted")
     assert message["content"] == [{"type": "text", "text": "4"}]
+
+
+# ------------------------------------------------------------------ issue 18
+
+
+@pytest.mark.parametrize(
+    ("content", "stops", "stop_reason", "stop_sequence"),
+    [
+        pytest.param("The end STOP", ["STOP"], "stop_sequence", "STOP", id="kept-in-text"),
+        pytest.param("The end", ["STOP"], "end_turn", None, id="stripped-unknowable"),
+    ],
+)
+def test_stop_sequence_found_at_the_end_of_the_text(
+    content: str, stops: list[str], stop_reason: str, stop_sequence: str | None
+) -> None:
+    message, _ = translate(completion({"content": content}), stop_sequences=stops)
+    assert (message["stop_reason"], message["stop_sequence"]) == (stop_reason, stop_sequence)
+
+
+def test_text_without_markup_keeps_its_whitespace_when_tools_are_offered() -> None:
+    tools = [{"name": "f", "input_schema": {"type": "object"}}]
+    message, _ = translate(completion({"content": "  a < b\n"}), tools=tools)
+    assert message["content"] == [{"type": "text", "text": "  a < b\n"}]

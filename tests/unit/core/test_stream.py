@@ -10,6 +10,7 @@ from app.core.anthropic_types import StreamEvent
 from app.core.errors import TranslatorStateError
 from app.core.sse import DONE_LINE, ServerSentEvent, SSEDecoder, encode_data
 from app.core.stream import (
+    DONE_WITHOUT_FINISH_REASON_MESSAGE,
     NO_FINISH_REASON_MESSAGE,
     RUNAWAY_CHARS_PER_TOKEN,
     RUNAWAY_REPAIR,
@@ -55,13 +56,16 @@ def replay_bytes(pieces: Iterable[bytes]) -> tuple[list[StreamEvent], StreamTran
 
 
 def run(
-    chunks: Sequence[Mapping[str, Any]], translator: StreamTranslator | None = None
+    chunks: Sequence[Mapping[str, Any]],
+    translator: StreamTranslator | None = None,
+    *,
+    done_sent: bool = False,
 ) -> tuple[list[StreamEvent], StreamTranslator]:
     translator = translator or new_translator()
     events = translator.start()
     for piece in chunks:
         events += translator.feed(piece)
-    events += translator.finish()
+    events += translator.finish(done_sent=done_sent)
     assert_anthropic_grammar(events)
     return events, translator
 
@@ -128,6 +132,17 @@ FIXTURE_EXPECTATIONS: dict[str, tuple[list[tuple[Any, ...]], dict[str, int], lis
             ("end", "tool_use"),
         ],
         {"input_tokens": 5, "output_tokens": 7},
+        [],
+    ),
+    # Every delta holds the call twice (tool_calls and function_call): one call, not two.
+    "llama-cpp-python-0.3.36_gemma-3-270m_tool-calls-beside-function-call": (
+        [
+            ("start", 0, "tool_use", "get_time"),
+            ("delta", 0, "{ } "),
+            ("stop", 0),
+            ("end", "tool_use"),
+        ],
+        {"input_tokens": 5, "output_tokens": 1},
         [],
     ),
     "crusoe_vllm-0.24_llama-3.3_stop-reason_usage-only-chunk": (
@@ -1164,7 +1179,7 @@ _CHUNKS = st.one_of(
     [],
 )
 def test_random_chunks_keep_the_grammar(chunks: list[dict[str, Any]], cuts: list[int]) -> None:
-    events, translator = run(chunks)  # asserts the grammar
+    events, translator = run(chunks, done_sent=True)  # asserts the grammar
     names = {e["content_block"].get("name") for e in events if e["type"] == "content_block_start"}
     assert names <= {None, "f", "g"}  # never joined
     assert translator.state in (StreamState.FINISHED, StreamState.FAILED)
@@ -1429,3 +1444,112 @@ def test_omitted_reasoning_of_any_text_round_trips(pieces: list[str]) -> None:
     events, _ = run_display([*chunks, chunk({"content": "ok"}), STOP], "omitted")
     expected = ["".join(pieces)] if pieces else []
     assert [reasoning_from_signature(s) for s in signatures(events)] == expected
+
+
+# ------------------------------------------------ llama-cpp-python (issue 18)
+
+
+def llama_tool_delta(arguments: str, *, first: bool) -> dict[str, Any]:
+    """llama-cpp-python's delta: the call as `tool_calls` and again as `function_call`."""
+    function = {"name": "get_time", "arguments": arguments} if first else {"arguments": arguments}
+    call: dict[str, Any] = {"index": 0, "function": function}
+    if first:
+        call |= {"id": "call__0_get_time_cmpl-1", "type": "function"}
+    return chunk({"tool_calls": [call], "function_call": function})
+
+
+def test_tool_calls_beside_a_legacy_function_call_are_one_call() -> None:
+    events, translator = run(
+        [
+            chunk({"role": "assistant", "content": None}),
+            llama_tool_delta('{"tz": ', first=True),
+            llama_tool_delta('"UTC"}', first=False),
+            chunk(finish="tool_calls"),
+        ]
+    )
+    starts = [e for e in events if e["type"] == "content_block_start"]
+    assert [e["content_block"]["name"] for e in starts] == ["get_time"]
+    assert translator.stop_reason == "tool_use"
+    assert translator.repairs == []
+
+
+def test_a_legacy_function_call_alone_is_still_a_call() -> None:
+    events, translator = run(
+        [
+            chunk({"tool_calls": [], "function_call": {"name": "f", "arguments": "{}"}}),
+            chunk(finish="function_call"),
+        ]
+    )
+    assert translator.stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize(
+    ("text", "finish", "completion_tokens", "expected"),
+    [
+        pytest.param("word " * 120, "length", None, 64, id="length-stop-counts-max-tokens"),
+        pytest.param("x" * 400, "stop", None, 64, id="estimate-capped-at-max-tokens"),
+        pytest.param("word", "stop", None, 1, id="short-answer-estimated"),
+        pytest.param("word " * 120, "length", 70, 70, id="upstream-count-wins"),
+    ],
+)
+def test_estimated_output_tokens_never_pass_max_tokens(
+    text: str, finish: str, completion_tokens: int | None, expected: int
+) -> None:
+    translator = StreamTranslator(
+        model="claude-test", message_id=MESSAGE_ID, input_tokens=5, max_output_tokens=64
+    )
+    chunks = [chunk({"content": text}), chunk(finish=finish)]
+    if completion_tokens is not None:
+        chunks.append({"choices": [], "usage": {"completion_tokens": completion_tokens}})
+    events, _ = run(chunks, translator)
+    delta = next(e for e in events if e["type"] == "message_delta")
+    assert delta["usage"]["output_tokens"] == expected
+
+
+def test_done_without_finish_reason_says_the_upstream_ended_it() -> None:
+    translator = new_translator()
+    events = translator.start() + translator.feed(chunk({"content": "Hi"}))
+    events += translator.feed_sse(ServerSentEvent(data="[DONE]"))
+    assert_anthropic_grammar(events)
+    assert events[-1]["error"]["message"] == DONE_WITHOUT_FINISH_REASON_MESSAGE
+    assert "connection dropped" not in DONE_WITHOUT_FINISH_REASON_MESSAGE
+
+
+def test_received_chunks_counts_what_came() -> None:
+    translator = new_translator()
+    translator.start()
+    assert translator.received_chunks == 0
+    translator.feed(chunk({"content": "Hi"}))
+    assert translator.received_chunks == 1
+
+
+@pytest.mark.parametrize(
+    ("pieces", "stops", "expected"),
+    [
+        pytest.param(
+            ["The end", " STOP"], ["STOP", "HALT"], ("stop_sequence", "STOP"), id="kept-in-text"
+        ),
+        pytest.param(
+            ["ab", "c"], ["c", "bc", "zzzz"], ("stop_sequence", "bc"), id="longest-across-deltas"
+        ),
+        pytest.param(["The end."], ["STOP"], ("end_turn", None), id="stripped-unknowable"),
+        pytest.param(["The end STOP"], [], ("end_turn", None), id="no-stops-asked"),
+    ],
+)
+def test_stop_sequence_found_at_the_end_of_the_text(
+    pieces: list[str], stops: list[str], expected: tuple[str, str | None]
+) -> None:
+    translator = StreamTranslator(model="claude-test", message_id=MESSAGE_ID, stop_sequences=stops)
+    events, _ = run([*(chunk({"content": p}) for p in pieces), chunk(finish="stop")], translator)
+    delta = next(e for e in events if e["type"] == "message_delta")["delta"]
+    assert (delta["stop_reason"], delta["stop_sequence"]) == expected
+
+
+def test_recorded_llama_cpp_python_tool_stream_is_one_call() -> None:
+    """llama-cpp-python 0.3.36, a forced call streamed: each delta holds the call as
+    `tool_calls` and again as `function_call`, and no usage chunk follows."""
+    raw = FIXTURES / "llama-cpp-python-0.3.36_gemma-3-270m_tool-calls-beside-function-call.sse"
+    events, translator = replay_bytes([raw.read_bytes()])
+    starts = [e for e in events if e["type"] == "content_block_start"]
+    assert [e["content_block"]["type"] for e in starts] == ["tool_use"]
+    assert translator.stop_reason == "tool_use"
