@@ -33,7 +33,7 @@ def llama(proxy: LiveProxy) -> LiveProxy:
 
 def test_streamed_tool_call_is_one_tool_use(llama: LiveProxy) -> None:
     with llama.client().messages.stream(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=64,
         tools=[TOOL],
         tool_choice={"type": "tool", "name": "get_time"},
@@ -46,7 +46,7 @@ def test_streamed_tool_call_is_one_tool_use(llama: LiveProxy) -> None:
 
 def test_tools_without_tool_choice_are_sent_with_auto(llama: LiveProxy) -> None:
     llama.client().messages.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=64,
         tools=[TOOL],
         messages=[{"role": "user", "content": "hi"}],
@@ -70,7 +70,7 @@ def test_tool_loop_second_turn_learns_null_content(llama: LiveProxy) -> None:
     client = llama.client()
     for _ in range(2):  # the second request is sent right the first time
         message = client.messages.create(
-            model="claude-sonnet-4-5", max_tokens=64, tools=[TOOL], messages=messages
+            model="claude-sonnet-4-6", max_tokens=64, tools=[TOOL], messages=messages
         )
         assert message.stop_reason in ("end_turn", "tool_use")
     sent = [r.body["messages"][1]["content"] for r in llama.upstream.chat_requests]
@@ -80,7 +80,7 @@ def test_tool_loop_second_turn_learns_null_content(llama: LiveProxy) -> None:
 @pytest.mark.allow_warnings
 def test_forced_any_with_one_tool_goes_named_after_required_fails(llama: LiveProxy) -> None:
     message = llama.client().messages.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=64,
         tools=[TOOL],
         tool_choice={"type": "any"},
@@ -96,7 +96,7 @@ def test_streamed_overflow_is_prompt_too_long(llama: LiveProxy) -> None:
     with (
         pytest.raises(anthropic.APIStatusError) as raised,
         llama.client().messages.stream(
-            model="claude-sonnet-4-5",
+            model="claude-sonnet-4-6",
             max_tokens=16,
             messages=[{"role": "user", "content": long_text}],
         ) as stream,
@@ -109,7 +109,7 @@ def test_streamed_overflow_is_prompt_too_long(llama: LiveProxy) -> None:
 
 def test_streamed_answer_without_usage_counts_no_more_than_max_tokens(llama: LiveProxy) -> None:
     with llama.client().messages.stream(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=3,
         messages=[{"role": "user", "content": "a fairly long question to echo back " * 3}],
     ) as stream:
@@ -119,7 +119,7 @@ def test_streamed_answer_without_usage_counts_no_more_than_max_tokens(llama: Liv
 
 def test_stop_sequence_the_server_does_not_name_stays_unknown(llama: LiveProxy) -> None:
     message = llama.client().messages.create(
-        model="claude-sonnet-4-5",
+        model="claude-sonnet-4-6",
         max_tokens=64,
         stop_sequences=["STOP"],
         messages=[{"role": "user", "content": "count 1 2 STOP 3"}],
