@@ -129,3 +129,5 @@ def test_the_readme_command_runs_the_tray_app_in_a_fresh_clone(
                 os.killpg(app.pid, signal.SIGKILL)
                 app.wait(5)
         reader.join(5)
+        if app.stdout is not None:
+            app.stdout.close()
