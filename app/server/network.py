@@ -14,18 +14,21 @@ Invariants:
   NO_PROXY lists it, leaves no place for the Settings proxy, and reads ~/.netrc for
   credentials that belong in the keychain.
 - Loopback hosts never go through a proxy.
-- A proxy's credentials travel as `proxy_auth`, never in a URL that could be shown.
+- A proxy's credentials travel as a Proxy-Authorization header (`proxy_headers`),
+  never in a URL that could be shown.
 - TLS verifies against the OS trust store (`truststore`: Keychain on macOS, CryptoAPI on
   Windows, OpenSSL's default paths on Linux, which SSL_CERT_FILE / SSL_CERT_DIR move),
   plus `extra_ca_file`. Verification is never turned off; a CA file that cannot be read
   is an error at start, not a silent fallback.
 """
 
+import base64
 import ssl
 import sys
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote
 
 import aiohttp
@@ -54,15 +57,38 @@ class NetworkSetupError(Exception):
     """The network settings cannot be used (a CA file that does not load); in words."""
 
 
+def basic_login(user: str, password: str) -> str:
+    """A Proxy-Authorization value (aiohttp's BasicAuth is deprecated in 3.14)."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 @dataclass(frozen=True, slots=True)
 class ProxyRoute:
     proxy: URL  # without credentials: safe to show
-    auth: aiohttp.BasicAuth | None
+    login: str | None  # the Proxy-Authorization value
     source: str  # "Settings → Server", "$HTTPS_PROXY"
 
     @property
     def shown(self) -> str:
         return str(self.proxy).rstrip("/")
+
+    @property
+    def headers(self) -> dict[str, str] | None:
+        return {"Proxy-Authorization": self.login} if self.login else None
+
+
+def route_options(
+    route: ProxyRoute | None, url: str | URL, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """aiohttp's `proxy`, `proxy_headers` and `headers` for a request to `url` through
+    `route`. aiohttp sends `proxy_headers` only with a CONNECT; a plain-http request
+    carries the proxy's login among its own headers (the proxy strips it), and an https
+    one never does (it would reach the server inside the tunnel)."""
+    if route is None:
+        return {"headers": headers}
+    if route.login and URL(str(url)).scheme == "http":
+        headers = {**(headers or {}), "Proxy-Authorization": route.login}
+    return {"proxy": route.proxy, "proxy_headers": route.headers, "headers": headers}
 
 
 def make_ssl_context(extra_ca_file: str = "") -> ssl.SSLContext:
@@ -80,11 +106,11 @@ def make_ssl_context(extra_ca_file: str = "") -> ssl.SSLContext:
     return context
 
 
-def _split_credentials(proxy: URL) -> tuple[URL, aiohttp.BasicAuth | None]:
+def _split_credentials(proxy: URL) -> tuple[URL, str | None]:
     if proxy.user is None:
         return proxy, None
-    auth = aiohttp.BasicAuth(unquote(proxy.raw_user or ""), unquote(proxy.raw_password or ""))
-    return proxy.with_user(None), auth
+    login = basic_login(unquote(proxy.raw_user or ""), unquote(proxy.raw_password or ""))
+    return proxy.with_user(None), login
 
 
 def _parse_proxy(value: str) -> URL:
@@ -114,8 +140,8 @@ class Network:
             return
         if proxy_setting:
             proxy = URL(proxy_setting)
-            auth = aiohttp.BasicAuth(*credentials) if credentials else None
-            route = ProxyRoute(proxy, auth, SETTINGS_PLACE)
+            login = basic_login(*credentials) if credentials else None
+            route = ProxyRoute(proxy, login, SETTINGS_PLACE)
             self._routes = {"http": route, "https": route}
             return
         found = urllib.request.getproxies() if proxies is None else proxies
@@ -172,7 +198,7 @@ class Network:
             return "none (no HTTPS_PROXY / HTTP_PROXY, no proxy in the settings)"
         parts = []
         for scheme, route in sorted(self._routes.items(), reverse=True):
-            login = ", with a user name and password" if route.auth else ""
+            login = ", with a user name and password" if route.login else ""
             parts.append(f"{scheme}:// via {route.shown} (from {route.source}{login})")
         return "; ".join(parts) + "; loopback and NO_PROXY hosts go direct"
 
@@ -197,7 +223,7 @@ class Network:
 def proxy_login_words(route: ProxyRoute) -> str:
     """A 407 from the proxy: a CONNECT refused, or a plain-http request answered so."""
     proxy = f"the proxy {route.shown} (from {route.source})"
-    if route.auth is None:
+    if route.login is None:
         return (
             f"{proxy} asks for a user name and password (407 Proxy Authentication "
             f"Required): enter them in {SETTINGS_PLACE}, or `nimbridge key set outbound-proxy`"

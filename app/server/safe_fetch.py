@@ -32,7 +32,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from app.server.network import Network, ProxyRoute, proxy_failure_words, proxy_login_words
+from app.server.network import (
+    Network,
+    ProxyRoute,
+    proxy_failure_words,
+    proxy_login_words,
+    route_options,
+)
 
 AddressCheck = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], str | None]
 
@@ -209,10 +215,8 @@ class SafeFetcher:
         return await self._proxied_client().get(
             url.with_host(address),
             allow_redirects=False,
-            headers={"Host": url.host_port_subcomponent or host},
             server_hostname=host if url.scheme == "https" else None,
-            proxy=route.proxy,
-            proxy_auth=route.auth,
+            **route_options(route, url, {"Host": url.host_port_subcomponent or host}),
         )
 
     def request_budget(self) -> FetchBudget:

@@ -16,7 +16,7 @@ from app import __version__
 from app.core.errors import UpstreamProtocolError, UpstreamUnavailable
 from app.core.masking import Masker
 from app.server.json_body import encode_json
-from app.server.network import Network, proxy_failure_words, proxy_login_words
+from app.server.network import Network, proxy_failure_words, proxy_login_words, route_options
 
 MB = 1024 * 1024
 # How long an idle upstream connection is kept for the next request (aiohttp's default
@@ -103,10 +103,8 @@ class UpstreamClient:
                     method,
                     url,
                     data=body,
-                    headers=headers,
                     allow_redirects=False,
-                    proxy=route.proxy if route else None,
-                    proxy_auth=route.auth if route else None,
+                    **route_options(route, url, headers),
                 )
             except aiohttp.ClientError as exc:  # the proxy's doing is worded as such
                 words = proxy_failure_words(exc, route, host)

@@ -33,7 +33,7 @@ from app.core.web_tools import (
     WebToolError,
     domain_matches,
 )
-from app.server.network import Network, proxy_failure_words, proxy_login_words
+from app.server.network import Network, proxy_failure_words, proxy_login_words, route_options
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +178,7 @@ class _HttpBackend:
             async with self._client().request(
                 method,
                 url,
-                proxy=route.proxy if route else None,
-                proxy_auth=route.auth if route else None,
+                **route_options(route, url, kwargs.pop("headers", None)),
                 **kwargs,
             ) as response:
                 body = await _read_bounded(response)
