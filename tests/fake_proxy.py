@@ -25,6 +25,21 @@ class FakeProxy:
     port: int = 0
     open_writers: set[asyncio.StreamWriter] = field(default_factory=set)  # closed at the end
 
+    _server: asyncio.Server | None = None
+
+    async def start(self) -> "FakeProxy":
+        self._server = await asyncio.start_server(self.handle, "127.0.0.1", 0, limit=MAX_HEAD_BYTES)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for writer in list(self.open_writers):  # Server.close_clients() is 3.13's
+            await _close(writer)
+        await self._server.wait_closed()
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -126,13 +141,8 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 async def running_fake_proxy(
     hosts: dict[str, str] | None = None, login: tuple[str, str] | None = None
 ) -> AsyncIterator[FakeProxy]:
-    proxy = FakeProxy(hosts=dict(hosts or {}), login=login)
-    server = await asyncio.start_server(proxy.handle, "127.0.0.1", 0, limit=MAX_HEAD_BYTES)
-    proxy.port = server.sockets[0].getsockname()[1]
+    proxy = await FakeProxy(hosts=dict(hosts or {}), login=login).start()
     try:
         yield proxy
     finally:
-        server.close()
-        for writer in list(proxy.open_writers):  # Server.close_clients() is 3.13's
-            await _close(writer)
-        await server.wait_closed()
+        await proxy.stop()

@@ -3,9 +3,13 @@ upstream whose certificate a CA made in the test signed (tests/fake_tls.py); all
 loopback. `upstream.nimbridge.test` exists only in the proxy's table, so a request that
 reaches it went through the proxy."""
 
+import contextlib
 import ipaddress
+import json
 import socket
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -19,11 +23,13 @@ from app.server.safe_fetch import AddressRefused, FetchPolicy, SafeFetcher, publ
 from app.server.upstream import UpstreamClient
 from tests.fake_proxy import FakeProxy, running_fake_proxy
 from tests.fake_tls import TestCA
-from tests.fake_upstream import FakeUpstream
+from tests.fake_upstream import FakeUpstream, LoopThread
 from tests.fake_web import PRIVATE, PUBLIC, FakeWeb, running_fake_web
+from tests.integration.test_commands import run
 
 UPSTREAM_NAME = "upstream.nimbridge.test"
 PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+SOURCE = (sys.executable, "-m", "app")
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +38,8 @@ def _no_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+    for name in ("SSL_CERT_FILE", "SSL_CERT_DIR"):  # the store is the machine's, or the test's
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -299,3 +307,87 @@ async def test_https_through_the_proxy_is_pinned_and_verified_against_the_name(
             assert site.requests[-1].headers["Host"] == f"site.test:{site.port}"
     finally:
         await site.stop()
+
+
+# ------------------------------------------------------------------ doctor, as a user runs it
+
+
+@dataclass
+class ProxiedProvider:
+    """An HTTPS provider reachable only through a proxy, on the session's loop thread."""
+
+    upstream: FakeUpstream
+    proxy: FakeProxy
+    config: Path
+
+    def doctor(self, env: dict[str, str], program: Sequence[str] = SOURCE) -> str:
+        full_env = {"NVIDIA_API_KEY": "nvapi-doctor-key", "HTTPS_PROXY": self.proxy.url, **env}
+        result = run("doctor", "--config", str(self.config), env=full_env, program=program)
+        assert "nvapi-doctor-key" not in result.stdout + result.stderr
+        return result.stdout
+
+
+@contextlib.contextmanager
+def proxied_provider(
+    loop_thread: LoopThread, ca: TestCA, folder: Path
+) -> Iterator[ProxiedProvider]:
+    upstream = FakeUpstream(ssl_context=ca.server_context(UPSTREAM_NAME), host=UPSTREAM_NAME)
+    loop_thread.run(upstream.start())
+    proxy = loop_thread.run(FakeProxy(hosts={UPSTREAM_NAME: "127.0.0.1"}).start())
+    config = folder / "settings.json"
+    config.write_text(
+        json.dumps(
+            {
+                "providers": [{"name": "nvidia", "kind": "nvidia", "base_url": upstream.base_url}],
+                "tiers": {"default": "meta/llama-3.3-70b-instruct"},
+                "port": 0,
+            }
+        )
+    )
+    try:
+        yield ProxiedProvider(upstream, proxy, config)
+    finally:
+        loop_thread.run(proxy.stop())
+        loop_thread.run(upstream.stop())
+
+
+def doctor_lines_through_the_proxy(
+    provider: ProxiedProvider, env: dict[str, str], program: Sequence[str] = SOURCE
+) -> tuple[str, str]:
+    """(the proxy line, the provider line) of one doctor run."""
+    out = provider.doctor(env, program)
+    proxy_line = next(line for line in out.splitlines() if "] proxy:" in line)
+    provider_line = next(line for line in out.splitlines() if "provider nvidia:" in line)
+    return proxy_line, provider_line
+
+
+def test_doctor_names_the_proxy_and_the_store_and_words_a_distrusted_root(
+    loop_thread: LoopThread, ca: TestCA, tmp_path: Path
+) -> None:
+    with proxied_provider(loop_thread, ca, tmp_path) as provider:
+        store = tmp_path / "store.pem"  # the test's own OS store, in a process of its own
+        store.write_bytes(ca.pem)
+        proxy_line, provider_line = doctor_lines_through_the_proxy(
+            provider, {"SSL_CERT_FILE": str(store)}
+        )
+        assert proxy_line == (
+            f"[  ok] proxy: https:// via {provider.proxy.url} (from $HTTPS_PROXY); "
+            "loopback and NO_PROXY hosts go direct"
+        )
+        assert provider_line.startswith("[  ok] provider nvidia: https://upstream.nimbridge.test")
+        assert f"CONNECT {UPSTREAM_NAME}:{provider.upstream.port} HTTP/1.1" in provider.proxy.seen
+        out = provider.doctor({"SSL_CERT_FILE": str(store)})
+        assert f"[  ok] trust store: the system's CA certificates ({store}) via truststore" in out
+
+        _, provider_line = doctor_lines_through_the_proxy(provider, {})  # the machine's store
+        assert provider_line.startswith(
+            f"[FAIL] provider nvidia: the TLS certificate {UPSTREAM_NAME} presented through the "
+            f"proxy {provider.proxy.url} (from $HTTPS_PROXY) is not trusted"
+        )
+
+        provider.proxy.login = ("dora", "pw")
+        _, provider_line = doctor_lines_through_the_proxy(provider, {"SSL_CERT_FILE": str(store)})
+        assert provider_line.endswith(
+            "asks for a user name and password (407 Proxy Authentication Required): enter them "
+            "in Settings → Server, or `nimbridge key set outbound-proxy`"
+        )
