@@ -33,7 +33,7 @@ from app.config.secrets import (
 )
 from app.config.settings import Settings, TierModels, save_settings, validate_settings
 from app.core.catalog import CatalogModel
-from app.core.errors import ProxyError
+from app.core.errors import ProxyError, UpstreamUnavailable
 from app.core.governor import GovernorState
 from app.core.masking import Masker
 from app.core.providers import Provider
@@ -42,6 +42,7 @@ from app.logs import LogBuffer, LogLine
 from app.server.app import ProxyServer
 from app.server.curl import to_curl_command
 from app.server.guard import UnsafeBindError
+from app.server.network import Network, NetworkSetupError
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
 from app.server.upstream import UpstreamClient
@@ -184,6 +185,14 @@ class ProxyController(Protocol):
 
     def log_file(self) -> Path | None: ...
 
+    # The outbound proxy's login (Settings → Server), in the keychain.
+    def outbound_proxy_user(self) -> str | None:
+        """The stored user name (never the password); None: none stored."""
+
+    def set_outbound_proxy_login(self, user: str, password: str | None) -> None:
+        """Store it (None: delete it); the next `apply_settings` restarts a running
+        server so its sessions use it. ValueError for a bad name."""
+
     # Web search backends' keys (Tavily, Brave), under their own keychain entries.
     def web_search_key_status(self, backend: str) -> KeyStatus: ...
 
@@ -217,6 +226,8 @@ RESTART_FIELDS = (
     "web_search_backend",  # the web tools are built with the server
     "web_search_base_url",
     "web_fetch_enabled",
+    "outbound_proxy",  # the proxy and the CAs are the server's sessions' (app.server.network)
+    "extra_ca_file",
 )
 REQUEST_ROWS_KEPT = 1000
 REQUEST_DETAILS_KEPT = 100
@@ -255,6 +266,7 @@ class ProxyService:
     ) -> None:
         self._settings = settings
         self._keys = keys
+        self._network_login_changed = False  # the outbound proxy's login, since the last apply
         self._settings_path = settings_path
         self._explicit_proxy_key = proxy_key
         self._generate_proxy_key = generate_proxy_key
@@ -349,7 +361,13 @@ class ProxyService:
                 return
             self._state, self._last_error = ServerState.STARTING, None
             self._notify()
-            server = ProxyServer(self._settings, self._keys, self._proxy_key)
+            try:
+                server = ProxyServer(self._settings, self._keys, self._proxy_key)
+            except NetworkSetupError as exc:  # a CA file that does not load
+                self._state, self._last_error = ServerState.ERROR, str(exc)
+                log.warning("%s", exc)
+                self._notify()
+                return
             server.app_state.on_request_started.append(self._request_started)
             server.app_state.on_request_finished.append(self._request_finished)
             try:
@@ -404,9 +422,11 @@ class ProxyService:
                 proxy_key = self._choose_proxy_key(settings)
             restart = self._server is not None and (
                 proxy_key != self._proxy_key
+                or self._network_login_changed
                 or any(getattr(old, name) != getattr(settings, name) for name in RESTART_FIELDS)
             )
             self._proxy_key = proxy_key
+            self._network_login_changed = False
             if self._server is not None and not restart:
                 self._server.update_settings(settings)  # a new tier applies at once
             elif restart:
@@ -544,7 +564,11 @@ class ProxyService:
             keys = ProviderKeys(MemorySecretStore(), env={})
             keys.set(provider.name, key)
         settings = replace(self._settings, providers=(provider,), default_provider=provider.name)
-        upstream = UpstreamClient(connect_timeout_s=10, read_timeout_s=30)
+        try:
+            network = Network.from_settings(self._settings, self._keys)
+        except NetworkSetupError as exc:
+            return False, str(exc)
+        upstream = UpstreamClient(connect_timeout_s=10, read_timeout_s=30, network=network)
         await upstream.start()
         try:
             registry = ProviderRegistry(settings, keys, upstream)
@@ -560,6 +584,23 @@ class ProxyService:
             return True, f"{provider.base_url} answers, key accepted, {len(models)} chat models"
         finally:
             await upstream.close()
+
+    def outbound_proxy_user(self) -> str | None:
+        """The outbound proxy's stored user name (never the password); None: none stored."""
+        try:
+            login = self._keys.outbound_proxy_credentials()
+        except SecretStoreUnavailable:
+            return None
+        return login[0] if login else None
+
+    def set_outbound_proxy_login(self, user: str, password: str | None) -> None:
+        """Store the outbound proxy's login (None: delete it); the next `apply_settings`
+        restarts a running server so its sessions use it. ValueError for a bad name."""
+        if password is None:
+            self._keys.delete_outbound_proxy_credentials()
+        else:
+            self._keys.set_outbound_proxy_credentials(user, password)
+        self._network_login_changed = True
 
     def web_search_key_status(self, backend: str) -> KeyStatus:
         return self._keys.web_search_key_status(backend)
@@ -582,7 +623,11 @@ class ProxyService:
         settings = replace(
             self._settings, web_search_backend=backend, web_search_base_url=base_url.strip()
         )
-        search = make_web_search(settings, keys)
+        try:
+            network = Network.from_settings(self._settings, self._keys)
+        except NetworkSetupError as exc:
+            return False, str(exc)
+        search = make_web_search(settings, keys, network)
         if search is None:
             return False, "choose a search backend first"
         try:
@@ -599,8 +644,12 @@ class ProxyService:
         if self._server is not None:
             yield self._server.app_state.registry
             return
+        try:
+            network = Network.from_settings(self._settings, self._keys)
+        except NetworkSetupError as exc:
+            raise UpstreamUnavailable(str(exc)) from exc
         upstream = UpstreamClient(
-            connect_timeout_s=self._settings.connect_timeout_s, read_timeout_s=60
+            connect_timeout_s=self._settings.connect_timeout_s, read_timeout_s=60, network=network
         )
         await upstream.start()
         try:

@@ -18,6 +18,9 @@ HIDDEN_IMPORTS = (
     "qasync",
     "aiohttp",
     "platformdirs",
+    # The OS trust store (app.server.network). Imported eagerly, so analysis finds it;
+    # named here as well because without it every HTTPS request of the bundle fails.
+    "truststore",
     "app.commands.code",
     "app.commands.doctor",
     "app.commands.keys",

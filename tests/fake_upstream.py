@@ -12,6 +12,7 @@ import base64
 import copy
 import json
 import re
+import ssl
 import struct
 import threading
 import time
@@ -445,8 +446,18 @@ def llama_text_stream(body: dict[str, Any], quirks: frozenset[str]) -> list[Any]
 
 
 class FakeUpstream:
-    def __init__(self, *, keepalive_s: float = 75.0) -> None:
+    def __init__(
+        self,
+        *,
+        keepalive_s: float = 75.0,
+        ssl_context: ssl.SSLContext | None = None,  # https, with a certificate for `host`
+        host: str = "127.0.0.1",  # the name in base_url (a proxy maps it to `bind`)
+        bind: str = "127.0.0.1",
+    ) -> None:
         self.keepalive_s = keepalive_s  # idle connections closed after it (aiohttp's 75 s)
+        self.ssl_context = ssl_context
+        self.host = host
+        self.bind = bind
         self.requests: list[Recorded] = []
         self.queue: deque[Behaviour] = deque()  # for /chat/completions
         self.images_queue: deque[Behaviour] = deque()  # for image generation, both APIs
@@ -461,7 +472,8 @@ class FakeUpstream:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}/v1"
 
     def enqueue(self, *behaviours: Behaviour) -> None:
         self.queue.extend(behaviours)
@@ -566,7 +578,7 @@ class FakeUpstream:
             app, handler_cancellation=True, access_log=None, keepalive_timeout=self.keepalive_s
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, self.bind, 0, ssl_context=self.ssl_context)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
         return self.base_url

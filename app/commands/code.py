@@ -41,6 +41,7 @@ from app.launcher.environment import (
 )
 from app.logs import ProblemTally
 from app.server.app import ProxyServer
+from app.server.network import LOCAL_OPENER
 
 
 def running_nimbridge(host: str, port: int, timeout_s: float = 1.0) -> str | None:
@@ -48,7 +49,7 @@ def running_nimbridge(host: str, port: int, timeout_s: float = 1.0) -> str | Non
     shown = f"[{host}]" if ":" in host else host
     base_url = f"http://{shown}:{port}"
     try:
-        with urllib.request.urlopen(f"{base_url}/health", timeout=timeout_s) as response:
+        with LOCAL_OPENER.open(f"{base_url}/health", timeout=timeout_s) as response:
             health = json.loads(response.read())
     except (OSError, ValueError):
         return None
@@ -65,7 +66,7 @@ def proxy_key_refused(base_url: str, token: str, timeout_s: float = 10.0) -> boo
         headers={"Authorization": f"Bearer {token}", "content-type": "application/json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s):
+        with LOCAL_OPENER.open(request, timeout=timeout_s):
             return False
     except urllib.error.HTTPError as exc:
         exc.close()

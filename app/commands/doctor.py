@@ -1,8 +1,9 @@
 """`nimbridge doctor`: one line per check, each with what to do about it.
 
-Checks: the settings file, the keychain, each provider (key present, reachable,
-key accepted), the tier models (listed and entitled), web search (key present, one
-test search, as providers get one test call) and web fetch, the port, Claude Code.
+Checks: the settings file, the keychain, the proxy and the trust store, each provider
+(key present, reachable, key accepted), the tier models (listed and entitled), web
+search (key present, one test search, as providers get one test call) and web fetch,
+the port, Claude Code.
 Exit code 0 when nothing failed (warnings allowed), 1 otherwise. No line shows a key.
 """
 
@@ -13,8 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
-import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
@@ -27,6 +27,7 @@ from app.config.secrets import (
 from app.config.settings import RESERVED_PROVIDER_PREFIX, TIER_NAMES, Settings
 from app.core.errors import ProxyError
 from app.core.web_tools import SearchQuery, WebToolError
+from app.server.network import LOCAL_OPENER, Network, NetworkSetupError
 from app.server.providers import NO_TOOL_CALL, ProviderRegistry
 from app.server.upstream import UpstreamClient
 from app.server.web_tools import make_web_search
@@ -91,7 +92,7 @@ def nimbridge_version_at(host: str, port: int, timeout_s: float = 2.0) -> str | 
     """The version a NimBridge on host:port says in GET /health; None if none answers."""
     shown = f"[{host}]" if ":" in host else host
     try:
-        with urllib.request.urlopen(f"http://{shown}:{port}/health", timeout=timeout_s) as response:
+        with LOCAL_OPENER.open(f"http://{shown}:{port}/health", timeout=timeout_s) as response:
             health = json.loads(response.read())
     except (OSError, ValueError):
         return None
@@ -117,11 +118,27 @@ def check_claude_code() -> Finding:
     return Finding(Verdict.OK, "Claude Code", f"{version or 'unknown version'} at {claude}")
 
 
-async def check_providers(settings: Settings, keys: ProviderKeys) -> list[Finding]:
+def check_network(settings: Settings, keys: ProviderKeys) -> tuple[list[Finding], Network]:
+    """Which proxy and which trust store every check after this one goes through."""
+    try:
+        network = Network.from_settings(settings, keys)
+        trust = Finding(Verdict.OK, "trust store", network.describe_trust())
+    except NetworkSetupError as exc:  # the other checks go on without the CA file
+        network = Network.from_settings(replace(settings, extra_ca_file=""), keys)
+        trust = Finding(Verdict.FAIL, "trust store", str(exc))
+    proxy = [Finding(Verdict.OK, "proxy", network.describe_proxy())]
+    proxy += [Finding(Verdict.WARN, "proxy", problem) for problem in network.problems]
+    return [*proxy, trust], network
+
+
+async def check_providers(
+    settings: Settings, keys: ProviderKeys, network: Network | None = None
+) -> list[Finding]:
     findings: list[Finding] = []
     upstream = UpstreamClient(
         connect_timeout_s=settings.connect_timeout_s,
         read_timeout_s=min(settings.read_timeout_s, 30),
+        network=network,
     )
     await upstream.start()
     try:
@@ -199,7 +216,9 @@ async def _check_tiers(
     return findings
 
 
-async def check_web_search(settings: Settings, keys: ProviderKeys) -> Finding:
+async def check_web_search(
+    settings: Settings, keys: ProviderKeys, network: Network | None = None
+) -> Finding:
     """The chosen backend has what it needs and answers one test search (one credit)."""
     subject = "web search"
     backend = settings.web_search_backend
@@ -229,7 +248,7 @@ async def check_web_search(settings: Settings, keys: ProviderKeys) -> Finding:
                 "or save one in Settings → Web tools",
             )
         where = f", key from {status.source.value}"
-    search = make_web_search(settings, keys)
+    search = make_web_search(settings, keys, network)
     if search is None:  # settings validation admits only known backends
         return Finding(Verdict.FAIL, subject, f"unknown backend {backend!r}")
     try:
@@ -268,8 +287,10 @@ async def run_doctor(
     settings: Settings, settings_path: Path, keys: ProviderKeys, out: TextIO = sys.stdout
 ) -> int:
     findings = [check_settings_file(settings_path), check_keychain(keys)]
-    findings += await check_providers(settings, keys)
-    findings += [await check_web_search(settings, keys), check_web_fetch(settings)]
+    network_findings, network = check_network(settings, keys)
+    findings += network_findings
+    findings += await check_providers(settings, keys, network)
+    findings += [await check_web_search(settings, keys, network), check_web_fetch(settings)]
     findings.append(await asyncio.to_thread(check_port, settings.host, settings.port))
     findings.append(await asyncio.to_thread(check_claude_code))
     for finding in findings:

@@ -22,7 +22,7 @@ from app.config.secrets import (
     ProviderKeys,
     SecretStoreUnavailable,
 )
-from app.config.settings import RESERVED_PROVIDER_PREFIX
+from app.config.settings import OUTBOUND_PROXY_NAME, RESERVED_PROVIDER_PREFIX
 from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind, preset_base_url
 
 Action = Literal["set", "delete", "status"]
@@ -54,6 +54,8 @@ def run_key_command(
             choices = _choices(providers)
             err.write(f"Name a provider: nimbridge key {action} PROVIDER ({choices}).\n")
             return 1
+        if name == OUTBOUND_PROXY_NAME:
+            return _outbound_proxy_login(action, keys, read_secret, out, err)
         backend = _search_backend(name, providers)
         if action == "set":
             if backend is not None:
@@ -110,6 +112,34 @@ def _set_search_key(
     _warn_if_forgotten(keys, err)
     status = keys.web_search_key_status(backend)
     _note_override(status, "is set and overrides the stored key", err)
+    return 0
+
+
+def _outbound_proxy_login(
+    action: Literal["set", "delete"],
+    keys: ProviderKeys,
+    read_secret: Callable[[str], str],
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    """The outbound proxy's user name and password (outbound_proxy in the settings)."""
+    where = keys.store.description
+    if action == "delete":
+        deleted = keys.delete_outbound_proxy_credentials()
+        out.write(
+            f"Deleted the outbound proxy's login from {where}.\n"
+            if deleted
+            else f"No outbound proxy login in {where}; nothing deleted.\n"
+        )
+        return 0
+    login = _read(read_secret, "Outbound proxy user name and password (user:password): ")
+    user, _, password = login.strip().partition(":")
+    try:
+        keys.set_outbound_proxy_credentials(user, password)
+    except ValueError as exc:
+        err.write(f"Nothing stored: {exc}; type it as user:password.\n")
+        return 1
+    out.write(f"Stored the outbound proxy's login for {user} in {where}.\n")
     return 0
 
 

@@ -7,6 +7,7 @@ from app.config.secrets import ProviderKeys
 from app.config.settings import Settings
 from app.core.catalog import CatalogModel
 from app.core.errors import ProxyError
+from app.server.network import Network, NetworkSetupError
 from app.server.providers import ProbeResult, ProviderRegistry
 from app.server.upstream import UpstreamClient
 
@@ -62,8 +63,15 @@ async def run_models_command(
         names = ", ".join(p.name for p in settings.providers)
         print(f"nimbridge: no provider named {provider!r} (configured: {names})", file=err)
         return 1
+    try:
+        network = Network.from_settings(settings, keys)
+    except NetworkSetupError as exc:
+        print(f"nimbridge: {exc}", file=err)
+        return 1
     upstream = UpstreamClient(
-        connect_timeout_s=settings.connect_timeout_s, read_timeout_s=settings.read_timeout_s
+        connect_timeout_s=settings.connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s,
+        network=network,
     )
     await upstream.start()
     try:

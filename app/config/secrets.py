@@ -26,12 +26,15 @@ from keyring.backend import KeyringBackend
 from keyring.backends.chainer import ChainerBackend
 from keyring.backends.fail import Keyring as FailKeyring
 
-from app.config.settings import RESERVED_PROVIDER_PREFIX
+from app.config.settings import OUTBOUND_PROXY_NAME, RESERVED_PROVIDER_PREFIX
 from app.core.masking import Masker
 from app.core.providers import PRESET_BY_KIND, Provider
 
 SERVICE_NAME = "nimbridge"
 PROXY_KEY_ENTRY = "nimbridge-proxy-key"
+# The user name and password of the outbound HTTP proxy (Settings' outbound_proxy), as
+# "user:password" (a Basic user name holds no colon): never in settings.json.
+OUTBOUND_PROXY_ENTRY = OUTBOUND_PROXY_NAME
 # A missing entry to read once at start-up: it proves the keychain answers (and
 # unlocks it then, not in the middle of a request) without fetching a secret.
 _PROBE_ENTRY = "nimbridge-probe"
@@ -405,6 +408,29 @@ class ProviderKeys:
         self._remember(value)
         return value
 
+    # -- the outbound HTTP proxy's user name and password (app.server.network)
+
+    def outbound_proxy_credentials(self) -> tuple[str, str] | None:
+        """(user, password) from the store; raises SecretStoreUnavailable."""
+        stored = self._lookup_entry((), OUTBOUND_PROXY_ENTRY)[0]
+        if not stored:
+            return None
+        user, _, password = stored.partition(":")
+        if password:
+            self._remember(password)
+        return user, password
+
+    def set_outbound_proxy_credentials(self, user: str, password: str) -> None:
+        if not user or ":" in user:
+            raise ValueError("the proxy user name must be non-empty and hold no ':'")
+        if password:
+            self._remember(password)
+        self._set_entry(OUTBOUND_PROXY_ENTRY, f"{user}:{password}")
+
+    def delete_outbound_proxy_credentials(self) -> bool:
+        self._cached.pop(OUTBOUND_PROXY_ENTRY, None)
+        return self._store.delete(OUTBOUND_PROXY_ENTRY)
+
     def stored_proxy_key(self) -> str | None:
         """The local proxy key kept in the keychain (by the tray's Regenerate), if any."""
         try:
@@ -426,7 +452,7 @@ def _entry_name(provider_name: str) -> str:
     # The proxy key shares the service; a provider of that name would read it upstream.
     if (
         not provider_name
-        or provider_name == PROXY_KEY_ENTRY
+        or provider_name in (PROXY_KEY_ENTRY, OUTBOUND_PROXY_ENTRY)
         or provider_name.startswith(RESERVED_PROVIDER_PREFIX)
     ):
         raise ValueError(f"{provider_name!r} cannot name a provider key entry")

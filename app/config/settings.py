@@ -18,6 +18,7 @@ import os
 import re
 import stat
 import tempfile
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -131,6 +132,13 @@ class Settings:
     web_search_base_url: str = ""
     web_fetch_enabled: bool = True
     web_fetch_max_chars: int = 100_000
+    # How NimBridge itself reaches the internet (app.server.network): "" = the proxy
+    # variables (HTTPS_PROXY...) or the OS's proxy settings; "direct" = no proxy at all;
+    # else a proxy URL (http://host:port, no credentials: those live in the keychain).
+    outbound_proxy: str = ""
+    # A PEM file of CA certificates trusted on top of the OS trust store (a self-hosted
+    # upstream's own CA, a TLS-inspecting proxy's root not installed system-wide).
+    extra_ca_file: str = ""
     # Split an upstream's long text/thinking bursts into small deltas (same write, no delay).
     smooth_deltas: bool = True
     commit_window_s: float = 0.8  # hold bytes back this long while the upstream has not answered
@@ -333,6 +341,8 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
             "web_search_base_url", str, defaults.web_search_base_url
         ).strip(),
         "web_fetch_enabled": reader.get("web_fetch_enabled", bool, defaults.web_fetch_enabled),
+        "outbound_proxy": reader.get("outbound_proxy", str, defaults.outbound_proxy).strip(),
+        "extra_ca_file": reader.get("extra_ca_file", str, defaults.extra_ca_file).strip(),
         "smooth_deltas": reader.get("smooth_deltas", bool, defaults.smooth_deltas),
         "ui": reader.get("ui", dict, {}),
         "model_aliases": reader.string_map("model_aliases"),
@@ -367,6 +377,29 @@ def settings_from_mapping(data: object, *, where: str = "settings") -> Settings:
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
     return validate_settings(Settings(**values), where)
+
+
+# The keychain entry (and `nimbridge key set` name) of the outbound proxy's login.
+OUTBOUND_PROXY_NAME = "outbound-proxy"
+DIRECT = "direct"  # outbound_proxy: no proxy, whatever the variables say
+
+
+def outbound_proxy_problem(value: str) -> str | None:
+    """None for "", "direct" or a proxy URL (http(s)://host:port, nothing else)."""
+    if value in ("", DIRECT):
+        return None
+    problem = url_problem(value)
+    if problem:
+        return f'{problem} (or "direct", or "" for the HTTPS_PROXY variables)'
+    parts = urllib.parse.urlsplit(value)
+    if parts.username is not None or parts.password is not None:
+        return (
+            "must not hold a user name or password (they would be written to this file): "
+            "enter them in Settings → Server, or `nimbridge key set outbound-proxy`"
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return f"must be just a scheme, host and port (http://proxy:3128), got {shown(value)}"
+    return None
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "localhost.localdomain"})
@@ -456,6 +489,9 @@ def validate_settings(settings: Settings, where: str) -> Settings:
             raise bad("web_search_base_url", search_url_problem)
     if settings.web_search_backend == "searxng" and not base_url:
         raise bad("web_search_base_url", "must name your SearXNG instance (http://host:8888)")
+    proxy_problem = outbound_proxy_problem(settings.outbound_proxy)
+    if proxy_problem:
+        raise bad("outbound_proxy", proxy_problem)
     if settings.image_urls not in IMAGE_URL_POLICIES:
         raise bad("image_urls", f"must be one of {', '.join(IMAGE_URL_POLICIES)}")
     if settings.log_level.upper() not in LOG_LEVELS:
@@ -485,6 +521,12 @@ def _check_providers(settings: Settings, bad: Callable[[str, str], SettingsError
                 "providers",
                 f"cannot name a provider {shown(provider.name)}: names starting with "
                 f"{RESERVED_PROVIDER_PREFIX!r} are kept for web search keys",
+            )
+        if provider.name == OUTBOUND_PROXY_NAME:
+            raise bad(
+                "providers",
+                f"cannot name a provider {OUTBOUND_PROXY_NAME!r}: that name is kept for "
+                "the outbound proxy's password",
             )
         problem = url_problem(provider.base_url)
         if problem:  # flags (--upstream-url) and the dialog bypass the file's checks

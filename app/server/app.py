@@ -23,6 +23,7 @@ from app.server.auth import client_key
 from app.server.bugs import describe, log_traceback
 from app.server.egress import masking_hook
 from app.server.guard import add_cors_headers, check_bind, check_request
+from app.server.network import Network
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord, new_request_id
 from app.server.routes import add_routes
@@ -162,14 +163,19 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
     app.on_response_prepare.append(masking_hook(masker))  # every byte that leaves
     app.on_response_prepare.append(add_cors_headers)
     app.on_response_prepare.append(_mark_headers_sent)
+    # One proxy and trust decision for every outbound request (raises NetworkSetupError).
+    network = Network.from_settings(settings, keys)
     upstream = UpstreamClient(
         connect_timeout_s=settings.connect_timeout_s,
         read_timeout_s=settings.read_timeout_s,
         deadline_s=settings.upstream_deadline_s,
+        network=network,
     )
     registry = ProviderRegistry(settings, keys, upstream)
-    fetcher = SafeFetcher(FetchPolicy(allow_private=settings.fetch_private_addresses))
-    web_search, web_fetch = make_web_tools(settings, keys, fetcher)
+    fetcher = SafeFetcher(
+        FetchPolicy(allow_private=settings.fetch_private_addresses), network=network
+    )
+    web_search, web_fetch = make_web_tools(settings, keys, fetcher, network)
     state = ProxyState(
         settings=settings,
         registry=registry,

@@ -11,6 +11,11 @@ Invariants:
   nothing), IP literals before each request (aiohttp does not resolve those).
 - Redirects are followed here, one hop at a time, each hop checked the same way, at
   most `max_redirects`.
+- Through a proxy (app.server.network), the guard still decides on the target: the name
+  is resolved here by the checked resolver and the request names the checked address
+  (CONNECT 93.184.215.14:443, TLS still verified against the name), so the proxy never
+  resolves a name for us unchecked. The proxy's own address is the user's choice and
+  is not checked (a company proxy on 10.0.0.1 is the usual case).
 - Only http and https; at most `max_bytes` read (the rest is never downloaded), and
   at most `max_request_bytes` by all the fetches of one request (`FetchBudget`); the
   whole fetch, redirects included, within `timeout_s`.
@@ -26,6 +31,14 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
+
+from app.server.network import (
+    Network,
+    ProxyRoute,
+    proxy_failure_words,
+    proxy_login_words,
+    route_options,
+)
 
 AddressCheck = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address], str | None]
 
@@ -149,25 +162,62 @@ class SafeFetcher:
         *,
         resolver: AbstractResolver | None = None,  # tests: names of their own
         check: AddressCheck | None = None,  # tests: which loopback address counts as public
+        network: Network | None = None,  # the proxy and the CAs (None: variables, OS store)
     ) -> None:
         self.policy = policy
         self._check = check or policy.check
         self._resolver = CheckedResolver(self._check, resolver)
+        self._network = network or Network()
         self._session: aiohttp.ClientSession | None = None
+        # Through a proxy: its connector resolves only the proxy's own name (unchecked).
+        self._proxied_session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._proxied_session):
+            if session is not None:
+                await session.close()
+        self._session = self._proxied_session = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(resolver=self._resolver, limit=16),
-                headers={"User-Agent": "NimBridge (fetching for a local client)"},
-                auto_decompress=True,
-            )
+            self._session = self._new_session(self._resolver)
         return self._session
+
+    def _proxied_client(self) -> aiohttp.ClientSession:
+        if self._proxied_session is None:
+            self._proxied_session = self._new_session(None)
+        return self._proxied_session
+
+    def _new_session(self, resolver: AbstractResolver | None) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                resolver=resolver, limit=16, ssl=self._network.ssl_context
+            ),
+            headers={"User-Agent": "NimBridge (fetching for a local client)"},
+            auto_decompress=True,
+        )
+
+    async def _open(self, url: URL, route: ProxyRoute | None) -> aiohttp.ClientResponse:
+        """The request to `url`; through `route` it names the checked address, not the
+        name (the proxy would resolve a name itself, past the guard)."""
+        if route is None:
+            return await self._client().get(url, allow_redirects=False)
+        host = url.host or ""
+        try:
+            ipaddress.ip_address(host.split("%", 1)[0])
+            address = host  # a literal: `_check_url` judged it
+        except ValueError:
+            try:
+                resolved = await self._resolver.resolve(host, url.port or 0, socket.AF_UNSPEC)
+            except OSError as exc:
+                raise FetchError(f"could not resolve {host}: {exc.strerror or exc}") from None
+            address = resolved[0]["host"]
+        return await self._proxied_client().get(
+            url.with_host(address),
+            allow_redirects=False,
+            server_hostname=host if url.scheme == "https" else None,
+            **route_options(route, url, {"Host": url.host_port_subcomponent or host}),
+        )
 
     def request_budget(self) -> FetchBudget:
         """A new budget for the fetches of one request."""
@@ -187,8 +237,11 @@ class SafeFetcher:
     async def _follow(self, url: URL, budget: FetchBudget) -> Fetched:
         for _ in range(self.policy.max_redirects + 1):
             self._check_url(url)
+            route = self._network.proxy_for(url)
             try:
-                async with self._client().get(url, allow_redirects=False) as response:
+                async with await self._open(url, route) as response:
+                    if route is not None and response.status == 407:
+                        raise FetchError(proxy_login_words(route))
                     if response.status in (301, 302, 303, 307, 308):
                         location = response.headers.get("Location")
                         if not location:
@@ -201,12 +254,15 @@ class SafeFetcher:
                     return Fetched(str(url), response.headers.get("Content-Type", ""), body)
             except FetchError:
                 raise
-            except aiohttp.ClientConnectorError as exc:
-                cause = exc.os_error
-                raise FetchError(
-                    f"could not connect to {url.host}: {cause.strerror or cause}"
-                ) from None
             except aiohttp.ClientError as exc:
+                words = proxy_failure_words(exc, route, url.host or "")
+                if words is not None:
+                    raise FetchError(words) from None
+                if isinstance(exc, aiohttp.ClientConnectorError):
+                    cause = exc.os_error
+                    raise FetchError(
+                        f"could not connect to {url.host}: {cause.strerror or cause}"
+                    ) from None
                 raise FetchError(f"fetching {url} failed: {exc.__class__.__name__}") from None
         raise FetchError(f"{url}: more than {self.policy.max_redirects} redirects")
 

@@ -16,6 +16,7 @@ from app import __version__
 from app.core.errors import UpstreamProtocolError, UpstreamUnavailable
 from app.core.masking import Masker
 from app.server.json_body import encode_json
+from app.server.network import Network, proxy_failure_words, proxy_login_words, route_options
 
 MB = 1024 * 1024
 # How long an idle upstream connection is kept for the next request (aiohttp's default
@@ -37,8 +38,15 @@ def host_of(url: str) -> str:
 
 class UpstreamClient:
     def __init__(
-        self, *, connect_timeout_s: float, read_timeout_s: float, deadline_s: float | None = None
+        self,
+        *,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        deadline_s: float | None = None,
+        network: Network | None = None,
     ) -> None:
+        # Which proxy and which CAs (None: the proxy variables and the OS trust store).
+        self.network = network or Network()
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
         # The whole of one upstream call, answer read to its end: an upstream that drips
@@ -50,7 +58,10 @@ class UpstreamClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(
-                    limit=256, ttl_dns_cache=300, keepalive_timeout=KEEPALIVE_S
+                    limit=256,
+                    ttl_dns_cache=300,
+                    keepalive_timeout=KEEPALIVE_S,
+                    ssl=self.network.ssl_context,
                 ),
                 timeout=aiohttp.ClientTimeout(
                     total=self._deadline_s,
@@ -85,10 +96,25 @@ class UpstreamClient:
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         host = host_of(url)
+        route = self.network.proxy_for(url)
         try:
-            return await self.session.request(
-                method, url, data=body, headers=headers, allow_redirects=False
-            )
+            try:
+                response = await self.session.request(
+                    method,
+                    url,
+                    data=body,
+                    allow_redirects=False,
+                    **route_options(route, url, headers),
+                )
+            except aiohttp.ClientError as exc:  # the proxy's doing is worded as such
+                words = proxy_failure_words(exc, route, host)
+                if words is None:
+                    raise
+                raise UpstreamUnavailable(words) from exc
+            if route is not None and response.status == 407:  # a plain-http request's proxy
+                response.release()
+                raise UpstreamUnavailable(proxy_login_words(route))
+            return response
         except aiohttp.ClientConnectorCertificateError as exc:
             raise UpstreamUnavailable(
                 f"TLS certificate of {host} was rejected ({exc.certificate_error}); "

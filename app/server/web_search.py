@@ -33,6 +33,7 @@ from app.core.web_tools import (
     WebToolError,
     domain_matches,
 )
+from app.server.network import Network, proxy_failure_words, proxy_login_words, route_options
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +136,9 @@ class _HttpBackend:
         self.base_url = base_url.rstrip("/")
         self._timeout_s = timeout_s
         self._session: aiohttp.ClientSession | None = None
+        # The proxy and the CAs; `make_web_search` hands in the server's (None: the
+        # proxy variables and the OS trust store, made at first use).
+        self.network: Network | None = None
 
     @property
     def describe(self) -> str:
@@ -145,9 +149,15 @@ class _HttpBackend:
             await self._session.close()
             self._session = None
 
+    def _network(self) -> Network:
+        if self.network is None:
+            self.network = Network()
+        return self.network
+
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=self._network().ssl_context),
                 timeout=aiohttp.ClientTimeout(total=self._timeout_s),
                 headers={"User-Agent": "NimBridge (web search for a local client)"},
             )
@@ -163,26 +173,41 @@ class _HttpBackend:
     ) -> Any:
         """The JSON body of a 2xx answer; WebToolError in words otherwise."""
         started = time.monotonic()
+        route = self._network().proxy_for(url)
         try:
-            async with self._client().request(method, url, **kwargs) as response:
+            async with self._client().request(
+                method,
+                url,
+                **route_options(route, url, kwargs.pop("headers", None)),
+                **kwargs,
+            ) as response:
                 body = await _read_bounded(response)
                 status = response.status
         except TimeoutError:
             raise WebToolError(
                 UNAVAILABLE, f"{self.name} did not answer within {self._timeout_s:g} s"
             ) from None
-        except aiohttp.ClientConnectorError as exc:
-            cause = exc.os_error.strerror or exc.os_error
+        except aiohttp.ClientError as exc:
+            words = proxy_failure_words(exc, route, URL(url).host or url)
+            if words is not None:
+                raise WebToolError(UNAVAILABLE, f"{self.name}: {words}") from None
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                cause = exc.os_error.strerror or exc.os_error
+                raise WebToolError(
+                    UNAVAILABLE, f"could not reach {self.name} at {self.base_url}: {cause}"
+                ) from None
             raise WebToolError(
-                UNAVAILABLE, f"could not reach {self.name} at {self.base_url}: {cause}"
+                UNAVAILABLE, f"{self.name} search failed: {exc.__class__.__name__}"
             ) from None
-        except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
+        except asyncio.IncompleteReadError as exc:
             raise WebToolError(
                 UNAVAILABLE, f"{self.name} search failed: {exc.__class__.__name__}"
             ) from None
         log.debug(
             "%s answered %d in %.0f ms", self.name, status, (time.monotonic() - started) * 1e3
         )
+        if route is not None and status == 407:
+            raise WebToolError(UNAVAILABLE, f"{self.name}: {proxy_login_words(route)}")
         if status >= 400:
             if secret:  # before the detail is cut short: a key cut in two would get through
                 body = body.replace(secret.encode(), b"***")

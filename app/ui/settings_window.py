@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -40,7 +41,7 @@ from PySide6.QtWidgets import (
 
 from app.autostart import autostart_enabled, default_command, set_autostart
 from app.config.limits import RANGE_BY_SETTING, provider_name_problem
-from app.config.secrets import KeySource, KeyStatus
+from app.config.secrets import KeySource, KeyStatus, SecretStoreUnavailable
 from app.config.settings import Settings, SettingsError, is_loopback, validate_settings
 from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind, preset_base_url
 from app.service import ProxyController
@@ -758,6 +759,49 @@ class SettingsDialog(QDialog):
             "later for it; tool arguments are never split."
         )
 
+        # How NimBridge itself reaches providers and the web (app.server.network).
+        self.outbound_proxy_edit = QLineEdit(settings.outbound_proxy)
+        self.outbound_proxy_edit.setPlaceholderText(
+            "empty: HTTPS_PROXY or the system's proxy; http://proxy:3128; direct"
+        )
+        self.outbound_proxy_edit.setToolTip(
+            "The proxy NimBridge's own requests go through (providers, web search, web\n"
+            "fetch). Empty: the HTTPS_PROXY / HTTP_PROXY / NO_PROXY variables, or the\n"
+            'system\'s proxy settings. "direct": no proxy. Loopback never goes through it.\n'
+            "Claude Code still talks to NimBridge directly."
+        )
+        stored_user = self._controller.outbound_proxy_user()
+        self.proxy_user_edit = QLineEdit(stored_user or "")
+        self.proxy_user_edit.setPlaceholderText("user name, if the proxy asks for one")
+        self.proxy_password_edit = QLineEdit()
+        self.proxy_password_edit.setEchoMode(QLineEdit.EchoMode.Password)
+        self.proxy_password_edit.setPlaceholderText(
+            "stored in the keychain" if stored_user else "password (kept in the keychain)"
+        )
+        login_row_widget = QWidget()
+        login_row = QHBoxLayout(login_row_widget)
+        login_row.setContentsMargins(0, 0, 0, 0)
+        login_row.addWidget(self.proxy_user_edit, 1)
+        login_row.addWidget(self.proxy_password_edit, 1)
+        self.ca_file_edit = QLineEdit(settings.extra_ca_file)
+        self.ca_file_edit.setPlaceholderText("none: the system's trust store only")
+        self.ca_file_edit.setToolTip(
+            "A PEM file of CA certificates trusted on top of the system's trust store:\n"
+            "a self-hosted provider's own CA, or a TLS-inspecting proxy's root"
+        )
+        browse_ca_button = QPushButton("Browse…")
+        browse_ca_button.clicked.connect(self._browse_ca_file)
+        ca_row_widget = QWidget()
+        ca_row = QHBoxLayout(ca_row_widget)
+        ca_row.setContentsMargins(0, 0, 0, 0)
+        ca_row.addWidget(self.ca_file_edit, 1)
+        ca_row.addWidget(browse_ca_button)
+        outbound = QGroupBox("Reaching providers")
+        out_form = QFormLayout(outbound)
+        out_form.addRow("Proxy:", self.outbound_proxy_edit)
+        out_form.addRow("Proxy login:", login_row_widget)
+        out_form.addRow("Extra CA file:", ca_row_widget)
+
         network = QGroupBox("Listening")
         net_form = QFormLayout(network)
         net_form.addRow("Host:", self.host_edit)
@@ -784,11 +828,12 @@ class SettingsDialog(QDialog):
         streaming_layout = QVBoxLayout(streaming)
         streaming_layout.addWidget(self.smooth_check)
 
-        align_label_columns(net_form, time_form)
+        align_label_columns(net_form, time_form, out_form)
 
         tab = QWidget()
         layout = QVBoxLayout(tab)
         layout.addWidget(network)
+        layout.addWidget(outbound)
         layout.addWidget(startup)
         layout.addWidget(timing)
         layout.addWidget(streaming)
@@ -889,11 +934,36 @@ class SettingsDialog(QDialog):
             connect_timeout_s=self.connect_spin.value(),
             read_timeout_s=self.read_spin.value(),
             smooth_deltas=self.smooth_check.isChecked(),
+            outbound_proxy=self.outbound_proxy_edit.text().strip(),
+            extra_ca_file=self.ca_file_edit.text().strip(),
             providers=tuple(providers),
             default_provider=self._default.name.strip(),
             ui=ui,
         )
         return validate_settings(settings, WHERE)
+
+    def _browse_ca_file(self) -> None:
+        chosen, _ = QFileDialog.getOpenFileName(
+            self, "Extra CA file", "", "Certificates (*.pem *.crt *.cer);;All files (*)"
+        )
+        if chosen:
+            self.ca_file_edit.setText(chosen)
+
+    def _save_proxy_login(self) -> bool:
+        """Store a typed password (or forget the login when the name was cleared);
+        whether the login changed. ValueError for a name the keychain entry refuses."""
+        user = self.proxy_user_edit.text().strip()
+        password = self.proxy_password_edit.text()
+        if password:
+            self._controller.set_outbound_proxy_login(user, password)
+            self.proxy_password_edit.clear()
+            self.proxy_password_edit.setPlaceholderText("stored in the keychain")
+            return True
+        if not user and self._controller.outbound_proxy_user() is not None:
+            self._controller.set_outbound_proxy_login("", None)
+            self.proxy_password_edit.setPlaceholderText("password (kept in the keychain)")
+            return True
+        return False
 
     def _button_clicked(self, button: QAbstractButton) -> None:
         if button is self.cancel_button:
@@ -927,7 +997,13 @@ class SettingsDialog(QDialog):
                 except (OSError, ValueError) as exc:
                     self._refuse(f"{WHERE}: could not change start at login ({exc})")
                     return
-            if settings != self._controller.settings:  # unchanged: no needless restart
+            try:
+                login_changed = self._save_proxy_login()
+            except (ValueError, SecretStoreUnavailable) as exc:
+                self._refuse(f"{WHERE}: the proxy login was not stored ({exc})")
+                return
+            # Unchanged: no needless restart (a new proxy login needs one).
+            if settings != self._controller.settings or login_changed:
                 try:
                     await self._controller.apply_settings(settings)
                 except Exception as exc:  # SettingsError, OSError: put start at login back

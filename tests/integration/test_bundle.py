@@ -22,10 +22,16 @@ import anthropic
 import pytest
 
 from app import __version__
-from tests.fake_upstream import FakeUpstream, http_request
+from tests.fake_tls import TestCA
+from tests.fake_upstream import FakeUpstream, LoopThread, http_request
 from tests.integration.conftest import track
 from tests.integration.test_cli import PROXY_KEY, UPSTREAM_SECRET, base_url_of, finish, spawn_serve
 from tests.integration.test_commands import CANARY, keychain_env, run
+from tests.integration.test_network import (
+    UPSTREAM_NAME,
+    doctor_lines_through_the_proxy,
+    proxied_provider,
+)
 from tests.secret_service import SecretServiceInfo
 from tests.ui.test_tray_xvfb import run_tray_session, x_display  # noqa: F401  (a fixture)
 
@@ -208,3 +214,38 @@ def test_dpkg_install_run_and_remove(deb_file: Path) -> None:
         or "nimbridge" in Path(path).name
     ]
     assert [path for path in leftovers if os.path.lexists(path)] == []
+
+
+# ------------------------------------------------------------------ the OS trust store
+
+SYSTEM_CA = Path("/usr/local/share/ca-certificates/nimbridge-test-root.crt")
+
+
+@pytest.mark.skipif(
+    os.environ.get("NIMBRIDGE_TEST_SYSTEM_INSTALL") != "1"
+    or os.geteuid() != 0
+    or shutil.which("update-ca-certificates") is None,
+    reason="changes the system's CA store: set NIMBRIDGE_TEST_SYSTEM_INSTALL=1 and run as "
+    "root with update-ca-certificates (CI does)",
+)
+def test_the_bundle_trusts_the_system_store_through_a_proxy(
+    bundle: list[str], loop_thread: LoopThread, tmp_path: Path
+) -> None:
+    # A CA made here, in no certifi anywhere: only the system store can vouch for it.
+    ca = TestCA()
+    clean = {"SSL_CERT_FILE": "", "SSL_CERT_DIR": "", "NO_PROXY": "", "no_proxy": ""}
+    with proxied_provider(loop_thread, ca, tmp_path) as provider:
+        _, before = doctor_lines_through_the_proxy(provider, clean, program=bundle)
+        assert "is not trusted" in before  # not in the store yet: refused, and said so
+        assert not SYSTEM_CA.exists()
+        SYSTEM_CA.write_bytes(ca.pem)
+        try:
+            subprocess.run(["update-ca-certificates"], check=True, capture_output=True)
+            proxy_line, after = doctor_lines_through_the_proxy(provider, clean, program=bundle)
+        finally:
+            SYSTEM_CA.unlink()
+            subprocess.run(["update-ca-certificates", "--fresh"], check=True, capture_output=True)
+        assert proxy_line.startswith(f"[  ok] proxy: https:// via {provider.proxy.url}")
+        assert after.startswith("[  ok] provider nvidia: https://upstream.nimbridge.test"), after
+        connect = f"CONNECT {UPSTREAM_NAME}:{provider.upstream.port} HTTP/1.1"
+        assert provider.proxy.seen.count(connect) >= 2

@@ -228,6 +228,18 @@ class FakeController:
     def log_file(self) -> Path | None:
         return None
 
+    def outbound_proxy_user(self) -> str | None:
+        login = self.keys.get("outbound-proxy")
+        return login.partition(":")[0] if login else None
+
+    def set_outbound_proxy_login(self, user: str, password: str | None) -> None:
+        if password is None:
+            self.keys.pop("outbound-proxy", None)
+            return
+        if not user or ":" in user:
+            raise ValueError("the proxy user name must be non-empty and hold no ':'")
+        self.keys["outbound-proxy"] = f"{user}:{password}"
+
     def web_search_key_status(self, backend: str) -> KeyStatus:
         source = KeySource.KEYCHAIN if f"web-search-{backend}" in self.keys else KeySource.NONE
         return KeyStatus(backend, source)

@@ -570,3 +570,41 @@ def test_a_provider_name_the_loader_would_refuse_cannot_be_added(qtbot, name):
     add.name_edit.textEdited.emit(name)
     add.ok_button.click()
     assert add.result() == 0 and add.error_label.text().startswith("Provider name")
+
+
+# ------------------------------------------------------------------ reaching providers
+
+
+def test_the_proxy_and_ca_file_are_saved_and_the_login_goes_to_the_keychain(qtbot, tmp_path):
+    controller = FakeController()
+    dialog = open_dialog(qtbot, controller)
+    dialog.outbound_proxy_edit.setText("http://proxy.corp.example:3128")
+    dialog.proxy_user_edit.setText("alice")
+    dialog.proxy_password_edit.setText("Proxy-Pass-NEVER-IN-FILE")
+    dialog.ca_file_edit.setText(str(tmp_path / "corp-root.pem"))
+    with qtbot.waitSignal(dialog.accepted, timeout=3000):
+        dialog.ok_button.click()
+    saved = controller.saved[-1]
+    assert saved.outbound_proxy == "http://proxy.corp.example:3128"
+    assert saved.extra_ca_file == str(tmp_path / "corp-root.pem")
+    assert controller.keys["outbound-proxy"] == "alice:Proxy-Pass-NEVER-IN-FILE"
+    assert "Proxy-Pass" not in json.dumps(settings_to_mapping(saved))
+
+    again = open_dialog(qtbot, controller)  # the password is never shown back
+    assert again.proxy_user_edit.text() == "alice" and again.proxy_password_edit.text() == ""
+    assert "Proxy-Pass" not in all_widget_text(again)
+    again.proxy_user_edit.clear()  # a cleared name forgets the login, and restarts
+    with qtbot.waitSignal(again.accepted, timeout=3000):
+        again.ok_button.click()
+    assert "outbound-proxy" not in controller.keys
+    assert len(controller.saved) == 2
+
+
+def test_a_proxy_url_with_a_password_is_refused_before_anything_is_written(qtbot):
+    controller = FakeController()
+    dialog = open_dialog(qtbot, controller)
+    dialog.outbound_proxy_edit.setText("http://alice:secret@proxy.corp.example:3128")
+    dialog.ok_button.click()
+    assert "must not hold a user name or password" in dialog.message_label.text()
+    assert dialog.tabs.currentWidget() is dialog.server_tab
+    assert controller.saved == []

@@ -304,3 +304,20 @@ def test_search_key_store_failure_is_one_actionable_line(action: Action) -> None
     result = run(action, "brave", ProviderKeys(FailingStore(), env={}))
     assert (result.code, result.out) == (1, "")
     assert result.err == "Error: the keychain is locked; unlock it and try again.\n"
+
+
+def test_the_outbound_proxy_login_is_set_and_deleted_by_name() -> None:
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    result = run("set", "outbound-proxy", keys, typed="alice:pa:ss\n")
+    assert result.code == 0 and "pa:ss" not in result.out
+    assert (
+        result.out
+        == "Stored the outbound proxy's login for alice in memory only, for this session.\n"
+    )
+    assert keys.outbound_proxy_credentials() == ("alice", "pa:ss")
+    assert run("set", "outbound-proxy", keys, typed="no-colon-no-password\n").code == 0
+    assert run("set", "outbound-proxy", keys, typed=":nameless\n").code == 1
+    assert run("delete", "outbound-proxy", keys).out.startswith("Deleted the outbound proxy's")
+    assert keys.outbound_proxy_credentials() is None
+    with pytest.raises(ValueError):
+        keys.set("outbound-proxy", KEY)  # never a provider's entry

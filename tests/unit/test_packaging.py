@@ -103,6 +103,15 @@ def test_keyring_backends_come_along_with_their_entry_points() -> None:
             assert point.module.startswith("keyring.backends"), point
 
 
+def test_the_os_trust_store_comes_along() -> None:
+    # Every outbound TLS context is truststore's (app.server.network): a bundle without
+    # it would not start; imported at the top, where PyInstaller's analysis sees it.
+    importers = {path.name for path, module, inside in app_imports() if module == "truststore"}
+    assert importers == {"network.py"}
+    assert not any(inside for _, module, inside in app_imports() if module == "truststore")
+    assert "truststore" in contents.HIDDEN_IMPORTS
+
+
 def test_our_version_comes_from_metadata_that_is_bundled() -> None:
     source = (APP / "__init__.py").read_text(encoding="utf-8")
     assert 'version("nimbridge")' in source
