@@ -28,10 +28,8 @@ def _toml_string(value: str) -> str:
 
 def codex_arguments(*, base_url: str, model: str, context_window: int | None) -> list[str]:
     """`-c` overrides naming NimBridge as Codex's provider, and the model to use."""
-    provider = (
-        f"{{name={_toml_string('NimBridge')}, base_url={_toml_string(base_url.rstrip('/') + '/v1')}, "
-        f'env_key={_toml_string(KEY_ENV)}, wire_api="responses"}}'
-    )
+    url = _toml_string(base_url.rstrip("/") + "/v1")
+    provider = f'{{name="NimBridge", base_url={url}, env_key="{KEY_ENV}", wire_api="responses"}}'
     arguments = [
         "-c",
         f"model_providers.{PROVIDER_ID}={provider}",

@@ -153,19 +153,17 @@ def test_stream_passes_the_grammar_guard_and_reasoning_comes_back(proxy: LivePro
     # The next turn sends the reasoning item back: the encrypted content carries it.
     reasoning["summary"] = []
     proxy.upstream.enqueue(reply_json(completion({"model": "m"}, "ok")))
-    _client(proxy).responses.create(
-        model="claude-sonnet-4-6",
-        input=[
-            {"role": "user", "content": "think"},
-            reasoning,
-            {
-                "type": "message",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": "Done."}],
-            },
-            {"role": "user", "content": "again"},
-        ],
-    )
+    history: list[Any] = [
+        {"role": "user", "content": "think"},
+        reasoning,
+        {
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Done."}],
+        },
+        {"role": "user", "content": "again"},
+    ]
+    _client(proxy).responses.create(model="claude-sonnet-4-6", input=history)
     sent = proxy.upstream.chat_requests[-1].body["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "user"]
     assert sent[1]["content"] == "Done."
@@ -195,23 +193,24 @@ def test_parallel_tool_calls_stream_and_results_back(proxy: LiveProxy) -> None:
     assert sent.get("parallel_tool_calls") is not False
 
     proxy.upstream.enqueue(reply_json(completion({"model": "m"}, "Both ran.")))
+    history: list[Any] = [
+        {"role": "user", "content": "list and pwd"},
+        *[
+            {
+                "type": "function_call",
+                "call_id": c.call_id,
+                "name": c.name,
+                "arguments": c.arguments,
+            }
+            for c in made
+        ],
+        {"type": "function_call_output", "call_id": "call_a", "output": "a.txt"},
+        {"type": "function_call_output", "call_id": "call_b", "output": "/tmp"},
+    ]
     answer = client.responses.create(
         model="claude-sonnet-4-6",
         tools=[SHELL_TOOL],  # type: ignore[list-item]
-        input=[
-            {"role": "user", "content": "list and pwd"},
-            *[
-                {
-                    "type": "function_call",
-                    "call_id": c.call_id,
-                    "name": c.name,
-                    "arguments": c.arguments,
-                }
-                for c in made
-            ],
-            {"type": "function_call_output", "call_id": "call_a", "output": "a.txt"},
-            {"type": "function_call_output", "call_id": "call_b", "output": "/tmp"},
-        ],
+        input=history,
     )
     assert answer.output_text == "Both ran."
     messages = proxy.upstream.chat_requests[-1].body["messages"]
@@ -286,7 +285,8 @@ def test_previous_response_id_is_a_clear_400(proxy: LiveProxy) -> None:
 def test_context_overflow_has_the_code_codex_compacts_on(proxy: LiveProxy) -> None:
     overflow = {
         "error": {
-            "message": "This model's maximum context length is 1000 tokens. However, your messages resulted in 5000 tokens.",
+            "message": "This model's maximum context length is 1000 tokens. "
+            "However, your messages resulted in 5000 tokens.",
             "type": "invalid_request_error",
         }
     }
