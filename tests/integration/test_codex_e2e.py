@@ -4,18 +4,23 @@ command and sends the result back, and the model finishes with text. Needs the n
 package @openai/codex: NIMBRIDGE_TEST_CODEX_DIR names the folder of its `codex`
 (`.ci/run` installs it); skipped without it, except in CI."""
 
+import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.commands.codex import run_codex_command
+from app.config.secrets import MemorySecretStore, ProviderKeys
+from app.config.settings import Settings
 from app.launcher.codex import codex_arguments, codex_env
-from tests.fake_upstream import Recorded, chunk, reply_stream, text_stream
-from tests.integration.conftest import LiveProxy, MakeProxy
+from tests.fake_upstream import FakeUpstream, Recorded, chunk, reply_stream, text_stream
+from tests.integration.conftest import UPSTREAM_KEY, LiveProxy, MakeProxy
 
 FINAL_TEXT = "All done: the commands ran."
 
@@ -104,3 +109,48 @@ def test_codex_runs_a_command_and_finishes(
         assert word in output
     calls = next(m for m in second.body["messages"] if m.get("tool_calls"))["tool_calls"]
     assert [c["id"] for c in calls] == [f"call_{i}" for i in range(len(commands))]
+
+
+def test_nimbridge_codex_launches_codex_on_its_own_server(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`nimbridge codex -- exec ...`: a server of its own (none runs on the port), Codex
+    pointed at it by -c overrides, the proxy key in Codex's environment only."""
+    codex = _codex()
+    home = tmp_path / "home"
+    (home / ".codex").mkdir(parents=True)
+    for name in [n for n in os.environ if n.startswith(("CODEX", "OPENAI"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("CODEX_HOME", str(home / ".codex"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-reach-codex")
+    upstream.enqueue(
+        reply_stream(lambda body: _tool_calls(body, ["echo launched-$((3*3))"])),
+        reply_stream(lambda body: text_stream(body, FINAL_TEXT)),
+    )
+    with socket.socket() as probe:  # a port nothing listens on: `codex` starts its own server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings = Settings(host="127.0.0.1", port=port).with_overrides(
+        upstream_url=upstream.base_url, model="fake/codex-model"
+    )
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    keys.set(settings.default_provider, UPSTREAM_KEY)
+    err = io.StringIO()
+    code = run_codex_command(
+        settings,
+        keys,
+        model=None,
+        folder=tmp_path,
+        codex_args=["exec", "--skip-git-repo-check", "-s", "danger-full-access", "run it"],
+        proxy_key=None,
+        err=err,
+        codex=codex,
+    )
+    assert code == 0, err.getvalue()
+    assert "started NimBridge" in err.getvalue()
+    first, second = upstream.chat_requests[:2]
+    assert first.body["model"] == "fake/codex-model"
+    assert first.headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert any("launched-9" in output for output in _tool_outputs(second))
+    assert not (home / ".codex" / "config.toml").exists()  # nothing written to Codex's config
