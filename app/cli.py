@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # keyring: imported by the commands that open the keychain
     from app.config.secrets import ProviderKeys
 
 log = logging.getLogger("app.cli")
-COMMANDS = ("serve", "gui", "key", "models", "doctor", "code", "selftest")
+COMMANDS = ("serve", "gui", "key", "models", "doctor", "code", "codex", "selftest")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -93,6 +93,19 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
         "claude_args",
         nargs=argparse.REMAINDER,
         help="after --, arguments for Claude Code (e.g. -- -p 'fix the tests')",
+    )
+
+    codex = command("codex", "run Codex CLI here, through NimBridge")
+    codex.add_argument("--model", help="the upstream model Codex uses (default: the tiers')")
+    codex.add_argument("--folder", type=Path, help="where Codex works (default: here)")
+    codex.add_argument(
+        "--proxy-key",
+        help=f"the running NimBridge's proxy key, if it needs one (or env {PROXY_KEY_ENV})",
+    )
+    codex.add_argument(
+        "codex_args",
+        nargs=argparse.REMAINDER,
+        help="after --, arguments for Codex (e.g. -- exec 'fix the tests')",
     )
     return parser, by_name
 
@@ -180,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "gui":
         notices = [set_aside_warning] if set_aside_warning else []
         return run_tray_app(settings, settings_path, keys, proxy_key, secrets, deferred, notices)
-    if args.command == "code":  # Claude Code owns the terminal: the log goes to a file
+    if args.command in ("code", "codex"):  # the agent owns the terminal: log to a file
         return run_code(args, settings, keys, proxy_key, secrets)
     setup_logging(settings.log_level, secrets=secrets)
     log_crashes()
@@ -237,12 +250,26 @@ def run_code(
     from app.commands.code import run_code_command
     from app.logs import ProblemTally, log_crashes, setup_logging
 
-    log_path = log_path_of("nimbridge-code.log")
+    log_path = log_path_of(f"nimbridge-{args.command}.log")
     problems = ProblemTally()
     setup_logging(
         settings.log_level, secrets=secrets, log_file=log_path, buffer=problems, stderr=False
     )
     log_crashes()
+    if args.command == "codex":
+        from app.commands.codex import run_codex_command
+
+        codex_args = args.codex_args[1:] if args.codex_args[:1] == ["--"] else args.codex_args
+        return run_codex_command(
+            settings,
+            keys,
+            model=args.model,
+            folder=args.folder,
+            codex_args=codex_args,
+            proxy_key=proxy_key,
+            problems=problems,
+            log_path=log_path,
+        )
     claude_args = args.claude_args[1:] if args.claude_args[:1] == ["--"] else args.claude_args
     return run_code_command(
         settings,

@@ -111,29 +111,20 @@ class BackgroundServer:
         self._loop.close()
 
 
-def run_code_command(
+def serve_for_session(
     settings: Settings,
     keys: ProviderKeys,
     *,
-    model: str | None,
-    folder: Path | None,
-    claude_args: Sequence[str],
+    reuse: bool,
     proxy_key: str | None,
-    problems: ProblemTally | None = None,
-    log_path: Path | None = None,
-    err: TextIO = sys.stderr,
-) -> int:
-    claude = find_claude()
-    if claude is None:
-        print(
-            f"nimbridge: Claude Code is not installed; install it with: {INSTALL_COMMAND}", file=err
-        )
-        return 127
-    if model:
-        settings = replace(settings, tiers=replace(settings.tiers, default=model))
+    err: TextIO,
+) -> "tuple[str, str | None, BackgroundServer | None] | int":
+    """The NimBridge a coding agent's session talks to: the one running (when `reuse`),
+    else one started here on a free port with a key for this run. Its base URL, the
+    proxy key to send, and what to stop afterwards; or the exit code of a failure."""
     started: BackgroundServer | None = None
     base_url = running_nimbridge(settings.host, settings.port)
-    if base_url is not None and not model:
+    if base_url is not None and reuse:
         # Someone else's server: its proxy key is the one kept for it, or the env's.
         token = proxy_key or keys.stored_proxy_key()
         if proxy_key_refused(base_url, token or PLACEHOLDER_TOKEN):
@@ -161,6 +152,33 @@ def run_code_command(
             print(f"nimbridge: cannot start the server: {exc.strerror or exc}", file=err)
             return 2
         print(f"nimbridge: started NimBridge at {base_url} for this session", file=err)
+    return base_url, token, started
+
+
+def run_code_command(
+    settings: Settings,
+    keys: ProviderKeys,
+    *,
+    model: str | None,
+    folder: Path | None,
+    claude_args: Sequence[str],
+    proxy_key: str | None,
+    problems: ProblemTally | None = None,
+    log_path: Path | None = None,
+    err: TextIO = sys.stderr,
+) -> int:
+    claude = find_claude()
+    if claude is None:
+        print(
+            f"nimbridge: Claude Code is not installed; install it with: {INSTALL_COMMAND}", file=err
+        )
+        return 127
+    if model:
+        settings = replace(settings, tiers=replace(settings.tiers, default=model))
+    session = serve_for_session(settings, keys, reuse=not model, proxy_key=proxy_key, err=err)
+    if isinstance(session, int):
+        return session
+    base_url, token, started = session
     tiers = settings.tiers
     print(
         "nimbridge: Claude Code's models: "

@@ -19,6 +19,7 @@ from app.config.secrets import ProviderKeys
 from app.config.settings import Settings
 from app.core.errors import ProxyError
 from app.core.masking import Masker, url_secrets
+from app.core.responses_stream import openai_error_body
 from app.server.auth import client_key
 from app.server.bugs import describe, log_traceback
 from app.server.egress import masking_hook
@@ -26,6 +27,7 @@ from app.server.guard import add_cors_headers, check_bind, check_request
 from app.server.network import Network
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord, new_request_id
+from app.server.responses import RESPONSES_PATHS, add_responses_routes
 from app.server.routes import add_routes
 from app.server.runner import LISTEN_BACKLOG, ProxyRunner
 from app.server.safe_fetch import FetchPolicy, SafeFetcher
@@ -54,6 +56,8 @@ def error_response(request: web.Request, error: ProxyError, record: RequestRecor
     record.status, record.error = error.status, error.message
     openai_shape = request.path.startswith(("/v1/chat/completions", "/v1/images"))
     body = _openai_error_body(error) if openai_shape else error.to_error_body()
+    if request.path in RESPONSES_PATHS:  # with the code Codex acts on (it compacts on overflow)
+        openai_shape, body = True, openai_error_body(error.error_type, error.message)
     headers = {"request-id": record.request_id}
     if error.retry_after:
         headers["retry-after"] = error.retry_after
@@ -188,6 +192,7 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
     state.idle.set()
     app[STATE] = state
     add_routes(app)
+    add_responses_routes(app)
 
     async def upstream_session(app: web.Application) -> AsyncIterator[None]:
         state.started = time.monotonic()

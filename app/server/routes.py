@@ -3,7 +3,7 @@
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,7 @@ from app.server.server_tools import (
     stream_next_round,
 )
 from app.server.state import STATE, ProxyState, record_of
-from app.server.streaming import stream_messages
+from app.server.streaming import EventEncoder, stream_messages
 from app.server.upstream import MB, READ_ERRORS, read_bounded
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,29 @@ def _learn(state: ProxyState, route: ModelRoute, size: RequestSize, usage: dict[
 # ------------------------------------------------------------------ /v1/messages
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyShape:
+    """How an answer leaves when the client does not speak Anthropic (`/v1/responses`):
+    `new_encoder()` gives one stream's event encoder, `body` shapes a whole message."""
+
+    new_encoder: Callable[[RequestRecord], EventEncoder]
+    body: Callable[[Message], dict[str, Any]]
+
+
 async def create_message(request: web.Request) -> web.StreamResponse:
-    state, record = request.app[STATE], record_of(request)
-    client_key = authorize(request, state.proxy_key)
+    client_key = authorize(request, request.app[STATE].proxy_key)
     req = validate_messages_request(await read_json_object(request))
+    return await answer_messages_request(request, req, client_key)
+
+
+async def answer_messages_request(
+    request: web.Request,
+    req: MessagesRequest,
+    client_key: str | None,
+    shape: ReplyShape | None = None,
+) -> web.StreamResponse:
+    """An Anthropic request served: its own, or one another API's handler translated."""
+    state, record = request.app[STATE], record_of(request)
     record.client_body = req
     route = _route(state, req, record)
     budget = state.fetcher.request_budget()  # images and documents by URL, together
@@ -184,15 +203,16 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                 next_round=next_round,
                 smooth_deltas=settings.smooth_deltas,
                 reask=call.ask_unstreamed,
+                encode=shape.new_encoder(record) if shape is not None else None,
             )
             if translator.usage_reported:
                 _learn(state, attempts.route or route, size, record.usage)
             return response
         if runner is not None:
             return await _complete_with_server_tools(
-                state, record, req, answer, call, message_id, runner, new_call
+                state, record, req, answer, call, message_id, runner, new_call, shape
             )
-        return await _complete_message(state, record, answer, call, size, message_id)
+        return await _complete_message(state, record, answer, call, size, message_id, shape)
     finally:
         record.attempts = attempts.count
         # The inspector shows the last round's body: it holds the earlier rounds' calls
@@ -210,12 +230,13 @@ async def _complete_message(
     call: UpstreamCall,
     size: RequestSize,
     message_id: str,
+    shape: ReplyShape | None = None,
 ) -> web.Response:
     message, usage_reported = await _read_message(state, record, answer, call, message_id)
     record.usage = dict(message["usage"])
     if usage_reported:
         _learn(state, call.attempts.route or call.route, size, record.usage)
-    return _message_response(record, message)
+    return _message_response(record, message, shape)
 
 
 async def _complete_with_server_tools(
@@ -227,6 +248,7 @@ async def _complete_with_server_tools(
     message_id: str,
     runner: ServerToolRunner,
     new_call: NewCall,
+    shape: ReplyShape | None = None,
 ) -> web.Response:
     """Round after round (server tools run between them) into one message."""
     rounds = ServerToolMessage(runner.names, runner.ledger, max_rounds=max_rounds(runner.specs))
@@ -244,15 +266,17 @@ async def _complete_with_server_tools(
     await complete_rounds(req, rounds, runner, read_round)
     assert rounds.message is not None
     record.usage = dict(rounds.message["usage"])
-    return _message_response(record, rounds.message)
+    return _message_response(record, rounds.message, shape)
 
 
-def _message_response(record: RequestRecord, message: Message) -> web.Response:
+def _message_response(
+    record: RequestRecord, message: Message, shape: ReplyShape | None = None
+) -> web.Response:
     record.status = 200
     # encode_json: an upstream's lone surrogate (invalid in UTF-8) goes out as a JSON
     # escape instead of failing the encode after the tokens were paid for.
     return web.Response(
-        body=encode_json(message),
+        body=encode_json(shape.body(message) if shape is not None else message),
         content_type="application/json",
         headers={"request-id": record.request_id},
     )

@@ -66,6 +66,9 @@ _ENDED = (StreamState.FINISHED, StreamState.FAILED)
 EMPTY_STREAM_REPAIR = "upstream ended the stream empty; asked again without streaming"
 # The same request once more, unstreamed (`UpstreamCall.ask_unstreamed`).
 Reask = Callable[[], Coroutine[Any, Any, aiohttp.ClientResponse]]
+# Turns a batch of (guarded) Anthropic events into the bytes a client of another API
+# reads (`/v1/responses`); stateful, one per stream. None: Anthropic SSE.
+EventEncoder = Callable[[list[StreamEvent]], bytes]
 # Writes tool result events, gives the next upstream round's response (None: done).
 NextRound = Callable[
     [Callable[[list[StreamEvent]], Awaitable[None]]],
@@ -95,8 +98,10 @@ class EventWriter:
         mask: Callable[[str], str] = str,
         *,
         smooth_deltas: bool = False,
+        encode: EventEncoder | None = None,
     ) -> None:
         self._response = response
+        self._encode = encode
         self._smooth_deltas = smooth_deltas
         self._mask = mask  # error events quote upstreams, which may echo the key back
         self._loop = asyncio.get_running_loop()
@@ -143,7 +148,10 @@ class EventWriter:
     async def _send(self, events: list[StreamEvent]) -> None:
         self._busy = True
         try:
-            await self._response.write(b"".join(map(encode_event, events)))
+            if self._encode is not None:
+                await self._response.write(self._encode(events))
+            else:
+                await self._response.write(b"".join(map(encode_event, events)))
         finally:
             self._busy = False
         self.last_write = self._loop.time()
@@ -232,6 +240,7 @@ async def stream_messages(
     next_round: NextRound | None = None,
     smooth_deltas: bool = False,
     reask: Reask | None = None,
+    encode: EventEncoder | None = None,
 ) -> web.StreamResponse:
     """`next_round`: for server tools, called after each upstream body; it writes what
     it must (tool results) and gives the next upstream response, or None when done."""
@@ -248,7 +257,9 @@ async def stream_messages(
         response.headers["request-id"] = record.request_id
         await response.prepare(request)
         record.status = 200
-        writer = EventWriter(response, ping_interval_s, record, mask, smooth_deltas=smooth_deltas)
+        writer = EventWriter(
+            response, ping_interval_s, record, mask, smooth_deltas=smooth_deltas, encode=encode
+        )
         await writer.write(translator.start())
         pinger = create_task(writer.keep_alive(), name=f"ping {record.request_id}")
         try:
