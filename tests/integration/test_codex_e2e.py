@@ -25,10 +25,29 @@ from tests.integration.conftest import UPSTREAM_KEY, LiveProxy, MakeProxy
 FINAL_TEXT = "All done: the commands ran."
 
 
+def _codex_dirs() -> list[str | None]:
+    """The Codex folders to test with: `.ci/run` names the pinned version's and the
+    newest's (NIMBRIDGE_TEST_CODEX_DIRS); elsewhere whichever one `_codex` finds."""
+    named = os.environ.get("NIMBRIDGE_TEST_CODEX_DIRS", "")
+    return [folder for folder in named.split(os.pathsep) if folder] or [None]
+
+
+def _version_id(folder: str | None) -> str:
+    # .ci/run installs each version under a folder named codex-VERSION
+    found = next((p.name for p in Path(folder or ".").parents if p.name.startswith("codex-")), "")
+    return found.removeprefix("codex-") or "found"
+
+
+@pytest.fixture(autouse=True, params=_codex_dirs(), ids=_version_id)
+def codex_version(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test here runs once per Codex version CI installed (pinned and newest)."""
+    if request.param is not None:
+        monkeypatch.setenv("NIMBRIDGE_TEST_CODEX_DIR", request.param)
+
+
 def _codex() -> Path:
     folder = os.environ.get("NIMBRIDGE_TEST_CODEX_DIR")
     candidates = [Path(folder) / "codex"] if folder else []
-    candidates.append(Path.home() / ".cache/nimbridge-ci/codex-0.171.0/node_modules/.bin/codex")
     found = next((c for c in candidates if c.is_file()), None) or (
         Path(which) if (which := shutil.which("codex")) else None
     )
