@@ -37,6 +37,7 @@ from app.core.masking import Masker
 from app.core.providers import provider_kind_for_url
 
 if TYPE_CHECKING:  # keyring: imported by the commands that open the keychain
+    from app.config.history import HistoryWriter
     from app.config.secrets import ProviderKeys
 
 log = logging.getLogger("app.cli")
@@ -218,6 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return asyncio.run(serve(settings, keys, proxy_key, warnings=deferred))
 
 
+def open_request_history(settings: Settings) -> HistoryWriter | None:
+    """The request history's writer (its own thread), or None when the settings keep none."""
+    if settings.history_days <= 0:
+        return None
+    from app.config.history import HistoryWriter, default_history_path
+
+    return HistoryWriter(
+        default_history_path(),
+        keep_days=settings.history_days,
+        max_bytes=settings.history_max_mb * 1024 * 1024,
+    )
+
+
 def log_path_of(file_name: str) -> Path:
     """A log file in the platform's log folder (~/.local/state/nimbridge/log on Linux)."""
     import platformdirs
@@ -287,6 +301,7 @@ def run_tray_app(
     log_crashes()
     for warning in warnings:
         log.warning("%s", warning)
+    history = open_request_history(settings)
     service = ProxyService(
         settings,
         keys,
@@ -295,8 +310,13 @@ def run_tray_app(
         log_buffer=buffer,
         log_path=log_path,
         generate_proxy_key=True,
+        history=history,
     )
-    return run_gui(service, notices=notices)
+    try:
+        return run_gui(service, notices=notices)
+    finally:
+        if history is not None:
+            history.close()
 
 
 def _warn_now(message: str) -> None:
@@ -312,10 +332,25 @@ def _read_secret(prompt: str) -> str:
 async def serve(
     settings: Settings, keys: ProviderKeys, proxy_key: str | None, *, warnings: Sequence[str] = ()
 ) -> int:
+    history = open_request_history(settings)
+    try:
+        return await _serve(settings, keys, proxy_key, history, warnings)
+    finally:
+        if history is not None:  # what is queued is written before the process ends
+            await asyncio.to_thread(history.close)
+
+
+async def _serve(
+    settings: Settings,
+    keys: ProviderKeys,
+    proxy_key: str | None,
+    history: HistoryWriter | None,
+    warnings: Sequence[str],
+) -> int:
     from app.server.app import ProxyServer
     from app.server.guard import UnsafeBindError
 
-    server = ProxyServer(settings, keys, proxy_key)
+    server = ProxyServer(settings, keys, proxy_key, history=history)
     try:
         base_url = await server.start()
     except UnsafeBindError as exc:
