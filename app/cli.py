@@ -39,9 +39,10 @@ from app.core.providers import provider_kind_for_url
 if TYPE_CHECKING:  # keyring: imported by the commands that open the keychain
     from app.config.history import HistoryWriter
     from app.config.secrets import ProviderKeys
+    from app.logs import ProblemTally
 
 log = logging.getLogger("app.cli")
-COMMANDS = ("serve", "gui", "key", "models", "doctor", "code", "selftest")
+COMMANDS = ("serve", "gui", "key", "models", "doctor", "code", "selftest", "statusline", "usage")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -82,6 +83,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     command("doctor", "check the set-up and say what is wrong, in plain words")
 
     command("selftest", "prove this installation works, offline, in a few seconds")
+
+    command("statusline", "one line for Claude Code's status bar (reads its JSON on stdin)")
+
+    usage = command("usage", "tokens and requests from the request history, per day")
+    usage.add_argument("--days", type=int, default=7, help="how many days back (default 7)")
+    usage.add_argument(
+        "--by",
+        choices=["model", "provider", "session", "project"],
+        default="model",
+        help="how rows are grouped (default model)",
+    )
 
     code = command("code", "run Claude Code here, through NimBridge")
     code.add_argument("--model", help="the upstream model Claude Code's default tier uses")
@@ -130,6 +142,13 @@ def parse_command_line(raw: list[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_command_line(list(argv if argv is not None else sys.argv[1:]))
+    if args.command == "statusline":  # run by Claude Code after every turn: no keychain, fast
+        from app.commands.statusline import run_statusline
+
+        port = (load_settings(args.config) if args.config else Settings()).port
+        return run_statusline(
+            os.environ, sys.stdin, sys.stdout, default_url=f"http://127.0.0.1:{port}"
+        )
     settings_path = args.config or default_settings_path()
     # A file named on the command line must be there; the tray app's first run creates it.
     if args.config is not None and args.command != "gui" and not args.config.exists():
@@ -248,7 +267,6 @@ def run_code(
 ) -> int:
     """`nimbridge code`: its log goes to its own file (the tray's rotates its own), and
     what went wrong is summed up once Claude Code has given the terminal back."""
-    from app.commands.code import run_code_command
     from app.logs import ProblemTally, log_crashes, setup_logging
 
     log_path = log_path_of("nimbridge-code.log")
@@ -258,6 +276,26 @@ def run_code(
     )
     log_crashes()
     claude_args = args.claude_args[1:] if args.claude_args[:1] == ["--"] else args.claude_args
+    history = open_request_history(settings)  # when `code` starts its own server
+    try:
+        return _run_code(args, settings, keys, proxy_key, claude_args, problems, log_path, history)
+    finally:
+        if history is not None:
+            history.close()
+
+
+def _run_code(
+    args: argparse.Namespace,
+    settings: Settings,
+    keys: ProviderKeys,
+    proxy_key: str | None,
+    claude_args: list[str],
+    problems: ProblemTally,
+    log_path: Path,
+    history: HistoryWriter | None,
+) -> int:
+    from app.commands.code import run_code_command
+
     return run_code_command(
         settings,
         keys,
@@ -267,6 +305,7 @@ def run_code(
         proxy_key=proxy_key,
         problems=problems,
         log_path=log_path,
+        history=history,
     )
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from app import __version__
 from app.config.history import session_totals
+from app.core.governor import GovernorState
 from app.server.auth import authorize
 from app.server.history import SessionTally
 from app.server.state import STATE, ProxyState, record_of
@@ -33,6 +34,9 @@ async def nimbridge_status(request: web.Request) -> web.Response:
         )
     provider = upstream.rpartition("@")[2] or state.settings.default_provider
     pacing = state.registry.governor_states().get(provider)
+    configured = state.settings.provider(provider)
+    if pacing is None and configured is not None:  # no request yet: the budget, unused
+        pacing = GovernorState(0, configured.budget_per_minute, 0.0, 0, 0)
     return web.json_response(
         {
             "version": __version__,
