@@ -87,3 +87,30 @@ def test_status_seeds_a_session_from_the_history(make_proxy: MakeProxy, tmp_path
     assert body["session"]["input_tokens"] > 0
     unknown = _get(f"{later.url}/v1/nimbridge/status?session=nope", later.client_key)[1]
     assert unknown["session"] is None
+
+
+def test_the_request_table_shows_requests_from_before_a_restart(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from app.config.secrets import MemorySecretStore, ProviderKeys
+    from app.config.settings import Settings
+    from app.service import ProxyService
+    from tests.unit.test_history import ENTRY
+
+    path = tmp_path / "h.sqlite3"
+    earlier = HistoryWriter(path, batch_window_s=0.01)
+    now = time.time()
+    earlier.submit(replace(ENTRY, request_id="req_yesterday", started_at=now - 86_400))
+    earlier.submit(replace(ENTRY, request_id="req_today", started_at=now - 1, status=429))
+    earlier.flush()
+    earlier.close()
+    history = HistoryWriter(path)
+    service = ProxyService(
+        Settings(), ProviderKeys(MemorySecretStore(), env={}), settings_path=None, history=history
+    )
+    history.close()
+    rows = service.recent_requests()
+    assert [r.request_id for r in rows] == ["req_yesterday", "req_today"]
+    assert rows[1].upstream_model == "meta/llama-3.3-70b-instruct@nvidia"
+    status = service.status()
+    assert (status.requests_today, status.failed_today) == (1, 1)
