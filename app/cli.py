@@ -42,7 +42,7 @@ if TYPE_CHECKING:  # keyring: imported by the commands that open the keychain
     from app.logs import ProblemTally
 
 log = logging.getLogger("app.cli")
-COMMANDS = ("serve", "gui", "key", "models", "doctor", "code", "selftest", "statusline", "usage")
+COMMANDS = ("serve", "gui", "key", "models", "doctor", "code", "selftest", "statusline")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -85,15 +85,6 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     command("selftest", "prove this installation works, offline, in a few seconds")
 
     command("statusline", "one line for Claude Code's status bar (reads its JSON on stdin)")
-
-    usage = command("usage", "tokens and requests from the request history, per day")
-    usage.add_argument("--days", type=int, default=7, help="how many days back (default 7)")
-    usage.add_argument(
-        "--by",
-        choices=["model", "provider", "session", "project"],
-        default="model",
-        help="how rows are grouped (default model)",
-    )
 
     code = command("code", "run Claude Code here, through NimBridge")
     code.add_argument("--model", help="the upstream model Claude Code's default tier uses")
