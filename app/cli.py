@@ -37,10 +37,12 @@ from app.core.masking import Masker
 from app.core.providers import provider_kind_for_url
 
 if TYPE_CHECKING:  # keyring: imported by the commands that open the keychain
+    from app.config.history import HistoryWriter
     from app.config.secrets import ProviderKeys
+    from app.logs import ProblemTally
 
 log = logging.getLogger("app.cli")
-COMMANDS = ("serve", "gui", "key", "models", "doctor", "code", "codex", "selftest")
+COMMANDS = ("serve", "gui", "key", "models", "doctor", "code", "codex", "selftest", "statusline")
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -81,6 +83,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     command("doctor", "check the set-up and say what is wrong, in plain words")
 
     command("selftest", "prove this installation works, offline, in a few seconds")
+
+    command("statusline", "one line for Claude Code's status bar (reads its JSON on stdin)")
 
     code = command("code", "run Claude Code here, through NimBridge")
     code.add_argument("--model", help="the upstream model Claude Code's default tier uses")
@@ -142,6 +146,13 @@ def parse_command_line(raw: list[str]) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_command_line(list(argv if argv is not None else sys.argv[1:]))
+    if args.command == "statusline":  # run by Claude Code after every turn: no keychain, fast
+        from app.commands.statusline import run_statusline
+
+        port = (load_settings(args.config) if args.config else Settings()).port
+        return run_statusline(
+            os.environ, sys.stdin, sys.stdout, default_url=f"http://127.0.0.1:{port}"
+        )
     settings_path = args.config or default_settings_path()
     # A file named on the command line must be there; the tray app's first run creates it.
     if args.config is not None and args.command != "gui" and not args.config.exists():
@@ -231,6 +242,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     return asyncio.run(serve(settings, keys, proxy_key, warnings=deferred))
 
 
+def open_request_history(settings: Settings) -> HistoryWriter | None:
+    """The request history's writer (its own thread), or None when the settings keep none."""
+    if settings.history_days <= 0:
+        return None
+    from app.config.history import HistoryWriter, default_history_path
+
+    return HistoryWriter(
+        default_history_path(),
+        keep_days=settings.history_days,
+        max_bytes=settings.history_max_mb * 1024 * 1024,
+    )
+
+
 def log_path_of(file_name: str) -> Path:
     """A log file in the platform's log folder (~/.local/state/nimbridge/log on Linux)."""
     import platformdirs
@@ -247,7 +271,6 @@ def run_code(
 ) -> int:
     """`nimbridge code`: its log goes to its own file (the tray's rotates its own), and
     what went wrong is summed up once Claude Code has given the terminal back."""
-    from app.commands.code import run_code_command
     from app.logs import ProblemTally, log_crashes, setup_logging
 
     log_path = log_path_of(f"nimbridge-{args.command}.log")
@@ -271,6 +294,26 @@ def run_code(
             log_path=log_path,
         )
     claude_args = args.claude_args[1:] if args.claude_args[:1] == ["--"] else args.claude_args
+    history = open_request_history(settings)  # when `code` starts its own server
+    try:
+        return _run_code(args, settings, keys, proxy_key, claude_args, problems, log_path, history)
+    finally:
+        if history is not None:
+            history.close()
+
+
+def _run_code(
+    args: argparse.Namespace,
+    settings: Settings,
+    keys: ProviderKeys,
+    proxy_key: str | None,
+    claude_args: list[str],
+    problems: ProblemTally,
+    log_path: Path,
+    history: HistoryWriter | None,
+) -> int:
+    from app.commands.code import run_code_command
+
     return run_code_command(
         settings,
         keys,
@@ -280,6 +323,7 @@ def run_code(
         proxy_key=proxy_key,
         problems=problems,
         log_path=log_path,
+        history=history,
     )
 
 
@@ -314,6 +358,7 @@ def run_tray_app(
     log_crashes()
     for warning in warnings:
         log.warning("%s", warning)
+    history = open_request_history(settings)
     service = ProxyService(
         settings,
         keys,
@@ -322,8 +367,13 @@ def run_tray_app(
         log_buffer=buffer,
         log_path=log_path,
         generate_proxy_key=True,
+        history=history,
     )
-    return run_gui(service, notices=notices)
+    try:
+        return run_gui(service, notices=notices)
+    finally:
+        if history is not None:
+            history.close()
 
 
 def _warn_now(message: str) -> None:
@@ -339,10 +389,25 @@ def _read_secret(prompt: str) -> str:
 async def serve(
     settings: Settings, keys: ProviderKeys, proxy_key: str | None, *, warnings: Sequence[str] = ()
 ) -> int:
+    history = open_request_history(settings)
+    try:
+        return await _serve(settings, keys, proxy_key, history, warnings)
+    finally:
+        if history is not None:  # what is queued is written before the process ends
+            await asyncio.to_thread(history.close)
+
+
+async def _serve(
+    settings: Settings,
+    keys: ProviderKeys,
+    proxy_key: str | None,
+    history: HistoryWriter | None,
+    warnings: Sequence[str],
+) -> int:
     from app.server.app import ProxyServer
     from app.server.guard import UnsafeBindError
 
-    server = ProxyServer(settings, keys, proxy_key)
+    server = ProxyServer(settings, keys, proxy_key, history=history)
     try:
         base_url = await server.start()
     except UnsafeBindError as exc:

@@ -18,10 +18,11 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from app.config.history import HistoryEntry, HistoryWriter, recent_entries
 from app.config.secrets import (
     PROXY_KEY_ENTRY,
     WEB_SEARCH_KEY_ENV_BY_BACKEND,
@@ -42,6 +43,7 @@ from app.logs import LogBuffer, LogLine
 from app.server.app import ProxyServer
 from app.server.curl import to_curl_command
 from app.server.guard import UnsafeBindError
+from app.server.history import UNRECORDED_PATHS
 from app.server.network import Network, NetworkSetupError
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
@@ -263,8 +265,10 @@ class ProxyService:
         log_buffer: LogBuffer | None = None,
         log_path: Path | None = None,
         generate_proxy_key: bool = False,
+        history: HistoryWriter | None = None,
     ) -> None:
         self._settings = settings
+        self._history = history
         self._keys = keys
         self._network_login_changed = False  # the outbound proxy's login, since the last apply
         self._settings_path = settings_path
@@ -280,6 +284,11 @@ class ProxyService:
         self._requests_today = 0
         self._failed_today = 0
         self._rows: deque[RequestSummary] = deque(maxlen=REQUEST_ROWS_KEPT)
+        if history is not None:  # the table shows requests from before this start too
+            self._rows.extend(
+                map(_summary_of_entry, recent_entries(history.path, REQUEST_ROWS_KEPT))
+            )
+            self._count_today()
         # Each record with the row made when it finished: its times are fixed then
         # (a summary made later would count the time since as the request's).
         self._details: OrderedDict[str, tuple[RequestRecord, RequestSummary]] = OrderedDict()
@@ -362,7 +371,9 @@ class ProxyService:
             self._state, self._last_error = ServerState.STARTING, None
             self._notify()
             try:
-                server = ProxyServer(self._settings, self._keys, self._proxy_key)
+                server = ProxyServer(
+                    self._settings, self._keys, self._proxy_key, history=self._history
+                )
             except NetworkSetupError as exc:  # a CA file that does not load
                 self._state, self._last_error = ServerState.ERROR, str(exc)
                 log.warning("%s", exc)
@@ -437,6 +448,17 @@ class ProxyService:
 
     # ------------------------------------------------------------------ requests
 
+    def _count_today(self) -> None:
+        midnight = datetime.combine(date.today(), datetime.min.time()).timestamp()
+        today = [row for row in self._rows if row.started_at >= midnight]
+        self._requests_today = len(today)
+        self._failed_today = sum(_failed(row.status, row.error) for row in today)
+
+    def history_path(self) -> Path | None:
+        """The request history's file (None: not kept): `nimbridge usage` and the usage
+        view read it."""
+        return self._history.path if self._history is not None else None
+
     def _request_started(self, record: RequestRecord) -> None:
         self._notify()
 
@@ -444,9 +466,9 @@ class ProxyService:
         today = date.today()
         if today != self._day:
             self._day, self._requests_today, self._failed_today = today, 0, 0
-        if record.path not in ("/", "/health"):
+        if record.path not in UNRECORDED_PATHS:
             self._requests_today += 1
-            failed = record.status is None or record.status >= 400 or bool(record.error)
+            failed = _failed(record.status, record.error)
             self._failed_today += failed
             self._last_error = record.error if failed and record.status != 499 else None
             row = _summary_of(record, self._secrets())
@@ -678,6 +700,33 @@ def _subscribe[T](subscribers: list[T], callback: T) -> Unsubscribe:
             subscribers.remove(callback)
 
     return unsubscribe
+
+
+def _failed(status: int | None, error: str | None) -> bool:
+    return status is None or status >= 400 or bool(error)
+
+
+def _summary_of_entry(entry: HistoryEntry) -> RequestSummary:
+    """A row kept in the history (from an earlier run, or this one's)."""
+    return RequestSummary(
+        request_id=entry.request_id,
+        started_at=entry.started_at,
+        method=entry.method,
+        path=entry.path,
+        client_model=entry.client_model,
+        upstream_model=f"{entry.upstream_model}@{entry.provider}"
+        if entry.provider
+        else entry.upstream_model,
+        stream=entry.stream,
+        status=entry.status,
+        ttfb_ms=entry.ttfb_ms,
+        duration_ms=entry.duration_ms,
+        input_tokens=entry.input_tokens,
+        output_tokens=entry.output_tokens,
+        attempts=entry.attempts,
+        repairs=entry.repairs,
+        error=entry.error,
+    )
 
 
 def _summary_of(record: RequestRecord, secrets: Masker) -> RequestSummary:

@@ -28,15 +28,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
+from app.config.history import HistoryWriter
 from app.config.secrets import ProviderKeys
 from app.config.settings import PROXY_KEY_ENV, Settings
 from app.core.capabilities import quirks_for_model
 from app.launcher.discovery import INSTALL_COMMAND, find_claude
 from app.launcher.environment import (
+    CUSTOM_HEADERS_ENV,
     PLACEHOLDER_TOKEN,
     claude_code_env,
+    own_statusline_command,
     process_env,
+    project_headers,
+    status_line_setting,
     user_no_proxy_values,
+    user_sets_status_line,
     write_settings_file,
 )
 from app.logs import ProblemTally
@@ -95,10 +101,17 @@ def served_context_window(base_url: str, proxy_key: str | None, model: str) -> i
 class BackgroundServer:
     """A NimBridge server on its own event loop in a daemon thread, for the run."""
 
-    def __init__(self, settings: Settings, keys: ProviderKeys, proxy_key: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: ProviderKeys,
+        proxy_key: str,
+        *,
+        history: HistoryWriter | None = None,
+    ) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server = ProxyServer(settings, keys, proxy_key)
+        self._server = ProxyServer(settings, keys, proxy_key, history=history)
 
     def start(self) -> str:
         self._thread.start()
@@ -118,10 +131,12 @@ def serve_for_session(
     reuse: bool,
     proxy_key: str | None,
     err: TextIO,
+    history: HistoryWriter | None = None,
 ) -> "tuple[str, str | None, BackgroundServer | None] | int":
     """The NimBridge a coding agent's session talks to: the one running (when `reuse`),
-    else one started here on a free port with a key for this run. Its base URL, the
-    proxy key to send, and what to stop afterwards; or the exit code of a failure."""
+    else one started here on a free port with a key for this run (writing `history`). Its
+    base URL, the proxy key to send, and what to stop afterwards; or the exit code of a
+    failure."""
     started: BackgroundServer | None = None
     base_url = running_nimbridge(settings.host, settings.port)
     if base_url is not None and reuse:
@@ -145,7 +160,7 @@ def serve_for_session(
     else:
         token = proxy_key or secrets.token_urlsafe(24)  # a key for this run only
         keys.remember(token)
-        started = BackgroundServer(replace(settings, port=0), keys, token)
+        started = BackgroundServer(replace(settings, port=0), keys, token, history=history)
         try:
             base_url = started.start()
         except OSError as exc:
@@ -166,6 +181,7 @@ def run_code_command(
     problems: ProblemTally | None = None,
     log_path: Path | None = None,
     err: TextIO = sys.stderr,
+    history: HistoryWriter | None = None,
 ) -> int:
     claude = find_claude()
     if claude is None:
@@ -175,7 +191,9 @@ def run_code_command(
         return 127
     if model:
         settings = replace(settings, tiers=replace(settings.tiers, default=model))
-    session = serve_for_session(settings, keys, reuse=not model, proxy_key=proxy_key, err=err)
+    session = serve_for_session(
+        settings, keys, reuse=not model, proxy_key=proxy_key, err=err, history=history
+    )
     if isinstance(session, int):
         return session
     base_url, token, started = session
@@ -188,15 +206,22 @@ def run_code_command(
         ),
         file=err,
     )
+    here = (folder or Path.cwd()).resolve()
     env = claude_code_env(
         base_url=base_url,
         proxy_key=token,
         tiers=settings.tiers,
         context_window=served_context_window(base_url, token, settings.tiers.default),
         timeout_s=settings.read_timeout_s,
-        user_no_proxy=user_no_proxy_values(os.environ, folder or Path.cwd()),
+        user_no_proxy=user_no_proxy_values(os.environ, here),
     )
-    settings_file = write_settings_file(env)
+    env.update(project_headers(here, os.environ.get(CUSTOM_HEADERS_ENV)))
+    extra = (
+        {}
+        if user_sets_status_line(os.environ, here)
+        else {"statusLine": status_line_setting(own_statusline_command())}
+    )
+    settings_file = write_settings_file(env, extra=extra)
     try:
         # SIGTERM ends Claude Code first; then the server started here stops gracefully
         # below (the default action would kill this process with the port and streams).

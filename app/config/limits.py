@@ -54,6 +54,8 @@ RANGE_BY_SETTING: dict[str, NumberRange] = {
     "max_concurrent_requests": NumberRange(1, 10_000, whole=True),
     "max_upstream_response_mb": NumberRange(1, 4096, whole=True, unit="MB"),
     "web_fetch_max_chars": NumberRange(1000, 10_000_000, whole=True, unit="characters"),
+    "history_days": NumberRange(0, 3650, whole=True, unit="days"),  # 0: keep no history
+    "history_max_mb": NumberRange(1, 100_000, whole=True, unit="MB"),
     "commit_window_s": NumberRange(0, 60, unit=SECONDS),
     "connect_timeout_s": NumberRange(0.1, 600, unit=SECONDS),
     "read_timeout_s": NumberRange(0.1, 86_400, unit=SECONDS),

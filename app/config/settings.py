@@ -152,6 +152,9 @@ class Settings:
     retry_max_wait_s: float = 20.0  # total backoff a request may spend retrying
     queue_max_wait_s: float = 20.0  # longest a request may queue for the rate budget
     catalog_ttl_s: float = 600.0  # how long a provider's /models answer is reused
+    # Request history (app/config/history.py): days kept (0: none kept) and its size bound.
+    history_days: int = 90
+    history_max_mb: int = 200
     # providers and models
     providers: tuple[Provider, ...] = field(default_factory=_default_providers)
     default_provider: str = "nvidia"

@@ -19,12 +19,20 @@ Invariants:
 import json
 import os
 import re
+import shlex
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from urllib.parse import quote
 
 from app.config.settings import TierModels
 
+# The project folder, for the request history (app/server/app.py reads it).
+PROJECT_HEADER = "X-NimBridge-Project"
+CUSTOM_HEADERS_ENV = "ANTHROPIC_CUSTOM_HEADERS"
+STATUS_REFRESH_S = 5
 # Sent when NimBridge requires no proxy key: Claude Code insists on some token.
 PLACEHOLDER_TOKEN = "nimbridge"
 UNSET = ("ANTHROPIC_API_KEY",)
@@ -104,12 +112,16 @@ def settings_no_proxy_values(environ: Mapping[str, str], folder: Path | None) ->
     return values
 
 
-def no_proxy_settings_arguments(env: Mapping[str, str]) -> list[str]:
-    """`--settings JSON` holding only the NO_PROXY variables: a settings file's `env`
-    beats the process environment, so where one sets NO_PROXY, ours must come as
-    settings too. Not secret, so it may be seen in a command line."""
-    no_proxy = {name: env[name] for name in NO_PROXY_NAMES if name in env}
-    return ["--settings", json.dumps({"env": no_proxy})] if no_proxy else []
+def no_proxy_settings_arguments(
+    env: Mapping[str, str], *, no_proxy: bool = True, extra: Mapping[str, object] = {}
+) -> list[str]:
+    """`--settings JSON` holding the NO_PROXY variables (`no_proxy`: a settings file's
+    `env` beats the process environment, so where one sets NO_PROXY, ours must come as
+    settings too) and `extra` settings (`statusLine`). Not secret: seen in a command line."""
+    settings: dict[str, object] = dict(extra)
+    if no_proxy and (chosen := {name: env[name] for name in NO_PROXY_NAMES if name in env}):
+        settings["env"] = chosen
+    return ["--settings", json.dumps(settings)] if settings else []
 
 
 def process_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, str]:
@@ -119,13 +131,68 @@ def process_env(base: Mapping[str, str], extra: Mapping[str, str]) -> dict[str, 
     return env
 
 
-def write_settings_file(env: Mapping[str, str], directory: Path | None = None) -> Path:
-    """A `claude --settings` file holding `env`, created 0600 (only the user can read it)."""
+def project_headers(folder: Path, user_headers: str | None = None) -> dict[str, str]:
+    """`ANTHROPIC_CUSTOM_HEADERS` naming the project folder to NimBridge (its request
+    history groups by it), after the user's own headers (one `Name: value` a line).
+    Percent-encoded: a header is ASCII, a folder's name need not be."""
+    ours = f"{PROJECT_HEADER}: {quote(str(folder), safe='/')}"
+    kept = [line for line in (user_headers or "").splitlines() if line.strip()]
+    return {CUSTOM_HEADERS_ENV: "\n".join([*kept, ours])}
+
+
+def statusline_command(executable: str, *, frozen: bool, windows: bool = False) -> str:
+    """The shell command Claude Code runs for its status line: this NimBridge's own."""
+    argv = [executable, "statusline"] if frozen else [executable, "-m", "app", "statusline"]
+    return subprocess.list2cmdline(argv) if windows else shlex.join(argv)
+
+
+def own_statusline_command() -> str:
+    """This NimBridge's `statusline`: the bundle's binary, else this Python's `-m app`."""
+    return statusline_command(
+        sys.executable, frozen=bool(getattr(sys, "frozen", False)), windows=os.name == "nt"
+    )
+
+
+def status_line_setting(command: str) -> dict[str, object]:
+    """Claude Code's `statusLine` setting; refreshed on a timer too, as the pace moves
+    (a cool-down counts down) between turns."""
+    return {"type": "command", "command": command, "refreshInterval": STATUS_REFRESH_S}
+
+
+def user_sets_status_line(environ: Mapping[str, str], folder: Path | None) -> bool:
+    """True when the user's or the project's Claude Code settings have a `statusLine`:
+    theirs is kept (ours, given with --settings, would win over it)."""
+    return any(settings.get("statusLine") for settings in _claude_settings_files(environ, folder))
+
+
+def _claude_settings_files(
+    environ: Mapping[str, str], folder: Path | None
+) -> list[dict[str, object]]:
+    config_dir = Path(environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
+    files = [config_dir / "settings.json"]
+    if folder is not None:
+        files += [folder / ".claude" / "settings.json", folder / ".claude" / "settings.local.json"]
+    found = []
+    for file in files:
+        try:
+            settings = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(settings, dict):
+            found.append(settings)
+    return found
+
+
+def write_settings_file(
+    env: Mapping[str, str], directory: Path | None = None, *, extra: Mapping[str, object] = {}
+) -> Path:
+    """A `claude --settings` file holding `env` (and `extra` settings: `statusLine`),
+    created 0600 (only the user can read it)."""
     # mkstemp creates the file readable and writable by this user only (0600).
     fd, name = tempfile.mkstemp(prefix="nimbridge-claude-", suffix=".json", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"env": dict(env)}, out, indent=2)
+            json.dump({**extra, "env": dict(env)}, out, indent=2)
     except BaseException:
         Path(name).unlink(missing_ok=True)
         raise

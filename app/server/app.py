@@ -10,11 +10,13 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
+from app.config.history import HistoryWriter
 from app.config.secrets import ProviderKeys
 from app.config.settings import Settings
 from app.core.errors import ProxyError
@@ -24,6 +26,7 @@ from app.server.auth import client_key
 from app.server.bugs import describe, log_traceback
 from app.server.egress import masking_hook
 from app.server.guard import add_cors_headers, check_bind, check_request
+from app.server.history import UNRECORDED_PATHS, to_history_entry
 from app.server.network import Network
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord, new_request_id
@@ -39,7 +42,9 @@ from app.server.web_tools import make_web_tools
 log = logging.getLogger(__name__)
 
 MB = 1024 * 1024
-_QUIET_PATHS = frozenset({"/", "/health"})
+_QUIET_PATHS = UNRECORDED_PATHS  # polled: their lines at DEBUG
+SESSION_HEADER = "X-Claude-Code-Session-Id"
+PROJECT_HEADER = "X-NimBridge-Project"
 # After the grace period, how long a cancelled request may take to write its error
 # (a client that stopped reading) before the runner closes its connection.
 _FINAL_WRITE_S = 2.0
@@ -75,6 +80,7 @@ def error_response(request: web.Request, error: ProxyError, record: RequestRecor
 async def request_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     state = request.app[STATE]
     record = RequestRecord(new_request_id(), request.method, request.path)
+    record.session_id, record.project = who_asked(request)
     request[RECORD] = record
     state.in_flight += 1
     state.idle.clear()
@@ -143,6 +149,27 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
             observer(record)
 
 
+def who_asked(request: web.Request) -> tuple[str | None, str | None]:
+    """Claude Code's session id, and the project folder the launcher named (percent-encoded:
+    a header is ASCII); both bounded, as any client may send anything."""
+    session = request.headers.get(SESSION_HEADER, "").strip()[:128] or None
+    project = unquote(request.headers.get(PROJECT_HEADER, "").strip())[:4096] or None
+    return session, project
+
+
+def history_recorder(state: ProxyState, history: HistoryWriter) -> Callable[[RequestRecord], None]:
+    """The observer that hands each finished request to the history's thread: building the
+    row is all it does on the loop (a few microseconds)."""
+
+    def record_finished(record: RequestRecord) -> None:
+        if record.path in UNRECORDED_PATHS:
+            return
+        now = asyncio.get_running_loop().time()
+        history.submit(to_history_entry(record, state.masker, loop_now=now))
+
+    return record_finished
+
+
 async def _mark_headers_sent(request: web.Request, response: web.StreamResponse) -> None:
     record = request.get(RECORD)
     if record is not None:
@@ -190,6 +217,7 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
         web_fetch=web_fetch,
     )
     state.idle.set()
+    state.on_request_finished.append(state.sessions.add)
     app[STATE] = state
     add_routes(app)
     add_responses_routes(app)
@@ -216,9 +244,19 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
 class ProxyServer:
     """Runs the app on host:port; `stop()` lets in-flight requests finish (bounded)."""
 
-    def __init__(self, settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: ProviderKeys,
+        proxy_key: str | None,
+        *,
+        history: HistoryWriter | None = None,
+    ) -> None:
         self.settings = settings
         self.app = make_app(settings, keys, proxy_key)
+        if history is not None:  # kept across restarts: the caller owns and closes it
+            self.app_state.history_path = history.path
+            self.app_state.on_request_finished.append(history_recorder(self.app_state, history))
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 

@@ -52,6 +52,10 @@ class RequestRecord:
     headers_sent: bool = False  # the response has begun: an error now must go in its body
     # The error `ProxyServer.stop` ended this request with, after the grace period.
     stopped_by: ProxyError | None = None
+    # Who asked: Claude Code's session (its X-Claude-Code-Session-Id header) and the
+    # folder NimBridge launched it in (X-NimBridge-Project, set by the launcher).
+    session_id: str | None = None
+    project: str | None = None
 
     def note_route(self, route: ModelRoute) -> None:
         self.client_model = route.client_model

@@ -43,6 +43,7 @@ from app.server.server_tools import (
     stream_next_round,
 )
 from app.server.state import STATE, ProxyState, record_of
+from app.server.status_route import add_status_route
 from app.server.streaming import EventEncoder, stream_messages
 from app.server.upstream import MB, READ_ERRORS, read_bounded
 
@@ -386,3 +387,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/images/generations", create_image)
     app.router.add_get("/health", health)
     app.router.add_get("/", health)  # also answers HEAD (Claude Code's reachability check)
+    add_status_route(app)

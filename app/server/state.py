@@ -3,6 +3,7 @@
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -12,6 +13,7 @@ from app.core.errors import ProxyError
 from app.core.masking import Masker
 from app.core.tokens import TokenEstimator
 from app.core.web_tools import WebFetch, WebSearch
+from app.server.history import SessionTallies
 from app.server.pdf_text import DocumentReader
 from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
@@ -44,6 +46,10 @@ class ProxyState:
     # Told of every request as it starts and ends (the tray's service), on the loop.
     on_request_started: list[Callable[[RequestRecord], None]] = field(default_factory=list)
     on_request_finished: list[Callable[[RequestRecord], None]] = field(default_factory=list)
+    # Each Claude Code session's tokens and model, for the status line.
+    sessions: SessionTallies = field(default_factory=SessionTallies)
+    # Where finished requests are kept across restarts (None: not kept).
+    history_path: Path | None = None
 
     def mask(self, text: str) -> str:
         """`text` without any key we know, piece of one at its edges or key-shaped

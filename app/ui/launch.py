@@ -37,10 +37,15 @@ from PySide6.QtWidgets import (
 from app.core.capabilities import quirks_for_model
 from app.launcher.discovery import INSTALL_COMMAND, find_claude
 from app.launcher.environment import (
+    CUSTOM_HEADERS_ENV,
     claude_code_env,
     no_proxy_settings_arguments,
+    own_statusline_command,
+    project_headers,
     settings_no_proxy_values,
+    status_line_setting,
     user_no_proxy_values,
+    user_sets_status_line,
 )
 from app.launcher.terminals import LaunchError, Popen, launch_in_terminal
 from app.service import ProxyController, ServerState
@@ -185,6 +190,12 @@ class ClaudeCodeLauncher:
         )
         # A settings file's NO_PROXY would replace the script's: then ours goes as settings.
         settings_set_no_proxy = bool(settings_no_proxy_values(os.environ, folder))
+        env.update(project_headers(folder, os.environ.get(CUSTOM_HEADERS_ENV)))
+        extra = (
+            {}
+            if user_sets_status_line(os.environ, folder)
+            else {"statusLine": status_line_setting(own_statusline_command())}
+        )
         try:
             command = launch_in_terminal(
                 folder,
@@ -193,7 +204,9 @@ class ClaudeCodeLauncher:
                 platform=self.platform,
                 popen=self.popen,
                 which=self.which,
-                claude_args=no_proxy_settings_arguments(env) if settings_set_no_proxy else (),
+                claude_args=no_proxy_settings_arguments(
+                    env, no_proxy=settings_set_no_proxy, extra=extra
+                ),
             )
         except LaunchError as error:
             self.show_error("Could not open a terminal", str(error), None)

@@ -59,6 +59,7 @@ CLIENT_MODEL = "claude-sonnet-4-6"
 UPSTREAM_MODEL = "fake/model"
 API_KEY = "k"
 COMMIT_WINDOW_S = 0.5
+HISTORY_ENV = "NIMBRIDGE_BENCH_HISTORY"  # set by --history for the server process
 CONCURRENCY = 32
 STREAM_CHUNKS_LATENCY = 200
 STREAM_CHUNKS_THROUGHPUT = 50
@@ -298,7 +299,12 @@ async def serve_all(conn: Connection, real: bool) -> None:
     controller = Controller(loop, stop)
     if real:
         controller.set_logging(True)
-    server = ProxyServer(settings, controller.keys, None)
+    history = None
+    if os.environ.get(HISTORY_ENV):  # --history: the request history written, as the apps do
+        from app.config.history import HistoryWriter
+
+        history = HistoryWriter(Path(os.environ[HISTORY_ENV]))
+    server = ProxyServer(settings, controller.keys, None, history=history)
     nimbridge_url = await server.start()
     conn.send({DIRECT: upstream_url, PASSTHROUGH: passthrough_url, NIMBRIDGE: nimbridge_url})
     thread = threading.Thread(target=controller.serve, args=(conn,), daemon=True)
@@ -307,6 +313,8 @@ async def serve_all(conn: Connection, real: bool) -> None:
         await stop.wait()
     finally:
         await server.stop()
+        if history is not None:
+            await asyncio.to_thread(history.close)
         await passthrough.stop()
         await upstream.stop()
 
@@ -1084,6 +1092,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the servers' event loop: asyncio (as serve) or qasync (as the tray app)",
     )
     parser.add_argument(
+        "--history",
+        action="store_true",
+        help="NimBridge writes its request history (SQLite, in a temporary folder)",
+    )
+    parser.add_argument(
         "--real",
         action="store_true",
         help="the shipped configuration: NVIDIA preset with its rate governor, INFO logging",
@@ -1100,6 +1113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.history:
+        os.environ[HISTORY_ENV] = str(Path(tempfile.mkdtemp()) / "history.sqlite3")
     if args.real and args.log:
         print("--real logs at INFO throughout; --log adds nothing to it", file=sys.stderr)
         return 2

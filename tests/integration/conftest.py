@@ -13,6 +13,7 @@ from typing import Any
 import anthropic
 import pytest
 
+from app.config.history import HistoryWriter
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings
 from app.server.app import ProxyServer
@@ -90,6 +91,7 @@ def make_proxy(loop_thread: LoopThread, upstream: FakeUpstream) -> Iterator[Make
         upstream_key: str | None = UPSTREAM_KEY,
         upstream_url: str | None = None,
         model: str = DEFAULT_MODEL,
+        history: HistoryWriter | None = None,
         **overrides: Any,
     ) -> LiveProxy:
         values: dict[str, Any] = {
@@ -107,7 +109,7 @@ def make_proxy(loop_thread: LoopThread, upstream: FakeUpstream) -> Iterator[Make
         keys = ProviderKeys(MemorySecretStore(), env={})
         if upstream_key is not None:
             keys.set(settings.default_provider, upstream_key)
-        server = ProxyServer(settings, keys, proxy_key)
+        server = ProxyServer(settings, keys, proxy_key, history=history)
         url = loop_thread.run(server.start())
         started.append(server)
         return LiveProxy(server, url, upstream, proxy_key or "client-own-key")

@@ -13,6 +13,7 @@ from pytestqt.qtbot import QtBot
 
 from app.config.settings import Settings, TierModels
 from app.launcher.discovery import INSTALL_COMMAND
+from app.launcher.environment import own_statusline_command, status_line_setting
 from app.service import ServerState
 from app.ui.launch import MAX_RECENT, ClaudeCodeLauncher, FolderChooser, remember
 from app.ui.tray import TrayMenu, Windows
@@ -147,8 +148,12 @@ def test_the_script_lists_nimbridges_models_and_bypasses_the_users_proxy(
     merged = "corp.example,from-settings.example,127.0.0.1,localhost,::1,[::1]"
     assert f"export NO_PROXY=\"${{NO_PROXY:+$NO_PROXY,}}\"'{merged}'" in lines
     assert f"export no_proxy=\"${{no_proxy:+$no_proxy,}}\"'{merged}'" in lines
-    settings = json.dumps({"env": {"NO_PROXY": merged, "no_proxy": merged}})
-    assert lines[-1] == f"exec {CLAUDE} --settings {shlex.quote(settings)}"
+    settings = {
+        "statusLine": status_line_setting(own_statusline_command()),  # the user has none
+        "env": {"NO_PROXY": merged, "no_proxy": merged},
+    }
+    assert lines[-1] == f"exec {CLAUDE} --settings {shlex.quote(json.dumps(settings))}"
+    assert "export ANTHROPIC_CUSTOM_HEADERS=" in "\n".join(lines)  # the project's folder
 
 
 def test_missing_claude_shows_the_install_command(

@@ -142,3 +142,44 @@ def test_no_proxy_as_settings_arguments() -> None:
     assert json.loads(value) == {"env": {"NO_PROXY": "a,127.0.0.1", "no_proxy": "a,127.0.0.1"}}
     assert "secret" not in value  # a command line anyone may read
     assert no_proxy_settings_arguments({"X": "1"}) == []
+
+
+# ---------------------------------------------------------------- status line, project header
+
+
+def test_project_header_follows_the_users_own_headers() -> None:
+    from urllib.parse import unquote
+
+    from app.launcher.environment import CUSTOM_HEADERS_ENV, project_headers
+
+    headers = project_headers(Path("/home/ü/my project"), "X-Team: a\n\n")
+    lines = headers[CUSTOM_HEADERS_ENV].split("\n")
+    assert lines[0] == "X-Team: a"
+    name, _, value = lines[1].partition(": ")
+    assert name == "X-NimBridge-Project" and value.isascii()
+    assert unquote(value) == "/home/ü/my project"
+
+
+def test_status_line_is_ours_unless_the_user_has_one(tmp_path: Path) -> None:
+    from app.launcher.environment import (
+        no_proxy_settings_arguments,
+        status_line_setting,
+        statusline_command,
+        user_sets_status_line,
+    )
+
+    environ = {"CLAUDE_CONFIG_DIR": str(tmp_path / "config")}
+    project = tmp_path / "project"
+    (project / ".claude").mkdir(parents=True)
+    assert not user_sets_status_line(environ, project)
+    (project / ".claude" / "settings.local.json").write_text('{"statusLine": {"command": "x"}}')
+    assert user_sets_status_line(environ, project)
+    command = statusline_command("/opt/py 3/python", frozen=False)
+    assert command == "'/opt/py 3/python' -m app statusline"
+    assert statusline_command("/opt/nimbridge/nimbridge", frozen=True).endswith(" statusline")
+    extra = {"statusLine": status_line_setting(command)}
+    args = no_proxy_settings_arguments({"NO_PROXY": "a"}, no_proxy=False, extra=extra)
+    assert json.loads(args[1]) == extra  # no env: NO_PROXY not asked for
+    both = json.loads(no_proxy_settings_arguments({"NO_PROXY": "a"}, extra=extra)[1])
+    assert both["env"] == {"NO_PROXY": "a"} and both["statusLine"]["command"] == command
+    assert no_proxy_settings_arguments({}, no_proxy=False) == []
