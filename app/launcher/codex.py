@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from app.launcher.environment import PLACEHOLDER_TOKEN
+from app.launcher.terminals import Shell
+from app.launcher.terminals import setup_lines as shell_lines
 
 INSTALL_COMMAND = "npm install -g @openai/codex"
 PROVIDER_ID = "nimbridge"
@@ -22,14 +24,22 @@ UNSET = ("OPENAI_API_KEY", "CODEX_API_KEY", "OPENAI_BASE_URL")
 
 
 def _toml_string(value: str) -> str:
+    # A literal string ('...') where it can be: no double quote, so the words pass
+    # whole through cmd and PowerShell, which mangle those.
+    if "'" not in value and not any(ord(c) < 32 for c in value):
+        return f"'{value}'"
     escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    escaped = "".join(c if ord(c) >= 32 else f"\\u{ord(c):04x}" for c in escaped)
     return f'"{escaped}"'
 
 
 def codex_arguments(*, base_url: str, model: str, context_window: int | None) -> list[str]:
-    """`-c` overrides naming NimBridge as Codex's provider, and the model to use."""
-    url = _toml_string(base_url.rstrip("/") + "/v1")
-    provider = f'{{name="NimBridge", base_url={url}, env_key="{KEY_ENV}", wire_api="responses"}}'
+    """`-c` overrides naming NimBridge as Codex's provider, and the model to use.
+
+    No spaces and no double quotes in them: each is one word in every shell."""
+    fields = {"name": "NimBridge", "base_url": base_url.rstrip("/") + "/v1"}
+    fields |= {"env_key": KEY_ENV, "wire_api": "responses"}
+    provider = "{" + ",".join(f"{k}={_toml_string(v)}" for k, v in fields.items()) + "}"
     arguments = [
         "-c",
         f"model_providers.{PROVIDER_ID}={provider}",
@@ -66,11 +76,17 @@ def find_codex(*, path: str | None = None, home: Path | None = None) -> Path | N
     return None
 
 
-def setup_lines(*, base_url: str, model: str, proxy_key: str | None) -> str:
-    """What "Copy Codex setup" puts on the clipboard: a shell line that runs Codex on
-    NimBridge (the key in the environment, the provider on the command line)."""
-    arguments = " ".join(
-        f"'{argument}'" if any(c in argument for c in ' "{}=') else argument
-        for argument in codex_arguments(base_url=base_url, model=model, context_window=None)
+def setup_lines(
+    *,
+    base_url: str,
+    model: str,
+    proxy_key: str | None,
+    context_window: int | None = None,
+    shell: Shell = "posix",
+) -> str:
+    """What "Copy Codex setup" puts on the clipboard, for `shell`: the proxy key in
+    the environment, OpenAI's keys removed, then the line that runs Codex on NimBridge."""
+    arguments = codex_arguments(base_url=base_url, model=model, context_window=context_window)
+    return shell_lines(
+        codex_env({}, proxy_key), shell=shell, unset=UNSET, command=["codex", *arguments]
     )
-    return f"export {KEY_ENV}='{proxy_key or PLACEHOLDER_TOKEN}'\ncodex {arguments}\n"

@@ -1,9 +1,11 @@
-"""Opening a terminal that runs Claude Code with NimBridge's environment, on each OS.
+"""Opening a terminal that runs Claude Code (or Codex) with NimBridge's environment, on each OS.
 
 Invariants:
 - The proxy token never appears in a command line (any local user can read
   argv): the variables travel in a script readable only by the user (0600),
-  which the terminal runs and which removes itself before starting Claude Code.
+  which the terminal runs and which removes itself before starting the program.
+- Each program's own variables that would bypass NimBridge (`unset`: Claude
+  Code's ANTHROPIC_API_KEY, Codex's OPENAI_API_KEY...) are removed in the script.
 - Pure where it can be: the choice of terminal takes the platform, the
   environment and `which` as arguments, and `launch_in_terminal` takes `popen`,
   so tests assert the command line without opening anything.
@@ -20,6 +22,7 @@ Per OS (DESKTOP.md, "Opening a terminal with Claude Code"):
 """
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -59,28 +62,31 @@ class LaunchError(Exception):
 def write_launch_script(
     env: Mapping[str, str],
     folder: Path,
-    claude: Path,
+    program: Path,
     *,
     directory: Path | None = None,
-    claude_args: Sequence[str] = (),
+    program_args: Sequence[str] = (),
+    unset: Sequence[str] = UNSET,
 ) -> Path:
-    """A 0600 bash script: remove itself, cd to `folder`, export `env`, unset UNSET, exec
-    claude with `claude_args`.
+    """A 0600 bash script: remove itself, cd to `folder`, export `env`, unset `unset`,
+    exec `program` with `program_args`.
 
     NO_PROXY values are added to the terminal shell's own (its profile may set more
     than NimBridge's environment had), never put in their place."""
     lines = [
         "#!/usr/bin/env bash",
-        "# Written by NimBridge to start Claude Code; it removes itself.",
+        f"# Written by NimBridge to start {program.name}; it removes itself.",
         # First thing: bash keeps the open file, so it reads on while the token is gone
         # from the disk, even when a later line fails.
         'rm -f -- "$0"',
         f"cd -- {shlex.quote(str(folder))} || {{ read -r -p 'Press Enter to close.'; exit 1; }}",
     ]
     lines += [_posix_export(name, value) for name, value in env.items()]
-    lines += [f"unset {name}" for name in UNSET]
-    lines.append(" ".join(["exec", *map(shlex.quote, [str(claude), *claude_args])]))
-    return _write_private("\n".join(lines) + "\n", suffix=".sh", directory=directory, newline="\n")
+    lines += [f"unset {name}" for name in unset]
+    lines.append(" ".join(["exec", *map(shlex.quote, [str(program), *program_args])]))
+    return _write_private(
+        "\n".join(lines) + "\n", program, suffix=".sh", directory=directory, newline="\n"
+    )
 
 
 def _posix_export(name: str, value: str) -> str:
@@ -90,21 +96,29 @@ def _posix_export(name: str, value: str) -> str:
 
 
 def write_launch_script_windows(
-    env: Mapping[str, str], folder: Path, claude: Path, *, directory: Path | None = None
+    env: Mapping[str, str],
+    folder: Path,
+    program: Path,
+    *,
+    directory: Path | None = None,
+    program_args: Sequence[str] = (),
+    unset: Sequence[str] = UNSET,
 ) -> Path:
-    """A `.cmd` script for `cmd /k`: cd to `folder`, `set` each variable, then claude.
+    """A `.cmd` script for `cmd /k`: cd to `folder`, `set` each variable, then `program`
+    with `program_args`, each in double quotes (so none may hold one).
 
-    It deletes itself on the line that starts Claude Code: cmd reads a whole line
+    It deletes itself on the line that starts the program: cmd reads a whole line
     before running it, and a batch file started without `call` (claude.cmd) never
     returns to this one, so the missing file is never read again. Untested on a
     real Windows yet; if it misbehaves, drop the `del` and sweep the temp folder.
     """
     lines = ["@echo off", f'cd /d "{_cmd_value(str(folder))}"']
     lines += [f'set "{name}={_cmd_value(value)}"' for name, value in env.items()]
-    lines += [f'set "{name}="' for name in UNSET]
-    lines.append(f'del "%~f0" & "{_cmd_value(str(claude))}"')
+    lines += [f'set "{name}="' for name in unset]
+    words = " ".join(f'"{_cmd_value(word)}"' for word in [str(program), *program_args])
+    lines.append(f'del "%~f0" & {words}')
     return _write_private(
-        "\r\n".join(lines) + "\r\n", suffix=".cmd", directory=directory, newline=""
+        "\r\n".join(lines) + "\r\n", program, suffix=".cmd", directory=directory, newline=""
     )
 
 
@@ -115,9 +129,13 @@ def _cmd_value(value: str) -> str:
     return value.replace("%", "%%")
 
 
-def _write_private(text: str, *, suffix: str, directory: Path | None, newline: str) -> Path:
-    # mkstemp creates the file readable and writable by this user only (0600).
-    fd, name = tempfile.mkstemp(prefix="nimbridge-claude-", suffix=suffix, dir=directory)
+def _write_private(
+    text: str, program: Path, *, suffix: str, directory: Path | None, newline: str
+) -> Path:
+    # mkstemp creates the file readable and writable by this user only (0600);
+    # named after the program (nimbridge-claude-..., nimbridge-codex-...).
+    prefix = f"nimbridge-{program.stem}-"
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as out:
             out.write(text)
@@ -167,30 +185,29 @@ def terminal_command(
 def launch_in_terminal(
     folder: Path,
     env: Mapping[str, str],
-    claude: Path | None,
+    program: Path | None,
     *,
     platform: str = sys.platform,
     popen: Popen = subprocess.Popen,
     which: Callable[[str], str | None] = shutil.which,
     environ: Mapping[str, str] | None = None,
-    claude_args: Sequence[str] = (),
+    program_args: Sequence[str] = (),
+    unset: Sequence[str] = UNSET,
 ) -> list[str]:
-    """Open a terminal in `folder` running `claude` with `env`; the command line it ran.
+    """Open a terminal in `folder` running `program` (Claude Code unless told) with
+    `env` and without the `unset` variables; the command line it ran.
 
-    `claude_args` go to Claude Code on macOS and Linux; the Windows script takes none
-    yet (quoting JSON through cmd and claude.cmd is untested).
+    On Windows `program_args` must hold no double quote (LaunchError otherwise).
     Raises LaunchError with words a user can act on.
     """
-    if claude is None:
+    if program is None:
         raise LaunchError(f"Claude Code is not installed. Install it with:\n{INSTALL_COMMAND}")
     if not folder.is_dir():
         raise LaunchError(f"{folder} is not a folder")
     environ = os.environ if environ is None else environ
     windows = platform == "win32"
-    if windows:
-        script = write_launch_script_windows(env, folder, claude)
-    else:
-        script = write_launch_script(env, folder, claude, claude_args=claude_args)
+    make_script = write_launch_script_windows if windows else write_launch_script
+    script = make_script(env, folder, program, program_args=program_args, unset=unset)
     command = terminal_command(script, platform=platform, env=environ, which=which)
     if command is None:
         script.unlink(missing_ok=True)
@@ -213,17 +230,54 @@ def launch_in_terminal(
     return command
 
 
-def setup_lines(env: Mapping[str, str], *, shell: Shell) -> str:
-    """The lines a user pastes into their own terminal before running `claude`."""
+def setup_lines(
+    env: Mapping[str, str],
+    *,
+    shell: Shell,
+    unset: Sequence[str] = UNSET,
+    command: Sequence[str] = (),
+) -> str:
+    """The lines a user pastes into their own terminal: `env` set, `unset` removed,
+    then `command` when given (Codex takes its provider on the command line)."""
     if shell == "posix":
         lines = [_posix_export(name, value) for name, value in env.items()]
-        lines += [f"unset {name}" for name in UNSET]
+        lines += [f"unset {name}" for name in unset]
+        words = [_posix_word(word) for word in command]
     elif shell == "powershell":
-        # Single-quoted PowerShell strings take everything literally but `'`, doubled.
-        lines = [f"$env:{name} = '{value.replace("'", "''")}'" for name, value in env.items()]
-        lines += [f"Remove-Item Env:{name} -ErrorAction SilentlyContinue" for name in UNSET]
+        lines = [f"$env:{name} = {_powershell_string(value)}" for name, value in env.items()]
+        lines += [f"Remove-Item Env:{name} -ErrorAction SilentlyContinue" for name in unset]
+        words = [
+            word if _PLAIN_WORD.fullmatch(word) else _powershell_string(word) for word in command
+        ]
     else:
         # `set "N=V"`: the quotes keep `&`, `|` and `^` in V literal at the prompt.
         lines = [f'set "{name}={value}"' for name, value in env.items()]
-        lines += [f"set {name}=" for name in UNSET]
+        lines += [f"set {name}=" for name in unset]
+        words = [
+            word if _PLAIN_WORD.fullmatch(word) else f'"{_cmd_word(word)}"' for word in command
+        ]
+    if words:
+        lines.append(" ".join(words))
     return "\n".join(lines) + "\n"
+
+
+# A word every shell passes on as it is: no quoting needed.
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_./:-]+")
+
+
+def _posix_word(word: str) -> str:
+    # Double quotes around a word of single quotes (TOML's) read better than '"'"'.
+    if "'" in word and not any(c in word for c in '"$`\\!'):
+        return f'"{word}"'
+    return shlex.quote(word)
+
+
+def _powershell_string(value: str) -> str:
+    # Single-quoted PowerShell strings take everything literally but `'`, doubled.
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _cmd_word(word: str) -> str:
+    if '"' in word:
+        raise ValueError(f"cannot quote {word!r} for cmd (it holds a double quote)")
+    return word

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.service import Health, ProxyController, ServiceStatus
-from app.ui.launch import ClaudeCodeLauncher
+from app.ui.launch import CODEX, AgentLauncher
 from app.ui.log_window import LogWindow
 from app.ui.model_picker import ModelPicker
 from app.ui.qt_loop import QtEventLoop
@@ -186,12 +186,14 @@ class App:
         self.log_window: LogWindow | None = None
         self.settings: SettingsDialog | None = None
         self.picker: ModelPicker | None = None
-        self.launcher = ClaudeCodeLauncher(controller)
+        self.launcher = AgentLauncher(controller)
+        self.codex_launcher = AgentLauncher(controller, CODEX)
         self.windows = Windows(
             open_logs=self.open_logs,
             open_settings=self.open_settings,
             open_model_picker=self.open_model_picker,
             launch_claude_code=self.launcher.launch,
+            launch_codex=self.codex_launcher.launch,
             quit=quit_app,
         )
         self.tray: TrayIcon | None = None

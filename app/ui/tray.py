@@ -14,6 +14,9 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QAction, QGuiApplication, QIcon, QPixmap
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
+from app.config.settings import Settings
+from app.core.capabilities import quirks_for_model
+from app.launcher import codex as codex_launch
 from app.launcher.environment import claude_code_env
 from app.launcher.terminals import Shell, setup_lines
 from app.service import Health, ProxyController, ServerState, ServiceStatus
@@ -46,6 +49,7 @@ class Windows:
     open_settings: Callable[[], None] | None = None
     open_model_picker: Callable[[str], None] | None = None  # the tier to choose for
     launch_claude_code: Callable[[], None] | None = None  # comes with the launcher issue
+    launch_codex: Callable[[], None] | None = None
     quit: Callable[[], None] | None = None
 
 
@@ -115,6 +119,21 @@ def claude_code_setup(status: ServiceStatus, shell: Shell = "posix") -> str:
         timeout_s=600,
     )
     return setup_lines(env, shell=shell)
+
+
+def codex_setup(
+    status: ServiceStatus, shell: Shell = "posix", settings: Settings | None = None
+) -> str:
+    """Shell lines for users who start Codex in their own terminal: the key, then
+    `codex` with NimBridge as its provider (Codex takes that on its command line)."""
+    capabilities = settings.capabilities if settings is not None else None
+    return codex_launch.setup_lines(
+        base_url=status.base_url or "http://127.0.0.1:8787",
+        model=status.tiers.default,
+        proxy_key=status.proxy_key,
+        context_window=quirks_for_model(status.tiers.default, capabilities or None).context_window,
+        shell=shell,
+    )
 
 
 SETUP_SHELLS: tuple[tuple[str, Shell], ...] = (
@@ -196,28 +215,27 @@ class TrayMenu(QObject):
         copy_url.triggered.connect(
             lambda checked=False: self._copy(status.base_url or "", "Base URL copied")
         )
-        setup = menu.addMenu("Copy Claude Code setup")
-        setup.setToolTipsVisible(True)
-        setup.menuAction().setEnabled(running)
-        setup.menuAction().setToolTip(
+        self._add_setup_menu(
+            "Claude Code",
             "The environment variables that point Claude Code, started in your own\n"
-            "terminal, at NimBridge"
-            if running
-            else NOT_RUNNING_TIP
+            "terminal, at NimBridge",
+            running,
+            lambda shell: claude_code_setup(status, shell),
         )
-        for text, shell in SETUP_SHELLS:
-            setup.addAction(text).triggered.connect(
-                lambda checked=False, sh=shell, name=text: self._copy(
-                    claude_code_setup(status, sh),
-                    f"Claude Code setup for {name} copied: paste it into that terminal",
-                )
-            )
+        settings = self.controller.settings
+        self._add_setup_menu(
+            "Codex",
+            "The lines that start Codex, in your own terminal, with NimBridge as its provider",
+            running,
+            lambda shell: codex_setup(status, shell, settings),
+        )
         menu.addSeparator()
         self._add_window_action(
             "Launch Claude Code...",
             self.windows.launch_claude_code,
             "comes with the Claude Code launcher",
         )
+        self._add_window_action("Launch Codex...", self.windows.launch_codex)
         models = menu.addMenu("Model")
         tiers = status.tiers
         for tier, value in (
@@ -236,6 +254,21 @@ class TrayMenu(QObject):
         self._add_window_action("Settings...", self.windows.open_settings)
         menu.addSeparator()
         self._add_window_action("Quit", self.windows.quit)
+
+    def _add_setup_menu(
+        self, agent: str, tip: str, running: bool, lines_for: Callable[[Shell], str]
+    ) -> None:
+        """The "Copy AGENT setup" submenu, an item per shell; needs the server's address."""
+        setup = self.menu.addMenu(f"Copy {agent} setup")
+        setup.setToolTipsVisible(True)
+        setup.menuAction().setEnabled(running)
+        setup.menuAction().setToolTip(tip if running else NOT_RUNNING_TIP)
+        for text, shell in SETUP_SHELLS:
+            setup.addAction(text).triggered.connect(
+                lambda checked=False, sh=shell, name=text: self._copy(
+                    lines_for(sh), f"{agent} setup for {name} copied: paste it into that terminal"
+                )
+            )
 
     def _copy(self, text: str, words: str) -> None:
         QGuiApplication.clipboard().setText(text)

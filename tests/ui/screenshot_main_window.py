@@ -33,7 +33,14 @@ def main(argv: list[str]) -> int:
         state=ServerState.RUNNING, base_url="http://127.0.0.1:8787", requests_today=12
     )
     nothing = lambda *args: None  # noqa: E731
-    windows = Windows(nothing, nothing, nothing, nothing, nothing)
+    windows = Windows(
+        open_logs=nothing,
+        open_settings=nothing,
+        open_model_picker=nothing,
+        launch_claude_code=nothing,
+        launch_codex=nothing,
+        quit=nothing,
+    )
     window = MainWindow(controller, windows)
     window.show()
     app.processEvents()

@@ -2,13 +2,13 @@
 
 The real pieces, in one process on qasync's loop: the provider key in a real Secret
 Service, the tray app's `App` (log window, request inspector, settings dialog, Launch
-Claude Code through a real terminal process), the real service and server, DEBUG
+Claude Code and Launch Codex through a real terminal process), the real service and server, DEBUG
 logging to a real file, upstream errors that echo the key back (as real providers do:
 "Incorrect API key provided: ..."), a stream that fails mid-way and a crash in a Qt slot.
 
 The provider key may appear only where it must: the keychain and the upstream's
 `Authorization` header. The proxy key only in the keychain, the server's check, the
-settings dialog's masked field and Claude Code's environment. Both keys are shaped
+settings dialog's masked field and Claude Code's and Codex's environments. Both keys are shaped
 like nothing the log's shape patterns know, so only knowing the values can hide them.
 """
 
@@ -77,8 +77,11 @@ def debug_logging(tmp_path: Path) -> Iterator[tuple[Path, LogBuffer, Callable[..
         library.propagate, library.level = True, logging.NOTSET
 
 
-def _fake_terminal_and_claude(bin_dir: Path, out: Path) -> tuple[Path, Path]:
-    """A terminal that runs its command, and a `claude` that writes down its argv and env."""
+def _fake_terminal_and_claude(
+    bin_dir: Path, out: Path, program: str = "claude"
+) -> tuple[Path, Path]:
+    """A terminal that runs its command, and a `claude` (or `program`) that writes down
+    its argv and env."""
     bin_dir.mkdir()
     terminal = bin_dir / "fake-terminal"
     terminal.write_text(
@@ -88,11 +91,11 @@ def _fake_terminal_and_claude(bin_dir: Path, out: Path) -> tuple[Path, Path]:
         '[ "$1" = -e ] && shift\n'
         'exec "$@"\n'
     )
-    claude = bin_dir / "claude"
+    claude = bin_dir / program
     claude.write_text(
         "#!/bin/sh\n"
-        f"env > {out}/claude.env.part && mv {out}/claude.env.part {out}/claude.env\n"
-        f'printf "%s\\n" "$0" "$@" > {out}/claude.argv\n'
+        f"env > {out}/{program}.env.part && mv {out}/{program}.env.part {out}/{program}.env\n"
+        f'printf "%s\\n" "$0" "$@" > {out}/{program}.argv\n'
     )
     for script in (terminal, claude):
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
@@ -222,7 +225,7 @@ def test_no_key_leaks_in_a_whole_session(
     terminal, claude = _fake_terminal_and_claude(tmp_path / "bin", out)
     monkeypatch.setenv("TERMINAL", str(terminal))
     app.launcher.find = lambda: claude
-    app.launcher.choose_folder = lambda recent: tmp_path
+    app.launcher.choose_folder = lambda recent, agent: tmp_path
     shown: list[str] = []
     app.launcher.show_error = lambda title, text, copy: shown.append(f"{title}: {text}")
     children: list[subprocess.Popen[bytes]] = []
@@ -243,6 +246,26 @@ def test_no_key_leaks_in_a_whole_session(
     assert claude_env["ANTHROPIC_AUTH_TOKEN"] == proxy_key  # where it must be
     assert claude_env["ANTHROPIC_BASE_URL"] == base_url
 
+    # ---- Launch Codex the same way
+    codex_out = tmp_path / "codex-child"
+    codex_out.mkdir()
+    codex_terminal, codex = _fake_terminal_and_claude(tmp_path / "codex-bin", codex_out, "codex")
+    monkeypatch.setenv("TERMINAL", str(codex_terminal))
+    app.codex_launcher.find = lambda: codex
+    app.codex_launcher.choose_folder = lambda recent, agent: tmp_path
+    app.codex_launcher.show_error = lambda title, text, copy: shown.append(f"{title}: {text}")
+    app.codex_launcher.popen = popen
+    app.codex_launcher.launch()
+    qtbot.waitUntil(lambda: (codex_out / "codex.env").exists(), timeout=10_000)
+    assert [child.wait(10) for child in children] == [0, 0] and shown == []
+    codex_env = dict(
+        line.split("=", 1)
+        for line in (codex_out / "codex.env").read_text().splitlines()
+        if "=" in line
+    )
+    assert codex_env["NIMBRIDGE_CODEX_KEY"] == proxy_key  # where it must be
+    assert f"base_url='{base_url}/v1'" in (codex_out / "codex.argv").read_text()
+
     spawn(service.stop(), name="stop")
     qtbot.waitUntil(lambda: service.status().state is ServerState.STOPPED, timeout=10_000)
     app.close()
@@ -259,10 +282,14 @@ def test_no_key_leaks_in_a_whole_session(
         "terminal environment": (out / "terminal.env").read_text(),
         "Claude Code command line": (out / "claude.argv").read_text(),
         "Claude Code environment": (out / "claude.env").read_text(),
+        "Codex terminal command line": (codex_out / "terminal.argv").read_text(),
+        "Codex terminal environment": (codex_out / "terminal.env").read_text(),
+        "Codex command line": (codex_out / "codex.argv").read_text(),
+        "Codex environment": (codex_out / "codex.env").read_text(),
     }
     for place, text in places.items():
         assert UPSTREAM_CANARY not in text, f"the provider key leaked into the {place}"
-    allowed_proxy_key = {"settings dialog", "Claude Code environment"}
+    allowed_proxy_key = {"settings dialog", "Claude Code environment", "Codex environment"}
     for place, text in places.items():
         if place not in allowed_proxy_key:
             assert proxy_key not in text, f"the proxy key leaked into the {place}"

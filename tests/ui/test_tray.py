@@ -14,7 +14,15 @@ from app.config.settings import Settings, TierModels
 from app.core.governor import GovernorState
 from app.service import Health, ServerState
 from app.ui.qt_main import MainWindow, SingleInstance
-from app.ui.tray import TrayIcon, TrayMenu, Windows, claude_code_setup, icon_for, tooltip
+from app.ui.tray import (
+    TrayIcon,
+    TrayMenu,
+    Windows,
+    claude_code_setup,
+    codex_setup,
+    icon_for,
+    tooltip,
+)
 from tests.ui.fakes import FakeController
 from tests.ui.qt_async import qasync_loop  # noqa: F401  (fixture)
 
@@ -130,6 +138,45 @@ def test_copy_actions(controller: FakeController, opened: list[str]) -> None:
     assert "set ANTHROPIC_API_KEY=\n" in setup
 
 
+def test_copy_codex_setup_in_three_shells(controller: FakeController, opened: list[str]) -> None:
+    """Beside the Claude Code setup: the key, OpenAI's keys removed, and the `codex` line
+    with NimBridge as its provider, the default tier's model and its window."""
+    controller.set_status(
+        state=ServerState.RUNNING,
+        base_url="http://127.0.0.1:9999",
+        proxy_key="local-key",
+        tiers=TierModels(default="qwen/qwen3-coder-480b-a35b-instruct"),
+    )
+    said: list[str] = []
+    menu = TrayMenu(controller, windows(opened), feedback=said.append)
+    setup = menu.action("Copy Codex setup")
+    assert setup.isEnabled() and "Codex" in setup.toolTip()
+    shells = setup.menu()
+    assert isinstance(shells, QMenu)
+    copied = {}
+    for item in shells.actions():
+        item.trigger()
+        copied[item.text()] = QGuiApplication.clipboard().text()
+    assert list(copied) == ["POSIX shell", "PowerShell", "cmd"]
+    assert copied["POSIX shell"] == codex_setup(controller.status(), "posix")
+    posix = copied["POSIX shell"].splitlines()
+    assert posix[0] == "export NIMBRIDGE_CODEX_KEY=local-key"
+    assert "unset OPENAI_API_KEY" in posix and "unset CODEX_API_KEY" in posix
+    assert posix[-1].startswith("codex -c \"model_providers.nimbridge={name='NimBridge',")
+    assert "base_url='http://127.0.0.1:9999/v1'" in posix[-1]
+    assert posix[-1].endswith(
+        " -m qwen/qwen3-coder-480b-a35b-instruct -c model_context_window=262144"
+    )
+    assert copied["PowerShell"].startswith("$env:NIMBRIDGE_CODEX_KEY = 'local-key'\n")
+    assert "Remove-Item Env:OPENAI_API_KEY -ErrorAction SilentlyContinue" in copied["PowerShell"]
+    assert copied["cmd"].startswith('set "NIMBRIDGE_CODEX_KEY=local-key"\n')
+    assert "set OPENAI_API_KEY=\n" in copied["cmd"]
+    assert said == [
+        f"Codex setup for {shell} copied: paste it into that terminal."
+        for shell in ("POSIX shell", "PowerShell", "cmd")
+    ]
+
+
 def test_window_actions_and_model_submenu(controller: FakeController, opened: list[str]) -> None:
     menu = TrayMenu(controller, windows(opened))
     for text in ("Show logs", "Settings...", "Quit", "Choose model...", "Haiku: meta/small"):
@@ -138,6 +185,7 @@ def test_window_actions_and_model_submenu(controller: FakeController, opened: li
     assert menu.action("Opus: (default: qwen/coder)").isEnabled()
     launch = menu.action("Launch Claude Code...")
     assert not launch.isEnabled() and "launcher" in launch.toolTip()
+    assert not menu.action("Launch Codex...").isEnabled()
 
 
 def test_missing_windows_are_disabled(controller: FakeController) -> None:
@@ -217,8 +265,8 @@ def test_copy_actions_say_what_was_copied_and_log_nothing(
 ) -> None:
     said: list[str] = []
     menu = TrayMenu(controller, windows(opened), feedback=said.append)
-    # Stopped: neither copy has an address to give, and both say why.
-    for text in ("Copy base URL", "Copy Claude Code setup"):
+    # Stopped: no copy has an address to give, and each says why.
+    for text in ("Copy base URL", "Copy Claude Code setup", "Copy Codex setup"):
         assert not menu.action(text).isEnabled()
         assert "Start the server first" in menu.action(text).toolTip()
     controller.set_status(
@@ -260,7 +308,12 @@ def test_fallback_main_window_has_the_tray_menus_controls(
 ) -> None:
     launched: list[str] = []
     window = MainWindow(
-        controller, replace(windows(opened), launch_claude_code=lambda: launched.append("cc"))
+        controller,
+        replace(
+            windows(opened),
+            launch_claude_code=lambda: launched.append("cc"),
+            launch_codex=lambda: launched.append("codex"),
+        ),
     )
     qtbot.addWidget(window)
     window.show()
@@ -271,6 +324,7 @@ def test_fallback_main_window_has_the_tray_menus_controls(
         assert window.button(text).isVisible()
     assert not window.button("Copy base URL").isEnabled()
     assert not window.button("Copy Claude Code setup").isEnabled()
+    assert not window.button("Copy Codex setup").isEnabled()
     window.button("Start server").click()
     qtbot.waitUntil(
         lambda: window.status_label.text().startswith("Running on http://127.0.0.1:8787")
@@ -280,15 +334,23 @@ def test_fallback_main_window_has_the_tray_menus_controls(
     assert QGuiApplication.clipboard().text() == "http://127.0.0.1:8787"
     assert window.feedback_label.text() == "Base URL copied."
     assert window.button("Copy Claude Code setup").isEnabled()
+    codex_shells = window.button("Copy Codex setup").defaultAction().menu()
+    assert isinstance(codex_shells, QMenu)
+    next(a for a in codex_shells.actions() if a.text() == "cmd").trigger()
+    assert QGuiApplication.clipboard().text().startswith('set "NIMBRIDGE_CODEX_KEY=')
+    assert window.feedback_label.text() == (
+        "Codex setup for cmd copied: paste it into that terminal."
+    )
     tiers = window.button("Model").defaultAction().menu()
     assert isinstance(tiers, QMenu)  # the button pops the tray's Model submenu up
     haiku = next(a for a in tiers.actions() if a.text() == "Haiku: meta/small")
     haiku.trigger()
     window.button("Launch Claude Code...").click()
+    window.button("Launch Codex...").click()
     window.button("Show logs").click()
     window.button("Settings...").click()
     window.button("Quit").click()
-    assert launched == ["cc"]
+    assert launched == ["cc", "codex"]
     assert opened == ["picker:haiku", "logs", "settings", "quit"]
     # In-flight counts change the words only; the buttons stay (no flicker).
     stop = window.button("Stop server")

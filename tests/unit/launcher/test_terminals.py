@@ -111,14 +111,14 @@ def test_posix_script(tmp_path: Path) -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="runs bash")
 def test_posix_script_adds_no_proxy_to_the_shells_own(tmp_path: Path) -> None:
     """The terminal's shell may hold NO_PROXY entries NimBridge never saw: kept, ours added;
-    `claude_args` (NO_PROXY as settings) reach Claude Code whole."""
+    `program_args` (NO_PROXY as settings) reach Claude Code whole."""
     fake_claude = tmp_path / "claude"
     fake_claude.write_text('#!/bin/sh\necho "$NO_PROXY|$no_proxy"\nprintf "%s\\n" "$@"\n')
     fake_claude.chmod(0o755)
     env = {**ENV, "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     settings = '{"env": {"NO_PROXY": "a b\'c"}}'
     script = write_launch_script(
-        env, tmp_path, fake_claude, directory=tmp_path, claude_args=["--settings", settings]
+        env, tmp_path, fake_claude, directory=tmp_path, program_args=["--settings", settings]
     )
     result = subprocess.run(
         ["bash", str(script)],
@@ -271,3 +271,23 @@ def test_setup_lines_in_three_shells() -> None:
     assert setup_lines(env, shell="cmd") == (
         'set "ANTHROPIC_AUTH_TOKEN=k"\nset "ANTHROPIC_MODEL=it\'s"\nset ANTHROPIC_API_KEY=\n'
     )
+
+
+def test_windows_script_quotes_each_argument_and_unsets_what_it_is_told(tmp_path: Path) -> None:
+    codex = Path("C:/npm/codex.cmd")
+    script = write_launch_script_windows(
+        {"NIMBRIDGE_CODEX_KEY": "k"},
+        Path("C:/work"),
+        codex,
+        directory=tmp_path,
+        program_args=["-c", "model_provider='nimbridge'", "-m", "a&b"],
+        unset=("OPENAI_API_KEY",),
+    )
+    assert script.name.startswith("nimbridge-codex-")
+    lines = script.read_bytes().decode().split("\r\n")
+    assert 'set "OPENAI_API_KEY="' in lines and 'set "ANTHROPIC_API_KEY="' not in lines
+    assert lines[-2] == f'del "%~f0" & "{codex}" "-c" "model_provider=\'nimbridge\'" "-m" "a&b"'
+    with pytest.raises(LaunchError):
+        write_launch_script_windows(
+            {}, Path("C:/work"), codex, directory=tmp_path, program_args=['{"a": 1}']
+        )
