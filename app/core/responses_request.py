@@ -112,6 +112,11 @@ class ResponsesPlan:
     include_encrypted_reasoning: bool
 
 
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """`value` when it is an object, else an empty one: optional objects a client may mangle."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _fail(path: str, message: str) -> ClientRequestError:
     return ClientRequestError(f"{path}: {message}")
 
@@ -279,7 +284,7 @@ def _map_input(
             if block is not None:
                 talk.add("assistant", [block])
         elif kind == "web_search_call":
-            query = (item.get("action") or {}).get("query")
+            query = _mapping(item.get("action")).get("query")
             if isinstance(query, str) and query:
                 talk.add(
                     "assistant", [{"type": "text", "text": f"[searched the web for: {query}]"}]
@@ -299,12 +304,19 @@ def _map_tools(tools: Any, notes: list[str]) -> tuple[list[JSONObject], dict[str
     for index, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, Mapping) else None
         if kind == "function":
-            mapped.append(_function_tool(tool, tool["name"]))
+            mapped.append(_function_tool(tool, _name_of(tool, f"tools.{index}")))
         elif kind == "namespace":
-            namespace = tool.get("name")
-            for inner in tool.get("tools") or ():
-                flat = f"{namespace}{NAMESPACE_SEPARATOR}{inner['name']}"
-                namespaced[flat] = (namespace, inner["name"])
+            namespace = _name_of(tool, f"tools.{index}")
+            inner_tools = tool.get("tools")
+            if not isinstance(inner_tools, list):
+                raise _fail(f"tools.{index}.tools", "Input should be a valid list")
+            for position, inner in enumerate(inner_tools):
+                where = f"tools.{index}.tools.{position}"
+                if not isinstance(inner, Mapping):
+                    raise _fail(where, "Input should be an object")
+                name = _name_of(inner, where)
+                flat = f"{namespace}{NAMESPACE_SEPARATOR}{name}"
+                namespaced[flat] = (namespace, name)
                 mapped.append(_function_tool(inner, flat))
         elif kind in ("web_search", "web_search_preview"):
             mapped.append(dict(WEB_SEARCH_TOOL))
@@ -313,10 +325,20 @@ def _map_tools(tools: Any, notes: list[str]) -> tuple[list[JSONObject], dict[str
     return mapped, namespaced
 
 
+def _name_of(tool: Mapping[str, Any], path: str) -> str:
+    name = tool.get("name")
+    if not isinstance(name, str) or not name:
+        raise _fail(f"{path}.name", "Input should be a non-empty string")
+    return name
+
+
 def _function_tool(tool: Mapping[str, Any], name: str) -> JSONObject:
+    parameters = tool.get("parameters")
     out: JSONObject = {
         "name": name,
-        "input_schema": tool.get("parameters") or {"type": "object", "properties": {}},
+        "input_schema": parameters
+        if isinstance(parameters, dict) and parameters
+        else {"type": "object", "properties": {}},
     }
     if isinstance(tool.get("description"), str):
         out["description"] = tool["description"]
@@ -330,7 +352,9 @@ def _tool_choice(choice: Any, names: ToolNames) -> JSONObject | None:
         return dict(TOOL_CHOICE_BY_NAME[choice])
     if isinstance(choice, Mapping) and choice.get("type") == "function":
         namespace = choice.get("namespace")
-        name = names.flat_name(namespace if isinstance(namespace, str) else None, choice["name"])
+        name = names.flat_name(
+            namespace if isinstance(namespace, str) else None, _name_of(choice, "tool_choice")
+        )
         return {"type": "tool", "name": name}
     raise _fail("tool_choice", f"unsupported tool_choice {choice!r}")
 
@@ -376,19 +400,18 @@ def to_messages_request(body: Mapping[str, Any], notes: list[str]) -> ResponsesP
         if body.get("parallel_tool_calls") is False and choice["type"] != "none":
             choice["disable_parallel_tool_use"] = True
         req["tool_choice"] = choice
-    effort = (body.get("reasoning") or {}).get("effort")
+    effort = _mapping(body.get("reasoning")).get("effort")
     if effort == "none":
         req["thinking"] = {"type": "disabled"}
     elif isinstance(effort, str) and effort in EFFORT_BY_REASONING_EFFORT:
         req["thinking"] = {"type": "adaptive"}
         req["output_config"] = {"effort": EFFORT_BY_REASONING_EFFORT[effort]}
-    text_format = (body.get("text") or {}).get("format") or {}
+    text_format = _mapping(_mapping(body.get("text")).get("format"))
     if text_format.get("type") == "json_schema":
         schema = json.dumps(text_format.get("schema"), ensure_ascii=False)
         req["system"] = f"{joined}\n\nAnswer with JSON that matches this schema: {schema}".strip()
     for key in sorted(set(body) - _IGNORED_FIELDS):
         notes.append(f"Responses field {key!r} ignored")
-    include = body.get("include") or ()
-    return ResponsesPlan(
-        req, names, include_encrypted_reasoning="reasoning.encrypted_content" in include
-    )
+    include = body.get("include")
+    encrypted = isinstance(include, list) and "reasoning.encrypted_content" in include
+    return ResponsesPlan(req, names, include_encrypted_reasoning=encrypted)

@@ -255,7 +255,31 @@ BAD_REQUESTS = [
     ({"input": [{"type": "function_call_output"}]}, "input.0.call_id"),
     ({"tools": {}}, "tools"),
     ({"tools": [FN], "tool_choice": {"type": "mcp"}}, "tool_choice"),
+    # Found by the fuzz target (tests/fuzz/test_responses_fuzz.py): these were 500s.
+    ({"tools": [{"type": "function"}]}, "tools.0.name"),
+    ({"tools": [{"type": "namespace", "name": "ns", "tools": 1.5}]}, "tools.0.tools"),
+    ({"tools": [{"type": "namespace", "name": "ns", "tools": [7]}]}, "tools.0.tools.0"),
+    ({"tools": [{"type": "namespace", "name": "ns", "tools": [{}]}]}, "tools.0.tools.0.name"),
+    ({"tools": [FN], "tool_choice": {"type": "function", "name": 3}}, "tool_choice.name"),
 ]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"reasoning": 5},
+        {"text": True},
+        {"text": {"format": "json"}},
+        {"include": True},
+        {"input": [{"type": "web_search_call", "action": "q"}, {"role": "user", "content": "hi"}]},
+        {"tools": [{**FN, "parameters": "none"}]},
+    ],
+)
+def test_mangled_optional_objects_are_read_as_absent(fields: dict[str, Any]) -> None:
+    plan = to_messages_request({"model": "m", "input": "hi", **fields}, [])
+    assert plan.request["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+    ]
 
 
 @pytest.mark.parametrize(("body", "field"), BAD_REQUESTS)
