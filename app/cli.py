@@ -42,7 +42,18 @@ if TYPE_CHECKING:  # keyring: imported by the commands that open the keychain
     from app.logs import ProblemTally
 
 log = logging.getLogger("app.cli")
-COMMANDS = ("serve", "gui", "key", "models", "doctor", "code", "codex", "selftest", "statusline")
+COMMANDS = (
+    "serve",
+    "gui",
+    "key",
+    "models",
+    "doctor",
+    "code",
+    "codex",
+    "selftest",
+    "statusline",
+    "usage",
+)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -85,6 +96,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     command("selftest", "prove this installation works, offline, in a few seconds")
 
     command("statusline", "one line for Claude Code's status bar (reads its JSON on stdin)")
+
+    usage = command("usage", "tokens, requests, latency and errors from the request history")
+    usage.add_argument("--days", type=int, default=7, help="the last N days, today included (7)")
+    usage.add_argument(
+        "--by",
+        choices=["model", "provider", "session", "project"],
+        default="model",
+        help="what the totals are grouped by (model)",
+    )
+    usage.add_argument("--history", type=Path, help="the history file (default: the platform's)")
 
     code = command("code", "run Claude Code here, through NimBridge")
     code.add_argument("--model", help="the upstream model Claude Code's default tier uses")
@@ -153,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_statusline(
             os.environ, sys.stdin, sys.stdout, default_url=f"http://127.0.0.1:{port}"
         )
+    if args.command == "usage":  # reads the history file: no keychain, no server
+        return _run_usage(args)
     settings_path = args.config or default_settings_path()
     # A file named on the command line must be there; the tray app's first run creates it.
     if args.config is not None and args.command != "gui" and not args.config.exists():
@@ -240,6 +263,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     return asyncio.run(serve(settings, keys, proxy_key, warnings=deferred))
+
+
+def _run_usage(args: argparse.Namespace) -> int:
+    import datetime
+
+    from app.commands.usage import run_usage
+    from app.config.history import default_history_path
+
+    return run_usage(
+        args.history or default_history_path(),
+        days=args.days,
+        by=args.by,
+        out=sys.stdout,
+        err=sys.stderr,
+        today=datetime.date.today(),
+    )
 
 
 def open_request_history(settings: Settings) -> HistoryWriter | None:
