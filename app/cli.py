@@ -76,6 +76,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     gui = command("gui", "the tray app (what `nimbridge` alone starts)")
     for sub in (serve, gui):
         _server_flags(sub)
+    gui.add_argument(
+        "--show",
+        action="store_true",
+        help="open the home window at start (the application menu's entry does; "
+        "without it, only the tray icon shows where there is a tray)",
+    )
 
     key = command("key", "store, remove or list provider and web search keys in the OS keychain")
     key.add_argument("action", choices=["set", "delete", "status"])
@@ -226,7 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     secrets = keys.masker
     if args.command == "gui":
         notices = [set_aside_warning] if set_aside_warning else []
-        return run_tray_app(settings, settings_path, keys, proxy_key, secrets, deferred, notices)
+        return run_tray_app(
+            settings, settings_path, keys, proxy_key, secrets, deferred, notices, show=args.show
+        )
     if args.command in ("code", "codex"):  # the agent owns the terminal: log to a file
         return run_code(args, settings, keys, proxy_key, secrets)
     setup_logging(settings.log_level, secrets=secrets)
@@ -374,9 +382,12 @@ def run_tray_app(
     secrets: Masker,
     warnings: Sequence[str],
     notices: Sequence[str] = (),
+    *,
+    show: bool = False,
 ) -> int:
     """The tray app; `warnings` go to the log, `notices` also pop up once (rare, and
-    something the user must act on: a settings file set aside)."""
+    something the user must act on: a settings file set aside). `show`: the home window
+    opens at once."""
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY")
         or os.environ.get("WAYLAND_DISPLAY")
@@ -409,7 +420,7 @@ def run_tray_app(
         history=history,
     )
     try:
-        return run_gui(service, notices=notices)
+        return run_gui(service, notices=notices, show_home=show)
     finally:
         if history is not None:
             history.close()

@@ -296,7 +296,7 @@ def test_deb_layout(staged: Path) -> None:
     link = staged / "usr/bin/nimbridge"
     assert link.is_symlink() and str(link.readlink()) == "/opt/nimbridge/nimbridge"
     desktop = (staged / "usr/share/applications/nimbridge.desktop").read_text()
-    assert "Exec=nimbridge\n" in desktop and "Icon=nimbridge\n" in desktop
+    assert "Exec=nimbridge --show\n" in desktop and "Icon=nimbridge\n" in desktop
     for size in deb.ICON_SIZES:
         assert (staged / f"usr/share/icons/hicolor/{size}x{size}/apps/nimbridge.png").is_file()
     assert (staged / "usr/share/icons/hicolor/scalable/apps/nimbridge.svg").is_file()
