@@ -83,7 +83,7 @@ class StackedBarChart(QWidget):
         painter.drawText(QRectF(0, 0, width, line), Qt.AlignmentFlag.AlignLeft, self.title)
         painter.setFont(self.font())
         # The legend: a row of swatches with names, wrapped.
-        x, y = 0.0, line + 4
+        x, y = 0.0, float(line + 4)
         for index, name in enumerate(self.series):
             shown = metrics.elidedText(name, Qt.TextElideMode.ElideMiddle, 260)
             item_width = 14 + metrics.horizontalAdvance(shown) + 16
@@ -117,7 +117,7 @@ class StackedBarChart(QWidget):
         label_every = max(1, int((metrics.horizontalAdvance("00-00") + 8) // slot) + 1)
         for index, (label, row) in enumerate(zip(self.labels, self.values, strict=True)):
             left = index * slot + (slot - bar) / 2
-            level = bottom
+            level = float(bottom)
             for series_index, value in enumerate(row):
                 if value <= 0:
                     continue

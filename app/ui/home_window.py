@@ -171,6 +171,10 @@ class HomeWindow(QWidget):
         layout.addStretch(1)
         self.setMinimumWidth(560)
 
+        self._today_timer = QTimer(self)
+        self._today_timer.setSingleShot(True)
+        self._today_timer.setInterval(TODAY_REFRESH_MS)
+        self._today_timer.timeout.connect(self.refresh_today)
         self._shape: object = None
         self.status_changed.connect(self.show_status)
         self._unsubscribe = controller.subscribe_status(self.status_changed.emit)
@@ -179,10 +183,6 @@ class HomeWindow(QWidget):
         self.poll = QTimer(self)  # the pace moves on between requests
         self.poll.setInterval(POLL_MS)
         self.poll.timeout.connect(lambda: self.show_status(self.controller.status()))
-        self._today_timer = QTimer(self)
-        self._today_timer.setSingleShot(True)
-        self._today_timer.setInterval(TODAY_REFRESH_MS)
-        self._today_timer.timeout.connect(self.refresh_today)
         self.show_status(controller.status())
         self.refresh_today()
 

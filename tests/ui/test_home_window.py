@@ -7,10 +7,18 @@ import io
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QFileDialog, QMenu, QSystemTrayIcon
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QGridLayout,
+    QMenu,
+    QSystemTrayIcon,
+    QTableWidget,
+    QTableWidgetItem,
+)
 from pytestqt.qtbot import QtBot
 
 from app.config.history import HistoryEntry, connect, write_entries
@@ -157,6 +165,12 @@ def test_a_launch_or_copy_action_the_menu_gains_shows_in_the_launch_row(
     ]
 
 
+def cell(grid: QGridLayout, row: int, column: int) -> Any:
+    item = grid.itemAtPosition(row, column)
+    assert item is not None
+    return item.widget()
+
+
 def test_models_of_each_tier_with_a_change_button(
     controller: FakeController, opened: list[str], qtbot: QtBot
 ) -> None:
@@ -164,7 +178,7 @@ def test_models_of_each_tier_with_a_change_button(
     qtbot.addWidget(window)
     grid = window.models_grid
     rows = [
-        (grid.itemAtPosition(r, 0).widget().text(), grid.itemAtPosition(r, 1).widget().text())
+        (cell(grid, r, 0).text(), cell(grid, r, 1).text())
         for r in range(grid.rowCount())
         if grid.itemAtPosition(r, 0) is not None
     ]
@@ -174,10 +188,10 @@ def test_models_of_each_tier_with_a_change_button(
         ("Sonnet", "(default: qwen/coder)"),
         ("Haiku", "meta/small"),
     ]
-    grid.itemAtPosition(3, 2).widget().click()  # Haiku's Change...
+    cell(grid, 3, 2).click()  # Haiku's Change...
     assert opened == ["picker:haiku"]
     controller.set_status(tiers=TierModels(default="deepseek/v3", haiku="meta/small"))
-    assert grid.itemAtPosition(0, 1).widget().text() == "deepseek/v3"  # a change shows at once
+    assert cell(grid, 0, 1).text() == "deepseek/v3"  # a change shows at once
 
 
 def test_the_pace_is_live(controller: FakeController, opened: list[str], qtbot: QtBot) -> None:
@@ -290,8 +304,8 @@ def usage(controller: FakeController, tmp_path: Path, qtbot: QtBot) -> UsageWind
     return window
 
 
-def column(table, index: int = 0) -> list[str]:  # type: ignore[no-untyped-def]
-    return [table.item(r, index).text() for r in range(table.rowCount())]
+def column(table: QTableWidget, index: int = 0) -> list[str]:
+    return [cast(QTableWidgetItem, table.item(r, index)).text() for r in range(table.rowCount())]
 
 
 def test_usage_view_figures_and_period(usage: UsageWindow) -> None:
@@ -313,7 +327,7 @@ def test_usage_view_figures_and_period(usage: UsageWindow) -> None:
     assert len(usage.tokens_chart.labels) == 1 and "<b>3 requests</b>" in usage.summary.text()
     usage.by_box.setCurrentText("provider")
     assert column(usage.groups_table) == ["nvidia", "openai"]
-    assert usage.groups_table.horizontalHeaderItem(0).text() == "Provider"
+    assert cast(QTableWidgetItem, usage.groups_table.horizontalHeaderItem(0)).text() == "Provider"
 
 
 def test_usage_view_exports_csv(
