@@ -12,6 +12,7 @@ from typing import Any, cast
 import pytest
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
+    QApplication,
     QFileDialog,
     QGridLayout,
     QMenu,
@@ -26,6 +27,7 @@ from app.config.settings import Settings, TierModels
 from app.core.governor import GovernorState
 from app.service import ServerState
 from app.ui.home_window import HomeWindow, pace_words
+from app.ui.qt_main import App
 from app.ui.tray import TrayIcon, Windows
 from app.ui.usage_window import UsageWindow
 from tests.ui.fakes import FakeController, summary
@@ -282,6 +284,25 @@ def test_the_tray_icons_left_click_opens_the_home_window(
     tray.icon.activated.emit(QSystemTrayIcon.ActivationReason.Trigger)
     assert opened == ["home", "home"]
     tray.close()
+
+
+def test_the_app_shows_the_home_window_without_a_tray_and_when_asked_again(
+    controller: FakeController, qtbot: QtBot
+) -> None:
+    assert not QSystemTrayIcon.isSystemTrayAvailable()  # offscreen: no tray
+    app = App(cast(QApplication, QApplication.instance()), controller, lambda: None)
+    try:
+        assert app.home is not None and app.home.isVisible()
+        app.home.hide()
+        app.show_yourself()  # a second `nimbridge --show` (the application menu's entry)
+        assert app.home.isVisible()
+        app.windows.open_usage and app.windows.open_usage()
+        assert app.usage_window is not None and app.usage_window.isVisible()
+    finally:
+        app.close()
+        for window in (app.home, app.usage_window):
+            if window is not None:
+                window.close()
 
 
 # ---------------------------------------------------------------------------- the usage view

@@ -314,6 +314,12 @@ def test_the_desktop_entry_the_package_installs_matches_the_app() -> None:
     assert f'setDesktopFileName("{Path(deb.DESKTOP_ID).stem}")' in qt_main
     assert "StartupWMClass=NimBridge" in desktop  # X11: the class is the application name
     assert 'setApplicationName("NimBridge")' in qt_main
+    # The menu entry opens the home window (autostart's plain `nimbridge` only the icon).
+    from app.cli import parse_command_line
+
+    exec_line = next(line for line in desktop.splitlines() if line.startswith("Exec="))
+    args = parse_command_line(exec_line.removeprefix("Exec=").split()[1:])
+    assert args.command == "gui" and args.show is True
 
 
 def _tool(name: str) -> str:
