@@ -42,7 +42,18 @@ if TYPE_CHECKING:  # keyring: imported by the commands that open the keychain
     from app.logs import ProblemTally
 
 log = logging.getLogger("app.cli")
-COMMANDS = ("serve", "gui", "key", "models", "doctor", "code", "codex", "selftest", "statusline")
+COMMANDS = (
+    "serve",
+    "gui",
+    "key",
+    "models",
+    "doctor",
+    "code",
+    "codex",
+    "selftest",
+    "statusline",
+    "usage",
+)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -65,6 +76,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     gui = command("gui", "the tray app (what `nimbridge` alone starts)")
     for sub in (serve, gui):
         _server_flags(sub)
+    gui.add_argument(
+        "--show",
+        action="store_true",
+        help="open the home window at start (the application menu's entry does; "
+        "without it, only the tray icon shows where there is a tray)",
+    )
 
     key = command("key", "store, remove or list provider and web search keys in the OS keychain")
     key.add_argument("action", choices=["set", "delete", "status"])
@@ -85,6 +102,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     command("selftest", "prove this installation works, offline, in a few seconds")
 
     command("statusline", "one line for Claude Code's status bar (reads its JSON on stdin)")
+
+    usage = command("usage", "tokens, requests, latency and errors from the request history")
+    usage.add_argument("--days", type=int, default=7, help="the last N days, today included (7)")
+    usage.add_argument(
+        "--by",
+        choices=["model", "provider", "session", "project"],
+        default="model",
+        help="what the totals are grouped by (model)",
+    )
+    usage.add_argument("--history", type=Path, help="the history file (default: the platform's)")
 
     code = command("code", "run Claude Code here, through NimBridge")
     code.add_argument("--model", help="the upstream model Claude Code's default tier uses")
@@ -153,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_statusline(
             os.environ, sys.stdin, sys.stdout, default_url=f"http://127.0.0.1:{port}"
         )
+    if args.command == "usage":  # reads the history file: no keychain, no server
+        return _run_usage(args)
     settings_path = args.config or default_settings_path()
     # A file named on the command line must be there; the tray app's first run creates it.
     if args.config is not None and args.command != "gui" and not args.config.exists():
@@ -203,7 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     secrets = keys.masker
     if args.command == "gui":
         notices = [set_aside_warning] if set_aside_warning else []
-        return run_tray_app(settings, settings_path, keys, proxy_key, secrets, deferred, notices)
+        return run_tray_app(
+            settings, settings_path, keys, proxy_key, secrets, deferred, notices, show=args.show
+        )
     if args.command in ("code", "codex"):  # the agent owns the terminal: log to a file
         return run_code(args, settings, keys, proxy_key, secrets)
     setup_logging(settings.log_level, secrets=secrets)
@@ -240,6 +271,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     return asyncio.run(serve(settings, keys, proxy_key, warnings=deferred))
+
+
+def _run_usage(args: argparse.Namespace) -> int:
+    import datetime
+
+    from app.commands.usage import run_usage
+    from app.config.history import default_history_path
+
+    return run_usage(
+        args.history or default_history_path(),
+        days=args.days,
+        by=args.by,
+        out=sys.stdout,
+        err=sys.stderr,
+        today=datetime.date.today(),
+    )
 
 
 def open_request_history(settings: Settings) -> HistoryWriter | None:
@@ -335,9 +382,12 @@ def run_tray_app(
     secrets: Masker,
     warnings: Sequence[str],
     notices: Sequence[str] = (),
+    *,
+    show: bool = False,
 ) -> int:
     """The tray app; `warnings` go to the log, `notices` also pop up once (rare, and
-    something the user must act on: a settings file set aside)."""
+    something the user must act on: a settings file set aside). `show`: the home window
+    opens at once."""
     if sys.platform.startswith("linux") and not (
         os.environ.get("DISPLAY")
         or os.environ.get("WAYLAND_DISPLAY")
@@ -370,7 +420,7 @@ def run_tray_app(
         history=history,
     )
     try:
-        return run_gui(service, notices=notices)
+        return run_gui(service, notices=notices, show_home=show)
     finally:
         if history is not None:
             history.close()

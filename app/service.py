@@ -187,6 +187,9 @@ class ProxyController(Protocol):
 
     def log_file(self) -> Path | None: ...
 
+    def history_path(self) -> Path | None:
+        """The request history's file; None when none is kept."""
+
     # The outbound proxy's login (Settings → Server), in the keychain.
     def outbound_proxy_user(self) -> str | None:
         """The stored user name (never the password); None: none stored."""

@@ -22,10 +22,12 @@ HIDDEN_IMPORTS = (
     # named here as well because without it every HTTPS request of the bundle fails.
     "truststore",
     "app.commands.code",
+    "app.commands.codex",
     "app.commands.doctor",
     "app.commands.keys",
     "app.commands.models",
     "app.commands.selftest",
+    "app.commands.usage",
     "app.ui.qt_main",
     "app.ui.diagnostics",
     "app.service",

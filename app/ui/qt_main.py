@@ -12,26 +12,19 @@ import getpass
 import signal
 from collections.abc import Callable, Sequence
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtNetwork import QLocalServer, QLocalSocket
-from PySide6.QtWidgets import (
-    QApplication,
-    QGridLayout,
-    QLabel,
-    QSizePolicy,
-    QSystemTrayIcon,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-from app.service import Health, ProxyController, ServiceStatus
+from app.service import Health, ProxyController
+from app.ui.home_window import HomeWindow
 from app.ui.launch import CODEX, AgentLauncher
 from app.ui.log_window import LogWindow
 from app.ui.model_picker import ModelPicker
 from app.ui.qt_loop import QtEventLoop
 from app.ui.settings_window import SettingsDialog
-from app.ui.tray import TrayIcon, TrayMenu, Windows, icon_for, keychain_line, status_line
+from app.ui.tray import TrayIcon, Windows, icon_for
+from app.ui.usage_window import UsageWindow
 
 # Beyond the settings' shutdown_grace_s: what a stop may take to end the requests it cut.
 QUIT_MARGIN_S = 5.0
@@ -74,116 +67,21 @@ class SingleInstance(QObject):
             self._server = None
 
 
-class MainWindow(QWidget):
-    """The tray menu's controls as buttons, for desktops without a system tray.
-
-    The buttons are the tray menu's own actions (`TrayMenu`, rebuilt from the
-    status), so both offer the same things and behave alike; a group of the menu
-    (between separators) is a row here.
-    """
-
-    status_changed = Signal(object)
-    FEEDBACK_MS = 5000
-
-    def __init__(self, controller: ProxyController, windows: Windows) -> None:
-        super().__init__()
-        self.setWindowTitle("NimBridge")
-        self.controller = controller
-        self.menu = TrayMenu(controller, windows, feedback=self.show_feedback)
-        self.status_label = QLabel()
-        self.status_label.setWordWrap(True)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        bold = self.status_label.font()
-        bold.setBold(True)
-        self.status_label.setFont(bold)
-        self.detail_label = QLabel()  # default model, keychain trouble
-        self.detail_label.setWordWrap(True)
-        self.buttons = QGridLayout()
-        self.buttons.setHorizontalSpacing(8)
-        self.feedback_label = QLabel()
-        self.feedback_label.setStyleSheet("color: #1e7d32;")
-        self._feedback_timer = QTimer(self)
-        self._feedback_timer.setSingleShot(True)
-        self._feedback_timer.timeout.connect(self.feedback_label.clear)
-        layout = QVBoxLayout(self)
-        layout.addWidget(self.status_label)
-        layout.addWidget(self.detail_label)
-        layout.addSpacing(6)
-        layout.addLayout(self.buttons)
-        layout.addWidget(self.feedback_label)
-        layout.addStretch(1)
-        self._shape: object = None
-        self.status_changed.connect(self.show_status)
-        self._unsubscribe = controller.subscribe_status(self.status_changed.emit)
-        self.show_status(controller.status())
-
-    def button(self, text: str) -> QToolButton:
-        """The button of the menu action with this text (tests click them)."""
-        for found in self.findChildren(QToolButton):
-            action = found.defaultAction()
-            if action is not None and action.text() == text:
-                return found
-        raise KeyError(text)
-
-    def show_status(self, status: ServiceStatus) -> None:
-        self.setWindowIcon(icon_for(status.health))
-        self.status_label.setText(status_line(status))
-        details = [f"Default model: {status.tiers.default}"]
-        keychain = keychain_line(status)
-        if keychain:
-            details.append(keychain)
-        self.detail_label.setText("\n".join(details))
-        # What the actions depend on; a change of in-flight count alone keeps the buttons.
-        shape = (status.state, status.base_url, status.proxy_key, status.tiers)
-        if shape != self._shape:
-            self._shape = shape
-            self._rebuild_buttons()
-
-    def _rebuild_buttons(self) -> None:
-        if QApplication.activePopupWidget() is not None:  # a button's menu is open
-            self._shape = None
-            QTimer.singleShot(500, self, lambda: self.show_status(self.controller.status()))
-            return
-        while (item := self.buttons.takeAt(0)) is not None:
-            widget = item.widget()
-            if widget is not None:
-                widget.deleteLater()
-        self.menu.rebuild()
-        actions = self.menu.menu.actions()
-        # The status lines (up to the first separator) are the labels above.
-        first = next((i for i, a in enumerate(actions) if a.isSeparator()), -1)
-        row = column = width = 0
-        made: list[QToolButton] = []
-        for action in actions[first + 1 :]:
-            if action.isSeparator():
-                row, column = (row + 1, 0) if column else (row, column)
-                continue
-            button = QToolButton()
-            button.setDefaultAction(action)
-            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
-            button.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-            if action.menu() is not None:
-                button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-            self.buttons.addWidget(button, row, column)
-            made.append(button)
-            width = max(width, button.sizeHint().width())
-            column += 1
-        for button in made:  # one width: a tidy grid (+ room for a menu's arrow)
-            button.setMinimumWidth(width + 24)
-            button.setMinimumHeight(button.sizeHint().height() + 6)
-
-    def show_feedback(self, words: str) -> None:
-        self.feedback_label.setText(words)
-        self._feedback_timer.start(self.FEEDBACK_MS)
-
-
 class App:
     """The pieces of the running tray app, wired together."""
 
-    def __init__(self, qt: QApplication, controller: ProxyController, quit_app: Callable[[], None]):
+    def __init__(
+        self,
+        qt: QApplication,
+        controller: ProxyController,
+        quit_app: Callable[[], None],
+        *,
+        show_home: bool = False,
+    ):
         self.qt = qt
         self.controller = controller
         self.log_window: LogWindow | None = None
+        self.usage_window: UsageWindow | None = None
         self.settings: SettingsDialog | None = None
         self.picker: ModelPicker | None = None
         self.launcher = AgentLauncher(controller)
@@ -195,15 +93,26 @@ class App:
             launch_claude_code=self.launcher.launch,
             launch_codex=self.codex_launcher.launch,
             quit=quit_app,
+            open_home=self.open_home,
+            open_usage=self.open_usage,
         )
         self.tray: TrayIcon | None = None
-        self.main_window: MainWindow | None = None
+        self.home: HomeWindow | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
             self.tray = TrayIcon(controller, self.windows)
             self.tray.icon.show()
-        else:  # no tray on this desktop: a small window with the same controls
-            self.main_window = MainWindow(controller, self.windows)
-            self.main_window.show()
+        if self.tray is None or show_home:  # no tray on this desktop, or the app menu's entry
+            self.open_home()
+
+    def open_home(self) -> None:
+        if self.home is None:
+            self.home = HomeWindow(self.controller, self.windows)
+        self.home.bring_forward()
+
+    def open_usage(self) -> None:
+        if self.usage_window is None:
+            self.usage_window = UsageWindow(self.controller)
+        self.usage_window.bring_forward()
 
     def notify(self, message: str) -> None:
         if self.tray is not None:
@@ -227,17 +136,14 @@ class App:
         self.picker.raise_()
 
     def show_yourself(self) -> None:
-        """A second launch asked for us: bring a window forward."""
-        if self.main_window is not None:
-            self.main_window.show()
-            self.main_window.raise_()
-            self.main_window.activateWindow()
-        else:
-            self.open_logs()
+        """A second launch (the application menu's entry...) asked for us: the home window."""
+        self.open_home()
 
     def close(self) -> None:
         if self.log_window is not None:
             self.log_window.shutdown()
+        if self.home is not None:
+            self.home.close_subscriptions()
         if self.tray is not None:
             self.tray.close()
 
@@ -247,9 +153,11 @@ def run_gui(
     *,
     start_server: bool | None = None,
     notices: Sequence[str] = (),
+    show_home: bool = False,
 ) -> int:
     """Run the tray app until Quit; `notices` (a settings file set aside, no keychain...)
-    are shown once as tray notifications, as well as in the log."""
+    are shown once as tray notifications, as well as in the log. `show_home` opens the
+    home window at once (the application menu's entry; autostart leaves only the icon)."""
     qt = QApplication.instance() or QApplication([])
     assert isinstance(qt, QApplication)
     qt.setApplicationName("NimBridge")
@@ -264,7 +172,7 @@ def run_gui(
     loop = QtEventLoop(qt)  # qasync's, with cancelled timers freed at once
     asyncio.set_event_loop(loop)  # before any task: tasks made earlier are lost
     closing = asyncio.Event()
-    app = App(qt, controller, lambda: closing.set())
+    app = App(qt, controller, lambda: closing.set(), show_home=show_home)
     for notice in notices:
         app.notify(notice)
     instance.show_requested.connect(app.show_yourself)

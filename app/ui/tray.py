@@ -51,6 +51,8 @@ class Windows:
     launch_claude_code: Callable[[], None] | None = None  # comes with the launcher issue
     launch_codex: Callable[[], None] | None = None
     quit: Callable[[], None] | None = None
+    open_home: Callable[[], None] | None = None  # the home window (also the icon's left click)
+    open_usage: Callable[[], None] | None = None
 
 
 def status_line(status: ServiceStatus) -> str:
@@ -141,6 +143,7 @@ SETUP_SHELLS: tuple[tuple[str, Shell], ...] = (
     ("PowerShell", "powershell"),
     ("cmd", "cmd"),
 )
+OPEN_HOME = "Open NimBridge"
 NOT_RUNNING_TIP = "Start the server first: the address and key are known once it runs"
 
 
@@ -149,7 +152,7 @@ class TrayMenu(QObject):
 
     `feedback` is told, in words, what a Copy action put on the clipboard (never
     the text itself: it may hold the proxy key). The window shown where there is
-    no tray lays out the same actions as buttons (qt_main.MainWindow).
+    home window lays out the same actions as buttons (home_window.HomeWindow).
     """
 
     def __init__(
@@ -199,6 +202,8 @@ class TrayMenu(QObject):
             trouble.setEnabled(False)
             trouble.setToolTip(keychain)
         menu.addSeparator()
+        if self.windows.open_home is not None:
+            self._add_window_action(OPEN_HOME, self.windows.open_home)
         running = status.state is ServerState.RUNNING
         if running:
             menu.addAction("Stop server").triggered.connect(
@@ -251,6 +256,8 @@ class TrayMenu(QObject):
         self._connect_picker(models.addAction("Choose model..."), "default")
         menu.addSeparator()
         self._add_window_action("Show logs", self.windows.open_logs)
+        if self.windows.open_usage is not None:
+            self._add_window_action("Usage...", self.windows.open_usage)
         self._add_window_action("Settings...", self.windows.open_settings)
         menu.addSeparator()
         self._add_window_action("Quit", self.windows.quit)
@@ -303,7 +310,7 @@ class TrayIcon(QObject):
         self.icon = QSystemTrayIcon()
         self.icon.setContextMenu(self.menu.menu)
         self.icon.activated.connect(self._activated)
-        self._open_logs = windows.open_logs
+        self._open_on_click = windows.open_home or windows.open_logs
         self._last: ServiceStatus | None = None
         self.status_changed.connect(self.show_status)
         self._unsubscribe = controller.subscribe_status(self.status_changed.emit)
@@ -349,8 +356,8 @@ class TrayIcon(QObject):
         self.notify("Copied", words, msecs=2500)
 
     def _activated(self, reason: QSystemTrayIcon.ActivationReason) -> None:
-        if reason is QSystemTrayIcon.ActivationReason.Trigger and self._open_logs is not None:
-            self._open_logs()
+        if reason is QSystemTrayIcon.ActivationReason.Trigger and self._open_on_click is not None:
+            self._open_on_click()
 
     def close(self) -> None:
         self._unsubscribe()

@@ -109,6 +109,7 @@ class FakeController:
         self._requests: list[RequestSummary] = []
         self._logs: list[LogLine] = []
         self.start_error: str | None = None  # set to make start() fail with these words
+        self.history_file: Path | None = None  # a real SQLite history a test wrote
 
     # ---- what tests use to drive the UI
     def set_status(self, **changes: object) -> None:
@@ -227,6 +228,9 @@ class FakeController:
 
     def log_file(self) -> Path | None:
         return None
+
+    def history_path(self) -> Path | None:
+        return self.history_file
 
     def outbound_proxy_user(self) -> str | None:
         login = self.keys.get("outbound-proxy")

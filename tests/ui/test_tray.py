@@ -2,7 +2,6 @@
 
 import asyncio
 from collections.abc import Iterator
-from dataclasses import replace
 
 import pytest
 from PySide6.QtCore import QObject, Signal
@@ -13,7 +12,8 @@ from pytestqt.qtbot import QtBot
 from app.config.settings import Settings, TierModels
 from app.core.governor import GovernorState
 from app.service import Health, ServerState
-from app.ui.qt_main import MainWindow, SingleInstance
+from app.ui.home_window import HomeWindow
+from app.ui.qt_main import SingleInstance
 from app.ui.tray import (
     TrayIcon,
     TrayMenu,
@@ -84,7 +84,7 @@ def test_a_long_error_is_cut_in_the_menu_and_whole_in_its_tooltip(
         "Error: Port 8787 on 127.0.0.1 is taken by another program (perhaps another NimBridge). …"
     )
     assert first.toolTip() == f"Error: {error}"
-    window = MainWindow(controller, windows(opened))  # a window has room: the whole text
+    window = HomeWindow(controller, windows(opened))  # a window has room: the whole text
     qtbot.addWidget(window)
     assert window.status_label.text() == f"Error: {error}"
 
@@ -301,61 +301,6 @@ def test_the_tray_shows_a_short_balloon_for_a_copy(
     tray.menu.action("Copy base URL").trigger()
     assert balloons == [("Copied", "Base URL copied.", 2500)]
     tray.close()
-
-
-def test_fallback_main_window_has_the_tray_menus_controls(
-    controller: FakeController, opened: list[str], qtbot: QtBot
-) -> None:
-    launched: list[str] = []
-    window = MainWindow(
-        controller,
-        replace(
-            windows(opened),
-            launch_claude_code=lambda: launched.append("cc"),
-            launch_codex=lambda: launched.append("codex"),
-        ),
-    )
-    qtbot.addWidget(window)
-    window.show()
-    assert window.status_label.text() == "Stopped"
-    assert "Default model: qwen/coder" in window.detail_label.text()
-    menu_items = [a.text() for a in window.menu.menu.actions() if a.text() and a.isEnabled()]
-    for text in menu_items:  # every control of the tray menu is a button here
-        assert window.button(text).isVisible()
-    assert not window.button("Copy base URL").isEnabled()
-    assert not window.button("Copy Claude Code setup").isEnabled()
-    assert not window.button("Copy Codex setup").isEnabled()
-    window.button("Start server").click()
-    qtbot.waitUntil(
-        lambda: window.status_label.text().startswith("Running on http://127.0.0.1:8787")
-    )
-    qtbot.waitUntil(lambda: window.button("Stop server").isEnabled())
-    window.button("Copy base URL").click()
-    assert QGuiApplication.clipboard().text() == "http://127.0.0.1:8787"
-    assert window.feedback_label.text() == "Base URL copied."
-    assert window.button("Copy Claude Code setup").isEnabled()
-    codex_shells = window.button("Copy Codex setup").defaultAction().menu()
-    assert isinstance(codex_shells, QMenu)
-    next(a for a in codex_shells.actions() if a.text() == "cmd").trigger()
-    assert QGuiApplication.clipboard().text().startswith('set "NIMBRIDGE_CODEX_KEY=')
-    assert window.feedback_label.text() == (
-        "Codex setup for cmd copied: paste it into that terminal."
-    )
-    tiers = window.button("Model").defaultAction().menu()
-    assert isinstance(tiers, QMenu)  # the button pops the tray's Model submenu up
-    haiku = next(a for a in tiers.actions() if a.text() == "Haiku: meta/small")
-    haiku.trigger()
-    window.button("Launch Claude Code...").click()
-    window.button("Launch Codex...").click()
-    window.button("Show logs").click()
-    window.button("Settings...").click()
-    window.button("Quit").click()
-    assert launched == ["cc", "codex"]
-    assert opened == ["picker:haiku", "logs", "settings", "quit"]
-    # In-flight counts change the words only; the buttons stay (no flicker).
-    stop = window.button("Stop server")
-    controller.set_status(in_flight=2)
-    assert window.button("Stop server") is stop and "2 in flight" in window.status_label.text()
 
 
 def test_single_instance(qtbot: QtBot) -> None:

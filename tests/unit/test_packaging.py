@@ -296,7 +296,7 @@ def test_deb_layout(staged: Path) -> None:
     link = staged / "usr/bin/nimbridge"
     assert link.is_symlink() and str(link.readlink()) == "/opt/nimbridge/nimbridge"
     desktop = (staged / "usr/share/applications/nimbridge.desktop").read_text()
-    assert "Exec=nimbridge\n" in desktop and "Icon=nimbridge\n" in desktop
+    assert "Exec=nimbridge --show\n" in desktop and "Icon=nimbridge\n" in desktop
     for size in deb.ICON_SIZES:
         assert (staged / f"usr/share/icons/hicolor/{size}x{size}/apps/nimbridge.png").is_file()
     assert (staged / "usr/share/icons/hicolor/scalable/apps/nimbridge.svg").is_file()
@@ -314,6 +314,12 @@ def test_the_desktop_entry_the_package_installs_matches_the_app() -> None:
     assert f'setDesktopFileName("{Path(deb.DESKTOP_ID).stem}")' in qt_main
     assert "StartupWMClass=NimBridge" in desktop  # X11: the class is the application name
     assert 'setApplicationName("NimBridge")' in qt_main
+    # The menu entry opens the home window (autostart's plain `nimbridge` only the icon).
+    from app.cli import parse_command_line
+
+    exec_line = next(line for line in desktop.splitlines() if line.startswith("Exec="))
+    args = parse_command_line(exec_line.removeprefix("Exec=").split()[1:])
+    assert args.command == "gui" and args.show is True
 
 
 def _tool(name: str) -> str:
