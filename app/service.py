@@ -190,6 +190,10 @@ class ProxyController(Protocol):
     def history_path(self) -> Path | None:
         """The request history's file; None when none is kept."""
 
+    def watch_history_notices(self, on_notice: Callable[[str], None]) -> None:
+        """`on_notice` gets each notice of the request history (a damaged file set aside,
+        a locked one), those already made at once, later ones from the writer's thread."""
+
     # The outbound proxy's login (Settings → Server), in the keychain.
     def outbound_proxy_user(self) -> str | None:
         """The stored user name (never the password); None: none stored."""
@@ -461,6 +465,11 @@ class ProxyService:
         """The request history's file (None: not kept): `nimbridge usage` and the usage
         view read it."""
         return self._history.path if self._history is not None else None
+
+    def watch_history_notices(self, on_notice: Callable[[str], None]) -> None:
+        if self._history is not None:
+            for notice in self._history.watch(on_notice):
+                on_notice(notice)
 
     def _request_started(self, record: RequestRecord) -> None:
         self._notify()

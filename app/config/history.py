@@ -286,6 +286,12 @@ class HistoryWriter:
         self._queue.put(_STOP)
         self._thread.join(timeout_s)
 
+    def watch(self, on_notice: Callable[[str], None]) -> list[str]:
+        """Call `on_notice` (from the writer's thread) with each notice from now on; the
+        notices made before, for the caller to show too."""
+        self._on_notice = on_notice
+        return list(self.notices)
+
     def _notice(self, text: str) -> None:
         self.notices.append(text)
         log.warning("%s", text)

@@ -175,6 +175,8 @@ def run_gui(
     app = App(qt, controller, lambda: closing.set(), show_home=show_home)
     for notice in notices:
         app.notify(notice)
+    # The request history's notices (a damaged file set aside) come from its own thread.
+    controller.watch_history_notices(lambda text: loop.call_soon_threadsafe(app.notify, text))
     instance.show_requested.connect(app.show_yourself)
     for signum in (signal.SIGINT, signal.SIGTERM):
         try:

@@ -99,6 +99,7 @@ class FakeController:
         self._settings = settings or Settings()
         self._status = ServiceStatus(ServerState.STOPPED, None, tiers=self._settings.tiers)
         self.calls: list[str] = []
+        self.history_notice: Callable[[str], None] | None = None
         self.keys: dict[str, str] = {}
         self.saved: list[Settings] = []
         self.models = list(FAKE_MODELS)
@@ -231,6 +232,9 @@ class FakeController:
 
     def history_path(self) -> Path | None:
         return self.history_file
+
+    def watch_history_notices(self, on_notice: Callable[[str], None]) -> None:
+        self.history_notice = on_notice
 
     def outbound_proxy_user(self) -> str | None:
         login = self.keys.get("outbound-proxy")

@@ -21,6 +21,9 @@ from app.config.history import (
     recent_entries,
     session_totals,
 )
+from app.config.secrets import MemorySecretStore, ProviderKeys
+from app.config.settings import Settings
+from app.service import ProxyService
 
 ENTRY = HistoryEntry(
     request_id="req_1",
@@ -134,6 +137,25 @@ def test_a_corrupt_file_is_set_aside_and_a_new_one_started(tmp_path: Path) -> No
     assert len(kept) == 1 and kept[0].read_bytes().startswith(b"this is not a database")
     assert len(notices) == 1 and "kept as h.sqlite3.broken-" in notices[0]
     assert [r.request_id for r in recent_entries(path, 10)] == ["req_1"]
+
+
+def test_the_tray_sees_a_notice_made_before_it_watched_and_those_after(tmp_path: Path) -> None:
+    """The tray app starts watching after the writer opened the file: the notice of a
+    damaged file set aside is handed over then, and later ones as they come."""
+    path = tmp_path / "h.sqlite3"
+    path.write_bytes(b"this is not a database, it is a broken file " * 200)
+    writer = written(path, [entry(1)])
+    seen: list[str] = []
+    try:
+        keys = ProviderKeys(MemorySecretStore(), env={})
+        service = ProxyService(Settings(), keys, settings_path=None, history=writer)
+        service.watch_history_notices(seen.append)
+        assert len(seen) == 1 and "kept as h.sqlite3.broken-" in seen[0]
+        writer.watch(seen.append)  # what the service did; now a later notice arrives
+        writer._notice("request history is behind: some requests were not recorded")
+        assert seen[-1] == "request history is behind: some requests were not recorded"
+    finally:
+        writer.close()
 
 
 def test_a_malformed_file_with_a_good_header_is_set_aside_too(tmp_path: Path) -> None:
