@@ -60,6 +60,9 @@ def test_claude_code_shows_nimbridge_status_line(upstream: FakeUpstream, tmp_pat
             }
         )
     )
+    # Claude Code runs no status line when CI=true (as .ci/run sets): a user's terminal
+    # has no such variable.
+    env.pop("CI", None)
     env.update(
         PYTHONPATH=str(ROOT),  # the status line runs `python -m app` in the work folder
         TERM="xterm-256color",
