@@ -74,3 +74,14 @@ def test_an_unknown_word_gets_the_usage() -> None:
     done = _run_dev(sys.executable, ["serve"], os.environ.get("PATH", ""))
     assert done.returncode == 2
     assert "usage: python3 packaging/dev.py app|test|python" in done.stderr
+
+
+@pytest.mark.skipif(not Path(OLD_PYTHON).exists(), reason="needs a Python 3.11 to run dev.py on")
+def test_a_python3_12_on_path_is_used(tmp_path: Path) -> None:
+    """A distribution with `python3.12` on PATH (and python3 older): that one, no pyenv."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3.12").symlink_to(sys.executable)
+    (bin_dir / "python3").symlink_to(OLD_PYTHON)
+    done = _run_dev(OLD_PYTHON, ["python"], f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    assert done.stdout.strip() == str(bin_dir / "python3.12"), done.stderr
