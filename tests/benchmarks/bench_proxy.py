@@ -69,6 +69,7 @@ FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "requests" / "claud
 
 DIRECT, PASSTHROUGH, NIMBRIDGE = "DIRECT", "PASSTHROUGH", "NIMBRIDGE"
 NIMBRIDGE_LOG = "NIMBRIDGE+log"
+RESPONSES = "RESPONSES"  # NimBridge's /v1/responses (Codex CLI), with --responses
 TARGETS = (DIRECT, PASSTHROUGH, NIMBRIDGE)
 
 
@@ -432,9 +433,58 @@ class Target:
     def end_marker(self) -> bytes:
         return b"message_stop" if self.anthropic else b"[DONE]"
 
+    @property
+    def tail_bytes(self) -> int:
+        """How much of a stream's end to keep: the end marker is in it."""
+        return 64
+
     def body(self, stream: bool, chunks: int = 0, paced: bool = False) -> bytes:
         builder = anthropic_body if self.anthropic else openai_body
         return compact(builder(stream, chunks, paced))
+
+
+def responses_body(stream: bool, chunks: int = 0, paced: bool = False) -> dict[str, Any]:
+    """The Responses API request (Codex CLI's endpoint) asking the upstream the same."""
+    text = anthropic_body(stream, chunks, paced)["messages"][0]["content"]
+    body: dict[str, Any] = {"model": CLIENT_MODEL, "input": text, "max_output_tokens": 100}
+    if stream:
+        body["stream"] = True
+    return body
+
+
+@dataclass(frozen=True)
+class ResponsesTarget(Target):
+    """NimBridge's /v1/responses: its own body, and its stream ends in response.completed."""
+
+    @property
+    def end_marker(self) -> bytes:
+        return b"response.completed"
+
+    @property
+    def tail_bytes(self) -> int:
+        # response.completed carries the whole response (its output text) after its name
+        return 8192
+
+    def body(self, stream: bool, chunks: int = 0, paced: bool = False) -> bytes:
+        return compact(responses_body(stream, chunks, paced))
+
+
+def responses_target(urls: dict[str, str]) -> ResponsesTarget:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
+    return ResponsesTarget(RESPONSES, urls[NIMBRIDGE] + "/v1/responses", headers, False)
+
+
+async def sanity_check_responses(session: aiohttp.ClientSession, target: Target) -> list[str]:
+    """The Responses target answers the whole text, non-stream and stream."""
+    problems: list[str] = []
+    for stream in (False, True):
+        body = target.body(stream, SANITY_CHUNKS)
+        async with session.post(target.url, data=body, headers=target.headers) as response:
+            raw, status = await response.read(), response.status
+        ok = status == 200 and (target.end_marker in raw if stream else b'"completed"' in raw)
+        if not ok:
+            problems.append(f"{RESPONSES} {'stream' if stream else 'non-stream'}: {raw[:300]!r}")
+    return problems
 
 
 def make_targets(urls: dict[str, str]) -> dict[str, Target]:
@@ -464,7 +514,7 @@ async def one_request(
             async for data in response.content.iter_any():
                 if not first:
                     first = time.perf_counter()
-                tail = (tail + data)[-64:]
+                tail = (tail + data)[-target.tail_bytes :]
             ok = response.status == 200 and target.end_marker in tail
         else:
             await response.read()
@@ -843,6 +893,17 @@ def render(summary: dict[str, Any], checks: list[Check]) -> str:
                 f"{row['server_cpu_ms_per_req']:>8.3f}{fmt(own, 8)}"
                 f"{row['server_cpu_util']:>8.0%}{row['client_cpu_util']:>8.0%}"
             )
+    for key, label, _, _ in MODES:
+        rows = tp[key]
+        if RESPONSES in rows:
+            ratios = (
+                rows[name]["rps"] / max(rows[PASSTHROUGH]["rps"], 1e-9)
+                for name in (NIMBRIDGE, RESPONSES)
+            )
+            lines.append(
+                f"{label}: /v1/messages {next(ratios):.2f}x, /v1/responses {next(ratios):.2f}x "
+                "the pass-through"
+            )
     if "log_lines" in tp:
         lines.append(f"(+log: production INFO logging on; {tp['log_lines']} log lines written)")
 
@@ -956,6 +1017,8 @@ async def run_client(
     profile_path: str | None = None
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         problems = await sanity_check(session, targets)
+        if args.responses:
+            problems += await sanity_check_responses(session, responses_target(urls))
         if problems:
             raise SanityError("\n".join(problems))
         memory_start = server.memory_kb()
@@ -991,6 +1054,8 @@ async def run_client(
         cases = [Case(t.name, t) for t in ordered]
         if args.log:
             cases.append(Case(NIMBRIDGE_LOG, targets[NIMBRIDGE], logging_on=True))
+        if args.responses:
+            cases.append(Case(RESPONSES, responses_target(urls)))
         tp: dict[str, Any] = {"duration_s": plan.duration_s, "slice_s": plan.slice_s}
         log_lines = 0
         for key, label, stream, paced in MODES:
@@ -1084,6 +1149,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--log", action="store_true", help="also measure NIMBRIDGE with production INFO logging"
+    )
+    parser.add_argument(
+        "--responses",
+        action="store_true",
+        help="also measure NimBridge's /v1/responses (Codex CLI) beside /v1/messages",
     )
     parser.add_argument(
         "--loop",
