@@ -113,31 +113,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     )
     usage.add_argument("--history", type=Path, help="the history file (default: the platform's)")
 
-    code = command("code", "run Claude Code here, through NimBridge")
-    code.add_argument("--model", help="the upstream model Claude Code's default tier uses")
-    code.add_argument("--folder", type=Path, help="where Claude Code works (default: here)")
-    code.add_argument(
-        "--proxy-key",
-        help=f"the running NimBridge's proxy key, if it needs one (or env {PROXY_KEY_ENV})",
-    )
-    code.add_argument(
-        "claude_args",
-        nargs=argparse.REMAINDER,
-        help="after --, arguments for Claude Code (e.g. -- -p 'fix the tests')",
-    )
-
-    codex = command("codex", "run Codex CLI here, through NimBridge")
-    codex.add_argument("--model", help="the upstream model Codex uses (default: the tiers')")
-    codex.add_argument("--folder", type=Path, help="where Codex works (default: here)")
-    codex.add_argument(
-        "--proxy-key",
-        help=f"the running NimBridge's proxy key, if it needs one (or env {PROXY_KEY_ENV})",
-    )
-    codex.add_argument(
-        "codex_args",
-        nargs=argparse.REMAINDER,
-        help="after --, arguments for Codex (e.g. -- exec 'fix the tests')",
-    )
+    for name, agent, example in (
+        ("code", "Claude Code", "-- -p 'fix the tests'"),
+        ("codex", "Codex CLI", "-- exec 'fix the tests'"),
+    ):
+        sub = command(name, f"run {agent} here, through NimBridge")
+        sub.add_argument("--model", help=f"the upstream model {agent} uses (default: the tiers')")
+        sub.add_argument("--folder", type=Path, help=f"where {agent} works (default: here)")
+        sub.add_argument(
+            "--proxy-key",
+            help=f"the running NimBridge's proxy key, if it needs one (or env {PROXY_KEY_ENV})",
+        )
+        sub.add_argument(
+            "agent_args",
+            nargs=argparse.REMAINDER,
+            metavar="ARGS",
+            help=f"after --, arguments for {agent} (e.g. {example})",
+        )
     return parser, by_name
 
 
@@ -169,6 +161,12 @@ def parse_command_line(raw: list[str]) -> argparse.Namespace:
     if unknown:  # argparse would blame the top level and show its usage
         commands.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     return args
+
+
+def _agent_args(args: argparse.Namespace) -> list[str]:
+    """What follows `--` on a `code` or `codex` command line, for the agent itself."""
+    given: list[str] = args.agent_args
+    return given[1:] if given[:1] == ["--"] else given
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -329,7 +327,7 @@ def run_code(
     if args.command == "codex":
         from app.commands.codex import run_codex_command
 
-        codex_args = args.codex_args[1:] if args.codex_args[:1] == ["--"] else args.codex_args
+        codex_args = _agent_args(args)
         return run_codex_command(
             settings,
             keys,
@@ -340,7 +338,7 @@ def run_code(
             problems=problems,
             log_path=log_path,
         )
-    claude_args = args.claude_args[1:] if args.claude_args[:1] == ["--"] else args.claude_args
+    claude_args = _agent_args(args)
     history = open_request_history(settings)  # when `code` starts its own server
     try:
         return _run_code(args, settings, keys, proxy_key, claude_args, problems, log_path, history)
