@@ -19,7 +19,14 @@ from app.commands.codex import run_codex_command
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings
 from app.launcher.codex import codex_arguments, codex_env
-from tests.fake_upstream import FakeUpstream, Recorded, chunk, reply_stream, text_stream
+from tests.fake_upstream import (
+    FakeUpstream,
+    Recorded,
+    chunk,
+    reply_json,
+    reply_stream,
+    text_stream,
+)
 from tests.integration.conftest import UPSTREAM_KEY, LiveProxy, MakeProxy
 
 FINAL_TEXT = "All done: the commands ran."
@@ -173,3 +180,29 @@ def test_nimbridge_codex_launches_codex_on_its_own_server(
     assert first.headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"
     assert any("launched-9" in output for output in _tool_outputs(second))
     assert not (home / ".codex" / "config.toml").exists()  # nothing written to Codex's config
+
+
+# vLLM's (and so NIM's) answer to a prompt longer than the model's window.
+CONTEXT_OVERFLOW = {
+    "object": "error",
+    "message": "This model's maximum context length is 32768 tokens. However, you requested "
+    "40000 tokens (39000 in the messages, 1000 in the completion). Please reduce the length "
+    "of the messages or completion.",
+    "type": "BadRequestError",
+    "param": None,
+    "code": 400,
+}
+
+
+def test_codex_knows_a_context_overflow_for_what_it_is(
+    make_proxy: MakeProxy, tmp_path: Path
+) -> None:
+    """An upstream's "maximum context length" reaches Codex as `context_length_exceeded`,
+    which Codex tells apart from other failures: it says the context window ran out (its
+    cue to compact or start a new thread) instead of a generic error, and does not retry."""
+    proxy = make_proxy()
+    proxy.upstream.enqueue(reply_json(CONTEXT_OVERFLOW, status=400))
+    done = _run_codex(proxy, tmp_path, "hello")
+    assert done.returncode != 0
+    assert "ran out of room in the model's context window" in done.stderr, done.stderr[-3000:]
+    assert len(proxy.upstream.chat_requests) == 1
