@@ -452,8 +452,8 @@ async def _serve(
     history: HistoryWriter | None,
     warnings: Sequence[str],
 ) -> int:
+    from app.server.access import UnsafeBindError
     from app.server.app import ProxyServer
-    from app.server.guard import UnsafeBindError
 
     server = ProxyServer(settings, keys, proxy_key, history=history)
     try:

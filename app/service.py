@@ -38,17 +38,17 @@ from app.core.errors import ProxyError, UpstreamUnavailable
 from app.core.governor import GovernorState
 from app.core.masking import Masker
 from app.core.providers import Provider
-from app.core.web_tools import SearchQuery, WebToolError
+from app.core.server_tools.backends import SearchQuery, WebToolError
 from app.logs import LogBuffer, LogLine
+from app.server.access import UnsafeBindError
 from app.server.app import ProxyServer
 from app.server.curl import to_curl_command
-from app.server.guard import UnsafeBindError
 from app.server.history import UNRECORDED_PATHS
 from app.server.network import Network, NetworkSetupError
-from app.server.providers import ProviderRegistry
 from app.server.records import RequestRecord
-from app.server.upstream import UpstreamClient
-from app.server.web_tools import make_web_search
+from app.server.server_tools.backends import make_web_search
+from app.server.upstream.client import UpstreamClient
+from app.server.upstream.registry import ProviderRegistry
 
 log = logging.getLogger(__name__)
 

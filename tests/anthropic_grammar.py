@@ -12,13 +12,17 @@ before `message_start` was sent).
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from app.core.stream_guard import DELTA_FIELD_BY_DELTA_TYPE, StreamGrammarError, StreamGuard
+from app.core.anthropic_stream_guard import (
+    DELTA_FIELD_BY_DELTA_TYPE,
+    StreamGrammarError,
+    StreamGuard,
+)
 
 
 def assert_anthropic_grammar(events: Sequence[Mapping[str, Any]]) -> None:
     """Fail with the position and reason when `events` break the stream grammar.
 
-    A thin wrapper: the grammar itself is `app.core.stream_guard.StreamGuard`,
+    A thin wrapper: the grammar itself is `app.core.anthropic_stream_guard.StreamGuard`,
     the same check the server runs on every event it writes.
     """
     assert events, "no events"

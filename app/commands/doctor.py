@@ -26,11 +26,11 @@ from app.config.secrets import (
 )
 from app.config.settings import RESERVED_PROVIDER_PREFIX, TIER_NAMES, Settings
 from app.core.errors import ProxyError
-from app.core.web_tools import SearchQuery, WebToolError
+from app.core.server_tools.backends import SearchQuery, WebToolError
 from app.server.network import LOCAL_OPENER, Network, NetworkSetupError
-from app.server.providers import NO_TOOL_CALL, ProviderRegistry
-from app.server.upstream import UpstreamClient
-from app.server.web_tools import make_web_search
+from app.server.server_tools.backends import make_web_search
+from app.server.upstream.client import UpstreamClient
+from app.server.upstream.registry import NO_TOOL_CALL, ProviderRegistry
 
 
 class Verdict(enum.StrEnum):

@@ -8,8 +8,8 @@ from app.config.settings import Settings
 from app.core.catalog import CatalogModel
 from app.core.errors import ProxyError
 from app.server.network import Network, NetworkSetupError
-from app.server.providers import ProbeResult, ProviderRegistry
-from app.server.upstream import UpstreamClient
+from app.server.upstream.client import UpstreamClient
+from app.server.upstream.registry import ProbeResult, ProviderRegistry
 
 COLUMNS = ("MODEL", "TOOLS", "VISION", "REASONING", "CONTEXT", "OUTPUT")
 PROBE_COLUMN = "PROBE"

@@ -37,7 +37,6 @@ from app.config.limits import (
     url_problem,
 )
 from app.core.capabilities import capability_overrides_from_mapping
-from app.core.models import DEFAULT_UPSTREAM_MODEL, ModelAliases
 from app.core.providers import (
     PRESET_BY_KIND,
     ExplicitModel,
@@ -45,6 +44,7 @@ from app.core.providers import (
     ProviderKind,
     preset_base_url,
 )
+from app.core.tiers import DEFAULT_UPSTREAM_MODEL, ModelAliases
 
 NVIDIA_BASE_URL = PRESET_BY_KIND[ProviderKind.NVIDIA].base_url
 SETTINGS_FILE_NAME = "settings.json"

@@ -14,7 +14,7 @@ a CR LF, or a surrogate pair (valid JSON gives no lone surrogates, but a str
 could hold them). Hangul jamo sequences and Indic conjuncts are not kept whole:
 cutting them costs a momentary odd glyph, never a wrong final text.
 
-Timing is the writer's (`app.server.streaming`); this module says what to
+Timing is the writer's (`app.server.messages.stream_relay`); this module says what to
 spread (`smoothed_and_paced`) and in which steps (`spread_plan`).
 """
 

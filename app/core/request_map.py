@@ -11,7 +11,7 @@ Invariants of `to_openai_request` output (PROTOCOL.md, "Request: Anthropic -> Op
 - No `cache_control`, no boolean sub-schema, no server tool reaches the upstream,
   except `web_search_*` / `web_fetch_*`, which NimBridge runs: they go as function
   tools, and their earlier calls and results (`server_tool_use` + result blocks)
-  as a tool call and a tool message (`app/core/server_tools.py`).
+  as a tool call and a tool message (`app/core/server_tools/specs.py`).
 - Tools go as `offered_tools` says (`app/core/deferred_tools.py`): a
   `defer_loading` tool only once a tool search in the conversation loaded it,
   after the eager ones; a `tool_reference` block reads "Tool X is now available.".
@@ -23,7 +23,7 @@ Invariants of `to_openai_request` output (PROTOCOL.md, "Request: Anthropic -> Op
 Anything lossy is recorded in `notes` (for the server to log), never raised.
 Documents and `search_result` blocks become text (title, context or source, then
 their text); a PDF or a URL document arrives here already as text (the server reads
-it first, `app/server/documents.py`), and one that did not, or any other document the
+it first, `app/server/messages/documents.py`), and one that did not, or any other document the
 model cannot read, becomes a short note in its place, in the text and in `notes`.
 
 What the model is known to refuse (`ModelQuirks`, from the table, settings or
@@ -44,11 +44,11 @@ from app.core.anthropic_types import MessagesRequest
 from app.core.capabilities import ModelQuirks, ReasoningSwitch
 from app.core.deferred_tools import offered_tools, tool_reference_text
 from app.core.errors import ClientRequestError
-from app.core.models import ModelRoute
 from app.core.openai_types import ChatMessage, ChatRequest, ToolCall
-from app.core.server_tool_results import KIND_BY_RESULT_TYPE, result_text
-from app.core.server_tools import to_function_tool
+from app.core.server_tools.results import KIND_BY_RESULT_TYPE, result_text
+from app.core.server_tools.specs import to_function_tool
 from app.core.thinking_display import block_reasoning
+from app.core.tiers import ModelRoute
 from app.core.tool_schema import sanitize_tool_schema
 
 BILLING_HEADER_PREFIX = "x-anthropic-billing-header:"

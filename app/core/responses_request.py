@@ -20,7 +20,7 @@ How each part maps (table-driven where it is a table):
   `thinking_display.py`), so models that want their reasoning back get it.
 - tools: `function` as is; the functions of a `namespace` tool flattened to
   `NAMESPACE__NAME` (`ToolNames` maps them back); `web_search` -> NimBridge's own
-  web search (`web_search_20250305`, run by `app/server/server_tools.py`).
+  web search (`web_search_20250305`, run by `app/server/server_tools/runner.py`).
 - `tool_choice` auto/none/required/function, `parallel_tool_calls: false`,
   `reasoning.effort` (none -> thinking off), `max_output_tokens`, `temperature`,
   `top_p`. `store` is honoured by keeping nothing (NimBridge never does);

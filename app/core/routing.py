@@ -29,8 +29,8 @@ from dataclasses import dataclass, field, replace
 
 from app.core.capabilities import quirks_for_model
 from app.core.gateway_ids import from_gateway_id
-from app.core.models import ModelAliases, ModelRoute, resolve_model
 from app.core.providers import Provider
+from app.core.tiers import ModelAliases, ModelRoute, resolve_model
 
 # Routes remembered per router: clients use a handful of names over and over.
 _ROUTE_CACHE_SIZE = 1024

@@ -274,7 +274,7 @@ class _Tally:
             # (A message's own count is taken after the server fetched and read it.)
             self.chars += URL_DOCUMENT_CHARS
         # A base64 PDF counts by its text: the server reads it before measuring
-        # (app/server/documents.py); one still here goes upstream as a short note.
+        # (app/server/messages/documents.py); one still here goes upstream as a short note.
 
     def add_strings(self, *values: Any) -> None:
         """Sum string lengths inside values (nested dicts and lists included)."""

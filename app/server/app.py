@@ -22,22 +22,22 @@ from app.config.settings import Settings
 from app.core.errors import ProxyError
 from app.core.masking import Masker, url_secrets
 from app.core.responses_stream import openai_error_body
+from app.server.access import add_cors_headers, check_bind, check_request
 from app.server.auth import client_key
 from app.server.bugs import describe, log_traceback
 from app.server.egress import masking_hook
-from app.server.guard import add_cors_headers, check_bind, check_request
 from app.server.history import UNRECORDED_PATHS, to_history_entry
 from app.server.network import Network
-from app.server.providers import ProviderRegistry
+from app.server.openai_api.responses import RESPONSES_PATHS, add_responses_routes
 from app.server.records import RequestRecord, new_request_id
-from app.server.responses import RESPONSES_PATHS, add_responses_routes
 from app.server.routes import add_routes
 from app.server.runner import LISTEN_BACKLOG, ProxyRunner
 from app.server.safe_fetch import FetchPolicy, SafeFetcher
+from app.server.server_tools.backends import make_web_tools
 from app.server.state import RECORD, STATE, ProxyState, absorb_stop
-from app.server.tasks import create_task
-from app.server.upstream import UpstreamClient
-from app.server.web_tools import make_web_tools
+from app.server.upstream.client import UpstreamClient
+from app.server.upstream.registry import ProviderRegistry
+from app.tasks import create_task
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,9 @@ from app.core.images import (
     ImageApi,
     workers_ai_image_model,
 )
-from app.core.models import tier_of
+from app.core.tiers import tier_of
 from app.server.auth import authorize
-from app.server.image_catalog import image_api_of
+from app.server.images.catalog import image_api_of
 from app.server.records import RequestRecord
 from app.server.state import STATE, ProxyState, record_of
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.errors import ProxyError
-from app.core.models import ModelRoute
+from app.core.tiers import ModelRoute
 
 
 def new_request_id() -> str:

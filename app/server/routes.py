@@ -10,33 +10,33 @@ from typing import Any
 from aiohttp import web
 
 from app import __version__
+from app.core.anthropic_stream import StreamTranslator
 from app.core.anthropic_types import Message, MessagesRequest
 from app.core.deferred_tools import offered_tools
 from app.core.errors import UpstreamProtocolError
 from app.core.masking import without_credentials
-from app.core.models import ModelRoute
 from app.core.request_validation import validate_messages_request
 from app.core.response_map import to_anthropic_message
-from app.core.server_tool_rounds import ServerToolMessage, ServerToolStream
-from app.core.server_tools import (
+from app.core.server_tools.rounds import ServerToolMessage, ServerToolStream
+from app.core.server_tools.specs import (
     ServerToolLedger,
     context_urls,
     max_rounds,
     server_tool_specs,
 )
-from app.core.stream import StreamTranslator
 from app.core.thinking_display import ThinkingDisplay, thinking_display
+from app.core.tiers import ModelRoute
 from app.core.tokens import RequestSize, measure_request
 from app.server.auth import authorize
-from app.server.calls import Attempts, UpstreamCall, messages_body_builder
-from app.server.documents import documents_as_text
-from app.server.image_urls import apply_image_url_policy
-from app.server.images import create_image
+from app.server.images.generation import create_image
 from app.server.json_body import MAX_JSON_DEPTH, deeper_than, encode_json, read_json_object
+from app.server.messages.documents import documents_as_text
+from app.server.messages.image_urls import apply_image_url_policy
+from app.server.messages.stream_relay import EventEncoder, stream_messages
 from app.server.models_routes import get_model, list_models
-from app.server.passthrough import chat_completions
+from app.server.openai_api.chat_passthrough import chat_completions
 from app.server.records import RequestRecord, new_message_id
-from app.server.server_tools import (
+from app.server.server_tools.runner import (
     NewCall,
     ServerToolRunner,
     complete_rounds,
@@ -44,8 +44,8 @@ from app.server.server_tools import (
 )
 from app.server.state import STATE, ProxyState, record_of
 from app.server.status_route import add_status_route
-from app.server.streaming import EventEncoder, stream_messages
-from app.server.upstream import MB, READ_ERRORS, read_bounded
+from app.server.upstream.call_policy import Attempts, UpstreamCall, messages_body_builder
+from app.server.upstream.client import MB, READ_ERRORS, read_bounded
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from aiohttp import web
 from app.config.settings import Settings
 from app.core.errors import ProxyError
 from app.core.masking import Masker
+from app.core.server_tools.backends import WebFetch, WebSearch
 from app.core.tokens import TokenEstimator
-from app.core.web_tools import WebFetch, WebSearch
 from app.server.history import SessionTallies
-from app.server.pdf_text import DocumentReader
-from app.server.providers import ProviderRegistry
+from app.server.messages.pdf_text import DocumentReader
 from app.server.records import RequestRecord
 from app.server.safe_fetch import SafeFetcher
+from app.server.upstream.registry import ProviderRegistry
 
 
 @dataclass(slots=True)

@@ -34,9 +34,9 @@ from typing import Any, Protocol
 import aiohttp
 import httpx2
 
-from app.core.models import ModelAliases, resolve_model
 from app.core.request_map import to_openai_request
 from app.core.request_validation import validate_messages_request
+from app.core.tiers import ModelAliases, resolve_model
 from app.server.json_body import encode_json
 
 HERE = Path(__file__).resolve().parent

@@ -44,14 +44,14 @@ from aiohttp import web
 
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, TierModels
-from app.core.models import ModelAliases, resolve_model
 from app.core.providers import Provider, ProviderKind
 from app.core.request_map import to_openai_request
 from app.core.request_validation import validate_messages_request
+from app.core.tiers import ModelAliases, resolve_model
 from app.core.tokens import measure_request
 from app.logs import setup_logging
 from app.server.app import ProxyServer
-from app.server.upstream import encode_json_body
+from app.server.upstream.client import encode_json_body
 from tests.benchmarks.server_pipe import receive
 from tests.fake_upstream import chunk, completion, encode_sse
 

@@ -16,12 +16,12 @@ from typing import cast
 
 from aiohttp import web
 
+from app.core.anthropic_stream import StreamTranslator
 from app.core.anthropic_types import StreamEvent
 from app.core.rechunk import smoothed
 from app.core.sse import encode_event
-from app.core.stream import StreamTranslator
+from app.server.messages.stream_relay import EventWriter
 from app.server.records import RequestRecord
-from app.server.streaming import EventWriter
 from tests.benchmarks.bench_stream_guard import BODIES, best_of, relay_core
 
 BURSTS = {

@@ -12,10 +12,10 @@ import timeit
 from collections.abc import Callable
 from pathlib import Path
 
+from app.core.anthropic_stream import StreamTranslator
+from app.core.anthropic_stream_guard import StreamGuard
 from app.core.anthropic_types import StreamEvent
 from app.core.sse import SSEDecoder, encode_event
-from app.core.stream import StreamTranslator
-from app.core.stream_guard import StreamGuard
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "openai_stream"
 BODIES = [path.read_bytes() for path in sorted(FIXTURES.glob("*.sse"))]

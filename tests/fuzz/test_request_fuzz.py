@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.core.errors import ClientRequestError, ProxyError
-from app.core.models import ModelRoute
 from app.core.request_map import to_openai_request
 from app.core.request_validation import validate_messages_request
+from app.core.tiers import ModelRoute
 from tests.fuzz import FUZZ
 from tests.fuzz.strategies import JSON_VALUES
 from tests.unit.core.test_request_map import (

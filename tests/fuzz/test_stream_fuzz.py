@@ -8,11 +8,11 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from app.core.anthropic_stream import StreamState, StreamTranslator
+from app.core.anthropic_stream_guard import StreamGuard
 from app.core.anthropic_types import StreamEvent
 from app.core.errors import ProxyError
 from app.core.sse import ServerSentEvent, SSEDecoder, encode_event
-from app.core.stream import StreamState, StreamTranslator
-from app.core.stream_guard import StreamGuard
 from app.core.thinking_display import ThinkingDisplay, reasoning_from_signature
 from tests.fuzz import FUZZ
 from tests.fuzz.strategies import (

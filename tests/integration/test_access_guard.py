@@ -12,8 +12,8 @@ import pytest
 
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, SettingsError, is_loopback, settings_from_mapping
+from app.server.access import UnsafeBindError, host_allowed
 from app.server.app import ProxyServer
-from app.server.guard import UnsafeBindError, host_allowed
 from tests.fake_upstream import (
     after,
     completion,

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from app.server.pdf_text import DocumentLimits, DocumentReader
+from app.server.messages.pdf_text import DocumentLimits, DocumentReader
 from app.server.records import RequestRecord
 from app.server.safe_fetch import FetchPolicy, SafeFetcher, public_only
 from tests.fake_upstream import (

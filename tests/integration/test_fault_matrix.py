@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from app.core.anthropic_stream import RUNAWAY_CHARS_PER_TOKEN
 from app.core.sse import MAX_EVENT_BYTES
-from app.core.stream import RUNAWAY_CHARS_PER_TOKEN
 from tests.anthropic_grammar import assert_anthropic_grammar
 from tests.fake_upstream import (
     FIXTURES,

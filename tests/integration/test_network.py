@@ -20,7 +20,7 @@ from app.config.settings import Settings
 from app.core.errors import UpstreamUnavailable
 from app.server.network import Network, NetworkSetupError
 from app.server.safe_fetch import AddressRefused, FetchPolicy, SafeFetcher, public_only
-from app.server.upstream import UpstreamClient
+from app.server.upstream.client import UpstreamClient
 from tests.fake_proxy import FakeProxy, running_fake_proxy
 from tests.fake_tls import TestCA
 from tests.fake_upstream import FakeUpstream, LoopThread

@@ -147,8 +147,8 @@ def test_catalog_is_cached_then_expires(
 async def test_probe_reports_entitlement_and_tool_calls(
     upstream: FakeUpstream, second_upstream: FakeUpstream
 ) -> None:
-    from app.server.providers import ProviderRegistry
-    from app.server.upstream import UpstreamClient
+    from app.server.upstream.client import UpstreamClient
+    from app.server.upstream.registry import ProviderRegistry
 
     settings = Settings(
         providers=(

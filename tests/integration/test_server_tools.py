@@ -13,7 +13,7 @@ import anthropic
 import pytest
 from anthropic.types import Message
 
-from app.core.web_tools import (
+from app.core.server_tools.backends import (
     URL_NOT_ALLOWED,
     FetchedPage,
     SearchQuery,

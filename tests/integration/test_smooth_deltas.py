@@ -8,11 +8,11 @@ import pytest
 from aiohttp import web
 from anthropic.types import MessageParam
 
+from app.core.anthropic_stream import StreamTranslator
 from app.core.anthropic_types import StreamEvent
 from app.core.rechunk import MAX_SPREAD_S, STEP_S
-from app.core.stream import StreamTranslator
+from app.server.messages.stream_relay import EventWriter
 from app.server.records import RequestRecord
-from app.server.streaming import EventWriter
 from tests.anthropic_grammar import assert_anthropic_grammar
 from tests.fake_upstream import chunk, http_request, reply_stream
 from tests.integration.conftest import MakeProxy

@@ -10,10 +10,10 @@ from typing import Any
 import anthropic
 import pytest
 
+from app.core.anthropic_stream import StreamTranslator
+from app.core.anthropic_stream_guard import MALFORMED_STREAM_MESSAGE
 from app.core.anthropic_types import StreamEvent
 from app.core.sse import ServerSentEvent
-from app.core.stream import StreamTranslator
-from app.core.stream_guard import MALFORMED_STREAM_MESSAGE
 from app.server.records import RequestRecord
 from tests.anthropic_grammar import assert_anthropic_grammar
 from tests.fake_upstream import http_request, reply_stream, text_stream

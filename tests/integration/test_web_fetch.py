@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.core.web_tools import (
+from app.core.server_tools.backends import (
     INVALID_INPUT,
     UNSUPPORTED_CONTENT_TYPE,
     URL_NOT_ACCESSIBLE,
@@ -16,9 +16,9 @@ from app.core.web_tools import (
     FetchedPage,
     WebToolError,
 )
-from app.server import web_fetch
 from app.server.safe_fetch import FetchPolicy, SafeFetcher, public_only
-from app.server.web_fetch import PageFetcher, cut_text
+from app.server.server_tools import web_fetch
+from app.server.server_tools.web_fetch import PageFetcher, cut_text
 from tests.fake_web import PRIVATE, PUBLIC, FakeWeb, running_fake_web
 
 NOW = "2026-11-21T10:00:00Z"

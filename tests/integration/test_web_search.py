@@ -9,7 +9,7 @@ import pytest
 
 from app.config.secrets import KeySource, MemorySecretStore, ProviderKeys
 from app.config.settings import Settings
-from app.core.web_tools import (
+from app.core.server_tools.backends import (
     INVALID_INPUT,
     QUERY_TOO_LONG,
     TOO_MANY_REQUESTS,
@@ -20,10 +20,10 @@ from app.core.web_tools import (
 )
 from app.server.app import make_app
 from app.server.safe_fetch import FetchPolicy, SafeFetcher
+from app.server.server_tools.backends import make_web_search, make_web_tools
+from app.server.server_tools.web_fetch import PageFetcher
+from app.server.server_tools.web_search import BraveSearch, SearxngSearch, TavilySearch
 from app.server.state import STATE
-from app.server.web_fetch import PageFetcher
-from app.server.web_search import BraveSearch, SearxngSearch, TavilySearch
-from app.server.web_tools import make_web_search, make_web_tools
 from app.service import ProxyService
 from tests.fake_web import BRAVE_KEY, PRIVATE, RESULTS, TAVILY_KEY, FakeWeb, running_fake_web
 

@@ -204,15 +204,20 @@ def fill(controller: FakeController) -> None:
     models = "GET https://integrate.api.nvidia.com/v1/models -> 200 in 412 ms"
     lines: list[LogLine] = [
         LogLine(start - 2, "INFO", "app.server.app", serving),
-        LogLine(start - 2, "INFO", "app.server.providers", "nvidia: key from the keychain"),
-        LogLine(start - 1, "DEBUG", "app.server.providers", models),
+        LogLine(start - 2, "INFO", "app.server.upstream.registry", "nvidia: key from the keychain"),
+        LogLine(start - 1, "DEBUG", "app.server.upstream.registry", models),
     ]
     for row in rows:
         at = row.started_at
         rid = row.request_id
         if row.repairs:
             lines.append(
-                LogLine(at + 1, "WARNING", "app.server.calls", f"{rid} {QWEN}: {row.repairs[0]}")
+                LogLine(
+                    at + 1,
+                    "WARNING",
+                    "app.server.upstream.call_policy",
+                    f"{rid} {QWEN}: {row.repairs[0]}",
+                )
             )
         if row.attempts > 1 and row.status == 429:
             for attempt in range(1, row.attempts):
@@ -220,7 +225,7 @@ def fill(controller: FakeController) -> None:
                     LogLine(
                         at + attempt * 7,
                         "INFO",
-                        "app.server.calls",
+                        "app.server.upstream.call_policy",
                         f"{rid} retrying nvidia in {2**attempt:.2g} s after: 429 Too Many Requests",
                     )
                 )

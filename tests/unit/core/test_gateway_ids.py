@@ -15,8 +15,8 @@ from app.core.gateway_ids import (
     readable_model_name,
     to_gateway_id,
 )
-from app.core.models import tier_of
 from app.core.providers import ProviderKind
+from app.core.tiers import tier_of
 
 # Claude Code 2.1.332 keeps a discovered model only when its id matches this.
 CLAUDE_CODE_FILTER = re.compile(r"(claude|anthropic)", re.IGNORECASE)

@@ -14,7 +14,6 @@ import pytest
 
 from app.core.capabilities import ModelQuirks, ReasoningSwitch
 from app.core.errors import extract_upstream_message
-from app.core.models import ModelRoute
 from app.core.quirk_learning import (
     LEARNED_QUIRK_BY_REJECTION,
     REJECTIONS_READ_FROM_500,
@@ -26,6 +25,7 @@ from app.core.quirk_learning import (
 )
 from app.core.request_map import to_openai_request
 from app.core.request_validation import validate_messages_request
+from app.core.tiers import ModelRoute
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "upstream_bodies"
 IMAGE_PART = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0K"}}

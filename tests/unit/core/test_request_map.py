@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from app.core.capabilities import ModelQuirks, ReasoningSwitch
 from app.core.errors import ClientRequestError
-from app.core.models import ModelRoute
 from app.core.request_map import (
     CONTINUE_USER_TEXT,
     IMAGE_OMITTED_TEXT,
@@ -22,8 +21,9 @@ from app.core.request_map import (
     to_openai_request,
 )
 from app.core.request_validation import validate_messages_request
-from app.core.server_tools import to_function_tool
+from app.core.server_tools.specs import to_function_tool
 from app.core.thinking_display import REASONING_SIGNATURE_PREFIX, reasoning_signature
+from app.core.tiers import ModelRoute
 
 FIXTURES = Path(__file__).parents[2] / "fixtures"
 ROUTE = ModelRoute("claude-x", "up/model", ModelQuirks())

@@ -2,9 +2,9 @@
 
 import pytest
 
-from app.core.models import ModelAliases, Tier
 from app.core.providers import ExplicitModel, Provider, ProviderKind
 from app.core.routing import Router
+from app.core.tiers import ModelAliases, Tier
 
 NVIDIA = Provider("nvidia", ProviderKind.NVIDIA, "https://integrate.api.nvidia.com/v1")
 OPENAI = Provider(
