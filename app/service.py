@@ -45,7 +45,7 @@ from app.server.app import ProxyServer
 from app.server.curl import to_curl_command
 from app.server.history import UNRECORDED_PATHS
 from app.server.network import Network, NetworkSetupError
-from app.server.records import RequestRecord
+from app.server.records import RequestRecord, upstream_label
 from app.server.server_tools.backends import make_web_search
 from app.server.upstream.client import UpstreamClient
 from app.server.upstream.registry import ProviderRegistry
@@ -512,11 +512,7 @@ class ProxyService:
             return None
         record, row = kept
         secrets = self._secrets()
-        provider = (
-            self._settings.provider(record.upstream_model.rsplit("@", 1)[-1])
-            if (record.upstream_model and "@" in record.upstream_model)
-            else None
-        )
+        provider = self._settings.provider(record.provider) if record.provider else None
         upstream_request = _json_text(record.upstream_body)
         response = (
             _json_text(record.upstream_response)
@@ -726,9 +722,7 @@ def _summary_of_entry(entry: HistoryEntry) -> RequestSummary:
         method=entry.method,
         path=entry.path,
         client_model=entry.client_model,
-        upstream_model=f"{entry.upstream_model}@{entry.provider}"
-        if entry.provider
-        else entry.upstream_model,
+        upstream_model=upstream_label(entry.upstream_model, entry.provider),
         stream=entry.stream,
         status=entry.status,
         ttfb_ms=entry.ttfb_ms,
@@ -749,7 +743,7 @@ def _summary_of(record: RequestRecord, secrets: Masker) -> RequestSummary:
         method=record.method,
         path=record.path,
         client_model=record.client_model,
-        upstream_model=record.upstream_model,
+        upstream_model=record.upstream,
         stream=record.stream,
         status=record.status,
         ttfb_ms=(record.first_byte_at - record.started) * 1000

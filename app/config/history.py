@@ -475,7 +475,8 @@ class SessionTotals:
     requests: int
     input_tokens: int
     output_tokens: int
-    last_upstream_model: str | None  # `model@provider`
+    last_upstream_model: str | None  # the last answer's model id, and its provider
+    last_provider: str | None
 
 
 def session_totals(path: Path, session_id: str) -> SessionTotals | None:
@@ -495,5 +496,5 @@ def session_totals(path: Path, session_id: str) -> SessionTotals | None:
         return None
     if not requests:
         return None
-    model = None if last is None else (f"{last[0]}@{last[1]}" if last[1] else last[0])
-    return SessionTotals(int(requests), int(tokens_in), int(tokens_out), model)
+    model, provider = (None, None) if last is None else (last[0], last[1] or None)
+    return SessionTotals(int(requests), int(tokens_in), int(tokens_out), model, provider)

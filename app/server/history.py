@@ -21,9 +21,6 @@ UNRECORDED_PATHS = frozenset({"/", "/health", "/v1/nimbridge/status"})
 
 
 def to_history_entry(record: RequestRecord, masker: Masker, *, loop_now: float) -> HistoryEntry:
-    upstream, _, provider = (record.upstream_model or "").rpartition("@")
-    if not upstream:  # no `@provider`
-        upstream, provider = record.upstream_model or "", ""
     failed = record.status is None or record.status >= 400
     usage = record.usage
     return HistoryEntry(
@@ -32,8 +29,8 @@ def to_history_entry(record: RequestRecord, masker: Masker, *, loop_now: float) 
         method=record.method,
         path=record.path,
         client_model=record.client_model,
-        upstream_model=upstream or None,
-        provider=provider or None,
+        upstream_model=record.upstream_model,
+        provider=record.provider,
         stream=record.stream,
         status=record.status,
         error_type=error_type_for_status(record.status)
@@ -59,7 +56,8 @@ class SessionTally:
     requests: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    upstream_model: str | None = None  # `model@provider` of the last answer
+    upstream_model: str | None = None  # the last answer's model id, and its provider
+    provider: str | None = None
     last_seen: float = 0.0
 
 
@@ -78,7 +76,7 @@ class SessionTallies:
         tally.input_tokens += int(record.usage.get("input_tokens") or 0)
         tally.output_tokens += int(record.usage.get("output_tokens") or 0)
         if record.upstream_model:
-            tally.upstream_model = record.upstream_model
+            tally.upstream_model, tally.provider = record.upstream_model, record.provider
         tally.last_seen = time.time()
         while len(self._by_session) > SESSIONS_KEPT:
             self._by_session.popitem(last=False)

@@ -10,6 +10,11 @@ from app.core.errors import ProxyError
 from app.core.tiers import ModelRoute
 
 
+def upstream_label(model: str | None, provider: str | None) -> str | None:
+    """`model@provider`, how a route is shown (log line, request table, status line)."""
+    return f"{model}@{provider}" if model and provider else model
+
+
 def new_request_id() -> str:
     return f"req_{secrets.token_hex(12)}"
 
@@ -34,7 +39,8 @@ class RequestRecord:
     path: str
     started: float = field(default_factory=lambda: asyncio.get_running_loop().time())
     client_model: str | None = None
-    upstream_model: str | None = None
+    upstream_model: str | None = None  # the provider's model id
+    provider: str | None = None  # the provider it was sent to
     stream: bool | None = None  # None: not a generation request (count_tokens, models...)
     status: int | None = None
     first_byte_at: float | None = None
@@ -59,9 +65,11 @@ class RequestRecord:
 
     def note_route(self, route: ModelRoute) -> None:
         self.client_model = route.client_model
-        self.upstream_model = (
-            f"{route.upstream_model}@{route.provider}" if route.provider else route.upstream_model
-        )
+        self.upstream_model, self.provider = route.upstream_model, route.provider or None
+
+    @property
+    def upstream(self) -> str | None:
+        return upstream_label(self.upstream_model, self.provider)
 
     def mark_first_byte(self) -> None:
         if self.first_byte_at is None:
@@ -72,7 +80,7 @@ class RequestRecord:
         now = asyncio.get_running_loop().time()
         parts = [self.request_id, self.method, self.path]
         if self.client_model is not None:
-            parts.append(f"{self.client_model} -> {self.upstream_model}")
+            parts.append(f"{self.client_model} -> {self.upstream}")
             if self.stream is not None:
                 parts.append("stream" if self.stream else "non-stream")
         parts.append(str(self.status if self.status is not None else "-"))

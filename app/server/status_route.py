@@ -15,6 +15,7 @@ from app.config.history import session_totals
 from app.core.governor import GovernorState
 from app.server.auth import authorize
 from app.server.history import SessionTally
+from app.server.records import upstream_label
 from app.server.state import STATE, ProxyState, record_of
 
 STATUS_PATH = "/v1/nimbridge/status"
@@ -26,13 +27,13 @@ async def nimbridge_status(request: web.Request) -> web.Response:
     record_of(request).status = 200
     session_id = request.query.get("session", "").strip()[:128]
     tally = await _session_tally(state, session_id) if session_id else None
-    upstream = tally.upstream_model if tally and tally.upstream_model else None
-    if upstream is None:
+    if tally is not None and tally.upstream_model:
+        model, provider = tally.upstream_model, tally.provider
+    else:
         route = state.registry.router.route(state.settings.tiers.default)
-        upstream = (
-            f"{route.upstream_model}@{route.provider}" if route.provider else route.upstream_model
-        )
-    provider = upstream.rpartition("@")[2] or state.settings.default_provider
+        model, provider = route.upstream_model, route.provider or None
+    upstream = upstream_label(model, provider)
+    provider = provider or state.settings.default_provider
     pacing = state.registry.governor_states().get(provider)
     configured = state.settings.provider(provider)
     if pacing is None and configured is not None:  # no request yet: the budget, unused
@@ -76,6 +77,7 @@ async def _session_tally(state: ProxyState, session_id: str) -> SessionTally | N
             input_tokens=totals.input_tokens,
             output_tokens=totals.output_tokens,
             upstream_model=totals.last_upstream_model,
+            provider=totals.last_provider,
         ),
     )
 

@@ -75,7 +75,10 @@ def test_round_trip_and_session_totals(tmp_path: Path) -> None:
     totals = session_totals(path, ENTRY.session_id or "")
     assert totals is not None
     assert (totals.requests, totals.input_tokens, totals.output_tokens) == (2, 2400, 100)
-    assert totals.last_upstream_model == "meta/llama-3.3-70b-instruct@nvidia"
+    assert (totals.last_upstream_model, totals.last_provider) == (
+        "meta/llama-3.3-70b-instruct",
+        "nvidia",
+    )
     assert session_totals(path, "other") is None
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     writer.close()
