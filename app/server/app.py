@@ -20,7 +20,6 @@ from app.config.history import HistoryWriter
 from app.config.secrets import ProviderKeys
 from app.config.settings import Settings
 from app.core.errors import ProxyError
-from app.core.masking import Masker, url_secrets
 from app.core.responses_stream import openai_error_body
 from app.server.access import add_cors_headers, check_bind, check_request
 from app.server.auth import client_key
@@ -34,7 +33,7 @@ from app.server.routes import add_routes
 from app.server.runner import LISTEN_BACKLOG, ProxyRunner
 from app.server.safe_fetch import FetchPolicy, SafeFetcher
 from app.server.server_tools.backends import make_web_tools
-from app.server.state import RECORD, STATE, ProxyState, absorb_stop
+from app.server.state import RECORD, STATE, ProxyState, absorb_stop, learn_url_secrets
 from app.server.upstream.client import UpstreamClient
 from app.server.upstream.registry import ProviderRegistry
 from app.tasks import create_task
@@ -176,13 +175,6 @@ async def _mark_headers_sent(request: web.Request, response: web.StreamResponse)
         record.headers_sent = True
 
 
-def _learn_url_secrets(masker: Masker, settings: Settings) -> None:
-    """Secrets inside configured URLs (`user:PASS@`, `?key=...`) are masked like keys."""
-    for url in (*(p.base_url for p in settings.providers), settings.web_search_base_url):
-        for secret in url_secrets(url):
-            masker.add(secret)
-
-
 def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> web.Application:
     app = web.Application(
         middlewares=[request_middleware], client_max_size=settings.max_request_mb * MB
@@ -190,7 +182,7 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
     masker = keys.masker
     if proxy_key:
         keys.remember(proxy_key)
-    _learn_url_secrets(masker, settings)
+    learn_url_secrets(masker, settings)
     app.on_response_prepare.append(masking_hook(masker))  # every byte that leaves
     app.on_response_prepare.append(add_cors_headers)
     app.on_response_prepare.append(_mark_headers_sent)
@@ -208,7 +200,6 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
     )
     web_search, web_fetch = make_web_tools(settings, keys, fetcher, network)
     state = ProxyState(
-        settings=settings,
         registry=registry,
         proxy_key=proxy_key,
         fetcher=fetcher,
@@ -252,7 +243,6 @@ class ProxyServer:
         *,
         history: HistoryWriter | None = None,
     ) -> None:
-        self.settings = settings
         self.app = make_app(settings, keys, proxy_key)
         if history is not None:  # kept across restarts: the caller owns and closes it
             self.app_state.history_path = history.path
@@ -265,6 +255,10 @@ class ProxyServer:
         return self.app[STATE]
 
     @property
+    def settings(self) -> Settings:
+        return self.app_state.settings
+
+    @property
     def base_url(self) -> str:
         host = self.settings.host
         shown = f"[{host}]" if ":" in host else host
@@ -272,10 +266,7 @@ class ProxyServer:
 
     def update_settings(self, settings: Settings) -> None:
         """Apply settings that do not change how the server listens or reaches providers."""
-        self.settings = settings
-        self.app_state.settings = settings
-        _learn_url_secrets(self.app_state.masker, settings)
-        self.app_state.registry.update_settings(settings)
+        self.app_state.update_settings(settings)
 
     async def start(self) -> str:
         """Listen; OSError when the port is taken, UnsafeBindError for an open door."""

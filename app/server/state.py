@@ -10,7 +10,7 @@ from aiohttp import web
 
 from app.config.settings import Settings
 from app.core.errors import ProxyError
-from app.core.masking import Masker
+from app.core.masking import Masker, url_secrets
 from app.core.server_tools.backends import WebFetch, WebSearch
 from app.core.tokens import TokenEstimator
 from app.server.history import SessionTallies
@@ -19,10 +19,39 @@ from app.server.records import RequestRecord
 from app.server.safe_fetch import SafeFetcher
 from app.server.upstream.registry import ProviderRegistry
 
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    """How answers are relayed, built once from the settings (again when they change)."""
+
+    commit_window_s: float  # an unanswered attempt commits the stream after this long
+    ping_interval_s: float  # a ping after this long of the client hearing nothing
+    max_upstream_bytes: int  # one upstream answer is cut off past this
+    smooth_deltas: bool  # an upstream's bursts go out as several small deltas
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RelayConfig":
+        return cls(
+            commit_window_s=settings.commit_window_s,
+            ping_interval_s=settings.ping_interval_s,
+            max_upstream_bytes=settings.max_upstream_response_mb * MB,
+            smooth_deltas=settings.smooth_deltas,
+        )
+
+
+def learn_url_secrets(masker: Masker, settings: Settings) -> None:
+    """Secrets inside configured URLs (`user:PASS@`, `?key=...`) are masked like keys."""
+    for url in (*(p.base_url for p in settings.providers), settings.web_search_base_url):
+        for secret in url_secrets(url):
+            masker.add(secret)
+
 
 @dataclass(slots=True)
 class ProxyState:
-    settings: Settings
+    # The one holder of the settings (`settings` below reads them from it): the registry
+    # derives its router and retry policy from them, so it is told first.
     registry: ProviderRegistry
     proxy_key: str | None  # what clients must send; None: pass-through of their own keys
     fetcher: SafeFetcher  # what NimBridge fetches for clients (images by URL)
@@ -50,6 +79,21 @@ class ProxyState:
     sessions: SessionTallies = field(default_factory=SessionTallies)
     # Where finished requests are kept across restarts (None: not kept).
     history_path: Path | None = None
+    relay: RelayConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.relay = RelayConfig.from_settings(self.registry.settings)
+
+    @property
+    def settings(self) -> Settings:
+        return self.registry.settings
+
+    def update_settings(self, settings: Settings) -> None:
+        """Settings that need no restart (tiers, aliases, fallbacks, capabilities, retries,
+        relay), taken at once: requests already under way keep what they started with."""
+        self.registry.update_settings(settings)
+        self.relay = RelayConfig.from_settings(settings)
+        learn_url_secrets(self.masker, settings)
 
     def mask(self, text: str) -> str:
         """`text` without any key we know, piece of one at its edges or key-shaped

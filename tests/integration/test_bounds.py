@@ -396,20 +396,20 @@ def test_the_connection_cap_follows_the_fd_limit() -> None:
 def test_a_bug_in_a_handler_is_one_log_line_without_a_traceback(
     proxy: LiveProxy, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from app.server import routes
+    from app.server.messages import exchange
 
     def broken(*args: object) -> object:
         empty: dict[str, object] = {}
         return empty["missing"]
 
-    monkeypatch.setattr(routes, "measure_request", broken)
+    monkeypatch.setattr(exchange, "measure_request", broken)
     caplog.set_level(logging.INFO, logger="app")
     status, headers, raw = post(proxy, ask("hi"))
     assert status == 500
     error = json.loads(raw)["error"]
     assert error["type"] == "api_error"
     assert "KeyError at test_bounds.py" not in error["message"]  # our own frame is named
-    assert "KeyError at routes.py:" in error["message"]
+    assert "KeyError at exchange.py:" in error["message"]
     lines = [r for r in caplog.records if r.name.startswith("app") and r.levelno > logging.DEBUG]
     assert len(lines) == 1, [r.getMessage() for r in lines]
     assert headers["request-id"] in lines[0].getMessage()

@@ -7,6 +7,7 @@ checked here too: listed, paged, answered within 3 s, routed.
 """
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -329,6 +330,21 @@ def test_tier_fallback_when_retries_run_out(
     assert message.model == "claude-opus-4-5"
     assert len(second_upstream.chat_requests) == 2
     assert upstream.chat_requests[-1].body["model"] == "meta/llama-3.3-70b-instruct"
+
+
+@pytest.mark.allow_warnings
+def test_a_fallback_is_said_in_the_request_line(
+    two: Any, upstream: FakeUpstream, second_upstream: FakeUpstream, caplog: Any
+) -> None:
+    """The fallback is a repair like any other: the request's one line names it and the
+    model that answered (it used to be noted where nothing read it)."""
+    url, _ = two(retry_max_attempts=1, fallbacks={"opus": "meta/llama-3.3-70b-instruct"})
+    second_upstream.enqueue(reply_body('{"error":{"message":"overloaded"}}', status=503))
+    caplog.set_level(logging.INFO, logger="app")
+    client(url).messages.create(model="claude-opus-4-5", max_tokens=5, messages=HELLO)
+    line = next(r.getMessage() for r in caplog.records if "POST /v1/messages" in r.getMessage())
+    assert "-> meta/llama-3.3-70b-instruct@nvidia" in line
+    assert "repairs=[fell back to meta/llama-3.3-70b-instruct after: " in line
 
 
 def test_cloudflare_workers_ai_catalog_and_chat(

@@ -50,8 +50,8 @@ from app.core.strict_openai import completion_as_chunk
 from app.server.bugs import describe, log_traceback
 from app.server.egress import MaskedStream
 from app.server.records import RequestRecord
-from app.server.state import absorb_stop
-from app.server.upstream.call_policy import Attempts
+from app.server.state import RelayConfig, absorb_stop
+from app.server.upstream.call_policy import Attempts, UpstreamCall
 from app.server.upstream.client import READ_ERRORS, answered_whole, read_bounded, response_too_large
 from app.tasks import create_task
 
@@ -227,30 +227,28 @@ def _masked_error(event: StreamEvent, mask: Callable[[str], str]) -> StreamEvent
 
 async def stream_messages(
     request: web.Request,
-    *,
-    opening: Coroutine[Any, Any, aiohttp.ClientResponse],
-    attempts: Attempts,
-    translator: StreamTranslator | ServerToolStream,
     record: RequestRecord,
-    commit_window_s: float,
-    ping_interval_s: float,
-    read_failure: Callable[[Exception], UpstreamUnavailable],
-    max_upstream_bytes: int,
+    call: UpstreamCall,
+    translator: StreamTranslator | ServerToolStream,
+    *,
+    relay: RelayConfig,
     masker: Masker,
     next_round: NextRound | None = None,
-    smooth_deltas: bool = False,
-    reask: Reask | None = None,
     encode: EventEncoder | None = None,
 ) -> web.StreamResponse:
-    """`next_round`: for server tools, called after each upstream body; it writes what
-    it must (tool results) and gives the next upstream response, or None when done."""
+    """`call`'s answer relayed as a stream. `next_round`: for server tools, called after
+    each upstream body; it writes what it must (tool results) and gives the next
+    upstream response, or None when done."""
+    attempts, read_failure = call.attempts, call.registry.upstream.read_failure
+    max_upstream_bytes = relay.max_upstream_bytes
+    opening = call.open()
     mask = masker.redact
     opening_task = create_task(opening, name=f"upstream-open {record.request_id}")
     upstream: aiohttp.ClientResponse | None = None
     pinger: asyncio.Task[None] | None = None
     writer: EventWriter | None = None
     try:
-        if await _answered_within_window(opening_task, attempts, commit_window_s):
+        if await _answered_within_window(opening_task, attempts, relay.commit_window_s):
             upstream = opening_task.result()  # a ProxyError here is still a plain HTTP error
         attempts.committed = True  # from here on a failure is an `error` event, never a retry
         response = MaskedStream(masker, status=200, headers=STREAM_HEADERS)
@@ -258,7 +256,12 @@ async def stream_messages(
         await response.prepare(request)
         record.status = 200
         writer = EventWriter(
-            response, ping_interval_s, record, mask, smooth_deltas=smooth_deltas, encode=encode
+            response,
+            relay.ping_interval_s,
+            record,
+            mask,
+            smooth_deltas=relay.smooth_deltas,
+            encode=encode,
         )
         await writer.write(translator.start())
         pinger = create_task(writer.keep_alive(), name=f"ping {record.request_id}")
@@ -273,7 +276,7 @@ async def stream_messages(
                 read_failure,
                 max_upstream_bytes,
                 masker,
-                reask,
+                call.ask_unstreamed,
             )
             while next_round is not None and not writer.broken:
                 upstream.release()

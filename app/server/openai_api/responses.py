@@ -1,7 +1,7 @@
 """`POST /v1/responses` (OpenAI Responses API, what Codex CLI speaks).
 
 The request becomes an Anthropic one (`app/core/responses_request.py`) and is served
-by `/v1/messages`' own handler (`routes.answer_messages_request`): same routing,
+by `/v1/messages`' own handler (`messages.handler.answer_messages_request`): same routing,
 quirks, pacing, retries, server tools, records, masking. Only the way the answer
 leaves differs: a stream's events go through `ResponsesStreamTranslator` and the
 Responses grammar guard; a whole message becomes one `response` object.
@@ -24,9 +24,9 @@ from app.core.responses_stream import (
 )
 from app.server.auth import authorize
 from app.server.json_body import read_json_object
+from app.server.messages.handler import ReplyShape, answer_messages_request
 from app.server.messages.stream_relay import EventEncoder
 from app.server.records import RequestRecord, new_message_id
-from app.server.routes import ReplyShape, answer_messages_request
 from app.server.state import STATE, record_of
 
 log = logging.getLogger(__name__)

@@ -43,7 +43,7 @@ from app.core.server_tools.specs import (
 from app.core.tiers import ModelRoute
 from app.server.bugs import describe, log_traceback
 from app.server.messages.stream_relay import NextRound
-from app.server.upstream.call_policy import Attempts, BodyBuilder, UpstreamCall
+from app.server.upstream.call_policy import BodyBuilder
 
 log = logging.getLogger(__name__)
 
@@ -125,15 +125,11 @@ class ServerToolRunner:
         return build
 
 
-NewCall = Callable[[MessagesRequest, Attempts], UpstreamCall]
-
-
 def stream_next_round(
     req: MessagesRequest,
     stream: ServerToolStream,
     runner: ServerToolRunner,
-    new_call: NewCall,
-    attempts: Attempts,
+    open_round: Callable[[MessagesRequest], Awaitable[aiohttp.ClientResponse]],
 ) -> NextRound:
     """The relay's hook after each upstream body: run the pending calls, write their
     result blocks, and open the next round (None: the message is over)."""
@@ -148,13 +144,7 @@ def stream_next_round(
         if stream.ended:
             return None  # the message ended after the results
         stream.next_round()
-        round_req = continuation_request(req, stream.content)
-        round_attempts = Attempts()
-        try:
-            return await new_call(round_req, round_attempts).open()
-        finally:
-            attempts.count += round_attempts.count
-            attempts.repairs.extend(round_attempts.repairs)
+        return await open_round(continuation_request(req, stream.content))
 
     return next_round
 
