@@ -25,12 +25,8 @@ from app.core.gateway_ids import (
     readable_model_name,
     to_gateway_id,
 )
-from app.core.images import (
-    MAX_IMAGES_OPENAI,
-    MAX_IMAGES_WORKERS_AI,
-    ImageApi,
-    workers_ai_image_model,
-)
+from app.core.images.openai_images import MAX_IMAGES_OPENAI, MAX_IMAGES_WORKERS_AI, ImageApi
+from app.core.images.workers_ai import workers_ai_image_model
 from app.core.tiers import tier_of
 from app.server.auth import authorize
 from app.server.images.catalog import image_api_of

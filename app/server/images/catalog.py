@@ -20,17 +20,16 @@ from app.core.errors import (
     ClientRequestError,
     ProxyError,
 )
-from app.core.images import (
+from app.core.images.catalog import (
     CLOUDFLARE_IMAGE_SEARCH_QUERY,
-    IMAGE_API_BY_KIND,
-    ImageApi,
     explicit_image_models,
     image_catalog_from_cloudflare_search,
     image_catalog_from_models_list,
     is_image_model,
     needs_input_image,
-    workers_ai_model_path,
 )
+from app.core.images.openai_images import IMAGE_API_BY_KIND, ImageApi
+from app.core.images.workers_ai import workers_ai_model_path
 from app.core.providers import Provider
 from app.core.routing import Router
 from app.core.tiers import ModelAliases, ModelRoute

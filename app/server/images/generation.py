@@ -18,19 +18,21 @@ from aiohttp import web
 
 from app.core.capabilities import ModelQuirks
 from app.core.errors import ClientRequestError, ProxyError
-from app.core.images import (
+from app.core.images.openai_images import (
     MAX_IMAGES_OPENAI,
     MAX_IMAGES_WORKERS_AI,
     OPENAI_IMAGES_PATH,
-    WORKERS_AI_PARALLEL_IMAGES,
     ImageApi,
     ImageRequest,
+    to_openai_images_response,
+    validate_image_request,
+)
+from app.core.images.workers_ai import (
+    WORKERS_AI_PARALLEL_IMAGES,
     ImageTransport,
     encode_multipart,
     image_from_workers_ai,
-    to_openai_images_response,
     to_workers_ai_input,
-    validate_image_request,
     workers_ai_image_model,
     workers_ai_model_path,
 )

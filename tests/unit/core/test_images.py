@@ -8,24 +8,28 @@ import pytest
 
 from app.core.catalog import ModelKind
 from app.core.errors import ClientRequestError, UpstreamProtocolError
-from app.core.images import (
-    IMAGE_API_BY_KIND,
-    ImageApi,
-    ImageRequest,
-    ImageTransport,
-    WorkersAiImageModel,
-    encode_multipart,
+from app.core.images.catalog import (
     explicit_image_models,
     image_catalog_from_cloudflare_search,
     image_catalog_from_models_list,
-    image_from_workers_ai,
-    image_media_type,
     is_image_model,
     needs_input_image,
+)
+from app.core.images.openai_images import (
+    IMAGE_API_BY_KIND,
+    ImageApi,
+    ImageRequest,
+    image_media_type,
     parse_size,
     to_openai_images_response,
-    to_workers_ai_input,
     validate_image_request,
+)
+from app.core.images.workers_ai import (
+    ImageTransport,
+    WorkersAiImageModel,
+    encode_multipart,
+    image_from_workers_ai,
+    to_workers_ai_input,
     workers_ai_image_model,
     workers_ai_model_path,
 )
