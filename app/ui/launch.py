@@ -57,7 +57,7 @@ from app.launcher.environment import (
 )
 from app.launcher.terminals import LaunchError, Popen, launch_in_terminal
 from app.service import ProxyController, ServerState, ServiceStatus
-from app.ui._tasks import spawn
+from app.tasks import spawn
 
 log = logging.getLogger(__name__)
 

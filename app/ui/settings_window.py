@@ -45,7 +45,7 @@ from app.config.secrets import KeySource, KeyStatus, SecretStoreUnavailable
 from app.config.settings import Settings, SettingsError, is_loopback, validate_settings
 from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind, preset_base_url
 from app.service import ProxyController
-from app.ui._tasks import spawn
+from app.tasks import spawn
 from app.ui.form_fields import align_label_columns, show_url
 from app.ui.web_tools_tab import WebToolsTab
 

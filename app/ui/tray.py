@@ -20,7 +20,7 @@ from app.launcher import codex as codex_launch
 from app.launcher.environment import claude_code_env
 from app.launcher.terminals import Shell, setup_lines
 from app.service import Health, ProxyController, ServerState, ServiceStatus
-from app.ui._tasks import spawn
+from app.tasks import spawn
 
 ICON_SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
 

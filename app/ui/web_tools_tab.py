@@ -29,7 +29,7 @@ from app.config.limits import RANGE_BY_SETTING
 from app.config.secrets import KeySource, KeyStatus
 from app.config.settings import Settings
 from app.service import ProxyController
-from app.ui._tasks import spawn
+from app.tasks import spawn
 from app.ui.form_fields import align_label_columns
 
 log = logging.getLogger(__name__)
