@@ -31,7 +31,7 @@ from typing import TextIO
 from app.config.history import HistoryWriter
 from app.config.secrets import ProviderKeys
 from app.config.settings import PROXY_KEY_ENV, Settings
-from app.core.capabilities import quirks_for_model
+from app.launcher.context_window import served_context_window
 from app.launcher.discovery import INSTALL_COMMAND, find_claude
 from app.launcher.environment import (
     CUSTOM_HEADERS_ENV,
@@ -79,23 +79,6 @@ def proxy_key_refused(base_url: str, token: str, timeout_s: float = 10.0) -> boo
         return exc.code == 401
     except OSError:  # it stopped meanwhile: Claude Code will say so itself
         return False
-
-
-def served_context_window(base_url: str, proxy_key: str | None, model: str) -> int | None:
-    """The default model's context as the server knows it (what the upstream says it
-    serves: vLLM's max_model_len, llama.cpp's n_ctx...), else the name table's guess,
-    so Claude Code compacts before the real window is full."""
-    headers = {"x-api-key": proxy_key} if proxy_key else {}
-    request = urllib.request.Request(f"{base_url}/v1/models/{model}", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=15) as answer:
-            facts = json.loads(answer.read()).get("nimbridge") or {}
-    except (OSError, ValueError, AttributeError):
-        facts = {}
-    window = facts.get("context_window") if isinstance(facts, dict) else None
-    if isinstance(window, int) and not isinstance(window, bool) and window > 0:
-        return window
-    return quirks_for_model(model).context_window
 
 
 class BackgroundServer:
@@ -211,7 +194,7 @@ def run_code_command(
         base_url=base_url,
         proxy_key=token,
         tiers=settings.tiers,
-        context_window=served_context_window(base_url, token, settings.tiers.default),
+        context_window=served_context_window(base_url, token, settings.tiers.default, settings),
         timeout_s=settings.read_timeout_s,
         user_no_proxy=user_no_proxy_values(os.environ, here),
     )

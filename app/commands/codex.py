@@ -15,15 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from app.commands.code import (
-    _forwarding_sigterm,
-    _sum_up,
-    serve_for_session,
-    served_context_window,
-)
+from app.commands.code import _forwarding_sigterm, _sum_up, serve_for_session
 from app.config.secrets import ProviderKeys
 from app.config.settings import Settings
 from app.launcher.codex import INSTALL_COMMAND, codex_arguments, codex_env, find_codex
+from app.launcher.context_window import served_context_window
 from app.logs import ProblemTally
 
 
@@ -57,7 +53,7 @@ def run_codex_command(
     arguments = codex_arguments(
         base_url=base_url,
         model=model_name,
-        context_window=served_context_window(base_url, token, model_name),
+        context_window=served_context_window(base_url, token, model_name, settings),
     )
     try:
         with _forwarding_sigterm() as forward:

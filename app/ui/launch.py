@@ -38,9 +38,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.config.settings import Settings
-from app.core.capabilities import quirks_for_model
 from app.launcher import codex as codex_launch
 from app.launcher import discovery
+from app.launcher.context_window import context_window
 from app.launcher.environment import (
     CUSTOM_HEADERS_ENV,
     NO_PROXY_NAMES,
@@ -57,7 +57,7 @@ from app.launcher.environment import (
 )
 from app.launcher.terminals import LaunchError, Popen, launch_in_terminal
 from app.service import ProxyController, ServerState, ServiceStatus
-from app.ui._tasks import spawn
+from app.tasks import spawn
 
 log = logging.getLogger(__name__)
 
@@ -160,11 +160,6 @@ class Agent:
     invoke: Invoke
 
 
-def _context_window(status: ServiceStatus, settings: Settings) -> int | None:
-    # The default model's real window (settings overrides included), to compact at.
-    return quirks_for_model(status.tiers.default, settings.capabilities or None).context_window
-
-
 def claude_code_invocation(
     status: ServiceStatus, settings: Settings, folder: Path, platform: str
 ) -> Invocation:
@@ -174,7 +169,7 @@ def claude_code_invocation(
         base_url=status.base_url,
         proxy_key=status.proxy_key,
         tiers=status.tiers,
-        context_window=_context_window(status, settings),
+        context_window=context_window(status.tiers.default, settings),
         timeout_s=settings.read_timeout_s,
         user_no_proxy=user_no_proxy_values(os.environ, folder),
     )
@@ -208,7 +203,7 @@ def codex_invocation(
     arguments = codex_launch.codex_arguments(
         base_url=status.base_url,
         model=status.tiers.default,
-        context_window=_context_window(status, settings),
+        context_window=context_window(status.tiers.default, settings),
     )
     return Invocation(env, arguments, codex_launch.UNSET)
 

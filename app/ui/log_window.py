@@ -61,7 +61,7 @@ from PySide6.QtWidgets import (
 
 from app.logs import LogLine, redact
 from app.service import ProxyController, RequestDetail, RequestSummary
-from app.ui._tasks import spawn
+from app.tasks import spawn
 from app.ui.bridge import LOG_CAPACITY, REQUEST_CAPACITY, LogPump, RequestPump
 
 log = logging.getLogger(__name__)

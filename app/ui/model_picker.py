@@ -42,7 +42,7 @@ from app.config.settings import TIER_NAMES, Settings
 from app.core.capabilities import ReasoningSwitch
 from app.core.catalog import CatalogModel, ModelKind
 from app.service import ProxyController
-from app.ui._tasks import spawn
+from app.tasks import spawn
 
 log = logging.getLogger(__name__)
 

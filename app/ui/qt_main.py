@@ -22,7 +22,7 @@ from app.ui.launch import CODEX, AgentLauncher
 from app.ui.log_window import LogWindow
 from app.ui.model_picker import ModelPicker
 from app.ui.qt_loop import QtEventLoop
-from app.ui.settings_window import SettingsDialog
+from app.ui.settings.dialog import SettingsDialog
 from app.ui.tray import TrayIcon, Windows, icon_for
 from app.ui.usage_window import UsageWindow
 

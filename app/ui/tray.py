@@ -15,12 +15,12 @@ from PySide6.QtGui import QAction, QGuiApplication, QIcon, QPixmap
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon
 
 from app.config.settings import Settings
-from app.core.capabilities import quirks_for_model
 from app.launcher import codex as codex_launch
+from app.launcher.context_window import context_window
 from app.launcher.environment import claude_code_env
 from app.launcher.terminals import Shell, setup_lines
 from app.service import Health, ProxyController, ServerState, ServiceStatus
-from app.ui._tasks import spawn
+from app.tasks import spawn
 
 ICON_SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
 
@@ -128,12 +128,11 @@ def codex_setup(
 ) -> str:
     """Shell lines for users who start Codex in their own terminal: the key, then
     `codex` with NimBridge as its provider (Codex takes that on its command line)."""
-    capabilities = settings.capabilities if settings is not None else None
     return codex_launch.setup_lines(
         base_url=status.base_url or "http://127.0.0.1:8787",
         model=status.tiers.default,
         proxy_key=status.proxy_key,
-        context_window=quirks_for_model(status.tiers.default, capabilities or None).context_window,
+        context_window=context_window(status.tiers.default, settings),
         shell=shell,
     )
 

@@ -9,10 +9,10 @@ import anthropic
 import pytest
 from anthropic.types import MessageParam, ToolParam
 
-from app.commands.code import served_context_window
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, TierModels
 from app.core.providers import Provider, ProviderKind
+from app.launcher.context_window import served_context_window
 from app.server.app import ProxyServer
 from tests.fake_upstream import FakeUpstream, LoopThread, http_request
 from tests.integration.conftest import LiveProxy
@@ -150,7 +150,8 @@ def test_llama_cpp_preset_reads_the_served_context(
         # The name table says 131,072 (gemma-3-); the server serves 32,768.
         assert facts["context_window"] == 32768
         # ... and `nimbridge code` sets Claude Code's compact window from it
-        assert served_context_window(url, "k", "llama/gemma-3-270m-it") == 32768
-        assert served_context_window(url, "wrong-key", "gemma-3-270m-it") == 131072  # table
+        assert served_context_window(url, "k", "llama/gemma-3-270m-it", settings) == 32768
+        # the name table, when the server refuses the key
+        assert served_context_window(url, "wrong-key", "gemma-3-270m-it", settings) == 131072
     finally:
         loop_thread.run(server.stop())

@@ -3,7 +3,7 @@
 `QEventLoop(app, already_running=True)` registers itself as the running asyncio
 loop without entering `exec()`; pytest-qt's `qtbot.waitUntil` / `qtbot.wait`
 process Qt events, which run the loop's callbacks, so tasks started by
-`app.ui._tasks.spawn` advance while a test waits.
+`app.tasks.spawn` advance while a test waits.
 """
 
 import asyncio

@@ -22,7 +22,7 @@ from app.core.capabilities import ModelQuirks, ReasoningSwitch  # noqa: E402
 from app.core.catalog import CatalogModel  # noqa: E402
 from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind  # noqa: E402
 from app.ui.model_picker import ModelPicker  # noqa: E402
-from app.ui.settings_window import SettingsDialog  # noqa: E402
+from app.ui.settings.dialog import SettingsDialog  # noqa: E402
 from tests.ui.fakes import FAKE_IMAGE_MODELS, FAKE_MODELS, FakeController  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
@@ -142,9 +142,9 @@ async def main(out: Path) -> None:
     controller.keys["nvidia"] = "placeholder-not-a-real-key"
     dialog = SettingsDialog(controller)
     dialog.show()
-    dialog.select_provider("nvidia")
-    dialog.test_button.click()
-    await settle(lambda: dialog.key_message_label.text().startswith("Works"))
+    dialog.providers_tab.select_provider("nvidia")
+    dialog.providers_tab.test_button.click()
+    await settle(lambda: dialog.providers_tab.key_message_label.text().startswith("Works"))
     save(dialog, out / "settings.png")
     dialog.tabs.setCurrentWidget(dialog.server_tab)
     await settle()
@@ -175,7 +175,7 @@ async def main(out: Path) -> None:
     )
     dialog = SettingsDialog(controller, focus_key_for="nvidia")
     dialog.show()
-    await settle(lambda: dialog.focusWidget() is dialog.key_edit)
+    await settle(lambda: dialog.focusWidget() is dialog.providers_tab.key_edit)
     save(dialog, out / "settings-first-run.png")
     dialog.close()
 

@@ -31,7 +31,7 @@ from app.config.secrets import KeyringSecretStore, ProviderKeys
 from app.config.settings import Settings, load_settings
 from app.logs import LIBRARY_LOGGERS, LogBuffer, log_crashes, setup_logging
 from app.service import ProxyService, ServerState
-from app.ui._tasks import spawn
+from app.tasks import spawn
 from app.ui.qt_main import App
 from tests.fake_upstream import FakeUpstream, chunk, default_behaviour, reply_json, reply_stream
 from tests.integration.conftest import _upstream_server, loop_thread, upstream  # noqa: F401

@@ -21,7 +21,7 @@ from app import autostart
 from app.config.limits import RANGE_BY_SETTING
 from app.config.settings import Settings, is_loopback, settings_from_mapping, settings_to_mapping
 from app.core.providers import PRESET_BY_KIND, Provider, ProviderKind
-from app.ui.settings_window import SettingsDialog
+from app.ui.settings.dialog import SettingsDialog
 from tests.ui.fakes import FakeController
 from tests.ui.qt_async import qasync_loop  # noqa: F401  (fixture)
 
@@ -89,7 +89,7 @@ def test_bad_port_is_refused_with_the_reason(qtbot, port, reason):
     controller = FakeController()
     dialog = open_dialog(qtbot, controller)
     dialog.tabs.setCurrentWidget(dialog.providers_tab)
-    dialog.port_edit.setText(port)
+    dialog.server_tab.port_edit.setText(port)
 
     dialog.ok_button.click()
     qtbot.wait(50)
@@ -104,9 +104,9 @@ def test_bad_port_is_refused_with_the_reason(qtbot, port, reason):
 def test_validate_settings_reasons_reach_the_dialog(qtbot):
     controller = FakeController(two_providers())
     dialog = open_dialog(qtbot, controller)
-    dialog.select_provider("openai")
-    dialog.base_url_edit.setText("ftp://example.com")
-    dialog.base_url_edit.textEdited.emit("ftp://example.com")
+    dialog.providers_tab.select_provider("openai")
+    dialog.providers_tab.base_url_edit.setText("ftp://example.com")
+    dialog.providers_tab.base_url_edit.textEdited.emit("ftp://example.com")
 
     dialog.apply_button.click()
     qtbot.wait(50)
@@ -132,11 +132,11 @@ def test_validate_settings_reasons_reach_the_dialog(qtbot):
 def test_non_loopback_host_warns_before_anything_binds(qtbot, host, warned):
     controller = FakeController()
     dialog = open_dialog(qtbot, controller)
-    dialog.host_edit.setText(host)
-    assert dialog.host_warning.isHidden() is not warned  # its tab need not be showing
+    dialog.server_tab.host_edit.setText(host)
+    assert dialog.server_tab.host_warning.isHidden() is not warned  # its tab need not be showing
     assert is_loopback(host) is not warned
     if warned:
-        assert "other computers" in dialog.host_warning.text()
+        assert "other computers" in dialog.server_tab.host_warning.text()
     assert controller.calls == []  # nothing applied by typing
 
 
@@ -146,15 +146,15 @@ def test_non_loopback_host_warns_before_anything_binds(qtbot, host, warned):
 def test_ok_applies_once_with_the_edited_settings(qtbot):
     controller = FakeController(two_providers())
     dialog = open_dialog(qtbot, controller)
-    dialog.port_edit.setText("9911")
-    dialog.pass_client_keys_check.setChecked(True)
-    dialog.start_server_check.setChecked(False)
-    dialog.commit_spin.setValue(1.5)
-    dialog.read_spin.setValue(900)
-    assert dialog.smooth_check.isChecked()  # on by default
-    dialog.smooth_check.setChecked(False)
-    dialog.default_combo.setCurrentIndex(1)
-    dialog.default_combo.activated.emit(1)
+    dialog.server_tab.port_edit.setText("9911")
+    dialog.server_tab.pass_client_keys_check.setChecked(True)
+    dialog.server_tab.start_server_check.setChecked(False)
+    dialog.server_tab.commit_spin.setValue(1.5)
+    dialog.server_tab.read_spin.setValue(900)
+    assert dialog.server_tab.smooth_check.isChecked()  # on by default
+    dialog.server_tab.smooth_check.setChecked(False)
+    dialog.providers_tab.default_combo.setCurrentIndex(1)
+    dialog.providers_tab.default_combo.activated.emit(1)
 
     with qtbot.waitSignal(dialog.accepted, timeout=3000):
         dialog.ok_button.click()
@@ -176,7 +176,7 @@ def test_ok_applies_once_with_the_edited_settings(qtbot):
 def test_ok_without_changes_does_not_restart_anything(qtbot):
     controller = FakeController()
     dialog = open_dialog(qtbot, controller)
-    dialog.start_server_check.setChecked(True)  # the default, so not written
+    dialog.server_tab.start_server_check.setChecked(True)  # the default, so not written
     with qtbot.waitSignal(dialog.accepted, timeout=3000):
         dialog.ok_button.click()
     assert controller.saved == []
@@ -186,7 +186,7 @@ def test_apply_keeps_the_dialog_open_and_says_saved(qtbot):
     controller = FakeController()
     dialog = open_dialog(qtbot, controller)
     dialog.show()
-    dialog.port_edit.setText("8788")
+    dialog.server_tab.port_edit.setText("8788")
     dialog.apply_button.click()
     qtbot.waitUntil(lambda: dialog.message_label.text() == "Saved.")
     assert dialog.isVisible()
@@ -201,8 +201,8 @@ def test_a_refused_apply_is_shown_and_leaves_start_at_login_alone(qtbot, xdg_con
 
     controller = Refusing()
     dialog = open_dialog(qtbot, controller)
-    dialog.port_edit.setText("8790")
-    dialog.login_check.setChecked(True)
+    dialog.server_tab.port_edit.setText("8790")
+    dialog.server_tab.login_check.setChecked(True)
 
     click_ok_and_wait(qtbot, dialog)
 
@@ -214,8 +214,8 @@ def test_a_refused_apply_is_shown_and_leaves_start_at_login_alone(qtbot, xdg_con
 def test_pass_through_beyond_this_computer_is_refused(qtbot):
     controller = FakeController()
     dialog = open_dialog(qtbot, controller)
-    dialog.host_edit.setText("0.0.0.0")
-    dialog.pass_client_keys_check.setChecked(True)
+    dialog.server_tab.host_edit.setText("0.0.0.0")
+    dialog.server_tab.pass_client_keys_check.setChecked(True)
     dialog.ok_button.click()
     assert dialog.message_label.text() == (
         "Not saved: listening on 0.0.0.0 needs the proxy key: turn pass-through off"
@@ -226,26 +226,26 @@ def test_pass_through_beyond_this_computer_is_refused(qtbot):
 def test_no_key_to_regenerate_in_pass_through(qtbot):
     controller = FakeController(replace(Settings(), pass_client_keys=True))
     dialog = open_dialog(qtbot, controller)
-    assert dialog.pass_client_keys_check.isChecked()
-    assert not dialog.regenerate_proxy_key_button.isEnabled()
+    assert dialog.server_tab.pass_client_keys_check.isChecked()
+    assert not dialog.server_tab.regenerate_proxy_key_button.isEnabled()
 
 
 def test_pass_through_is_locked_off_when_the_file_requires_the_key(qtbot):
     controller = FakeController(replace(Settings(), require_proxy_key=True))
     dialog = open_dialog(qtbot, controller)
-    assert not dialog.pass_client_keys_check.isEnabled()
-    assert not dialog.pass_client_keys_check.isChecked()
+    assert not dialog.server_tab.pass_client_keys_check.isEnabled()
+    assert not dialog.server_tab.pass_client_keys_check.isChecked()
 
 
 def test_cancel_changes_nothing(qtbot, xdg_config_home):
     controller = FakeController(two_providers())
     before = controller.settings
     dialog = open_dialog(qtbot, controller)
-    dialog.port_edit.setText("9999")
-    dialog.host_edit.setText("0.0.0.0")
-    dialog.login_check.setChecked(True)
-    dialog.select_provider("openai")
-    dialog.remove_button.click()
+    dialog.server_tab.port_edit.setText("9999")
+    dialog.server_tab.host_edit.setText("0.0.0.0")
+    dialog.server_tab.login_check.setChecked(True)
+    dialog.providers_tab.select_provider("openai")
+    dialog.providers_tab.remove_button.click()
 
     dialog.cancel_button.click()
     qtbot.wait(50)
@@ -258,8 +258,8 @@ def test_cancel_changes_nothing(qtbot, xdg_config_home):
 def test_start_at_login_writes_the_autostart_file(qtbot, xdg_config_home):
     controller = FakeController()
     dialog = open_dialog(qtbot, controller)
-    assert not dialog.login_check.isChecked()
-    dialog.login_check.setChecked(True)
+    assert not dialog.server_tab.login_check.isChecked()
+    dialog.server_tab.login_check.setChecked(True)
     with qtbot.waitSignal(dialog.accepted, timeout=3000):
         dialog.ok_button.click()
     assert autostart.autostart_enabled()
@@ -267,7 +267,7 @@ def test_start_at_login_writes_the_autostart_file(qtbot, xdg_config_home):
     assert controller.saved == []  # only start at login changed
 
     again = open_dialog(qtbot, controller)
-    assert again.login_check.isChecked()
+    assert again.server_tab.login_check.isChecked()
 
 
 # ------------------------------------------------------------------ providers
@@ -276,8 +276,8 @@ def test_start_at_login_writes_the_autostart_file(qtbot, xdg_config_home):
 def test_add_a_provider_from_a_preset(qtbot):
     controller = FakeController()
     dialog = open_dialog(qtbot, controller)
-    dialog.add_button.click()
-    add = dialog.add_dialog
+    dialog.providers_tab.add_button.click()
+    add = dialog.providers_tab.add_dialog
     assert add is not None
     add.set_kind(ProviderKind.CLOUDFLARE)
     assert add.account_edit.isVisibleTo(add)
@@ -290,7 +290,10 @@ def test_add_a_provider_from_a_preset(qtbot):
     )
     add.ok_button.click()
     qtbot.waitUntil(
-        lambda: dialog.current_draft is not None and dialog.current_draft.name == "cloudflare"
+        lambda: (
+            dialog.providers_tab.current_draft is not None
+            and dialog.providers_tab.current_draft.name == "cloudflare"
+        )
     )
 
     with qtbot.waitSignal(dialog.accepted, timeout=3000):
@@ -304,9 +307,9 @@ def test_add_a_provider_from_a_preset(qtbot):
 def test_remove_a_provider_moves_the_default(qtbot):
     controller = FakeController(replace(two_providers(), default_provider="openai"))
     dialog = open_dialog(qtbot, controller)
-    dialog.select_provider("openai")
-    dialog.remove_button.click()
-    assert not dialog.remove_button.isEnabled()  # the last one stays
+    dialog.providers_tab.select_provider("openai")
+    dialog.providers_tab.remove_button.click()
+    assert not dialog.providers_tab.remove_button.isEnabled()  # the last one stays
     with qtbot.waitSignal(dialog.accepted, timeout=3000):
         dialog.ok_button.click()
     assert [p.name for p in controller.saved[0].providers] == ["nvidia"]
@@ -320,20 +323,23 @@ def test_save_key_stores_it_and_never_shows_it_again(qtbot):
     controller = FakeController(two_providers())
     dialog = open_dialog(qtbot, controller)
     dialog.show()
-    dialog.select_provider("nvidia")
-    assert dialog.key_status_label.text() == "Status: no key"
-    assert dialog.key_edit.echoMode() is QLineEdit.EchoMode.Password
+    dialog.providers_tab.select_provider("nvidia")
+    assert dialog.providers_tab.key_status_label.text() == "Status: no key"
+    assert dialog.providers_tab.key_edit.echoMode() is QLineEdit.EchoMode.Password
 
-    dialog.key_edit.setText(SECRET)
-    dialog.save_key_button.click()
+    dialog.providers_tab.key_edit.setText(SECRET)
+    dialog.providers_tab.save_key_button.click()
 
     assert controller.keys == {"nvidia": SECRET}
-    assert dialog.key_edit.text() == ""
-    assert dialog.key_status_label.text() == "Status: key set, in Secret Service (GNOME Keyring)"
+    assert dialog.providers_tab.key_edit.text() == ""
+    assert (
+        dialog.providers_tab.key_status_label.text()
+        == "Status: key set, in Secret Service (GNOME Keyring)"
+    )
     assert SECRET not in all_widget_text(dialog)
     # ...nor after moving around and coming back
-    dialog.select_provider("openai")
-    dialog.select_provider("nvidia")
+    dialog.providers_tab.select_provider("openai")
+    dialog.providers_tab.select_provider("nvidia")
     dialog.tabs.setCurrentWidget(dialog.server_tab)
     assert SECRET not in all_widget_text(dialog)
     assert controller.saved == []  # a key is not a setting
@@ -347,18 +353,18 @@ def test_key_status_names_the_keychain_when_the_controller_does(qtbot):
     controller = Described()
     controller.keys["nvidia"] = SECRET
     dialog = open_dialog(qtbot, controller)
-    assert dialog.key_status_label.text() == "Status: key set, in Secret Service"
+    assert dialog.providers_tab.key_status_label.text() == "Status: key set, in Secret Service"
     assert SECRET not in all_widget_text(dialog)
 
 
 def test_a_refused_key_is_told_in_words(qtbot):
     controller = FakeController()
     dialog = open_dialog(qtbot, controller)
-    dialog.key_edit.setText("   ")
-    dialog.save_key_button.click()  # disabled: nothing to save
+    dialog.providers_tab.key_edit.setText("   ")
+    dialog.providers_tab.save_key_button.click()  # disabled: nothing to save
     assert controller.keys == {}
-    dialog.key_edit.setText(" ")
-    dialog._save_key()
+    dialog.providers_tab.key_edit.setText(" ")
+    dialog.providers_tab._save_key()
     assert controller.keys == {}
 
     class Locked(FakeController):
@@ -366,9 +372,9 @@ def test_a_refused_key_is_told_in_words(qtbot):
             raise ValueError("the keychain is locked; unlock it and try again")
 
     locked = open_dialog(qtbot, Locked())
-    locked.key_edit.setText(SECRET)
-    locked.save_key_button.click()
-    assert locked.key_message_label.text() == (
+    locked.providers_tab.key_edit.setText(SECRET)
+    locked.providers_tab.save_key_button.click()
+    assert locked.providers_tab.key_message_label.text() == (
         "Key not saved: the keychain is locked; unlock it and try again"
     )
 
@@ -377,20 +383,23 @@ def test_remove_key(qtbot):
     controller = FakeController()
     controller.keys["nvidia"] = SECRET
     dialog = open_dialog(qtbot, controller)
-    assert dialog.remove_key_button.isEnabled()
-    dialog.remove_key_button.click()
+    assert dialog.providers_tab.remove_key_button.isEnabled()
+    dialog.providers_tab.remove_key_button.click()
     assert controller.keys == {}
-    assert dialog.key_status_label.text() == "Status: no key"
-    assert not dialog.remove_key_button.isEnabled()
+    assert dialog.providers_tab.key_status_label.text() == "Status: no key"
+    assert not dialog.providers_tab.remove_key_button.isEnabled()
 
 
 def test_test_button_reports_in_words(qtbot):
     controller = FakeController(two_providers())
     dialog = open_dialog(qtbot, controller)
-    dialog.select_provider("openai")
-    dialog.test_button.click()
-    qtbot.waitUntil(lambda: dialog.key_message_label.text().startswith("Works"))
-    assert dialog.key_message_label.text() == f"Works: {OPENAI_URL} answers; key accepted"
+    dialog.providers_tab.select_provider("openai")
+    dialog.providers_tab.test_button.click()
+    qtbot.waitUntil(lambda: dialog.providers_tab.key_message_label.text().startswith("Works"))
+    assert (
+        dialog.providers_tab.key_message_label.text()
+        == f"Works: {OPENAI_URL} answers; key accepted"
+    )
     assert "test openai" in controller.calls
 
 
@@ -403,15 +412,18 @@ def test_test_button_failure_and_typed_key(qtbot):
             return False, "the provider rejected the key (401)"
 
     dialog = open_dialog(qtbot, Rejecting())
-    dialog.key_edit.setText(SECRET)
-    dialog.test_button.click()
-    qtbot.waitUntil(lambda: dialog.key_message_label.text().startswith("Failed"))
-    assert dialog.key_message_label.text() == "Failed: the provider rejected the key (401)"
+    dialog.providers_tab.key_edit.setText(SECRET)
+    dialog.providers_tab.test_button.click()
+    qtbot.waitUntil(lambda: dialog.providers_tab.key_message_label.text().startswith("Failed"))
+    assert (
+        dialog.providers_tab.key_message_label.text()
+        == "Failed: the provider rejected the key (401)"
+    )
     assert seen == [SECRET]  # a typed key is tested before it is saved
-    assert dialog.test_button.isEnabled()
+    assert dialog.providers_tab.test_button.isEnabled()
     # Typing another key makes the verdict stale: it goes.
-    QTest.keyClicks(dialog.key_edit, "x")
-    assert dialog.key_message_label.text() == ""
+    QTest.keyClicks(dialog.providers_tab.key_edit, "x")
+    assert dialog.providers_tab.key_message_label.text() == ""
 
 
 def test_a_long_base_url_shows_its_start_and_the_whole_in_its_tooltip(qtbot):
@@ -428,12 +440,12 @@ def test_a_long_base_url_shows_its_start_and_the_whole_in_its_tooltip(qtbot):
     )
     dialog = open_dialog(qtbot, controller)
     dialog.show()
-    dialog.select_provider("cloudflare")
-    edit = dialog.base_url_edit
+    dialog.providers_tab.select_provider("cloudflare")
+    edit = dialog.providers_tab.base_url_edit
     assert edit.text() == url and edit.cursorPosition() == 0 and edit.toolTip() == url
     # The Add dialog fills it from the account id the same way.
-    dialog.add_button.click()
-    add = dialog.add_dialog
+    dialog.providers_tab.add_button.click()
+    add = dialog.providers_tab.add_dialog
     assert add is not None
     add.set_kind(ProviderKind.CLOUDFLARE)
     add.account_edit.setText(account)
@@ -446,7 +458,7 @@ def test_timing_says_what_the_commit_window_does_in_plain_words(qtbot):
     dialog = open_dialog(qtbot, FakeController())
     texts = [w.text() for w in dialog.server_tab.findChildren(QLabel)]
     assert "Commit window:" not in texts and "Retry unnoticed within:" in texts
-    tip = dialog.commit_spin.toolTip()
+    tip = dialog.server_tab.commit_spin.toolTip()
     assert "retried without Claude Code noticing" in tip and "0 starts every reply at once" in tip
 
 
@@ -460,10 +472,10 @@ def test_copying_the_proxy_key_says_so(qtbot):
     controller = FakeController()
     controller.set_status(proxy_key="proxy-key-abc")
     dialog = open_dialog(qtbot, controller)
-    dialog.copy_proxy_key_button.click()
+    dialog.server_tab.copy_proxy_key_button.click()
     assert QGuiApplication.clipboard().text() == "proxy-key-abc"
-    assert dialog.copy_proxy_key_button.text() == "Copied"
-    qtbot.waitUntil(lambda: dialog.copy_proxy_key_button.text() == "Copy", timeout=4000)
+    assert dialog.server_tab.copy_proxy_key_button.text() == "Copied"
+    qtbot.waitUntil(lambda: dialog.server_tab.copy_proxy_key_button.text() == "Copy", timeout=4000)
 
 
 def test_a_dialog_closed_right_after_copying_leaves_no_late_call(qtbot):
@@ -472,7 +484,7 @@ def test_a_dialog_closed_right_after_copying_leaves_no_late_call(qtbot):
     controller = FakeController()
     controller.set_status(proxy_key="proxy-key-abc")
     dialog = open_dialog(qtbot, controller)
-    dialog.copy_proxy_key_button.click()
+    dialog.server_tab.copy_proxy_key_button.click()
     dialog.deleteLater()
     qtbot.waitUntil(lambda: not dialog_alive(dialog), timeout=2000)
     qtbot.wait(2300)  # past the reset: pytest-qt fails the test on an exception in Qt's loop
@@ -487,16 +499,19 @@ def test_first_run_opens_at_the_nvidia_key_field(qtbot):
     dialog.show()
 
     assert dialog.tabs.currentWidget() is dialog.providers_tab
-    assert dialog.current_draft is not None and dialog.current_draft.name == "nvidia"
-    qtbot.waitUntil(lambda: dialog.focusWidget() is dialog.key_edit)
+    assert (
+        dialog.providers_tab.current_draft is not None
+        and dialog.providers_tab.current_draft.name == "nvidia"
+    )
+    qtbot.waitUntil(lambda: dialog.focusWidget() is dialog.providers_tab.key_edit)
     assert dialog.banner.isVisible()
     assert "Paste your NVIDIA API key to start (get one at" in dialog.banner.text()
     assert 'href="https://build.nvidia.com/settings/api-keys"' in dialog.banner.text()
     assert "build.nvidia.com</a>" in dialog.banner.text()
-    assert dialog.get_key_link.isVisible()
+    assert dialog.providers_tab.get_key_link.isVisible()
 
-    dialog.key_edit.setText(SECRET)
-    dialog.key_edit.returnPressed.emit()
+    dialog.providers_tab.key_edit.setText(SECRET)
+    dialog.providers_tab.key_edit.returnPressed.emit()
     assert controller.keys == {"nvidia": SECRET}
     assert controller.status().needs_key is False
     assert "Key saved" in dialog.banner.text()
@@ -513,15 +528,15 @@ def test_proxy_key_shown_masked_copied_and_regenerated(qtbot: QtBot) -> None:
     controller = FakeController()
     controller.set_status(proxy_key="first-proxy-key")
     dialog = open_dialog(qtbot, controller)
-    edit = dialog.proxy_key_edit
+    edit = dialog.server_tab.proxy_key_edit
     assert edit.text() == "first-proxy-key" and "first-proxy-key" not in edit.displayText()
-    dialog.show_proxy_key_button.click()
+    dialog.server_tab.show_proxy_key_button.click()
     assert edit.displayText() == "first-proxy-key"
-    dialog.show_proxy_key_button.click()
+    dialog.server_tab.show_proxy_key_button.click()
     assert "first-proxy-key" not in edit.displayText()
-    dialog.copy_proxy_key_button.click()
+    dialog.server_tab.copy_proxy_key_button.click()
     assert QGuiApplication.clipboard().text() == "first-proxy-key"
-    dialog.regenerate_proxy_key_button.click()
+    dialog.server_tab.regenerate_proxy_key_button.click()
     qtbot.waitUntil(lambda: edit.text() != "first-proxy-key")
     assert controller.calls == ["regenerate_proxy_key"]
     assert edit.text() == controller.status().proxy_key
@@ -536,9 +551,9 @@ def test_the_number_boxes_offer_only_what_the_loader_takes(qtbot):
     controller = FakeController()
     dialog = open_dialog(qtbot, controller)
     boxes: dict[str, QDoubleSpinBox | QSpinBox] = {
-        "commit_window_s": dialog.commit_spin,
-        "connect_timeout_s": dialog.connect_spin,
-        "read_timeout_s": dialog.read_spin,
+        "commit_window_s": dialog.server_tab.commit_spin,
+        "connect_timeout_s": dialog.server_tab.connect_spin,
+        "read_timeout_s": dialog.server_tab.read_spin,
         "web_fetch_max_chars": dialog.web_tab.max_chars_spin,
     }
     for name, box in boxes.items():
@@ -562,8 +577,8 @@ def test_the_number_boxes_offer_only_what_the_loader_takes(qtbot):
 def test_a_provider_name_the_loader_would_refuse_cannot_be_added(qtbot, name):
     controller = FakeController()
     dialog = open_dialog(qtbot, controller)
-    dialog.add_button.click()
-    add = dialog.add_dialog
+    dialog.providers_tab.add_button.click()
+    add = dialog.providers_tab.add_dialog
     assert add is not None
     add.set_kind(ProviderKind.OLLAMA)
     add.name_edit.setText(name)
@@ -578,10 +593,10 @@ def test_a_provider_name_the_loader_would_refuse_cannot_be_added(qtbot, name):
 def test_the_proxy_and_ca_file_are_saved_and_the_login_goes_to_the_keychain(qtbot, tmp_path):
     controller = FakeController()
     dialog = open_dialog(qtbot, controller)
-    dialog.outbound_proxy_edit.setText("http://proxy.corp.example:3128")
-    dialog.proxy_user_edit.setText("alice")
-    dialog.proxy_password_edit.setText("Proxy-Pass-NEVER-IN-FILE")
-    dialog.ca_file_edit.setText(str(tmp_path / "corp-root.pem"))
+    dialog.server_tab.outbound_proxy_edit.setText("http://proxy.corp.example:3128")
+    dialog.server_tab.proxy_user_edit.setText("alice")
+    dialog.server_tab.proxy_password_edit.setText("Proxy-Pass-NEVER-IN-FILE")
+    dialog.server_tab.ca_file_edit.setText(str(tmp_path / "corp-root.pem"))
     with qtbot.waitSignal(dialog.accepted, timeout=3000):
         dialog.ok_button.click()
     saved = controller.saved[-1]
@@ -591,9 +606,12 @@ def test_the_proxy_and_ca_file_are_saved_and_the_login_goes_to_the_keychain(qtbo
     assert "Proxy-Pass" not in json.dumps(settings_to_mapping(saved))
 
     again = open_dialog(qtbot, controller)  # the password is never shown back
-    assert again.proxy_user_edit.text() == "alice" and again.proxy_password_edit.text() == ""
+    assert (
+        again.server_tab.proxy_user_edit.text() == "alice"
+        and again.server_tab.proxy_password_edit.text() == ""
+    )
     assert "Proxy-Pass" not in all_widget_text(again)
-    again.proxy_user_edit.clear()  # a cleared name forgets the login, and restarts
+    again.server_tab.proxy_user_edit.clear()  # a cleared name forgets the login, and restarts
     with qtbot.waitSignal(again.accepted, timeout=3000):
         again.ok_button.click()
     assert "outbound-proxy" not in controller.keys
@@ -603,7 +621,7 @@ def test_the_proxy_and_ca_file_are_saved_and_the_login_goes_to_the_keychain(qtbo
 def test_a_proxy_url_with_a_password_is_refused_before_anything_is_written(qtbot):
     controller = FakeController()
     dialog = open_dialog(qtbot, controller)
-    dialog.outbound_proxy_edit.setText("http://alice:secret@proxy.corp.example:3128")
+    dialog.server_tab.outbound_proxy_edit.setText("http://alice:secret@proxy.corp.example:3128")
     dialog.ok_button.click()
     assert "must not hold a user name or password" in dialog.message_label.text()
     assert dialog.tabs.currentWidget() is dialog.server_tab

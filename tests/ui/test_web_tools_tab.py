@@ -8,7 +8,7 @@ from pytestqt.qtbot import QtBot
 
 from app.config.secrets import KeySource, KeyStatus
 from app.config.settings import Settings
-from app.ui.settings_window import SettingsDialog
+from app.ui.settings.dialog import SettingsDialog
 from tests.ui.fakes import FakeController
 from tests.ui.qt_async import qasync_loop  # noqa: F401  (fixture)
 from tests.ui.test_settings_window import all_widget_text, click_ok_and_wait
@@ -37,7 +37,8 @@ def choose(dialog: SettingsDialog, backend: str) -> None:
 
 
 def test_off_by_default_with_nothing_to_type(qtbot):
-    tab = open_web_tab(qtbot, FakeController()).web_tab
+    dialog = open_web_tab(qtbot, FakeController())  # held: the tab is the dialog's child
+    tab = dialog.web_tab
     assert tab.backend == ""
     assert not tab.base_url_edit.isEnabled() and not tab.key_edit.isEnabled()
     assert not tab.test_button.isEnabled() and not tab.save_key_button.isEnabled()

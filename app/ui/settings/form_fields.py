@@ -1,6 +1,21 @@
-"""Small rules the settings pages share for how fields look."""
+"""Small rules the settings pages share: how fields and verdicts look, how a refusal reads."""
 
 from PySide6.QtWidgets import QFormLayout, QLineEdit
+
+from app.config.settings import SettingsError
+
+WHERE = "Not saved"  # how validate_settings' messages start in this dialog
+ERROR_STYLE = "color: #b3261e;"
+OK_STYLE = "color: #1e7d32;"
+
+
+def refusal(why: str) -> SettingsError:
+    """The dialog's refusal of its own settings: "Not saved: <why>"."""
+    return SettingsError(f"{WHERE}: {why}")
+
+
+def link(url: str, text: str) -> str:
+    return f'<a href="{url}">{text}</a>'
 
 
 def show_url(edit: QLineEdit, url: str) -> None:

@@ -1,6 +1,6 @@
 """The settings dialog's "Web tools" tab: the search backend, its key, and web fetch.
 
-Invariants (the Providers tab's, for search keys):
+Invariants (the Providers tab's, for search keys: the same key field):
 - A key typed here goes straight to the keychain through
   `controller.set_web_search_key` ("Save key") and the field is cleared; afterwards
   only whether a key is set, and where, is shown.
@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -29,13 +28,11 @@ from app.config.limits import RANGE_BY_SETTING
 from app.config.secrets import KeySource, KeyStatus
 from app.config.settings import Settings
 from app.service import ProxyController
-from app.ui._tasks import spawn
-from app.ui.form_fields import align_label_columns
+from app.ui.settings.form_fields import align_label_columns
+from app.ui.settings.key_field import KeyField
 
 log = logging.getLogger(__name__)
 
-ERROR_STYLE = "color: #b3261e;"
-OK_STYLE = "color: #1e7d32;"
 HINT_STYLE = "color: #5f6368;"
 
 # (setting value, what the list shows, base URL placeholder, words under the list)
@@ -74,7 +71,6 @@ class WebToolsTab(QWidget):
         super().__init__(parent)
         self._controller = controller
         settings = controller.settings
-        self._testing = False
         # Each backend keeps the URL typed for it while the user switches between them.
         self._base_url_by_backend = {settings.web_search_backend: settings.web_search_base_url}
         self._backend = settings.web_search_backend
@@ -86,16 +82,18 @@ class WebToolsTab(QWidget):
         self.backend_hint.setWordWrap(True)
         self.backend_hint.setStyleSheet(HINT_STYLE)
         self.base_url_edit = QLineEdit()
-        self.key_edit = QLineEdit()
-        self.key_edit.setEchoMode(QLineEdit.EchoMode.Password)
-        self.save_key_button = QPushButton("Save key")
-        self.save_key_button.setToolTip("Store the key in the OS keychain now")
-        self.remove_key_button = QPushButton("Remove key")
-        self.key_status_label = QLabel()
-        self.test_button = QPushButton("Test")
-        self.test_button.setToolTip("Run one search with these settings (and the typed key)")
-        self.message_label = QLabel()
-        self.message_label.setWordWrap(True)
+        self.key_field = KeyField(
+            controller,
+            refresh_buttons=self._update_buttons,
+            save_tip="Store the key in the OS keychain now",
+            test_tip="Run one search with these settings (and the typed key)",
+        )
+        self.key_edit = self.key_field.key_edit
+        self.save_key_button = self.key_field.save_key_button
+        self.remove_key_button = self.key_field.remove_key_button
+        self.key_status_label = self.key_field.key_status_label
+        self.test_button = self.key_field.test_button
+        self.message_label = self.key_field.message_label
 
         key_row_widget = QWidget()
         key_row = QHBoxLayout(key_row_widget)
@@ -152,9 +150,7 @@ class WebToolsTab(QWidget):
 
         self.backend_combo.setCurrentIndex(max(0, self.backend_combo.findData(self._backend)))
         self.backend_combo.currentIndexChanged.connect(self._backend_changed)
-        self.key_edit.textChanged.connect(self._update_buttons)
-        self.key_edit.textEdited.connect(self._forget_verdict)
-        self.base_url_edit.textEdited.connect(self._forget_verdict)
+        self.base_url_edit.textEdited.connect(self.key_field.forget_verdict)
         self.save_key_button.clicked.connect(self._save_key)
         self.remove_key_button.clicked.connect(self._remove_key)
         self.test_button.clicked.connect(self._test)
@@ -212,90 +208,48 @@ class WebToolsTab(QWidget):
             return KeyStatus(self.backend, KeySource.NONE)
 
     def key_status_text(self) -> str:
-        status = self._key_status()
+        return self._status_text(self._key_status())
+
+    def _status_text(self, status: KeyStatus | None) -> str:
         if status is None:
             return "no key needed" if self.backend else ""
-        if status.source is KeySource.KEYCHAIN:
-            return f"key set, in {self._controller.key_store_description()}"
-        if status.source is KeySource.MEMORY:
-            return "key set (this session only: no keychain)"
-        if status.source is KeySource.ENVIRONMENT:
-            return f"key from the environment variable {status.env_name or ''}".rstrip()
-        return "no key"
+        return self.key_field.status_text(status)
 
     def _show_key_status(self) -> None:
-        text = self.key_status_text()
-        self.key_status_label.setText(f"Status: {text}" if text else "")
         status = self._key_status()
-        has_key = status is not None and status.source is not KeySource.NONE
-        self.key_edit.setPlaceholderText(
-            ""
-            if status is None
-            else "paste a new key to replace it"
-            if has_key
-            else "paste your API key here"
-        )
-        self.remove_key_button.setEnabled(
-            status is not None and status.source in (KeySource.KEYCHAIN, KeySource.MEMORY)
-        )
-        self._update_buttons()
+        self.key_field.show_status(status, self._status_text(status))
 
     def _update_buttons(self) -> None:
         keyed = self.backend in KEYED_BACKENDS
         self.save_key_button.setEnabled(keyed and bool(self.key_edit.text().strip()))
-        self.test_button.setEnabled(bool(self.backend) and not self._testing)
-
-    def _forget_verdict(self) -> None:
-        if not self._testing:  # "Failed: ..." was about the key or URL before the edit
-            self.message_label.clear()
+        self.test_button.setEnabled(bool(self.backend) and not self.key_field.testing)
 
     def _save_key(self) -> None:
-        key = self.key_edit.text().strip()
-        if not key or self.backend not in KEYED_BACKENDS:
+        backend = self.backend
+        if self.key_field.typed_key() is None or backend not in KEYED_BACKENDS:
             return
-        try:
-            self._controller.set_web_search_key(self.backend, key)
-        except Exception as exc:  # ValueError / keychain unavailable: words, never the key
-            self._message(f"Key not saved: {exc}", ok=False)
+        if not self.key_field.store(lambda key: self._controller.set_web_search_key(backend, key)):
             return
-        self.key_edit.clear()  # never shown again: only whether one is set
         self._show_key_status()
-        self._message(f"Key saved for {self.backend_combo.currentText()}.", ok=True)
+        self.key_field.message(f"Key saved for {self.backend_combo.currentText()}.", ok=True)
 
     def _remove_key(self) -> None:
-        try:
-            removed = self._controller.delete_web_search_key(self.backend)
-        except Exception as exc:  # keychain errors: words
-            self._message(f"Key not removed: {exc}", ok=False)
+        backend = self.backend
+        removed = self.key_field.delete(lambda: self._controller.delete_web_search_key(backend))
+        if removed is None:
             return
         self._show_key_status()
-        self._message("Key removed." if removed else "There was no stored key.", ok=True)
-
-    def _message(self, text: str, *, ok: bool) -> None:
-        self.message_label.setStyleSheet(OK_STYLE if ok else ERROR_STYLE)
-        self.message_label.setText(text)
+        self.key_field.message("Key removed." if removed else "There was no stored key.", ok=True)
 
     # ---- test
 
     def _test(self) -> None:
-        if self._testing or not self.backend:
+        if self.key_field.testing or not self.backend:
             return
-        self._testing = True
-        self._update_buttons()
-        self.message_label.setStyleSheet("")
-        self.message_label.setText("Searching ...")
-        typed = self.key_edit.text().strip() or None  # test a key before saving it
-        spawn(
-            self._run_test(self.backend, self.base_url_edit.text().strip(), typed),
+        backend, base_url = self.backend, self.base_url_edit.text().strip()
+        typed = self.key_field.typed_key()  # test a key before saving it
+        self.key_field.test(
+            lambda: self._controller.test_web_search(backend, base_url, typed),
+            doing="Searching ...",
             name="settings-test-web-search",
         )
-
-    async def _run_test(self, backend: str, base_url: str, key: str | None) -> None:
-        try:
-            ok, words = await self._controller.test_web_search(backend, base_url, key)
-        except Exception as exc:  # the network, a timeout: words
-            ok, words = False, str(exc) or type(exc).__name__
-        finally:
-            self._testing = False
-            self._update_buttons()
-        self._message(("Works: " if ok else "Failed: ") + words, ok=ok)
