@@ -44,6 +44,7 @@ from app.server.access import UnsafeBindError
 from app.server.app import ProxyServer
 from app.server.curl import to_curl_command
 from app.server.history import UNRECORDED_PATHS
+from app.server.images.catalog import ImageCatalogs
 from app.server.network import Network, NetworkSetupError
 from app.server.records import RequestRecord
 from app.server.server_tools.backends import make_web_search
@@ -553,7 +554,7 @@ class ProxyService:
     async def list_image_models(self, *, refresh: bool = False) -> list[CatalogModel]:
         """Text-to-image models (for POST /v1/images/generations), never a chat tier's."""
         async with self._registry() as registry:
-            return await registry.images.merged(refresh=refresh)
+            return await ImageCatalogs(registry).merged(refresh=refresh)
 
     async def probe(self, provider: str, model: str) -> tuple[bool, bool | None, str]:
         async with self._registry() as registry:

@@ -33,7 +33,7 @@ from app.core.images import (
 )
 from app.core.tiers import tier_of
 from app.server.auth import authorize
-from app.server.images.catalog import image_api_of
+from app.server.images.catalog import ImageCatalogs, image_api_of
 from app.server.records import RequestRecord
 from app.server.state import STATE, ProxyState, record_of
 
@@ -203,7 +203,7 @@ async def _list_image_models(
     state: ProxyState, record: RequestRecord, *, refresh: bool
 ) -> web.Response:
     """OpenAI's list shape; each entry's `nimbridge` says how Workers AI is called."""
-    models = await state.registry.images.merged(refresh=refresh)
+    models = await ImageCatalogs(state.registry).merged(refresh=refresh)
     record.status = 200
     data = []
     for model in models:
