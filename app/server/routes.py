@@ -55,7 +55,7 @@ def _dumps(value: Any) -> str:
 
 
 def _route(state: ProxyState, req: MessagesRequest, record: RequestRecord) -> ModelRoute:
-    route = state.registry.router.route(req["model"])
+    route = state.registry.route(req["model"])
     record.note_route(route)
     return route
 
@@ -111,7 +111,7 @@ async def answer_messages_request(
         state.settings.image_urls,
         state.fetcher,
         budget,
-        model_sees_images=state.registry.quirks_for(route).supports_images is not False,
+        model_sees_images=route.quirks.supports_images is not False,
     )
     req = await documents_as_text(
         req,

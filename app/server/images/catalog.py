@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 
-from app.core.capabilities import quirks_for_model
 from app.core.catalog import CLOUDFLARE_SEARCH_PATH, CatalogModel
 from app.core.errors import (
     ClientRequestError,
@@ -33,7 +32,7 @@ from app.core.images import (
 )
 from app.core.providers import Provider
 from app.core.routing import Router
-from app.core.tiers import ModelAliases, ModelRoute
+from app.core.tiers import ModelAliases, ModelRoute, ModelTarget
 from app.server.listings import merge_listings
 from app.server.upstream.registry import ProviderRegistry
 
@@ -89,11 +88,9 @@ class ImageCatalogs:
         )
         provider_name, upstream_id = router.resolve_reference(client_model)
         provider = self._registry.provider(provider_name)
-        route = ModelRoute(
-            client_model, upstream_id, quirks_for_model(upstream_id), provider=provider_name
-        )
+        target = ModelTarget(client_model, upstream_id, provider=provider_name)
         await self._check(provider, upstream_id)
-        return route
+        return target.with_quirks(self._registry.quirks_for(target))
 
     async def _check(self, provider: Provider, upstream_id: str) -> None:
         """Clear words for a model that is not an image model this provider can make."""

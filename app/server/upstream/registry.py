@@ -35,7 +35,7 @@ from app.core.providers import CatalogStyle, Provider
 from app.core.quirk_learning import Rejection, learn
 from app.core.routing import Router
 from app.core.served_context import served_context_for, served_context_url, served_contexts
-from app.core.tiers import ModelRoute
+from app.core.tiers import ModelRoute, ModelTarget
 from app.server.listings import merge_listings
 from app.server.upstream.catalog_cache import CatalogCache
 from app.server.upstream.client import UpstreamClient, encode_json_body, read_error_body
@@ -121,11 +121,18 @@ class ProviderRegistry:
         """An upstream 401: read the key again next time (it may have been changed)."""
         self.keys.forget(provider.name)
 
-    # ------------------------------------------------------------------ quirks
+    # ------------------------------------------------------------------ routes and quirks
 
-    def quirks_for(self, route: ModelRoute) -> ModelQuirks:
-        """Built-in table, then the provider's server quirks and served context, then
-        settings overrides, then what was learned this session."""
+    def route(self, client_model: str) -> ModelRoute:
+        """Where a client's model name goes (`router`), with its model's quirks as of now."""
+        target = self.router.route(client_model)
+        return target.with_quirks(self.quirks_for(target))
+
+    def quirks_for(self, route: ModelTarget | ModelRoute) -> ModelQuirks:
+        """The one place a model's quirks are worked out: built-in table, then the
+        provider's server quirks and served context, then settings overrides, then what
+        was learned this session. Asked at routing (`route`), and again by an upstream
+        call that rebuilds its body after learning."""
         quirks = self._served_quirks(route.provider, route.upstream_model)
         learned = self._learned.get((route.provider, route.upstream_model))
         if learned is None:
@@ -157,7 +164,7 @@ class ProviderRegistry:
             quirks = dataclasses.replace(quirks, **fields)
         return quirks
 
-    def learn_rejection(self, route: ModelRoute, rejection: Rejection) -> bool:
+    def learn_rejection(self, route: ModelTarget | ModelRoute, rejection: Rejection) -> bool:
         """Remember for the session; False when it was known already (then don't retry)."""
         learned = self._learned.setdefault((route.provider, route.upstream_model), _Learned())
         if rejection in learned.rejections:
@@ -165,7 +172,7 @@ class ProviderRegistry:
         learned.rejections.add(rejection)
         return True
 
-    def learn_output_cap(self, route: ModelRoute, cap: int) -> None:
+    def learn_output_cap(self, route: ModelTarget | ModelRoute, cap: int) -> None:
         learned = self._learned.setdefault((route.provider, route.upstream_model), _Learned())
         learned.max_output_tokens = cap
 
