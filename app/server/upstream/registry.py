@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ from app.core.routing import Router
 from app.core.served_context import served_context_for, served_context_url, served_contexts
 from app.core.tiers import ModelRoute, ModelTarget
 from app.server.listings import merge_listings
+from app.server.network import Network
 from app.server.upstream.catalog_cache import CatalogCache
 from app.server.upstream.client import UpstreamClient, encode_json_body, read_error_body
 from app.tasks import create_task
@@ -406,6 +408,32 @@ class ProviderRegistry:
         assert result is not None
         self.probes[(provider_name, model_id)] = result
         return result
+
+
+@contextlib.asynccontextmanager
+async def open_registry(
+    settings: Settings,
+    keys: ProviderKeys,
+    network: Network | None,
+    *,
+    connect_timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
+) -> AsyncIterator[ProviderRegistry]:
+    """A registry of its own for one errand (a command, or the service's listing, probe
+    or provider test while no server runs): its upstream session opens here and closes
+    on leaving. Timeouts not given are the settings' own."""
+    upstream = UpstreamClient(
+        connect_timeout_s=settings.connect_timeout_s
+        if connect_timeout_s is None
+        else connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s if read_timeout_s is None else read_timeout_s,
+        network=network,
+    )
+    await upstream.start()
+    try:
+        yield ProviderRegistry(settings, keys, upstream)
+    finally:
+        await upstream.close()
 
 
 PROBE_REQUEST: dict[str, Any] = {

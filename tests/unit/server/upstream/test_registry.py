@@ -2,14 +2,17 @@
 
 from typing import Any
 
+import pytest
+
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, TierModels
 from app.core.capabilities import quirks_for_model
+from app.core.errors import ProxyError
 from app.core.providers import Provider, ProviderKind
 from app.core.quirk_learning import Rejection
 from app.core.tiers import Tier
 from app.server.upstream.client import UpstreamClient
-from app.server.upstream.registry import ProviderRegistry
+from app.server.upstream.registry import ProviderRegistry, open_registry
 
 NVIDIA = Provider("nvidia", ProviderKind.NVIDIA, "https://integrate.api.nvidia.com/v1")
 LLAMA = Provider("llama", ProviderKind.LLAMACPP, "http://127.0.0.1:8080/v1")
@@ -58,3 +61,24 @@ def test_what_is_learned_reaches_later_routes_and_the_current_quirks() -> None:
     assert route.quirks.max_output_tokens != 100  # a route made earlier stays as it was
     for quirks in (registry.quirks_for(route), registry.route("some/model").quirks):
         assert (quirks.accepts_stream_options, quirks.max_output_tokens) == (False, 100)
+
+
+async def test_an_opened_registry_has_the_settings_timeouts_unless_given() -> None:
+    settings = Settings(providers=(NVIDIA,), connect_timeout_s=7, read_timeout_s=90)
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    async with open_registry(settings, keys, None) as registry:
+        timeout = registry.upstream.session.timeout
+        assert (timeout.sock_connect, timeout.sock_read) == (7, 90)
+        assert registry.settings is settings
+    async with open_registry(settings, keys, None, connect_timeout_s=10, read_timeout_s=30) as own:
+        timeout = own.upstream.session.timeout
+        assert (timeout.sock_connect, timeout.sock_read) == (10, 30)
+
+
+async def test_an_opened_registry_closes_its_session_on_leaving_even_on_error() -> None:
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    with pytest.raises(ProxyError):
+        async with open_registry(Settings(providers=(NVIDIA,)), keys, None) as registry:
+            raise ProxyError("the errand failed")
+    with pytest.raises(RuntimeError, match="start"):
+        registry.upstream.session  # noqa: B018 (the property raises once closed)
