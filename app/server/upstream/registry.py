@@ -133,8 +133,8 @@ class ProviderRegistry:
     def quirks_for(self, route: ModelTarget | ModelRoute) -> ModelQuirks:
         """The one place a model's quirks are worked out: built-in table, then the
         provider's server quirks and served context, then settings overrides, then what
-        was learned this session. Asked at routing (`route`), and again by an upstream
-        call that rebuilds its body after learning."""
+        was learned this session. Asked at routing (`route`), and by an upstream call for
+        each body it builds: a rejected field learned mid-request changes them."""
         quirks = self._served_quirks(route.provider, route.upstream_model)
         learned = self._learned.get((route.provider, route.upstream_model))
         if learned is None:
