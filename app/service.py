@@ -44,11 +44,11 @@ from app.server.access import UnsafeBindError
 from app.server.app import ProxyServer
 from app.server.curl import to_curl_command
 from app.server.history import UNRECORDED_PATHS
+from app.server.images.catalog import ImageCatalogs
 from app.server.network import Network, NetworkSetupError
 from app.server.records import RequestRecord, upstream_label
 from app.server.server_tools.backends import make_web_search
-from app.server.upstream.client import UpstreamClient
-from app.server.upstream.registry import ProviderRegistry
+from app.server.upstream.registry import ProviderRegistry, open_registry
 
 log = logging.getLogger(__name__)
 
@@ -549,7 +549,7 @@ class ProxyService:
     async def list_image_models(self, *, refresh: bool = False) -> list[CatalogModel]:
         """Text-to-image models (for POST /v1/images/generations), never a chat tier's."""
         async with self._registry() as registry:
-            return await registry.images.merged(refresh=refresh)
+            return await ImageCatalogs(registry).merged(refresh=refresh)
 
     async def probe(self, provider: str, model: str) -> tuple[bool, bool | None, str]:
         async with self._registry() as registry:
@@ -598,10 +598,9 @@ class ProxyService:
             network = Network.from_settings(self._settings, self._keys)
         except NetworkSetupError as exc:
             return False, str(exc)
-        upstream = UpstreamClient(connect_timeout_s=10, read_timeout_s=30, network=network)
-        await upstream.start()
-        try:
-            registry = ProviderRegistry(settings, keys, upstream)
+        async with open_registry(
+            settings, keys, network, connect_timeout_s=10, read_timeout_s=30
+        ) as registry:
             try:
                 models = await registry.catalog(provider.name, refresh=True)
             except ProxyError as exc:
@@ -612,8 +611,6 @@ class ProxyService:
             if not result.entitled:
                 return False, result.detail
             return True, f"{provider.base_url} answers, key accepted, {len(models)} chat models"
-        finally:
-            await upstream.close()
 
     def outbound_proxy_user(self) -> str | None:
         """The outbound proxy's stored user name (never the password); None: none stored."""
@@ -678,14 +675,10 @@ class ProxyService:
             network = Network.from_settings(self._settings, self._keys)
         except NetworkSetupError as exc:
             raise UpstreamUnavailable(str(exc)) from exc
-        upstream = UpstreamClient(
-            connect_timeout_s=self._settings.connect_timeout_s, read_timeout_s=60, network=network
-        )
-        await upstream.start()
-        try:
-            yield ProviderRegistry(self._settings, self._keys, upstream)
-        finally:
-            await upstream.close()
+        async with open_registry(
+            self._settings, self._keys, network, read_timeout_s=60
+        ) as registry:
+            yield registry
 
 
 def _free_port_near(host: str, port: int) -> int | None:

@@ -29,8 +29,7 @@ from app.core.errors import ProxyError
 from app.core.server_tools.backends import SearchQuery, WebToolError
 from app.server.network import LOCAL_OPENER, Network, NetworkSetupError
 from app.server.server_tools.backends import make_web_search
-from app.server.upstream.client import UpstreamClient
-from app.server.upstream.registry import NO_TOOL_CALL, ProviderRegistry
+from app.server.upstream.registry import NO_TOOL_CALL, ProviderRegistry, open_registry
 
 
 class Verdict(enum.StrEnum):
@@ -135,14 +134,9 @@ async def check_providers(
     settings: Settings, keys: ProviderKeys, network: Network | None = None
 ) -> list[Finding]:
     findings: list[Finding] = []
-    upstream = UpstreamClient(
-        connect_timeout_s=settings.connect_timeout_s,
-        read_timeout_s=min(settings.read_timeout_s, 30),
-        network=network,
-    )
-    await upstream.start()
-    try:
-        registry = ProviderRegistry(settings, keys, upstream)
+    async with open_registry(
+        settings, keys, network, read_timeout_s=min(settings.read_timeout_s, 30)
+    ) as registry:
         reachable: set[str] = set()
         for provider in settings.providers:
             subject = f"provider {provider.name}"
@@ -173,8 +167,6 @@ async def check_providers(
                 )
             )
         findings.extend(await _check_tiers(settings, registry, reachable))
-    finally:
-        await upstream.close()
     return findings
 
 

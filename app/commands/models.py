@@ -8,8 +8,7 @@ from app.config.settings import Settings
 from app.core.catalog import CatalogModel
 from app.core.errors import ProxyError
 from app.server.network import Network, NetworkSetupError
-from app.server.upstream.client import UpstreamClient
-from app.server.upstream.registry import ProbeResult, ProviderRegistry
+from app.server.upstream.registry import ProbeResult, open_registry
 
 COLUMNS = ("MODEL", "TOOLS", "VISION", "REASONING", "CONTEXT", "OUTPUT")
 PROBE_COLUMN = "PROBE"
@@ -68,14 +67,7 @@ async def run_models_command(
     except NetworkSetupError as exc:
         print(f"nimbridge: {exc}", file=err)
         return 1
-    upstream = UpstreamClient(
-        connect_timeout_s=settings.connect_timeout_s,
-        read_timeout_s=settings.read_timeout_s,
-        network=network,
-    )
-    await upstream.start()
-    try:
-        registry = ProviderRegistry(settings, keys, upstream)
+    async with open_registry(settings, keys, network) as registry:
         try:
             if provider is not None:
                 models = await registry.catalog(provider, refresh=refresh)
@@ -93,5 +85,3 @@ async def run_models_command(
                 print(line, file=out)
         print(f"{len(models)} chat model(s)", file=out)
         return 0
-    finally:
-        await upstream.close()

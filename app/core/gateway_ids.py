@@ -14,10 +14,14 @@ Rules:
   router recognise a gateway id before they look for tier words.
 - The prefix is matched case-insensitively (a client may lower-case a model name);
   the provider and model parts are kept as written.
+
+Beside the gateway id, each listed model has a plain client id (`client_model_id`):
+the bare id on the default provider, else `provider/id`; the router maps it back.
 """
 
 import re
 
+from app.core.catalog import CatalogModel
 from app.core.providers import ProviderKind
 
 GATEWAY_PREFIX = "claude-nim/"
@@ -47,6 +51,14 @@ _CAPITALISED_PATTERN = re.compile(r"(?:\d+(?:\.\d+)?(?:x\d+)?[bmkt]|[a-z]\d+(?:\
 # The provider part's escapes, undone in one pass (so `%252F` stays `%2F`).
 _ESCAPE = re.compile(r"%(?:25|2[Ff])")
 _UNESCAPED = {"%25": "%", "%2F": "/"}
+
+
+def client_model_id(model: CatalogModel, default_provider: str) -> str:
+    """What a client (and a tier) calls a listed model: the bare id on the default
+    provider, else `provider/id` (the router's step 5 reads it back)."""
+    if model.provider == default_provider:
+        return model.id
+    return f"{model.provider}/{model.id}"
 
 
 def to_gateway_id(provider: str, model_id: str) -> str:

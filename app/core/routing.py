@@ -22,15 +22,17 @@ of that ambiguity once they are fetched.
 
 Rule: routing never fails for a non-empty name; a wrong guess is the upstream's
 404, worded for the user, never ours.
+
+A route here says where, not what the model can do: quirks change as the session
+learns, so the provider registry adds them to each route it hands out.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from app.core.capabilities import quirks_for_model
 from app.core.gateway_ids import from_gateway_id
 from app.core.providers import Provider
-from app.core.tiers import ModelAliases, ModelRoute, resolve_model
+from app.core.tiers import ModelAliases, ModelTarget, resolve_model
 
 # Routes remembered per router: clients use a handful of names over and over.
 _ROUTE_CACHE_SIZE = 1024
@@ -45,9 +47,9 @@ class Router:
     default_provider: str
     aliases: ModelAliases = field(default_factory=ModelAliases)
     catalogs: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    _routes: dict[str, ModelRoute] = field(default_factory=dict, compare=False, repr=False)
+    _routes: dict[str, ModelTarget] = field(default_factory=dict, compare=False, repr=False)
 
-    def route(self, client_model: str) -> ModelRoute:
+    def route(self, client_model: str) -> ModelTarget:
         route = self._routes.get(client_model)
         if route is None:
             route = self._route(client_model)
@@ -56,15 +58,10 @@ class Router:
             self._routes[client_model] = route
         return route
 
-    def _route(self, client_model: str) -> ModelRoute:
+    def _route(self, client_model: str) -> ModelTarget:
         by_tier = resolve_model(client_model, self.aliases)
         provider, upstream_id = self.resolve_reference(by_tier.upstream_model)
-        return replace(
-            by_tier,
-            upstream_model=upstream_id,
-            quirks=quirks_for_model(upstream_id),
-            provider=provider,
-        )
+        return replace(by_tier, upstream_model=upstream_id, provider=provider)
 
     def resolve_reference(self, reference: str) -> tuple[str, str]:
         """(provider name, the provider's model id) for a model reference."""

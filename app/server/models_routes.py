@@ -19,6 +19,7 @@ from app.core.capabilities import quirks_for_model
 from app.core.catalog import CatalogModel
 from app.core.errors import ProxyError
 from app.core.gateway_ids import (
+    client_model_id,
     from_gateway_id,
     picker_display_name,
     picker_provider_label,
@@ -29,7 +30,7 @@ from app.core.images.openai_images import MAX_IMAGES_OPENAI, MAX_IMAGES_WORKERS_
 from app.core.images.workers_ai import workers_ai_image_model
 from app.core.tiers import tier_of
 from app.server.auth import authorize
-from app.server.images.catalog import image_api_of
+from app.server.images.catalog import ImageCatalogs, image_api_of
 from app.server.records import RequestRecord
 from app.server.state import STATE, ProxyState, record_of
 
@@ -45,12 +46,6 @@ LISTING_WAIT_S = 2.0
 # Anthropic's `GET /v1/models` paging: `limit` defaults to 20 and goes up to 1000.
 DEFAULT_PAGE_LIMIT = 20
 MAX_PAGE_LIMIT = 1000
-
-
-def client_model_id(state: ProxyState, model: CatalogModel) -> str:
-    if model.provider == state.settings.default_provider:
-        return model.id
-    return f"{model.provider}/{model.id}"
 
 
 def capabilities_of(state: ProxyState, model: CatalogModel) -> dict[str, Any]:
@@ -122,7 +117,8 @@ async def list_models(request: web.Request) -> web.Response:
         )
         record.status = 200
         return web.json_response(page)
-    data = [_openai_entry(state, client_model_id(state, m), m) for m in models] + [
+    default = state.settings.default_provider
+    data = [_openai_entry(state, client_model_id(m, default), m) for m in models] + [
         _openai_entry(state, to_gateway_id(m.provider, m.id), m) for m in models
     ]
     record.status = 200
@@ -171,7 +167,11 @@ def _page_limit(raw: str | None) -> int:
 
 def _anthropic_entry(state: ProxyState, model: CatalogModel) -> dict[str, Any]:
     return {
-        **_anthropic_shape(client_model_id(state, model), model.display_name, model.created),
+        **_anthropic_shape(
+            client_model_id(model, state.settings.default_provider),
+            model.display_name,
+            model.created,
+        ),
         "nimbridge": capabilities_of(state, model),
     }
 
@@ -199,7 +199,7 @@ async def _list_image_models(
     state: ProxyState, record: RequestRecord, *, refresh: bool
 ) -> web.Response:
     """OpenAI's list shape; each entry's `nimbridge` says how Workers AI is called."""
-    models = await state.registry.images.merged(refresh=refresh)
+    models = await ImageCatalogs(state.registry).merged(refresh=refresh)
     record.status = 200
     data = []
     for model in models:
@@ -218,7 +218,7 @@ async def _list_image_models(
             facts["transport"] = workers_ai_image_model(model.id).transport.value
         data.append(
             {
-                "id": client_model_id(state, model),
+                "id": client_model_id(model, state.settings.default_provider),
                 "object": "model",
                 "created": model.created,
                 "owned_by": model.owned_by,
@@ -239,7 +239,7 @@ async def get_model(request: web.Request) -> web.Response:
         return web.json_response(_anthropic_shape(model_id, model_id, 0))
     models = await state.registry.merged_catalog_within(LISTING_WAIT_S)
     for model in models:
-        if client_model_id(state, model) == model_id:
+        if client_model_id(model, state.settings.default_provider) == model_id:
             return web.json_response(_anthropic_entry(state, model))
         if named is not None and (model.provider, model.id) == named:
             return web.json_response(_anthropic_gateway_entry(state, model))

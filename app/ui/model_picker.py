@@ -38,9 +38,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.config.settings import TIER_NAMES, Settings
+from app.config.settings import TIER_NAMES
 from app.core.capabilities import ReasoningSwitch
 from app.core.catalog import CatalogModel, ModelKind
+from app.core.gateway_ids import client_model_id
 from app.service import ProxyController
 from app.tasks import spawn
 
@@ -71,13 +72,6 @@ SORT_ROLE = Qt.ItemDataRole.UserRole + 3  # numbers sort as numbers
 KIND_ROLE = Qt.ItemDataRole.UserRole + 4  # the ModelKind value, on the Model cell
 
 type ModelKey = tuple[str, str]
-
-
-def client_model_id(model: CatalogModel, settings: Settings) -> str:
-    """What a tier stores: the bare id on the default provider, else `provider/id`."""
-    if model.provider == settings.default_provider:
-        return model.id
-    return f"{model.provider}/{model.id}"
 
 
 def _yes_no(value: bool | None) -> str:
@@ -421,7 +415,7 @@ class ModelPicker(QDialog):
         value = self._tier_value() or self._controller.settings.tiers.default
         settings = self._controller.settings
         for model in self._models:
-            if client_model_id(model, settings) == value:
+            if client_model_id(model, settings.default_provider) == value:
                 self.select_model(model.provider, model.id)
                 return
 
@@ -429,7 +423,7 @@ class ModelPicker(QDialog):
         model = self.selected_model()
         if model is None or model.kind is ModelKind.IMAGE or self._applying:
             return
-        self._apply(client_model_id(model, self._controller.settings))
+        self._apply(client_model_id(model, self._controller.settings.default_provider))
 
     def _follow_default(self) -> None:
         if self.tier != "default" and not self._applying:
@@ -521,7 +515,7 @@ class ModelPicker(QDialog):
         self._update_buttons()
         model = self.selected_model()
         if model is not None and model.kind is ModelKind.IMAGE:
-            name = client_model_id(model, self._controller.settings)
+            name = client_model_id(model, self._controller.settings.default_provider)
             self.status_label.setText(
                 f"{name} is an image model: clients call it through "
                 "POST /v1/images/generations; it cannot be used for a tier."

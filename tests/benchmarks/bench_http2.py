@@ -34,6 +34,7 @@ from typing import Any, Protocol
 import aiohttp
 import httpx2
 
+from app.core.capabilities import quirks_for_model
 from app.core.request_map import to_openai_request
 from app.core.request_validation import validate_messages_request
 from app.core.tiers import ModelAliases, resolve_model
@@ -63,7 +64,8 @@ class BenchError(Exception):
 def openai_body(anthropic: dict[str, Any], stream: bool) -> bytes:
     """What NimBridge sends upstream for `anthropic`, encoded as `UpstreamClient` does."""
     req = validate_messages_request({**anthropic, "stream": stream})
-    route = resolve_model(req["model"], ModelAliases(default="bench/model"))
+    target = resolve_model(req["model"], ModelAliases(default="bench/model"))
+    route = target.with_quirks(quirks_for_model(target.upstream_model))
     return encode_json(dict(to_openai_request(req, route)))
 
 

@@ -44,6 +44,7 @@ from aiohttp import web
 
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, TierModels
+from app.core.capabilities import quirks_for_model
 from app.core.providers import Provider, ProviderKind
 from app.core.request_map import to_openai_request
 from app.core.request_validation import validate_messages_request
@@ -413,7 +414,9 @@ def anthropic_body(stream: bool, chunks: int = 0, paced: bool = False) -> dict[s
 
 def openai_body(stream: bool, chunks: int = 0, paced: bool = False) -> dict[str, Any]:
     """Exactly what NimBridge sends upstream for `anthropic_body(...)`."""
-    route = resolve_model(CLIENT_MODEL, ModelAliases(default=UPSTREAM_MODEL))
+    route = resolve_model(CLIENT_MODEL, ModelAliases(default=UPSTREAM_MODEL)).with_quirks(
+        quirks_for_model(UPSTREAM_MODEL)
+    )
     req = validate_messages_request(anthropic_body(stream, chunks, paced))
     return dict(to_openai_request(req, route))
 
@@ -764,7 +767,8 @@ def bench_translate(runs: int) -> dict[str, Any]:
         body = json.loads(raw)
         c1, w1 = clock(), time.perf_counter_ns()
         req = validate_messages_request(body)
-        route = resolve_model(req["model"], aliases)
+        target = resolve_model(req["model"], aliases)
+        route = target.with_quirks(quirks_for_model(target.upstream_model))
         chat = to_openai_request(req, route, notes=[])
         c2, w2 = clock(), time.perf_counter_ns()
         measure_request(req)

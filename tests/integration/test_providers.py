@@ -7,7 +7,6 @@ checked here too: listed, paged, answered within 3 s, routed.
 """
 
 import json
-import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -334,15 +333,20 @@ def test_tier_fallback_when_retries_run_out(
 
 @pytest.mark.allow_warnings
 def test_a_fallback_is_said_in_the_request_line(
-    two: Any, upstream: FakeUpstream, second_upstream: FakeUpstream, caplog: Any
+    two: Any, upstream: FakeUpstream, second_upstream: FakeUpstream
 ) -> None:
-    """The fallback is a repair like any other: the request's one line names it and the
-    model that answered (it used to be noted where nothing read it)."""
-    url, _ = two(retry_max_attempts=1, fallbacks={"opus": "meta/llama-3.3-70b-instruct"})
+    """The fallback is a repair like any other: the request's one line (its record's
+    summary) names it and the model that answered; it used to be noted where nothing
+    read it."""
+    url, server = two(retry_max_attempts=1, fallbacks={"opus": "meta/llama-3.3-70b-instruct"})
     second_upstream.enqueue(reply_body('{"error":{"message":"overloaded"}}', status=503))
-    caplog.set_level(logging.INFO, logger="app")
+    finished: list[str] = []
+    server.app_state.on_request_finished.append(lambda record: finished.append(record.summary()))
     client(url).messages.create(model="claude-opus-4-5", max_tokens=5, messages=HELLO)
-    line = next(r.getMessage() for r in caplog.records if "POST /v1/messages" in r.getMessage())
+    deadline = time.monotonic() + 5  # the line is written as the response goes out
+    while not finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+    line = next(text for text in finished if "POST /v1/messages" in text)
     assert "-> meta/llama-3.3-70b-instruct@nvidia" in line
     assert "repairs=[fell back to meta/llama-3.3-70b-instruct after: " in line
 

@@ -7,7 +7,7 @@ from pytestqt.qtbot import QtBot
 
 from app.config.settings import Settings, TierModels
 from app.core.catalog import CatalogModel
-from app.ui.model_picker import COL_PROBE, ModelPicker, client_model_id
+from app.ui.model_picker import COL_PROBE, ModelPicker
 from tests.ui.fakes import FAKE_IMAGE_MODELS, FAKE_MODELS, FakeController
 from tests.ui.qt_async import qasync_loop  # noqa: F401  (fixture)
 
@@ -163,12 +163,6 @@ def test_empty_list_says_what_to_check(qtbot):
     picker = ModelPicker(controller)
     qtbot.addWidget(picker)
     qtbot.waitUntil(lambda: "No models" in picker.status_label.text())
-
-
-def test_client_model_id():
-    settings = Settings()
-    assert client_model_id(FAKE_MODELS[0], settings) == QWEN
-    assert client_model_id(FAKE_MODELS[3], settings) == "openai/gpt-4.1-mini"
 
 
 def test_unknown_tier_is_refused(qtbot):

@@ -6,15 +6,14 @@ list filtered by `core.images.IMAGE_MODEL_PATTERNS`), and a chat model must neve
 route here nor an image model to a chat tier.
 
 Invariants: lists are cached per provider for `catalog_ttl_s`, one fetch at a time
-per provider; a provider whose list fails is left out (logged) unless all fail.
+per provider, in the registry's `image_catalogs` (so they outlive this view, which
+callers make per use); a provider whose list fails is left out (logged) unless all fail.
 """
 
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
 
-from app.core.capabilities import quirks_for_model
 from app.core.catalog import CLOUDFLARE_SEARCH_PATH, CatalogModel
 from app.core.errors import (
     ClientRequestError,
@@ -32,11 +31,9 @@ from app.core.images.openai_images import IMAGE_API_BY_KIND, ImageApi
 from app.core.images.workers_ai import workers_ai_model_path
 from app.core.providers import Provider
 from app.core.routing import Router
-from app.core.tiers import ModelAliases, ModelRoute
+from app.core.tiers import ModelAliases, ModelRoute, ModelTarget
 from app.server.listings import merge_listings
-
-if TYPE_CHECKING:
-    from app.server.upstream.registry import ProviderRegistry
+from app.server.upstream.registry import ProviderRegistry
 
 log = logging.getLogger(__name__)
 
@@ -53,26 +50,21 @@ def workers_ai_run_url(provider: Provider, model: str) -> str:
 
 
 class ImageCatalogs:
-    def __init__(self, registry: "ProviderRegistry") -> None:
+    def __init__(self, registry: ProviderRegistry) -> None:
         self._registry = registry
-        self._catalogs: dict[str, tuple[float, list[CatalogModel]]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._cache = registry.image_catalogs
 
     def _image_providers(self) -> list[Provider]:
         providers = self._registry.settings.providers
         return [p for p in providers if image_api_of(p) is not ImageApi.NONE]
 
     async def catalog(self, provider: Provider, *, refresh: bool = False) -> list[CatalogModel]:
-        lock = self._locks.setdefault(provider.name, asyncio.Lock())
-        async with lock:
-            now = asyncio.get_running_loop().time()
-            cached = self._catalogs.get(provider.name)
-            ttl = self._registry.settings.catalog_ttl_s
-            if cached is not None and not refresh and now - cached[0] < ttl:
-                return cached[1]
-            models = await self._fetch(provider)
-            self._catalogs[provider.name] = (asyncio.get_running_loop().time(), models)
-            return models
+        return await self._cache.get(
+            provider.name,
+            lambda: self._fetch(provider),
+            ttl_s=self._registry.settings.catalog_ttl_s,
+            refresh=refresh,
+        )
 
     async def merged(self, *, refresh: bool = False) -> list[CatalogModel]:
         """Every image-capable provider's image models, in provider order."""
@@ -82,27 +74,22 @@ class ImageCatalogs:
         )
         return merge_listings(providers, results, what="image models")
 
-    def known_ids(self) -> dict[str, frozenset[str]]:
-        return {name: frozenset(m.id for m in found) for name, (_, found) in self._catalogs.items()}
-
     async def route(self, client_model: str) -> ModelRoute:
         """The provider and upstream id of an image model, checked to be one; lists are
         fetched first when the name is not in those already known."""
-        if not any(client_model in ids for ids in self.known_ids().values()):
+        if not any(client_model in ids for ids in self._cache.known_ids().values()):
             # On failure: routed by prefix or default; the upstream's answer will say.
             with contextlib.suppress(ProxyError):
                 await self.merged()
         settings = self._registry.settings
         router = Router(
-            settings.providers, settings.default_provider, ModelAliases(), self.known_ids()
+            settings.providers, settings.default_provider, ModelAliases(), self._cache.known_ids()
         )
         provider_name, upstream_id = router.resolve_reference(client_model)
         provider = self._registry.provider(provider_name)
-        route = ModelRoute(
-            client_model, upstream_id, quirks_for_model(upstream_id), provider=provider_name
-        )
+        target = ModelTarget(client_model, upstream_id, provider=provider_name)
         await self._check(provider, upstream_id)
-        return route
+        return target.with_quirks(self._registry.quirks_for(target))
 
     async def _check(self, provider: Provider, upstream_id: str) -> None:
         """Clear words for a model that is not an image model this provider can make."""
@@ -117,8 +104,8 @@ class ImageCatalogs:
                 f"model: {upstream_id} needs an input image (img2img, inpainting or editing); "
                 "only prompt-only text-to-image models work here"
             )
-        cached = self._catalogs.get(provider.name)
-        if cached is not None and upstream_id in {m.id for m in cached[1]}:
+        listed = self._cache.known(provider.name)
+        if listed is not None and upstream_id in {m.id for m in listed}:
             return
         if not is_image_model(upstream_id) and upstream_id in await self._chat_ids(provider):
             raise ClientRequestError(
@@ -127,7 +114,7 @@ class ImageCatalogs:
             )
         # Workers AI lists every image model it has: a name not there is not one. An
         # OpenAI-style list only hints by name, so there the upstream decides.
-        if api is ImageApi.WORKERS_AI and cached is not None and cached[1]:
+        if api is ImageApi.WORKERS_AI and listed:
             raise ProxyError(
                 f"model: {provider.name} has no text-to-image model {upstream_id!r}; "
                 f"{LISTING_HINT}",

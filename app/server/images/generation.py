@@ -39,7 +39,7 @@ from app.core.images.workers_ai import (
 from app.core.providers import Provider
 from app.core.tiers import ModelRoute
 from app.server.auth import authorize
-from app.server.images.catalog import image_api_of, workers_ai_run_url
+from app.server.images.catalog import ImageCatalogs, image_api_of, workers_ai_run_url
 from app.server.json_body import read_json_object
 from app.server.records import RequestRecord
 from app.server.state import STATE, ProxyState, record_of
@@ -56,7 +56,7 @@ async def create_image(request: web.Request) -> web.Response:
     record.client_body = body
     record.stream = False
     req = validate_image_request(body, max_images=MAX_IMAGES_OPENAI)
-    route = await state.registry.images.route(req.model)
+    route = await ImageCatalogs(state.registry).route(req.model)
     record.note_route(route)
     provider = state.registry.provider(route.provider)
     if image_api_of(provider) is ImageApi.WORKERS_AI:

@@ -124,7 +124,7 @@ async def _streamed(
 
 
 def _route(state: ProxyState, req: MessagesRequest, record: RequestRecord) -> ModelRoute:
-    route = state.registry.router.route(req["model"])
+    route = state.registry.route(req["model"])
     record.note_route(route)
     return route
 
@@ -140,7 +140,7 @@ async def _fetched_and_read(
         state.settings.image_urls,
         state.fetcher,
         budget,
-        model_sees_images=state.registry.quirks_for(route).supports_images is not False,
+        model_sees_images=route.quirks.supports_images is not False,
     )
     return await documents_as_text(
         req,

@@ -46,7 +46,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise ClientRequestError("model: Field required")
-    route = state.registry.router.route(model)
+    route = state.registry.route(model)
     record.note_route(route)
     record.stream = bool(body.get("stream"))
 

@@ -134,7 +134,7 @@ class UpstreamCall:
         reference = self.registry.settings.fallbacks.get(self.route.tier.value)
         if not reference:
             return None
-        fallback = self.registry.router.route(reference)
+        fallback = self.registry.route(reference)
         return replace(fallback, client_model=self.route.client_model, tier=self.route.tier)
 
     async def _open(self, route: ModelRoute) -> aiohttp.ClientResponse:

@@ -1,8 +1,9 @@
 """Everything the server knows about its providers, in one place.
 
 `ProviderRegistry` holds, per provider: where it is, its key (env, keychain or
-the client's), its discovered catalog (cached with expiry), what each model
-was learned to refuse this session, and the rate governors that pace requests.
+the client's), its discovered chat and image catalogs (cached with expiry,
+`catalog_cache`), what each model was learned to refuse this session, and the
+rate governors that pace requests.
 
 Invariants:
 - The router always reflects the catalogs fetched so far; a catalog fetch
@@ -16,7 +17,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,9 +36,10 @@ from app.core.providers import CatalogStyle, Provider
 from app.core.quirk_learning import Rejection, learn
 from app.core.routing import Router
 from app.core.served_context import served_context_for, served_context_url, served_contexts
-from app.core.tiers import ModelRoute
-from app.server.images.catalog import ImageCatalogs
+from app.core.tiers import ModelRoute, ModelTarget
 from app.server.listings import merge_listings
+from app.server.network import Network
+from app.server.upstream.catalog_cache import CatalogCache
 from app.server.upstream.client import UpstreamClient, encode_json_body, read_error_body
 from app.tasks import create_task
 
@@ -72,8 +74,9 @@ class ProviderRegistry:
         self.retry_policy = RetryPolicy(
             max_attempts=settings.retry_max_attempts, max_total_wait_s=settings.retry_max_wait_s
         )
-        self._catalogs: dict[str, tuple[float, list[CatalogModel]]] = {}
-        self._catalog_locks: dict[str, asyncio.Lock] = {}
+        self._chat_catalogs = CatalogCache()
+        # Image models, apart from the chat ones: `images.catalog.ImageCatalogs` reads them.
+        self.image_catalogs = CatalogCache()
         self._learned: dict[tuple[str, str], _Learned] = {}
         # provider -> what its server says it serves (`served_context`), once read
         self._served_contexts: dict[str, dict[str, int]] = {}
@@ -81,7 +84,6 @@ class ProviderRegistry:
         self._governor_pairs: dict[tuple[str, str], tuple[RateGovernor, RateGovernor]] = {}
         self.probes: dict[tuple[str, str], ProbeResult] = {}
         self._listing_fetches: set[asyncio.Task[list[CatalogModel]]] = set()
-        self.images = ImageCatalogs(self)  # image models, apart from the chat catalogs
 
     def update_settings(self, settings: Settings) -> None:
         """Take settings that need no restart (tiers, aliases, fallbacks, capabilities,
@@ -121,11 +123,18 @@ class ProviderRegistry:
         """An upstream 401: read the key again next time (it may have been changed)."""
         self.keys.forget(provider.name)
 
-    # ------------------------------------------------------------------ quirks
+    # ------------------------------------------------------------------ routes and quirks
 
-    def quirks_for(self, route: ModelRoute) -> ModelQuirks:
-        """Built-in table, then the provider's server quirks and served context, then
-        settings overrides, then what was learned this session."""
+    def route(self, client_model: str) -> ModelRoute:
+        """Where a client's model name goes (`router`), with its model's quirks as of now."""
+        target = self.router.route(client_model)
+        return target.with_quirks(self.quirks_for(target))
+
+    def quirks_for(self, route: ModelTarget | ModelRoute) -> ModelQuirks:
+        """The one place a model's quirks are worked out: built-in table, then the
+        provider's server quirks and served context, then settings overrides, then what
+        was learned this session. Asked at routing (`route`), and by an upstream call for
+        each body it builds: a rejected field learned mid-request changes them."""
         quirks = self._served_quirks(route.provider, route.upstream_model)
         learned = self._learned.get((route.provider, route.upstream_model))
         if learned is None:
@@ -157,7 +166,7 @@ class ProviderRegistry:
             quirks = dataclasses.replace(quirks, **fields)
         return quirks
 
-    def learn_rejection(self, route: ModelRoute, rejection: Rejection) -> bool:
+    def learn_rejection(self, route: ModelTarget | ModelRoute, rejection: Rejection) -> bool:
         """Remember for the session; False when it was known already (then don't retry)."""
         learned = self._learned.setdefault((route.provider, route.upstream_model), _Learned())
         if rejection in learned.rejections:
@@ -165,7 +174,7 @@ class ProviderRegistry:
         learned.rejections.add(rejection)
         return True
 
-    def learn_output_cap(self, route: ModelRoute, cap: int) -> None:
+    def learn_output_cap(self, route: ModelTarget | ModelRoute, cap: int) -> None:
         learned = self._learned.setdefault((route.provider, route.upstream_model), _Learned())
         learned.max_output_tokens = cap
 
@@ -211,16 +220,15 @@ class ProviderRegistry:
     async def catalog(self, name: str, *, refresh: bool = False) -> list[CatalogModel]:
         """The provider's chat models, from cache unless stale or `refresh`."""
         provider = self.provider(name)
-        lock = self._catalog_locks.setdefault(name, asyncio.Lock())
-        async with lock:  # one fetch at a time per provider; waiters reuse its answer
-            now = asyncio.get_running_loop().time()
-            cached = self._catalogs.get(name)
-            if cached is not None and not refresh and now - cached[0] < self.settings.catalog_ttl_s:
-                return cached[1]
+
+        async def fetch() -> list[CatalogModel]:
             models = await self._fetch_catalog(provider)
-            self._catalogs[name] = (asyncio.get_running_loop().time(), models)
             self.router = self.router.with_catalog(name, frozenset(m.id for m in models))
             return models
+
+        return await self._chat_catalogs.get(
+            name, fetch, ttl_s=self.settings.catalog_ttl_s, refresh=refresh
+        )
 
     async def merged_catalog(self, *, refresh: bool = False) -> list[CatalogModel]:
         """Every provider's catalog; a provider that fails is logged and left out,
@@ -274,8 +282,9 @@ class ProviderRegistry:
         else its explicit models; plus the tier models routed to it that are missing."""
         provider = self.provider(name)
         overrides = self.settings.capabilities or None
-        cached = self._catalogs.get(name)
-        models = cached[1] if cached else _explicit_models(provider, [], overrides)
+        models = self._chat_catalogs.known(name)
+        if models is None:
+            models = _explicit_models(provider, [], overrides)
         known = {m.id for m in models} | {m.upstream_id for m in provider.models}
         extra: dict[str, CatalogModel] = {}
         for tier_model in self.settings.aliases().tier_models():
@@ -400,9 +409,31 @@ class ProviderRegistry:
         self.probes[(provider_name, model_id)] = result
         return result
 
-    def cached_models(self) -> Iterable[CatalogModel]:
-        for _, models in self._catalogs.values():
-            yield from models
+
+@contextlib.asynccontextmanager
+async def open_registry(
+    settings: Settings,
+    keys: ProviderKeys,
+    network: Network | None,
+    *,
+    connect_timeout_s: float | None = None,
+    read_timeout_s: float | None = None,
+) -> AsyncIterator[ProviderRegistry]:
+    """A registry of its own for one errand (a command, or the service's listing, probe
+    or provider test while no server runs): its upstream session opens here and closes
+    on leaving. Timeouts not given are the settings' own."""
+    upstream = UpstreamClient(
+        connect_timeout_s=settings.connect_timeout_s
+        if connect_timeout_s is None
+        else connect_timeout_s,
+        read_timeout_s=settings.read_timeout_s if read_timeout_s is None else read_timeout_s,
+        network=network,
+    )
+    await upstream.start()
+    try:
+        yield ProviderRegistry(settings, keys, upstream)
+    finally:
+        await upstream.close()
 
 
 PROBE_REQUEST: dict[str, Any] = {

@@ -6,8 +6,11 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from app.core.capabilities import ModelQuirks
+from app.core.catalog import CatalogModel
 from app.core.gateway_ids import (
     GATEWAY_PREFIX,
+    client_model_id,
     from_gateway_id,
     is_gateway_id,
     picker_display_name,
@@ -15,7 +18,8 @@ from app.core.gateway_ids import (
     readable_model_name,
     to_gateway_id,
 )
-from app.core.providers import ProviderKind
+from app.core.providers import Provider, ProviderKind
+from app.core.routing import Router
 from app.core.tiers import tier_of
 
 # Claude Code 2.1.332 keeps a discovered model only when its id matches this.
@@ -132,3 +136,29 @@ def test_picker_display_name() -> None:
         picker_display_name("Qwen3 Coder 480B A35B Instruct", "NVIDIA")
         == "Qwen3 Coder 480B A35B Instruct · NVIDIA"
     )
+
+
+# Moved from tests/ui/test_model_picker.py with `client_model_id` (issue 19: one owner
+# for the server's model list and the UI's model picker).
+@pytest.mark.parametrize(
+    ("provider", "model_id", "client_id"),
+    [
+        ("nvidia", "qwen/qwen3-coder-480b-a35b-instruct", "qwen/qwen3-coder-480b-a35b-instruct"),
+        ("openai", "gpt-4.1-mini", "openai/gpt-4.1-mini"),
+        ("local", "qwen3:8b", "local/qwen3:8b"),
+    ],
+)
+def test_client_model_id_routes_back_to_the_model(
+    provider: str, model_id: str, client_id: str
+) -> None:
+    model = CatalogModel(model_id, provider, model_id, 0, provider, ModelQuirks())
+    assert client_model_id(model, "nvidia") == client_id
+    router = Router(
+        (
+            Provider("nvidia", ProviderKind.NVIDIA, "https://integrate.api.nvidia.com/v1"),
+            Provider("openai", ProviderKind.OPENAI, "https://api.openai.com/v1"),
+            Provider("local", ProviderKind.OLLAMA, "http://127.0.0.1:11434/v1"),
+        ),
+        "nvidia",
+    )
+    assert router.resolve_reference(client_id) == (provider, model_id)

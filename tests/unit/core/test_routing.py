@@ -134,10 +134,6 @@ def test_route(client: str, provider: str, upstream: str, tier: Tier | None) -> 
     assert route.client_model == client
 
 
-def test_quirks_follow_the_upstream_model() -> None:
-    assert ROUTER.route("my-name").quirks.send_reasoning_back  # DeepSeek V3.1's history rule
-
-
 def test_with_catalog_adds_without_mutating() -> None:
     grown = ROUTER.with_catalog("openai", frozenset({"o3"}))
     assert grown.route("o3").provider == "openai"

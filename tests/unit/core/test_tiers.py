@@ -1,12 +1,14 @@
-"""Model routing: every claude-* name resolves to a tier (quirks: test_capabilities.py)."""
+"""Model routing: every claude-* name resolves to a tier (quirks: test_capabilities.py; a
+route's quirks come from the provider registry: tests/unit/server/upstream/test_registry.py)."""
 
 import pytest
 
-from app.core.capabilities import quirks_for_model
+from app.core.capabilities import ModelQuirks, ReasoningSwitch
 from app.core.tiers import (
     DEFAULT_UPSTREAM_MODEL,
     ModelAliases,
     ModelRoute,
+    ModelTarget,
     Tier,
     resolve_model,
     tier_of,
@@ -44,7 +46,15 @@ RESOLVE_CASES = [
 @pytest.mark.parametrize(("client_model", "tier", "upstream"), RESOLVE_CASES)
 def test_resolve_model(client_model: str, tier: Tier | None, upstream: str) -> None:
     route = resolve_model(client_model, ALIASES)
-    assert route == ModelRoute(client_model, upstream, quirks_for_model(upstream), tier)
+    assert route == ModelTarget(client_model, upstream, tier)
+
+
+def test_a_target_with_quirks_is_a_route_to_the_same_place() -> None:
+    quirks = ModelQuirks(reasoning=ReasoningSwitch.ALWAYS)
+    target = ModelTarget("claude-opus-4", "o/o", Tier.OPUS, "nvidia")
+    assert target.with_quirks(quirks) == ModelRoute(
+        "claude-opus-4", "o/o", quirks, Tier.OPUS, "nvidia"
+    )
 
 
 def test_exact_aliases_are_case_sensitive_and_consulted_first() -> None:

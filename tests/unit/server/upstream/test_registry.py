@@ -1,0 +1,84 @@
+"""app.server.upstream.registry: a route's quirks are worked out once, by the registry."""
+
+from typing import Any
+
+import pytest
+
+from app.config.secrets import MemorySecretStore, ProviderKeys
+from app.config.settings import Settings, TierModels
+from app.core.capabilities import quirks_for_model
+from app.core.errors import ProxyError
+from app.core.providers import Provider, ProviderKind
+from app.core.quirk_learning import Rejection
+from app.core.tiers import Tier
+from app.server.upstream.client import UpstreamClient
+from app.server.upstream.registry import ProviderRegistry, open_registry
+
+NVIDIA = Provider("nvidia", ProviderKind.NVIDIA, "https://integrate.api.nvidia.com/v1")
+LLAMA = Provider("llama", ProviderKind.LLAMACPP, "http://127.0.0.1:8080/v1")
+
+
+def _registry(**settings: Any) -> ProviderRegistry:
+    chosen = Settings(providers=(NVIDIA, LLAMA), default_provider="nvidia", **settings)
+    upstream = UpstreamClient(connect_timeout_s=1, read_timeout_s=1)  # never started: no call
+    return ProviderRegistry(chosen, ProviderKeys(MemorySecretStore(), env={}), upstream)
+
+
+def test_a_route_has_the_quirks_of_its_upstream_model() -> None:
+    registry = _registry(model_aliases={"my-name": "deepseek-ai/deepseek-v3.1"})
+    route = registry.route("my-name")
+    assert (route.provider, route.upstream_model) == ("nvidia", "deepseek-ai/deepseek-v3.1")
+    assert route.quirks.send_reasoning_back  # DeepSeek V3.1's history rule
+    assert route.quirks == quirks_for_model("deepseek-ai/deepseek-v3.1")
+
+
+def test_a_tier_route_keeps_the_client_name_and_tier() -> None:
+    registry = _registry(tiers=TierModels(default="m", opus="llama/big"))
+    route = registry.route("claude-opus-4-5")
+    assert (route.client_model, route.tier, route.provider, route.upstream_model) == (
+        "claude-opus-4-5",
+        Tier.OPUS,
+        "llama",
+        "big",
+    )
+
+
+def test_settings_overrides_and_server_quirks_are_in_the_route() -> None:
+    registry = _registry(capabilities={"big": {"context_window": 1234}})
+    route = registry.route("llama/big")
+    assert route.quirks.context_window == 1234
+    assert route.quirks.accepts_null_content is False  # llama.cpp's server refuses it
+    assert route.quirks == registry.quirks_for(route)
+
+
+def test_what_is_learned_reaches_later_routes_and_the_current_quirks() -> None:
+    registry = _registry()
+    route = registry.route("some/model")
+    assert route.quirks.accepts_stream_options
+    assert registry.learn_rejection(route, Rejection.STREAM_OPTIONS)
+    assert not registry.learn_rejection(route, Rejection.STREAM_OPTIONS)  # known: no retry
+    registry.learn_output_cap(route, 100)
+    assert route.quirks.max_output_tokens != 100  # a route made earlier stays as it was
+    for quirks in (registry.quirks_for(route), registry.route("some/model").quirks):
+        assert (quirks.accepts_stream_options, quirks.max_output_tokens) == (False, 100)
+
+
+async def test_an_opened_registry_has_the_settings_timeouts_unless_given() -> None:
+    settings = Settings(providers=(NVIDIA,), connect_timeout_s=7, read_timeout_s=90)
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    async with open_registry(settings, keys, None) as registry:
+        timeout = registry.upstream.session.timeout
+        assert (timeout.sock_connect, timeout.sock_read) == (7, 90)
+        assert registry.settings is settings
+    async with open_registry(settings, keys, None, connect_timeout_s=10, read_timeout_s=30) as own:
+        timeout = own.upstream.session.timeout
+        assert (timeout.sock_connect, timeout.sock_read) == (10, 30)
+
+
+async def test_an_opened_registry_closes_its_session_on_leaving_even_on_error() -> None:
+    keys = ProviderKeys(MemorySecretStore(), env={})
+    with pytest.raises(ProxyError):
+        async with open_registry(Settings(providers=(NVIDIA,)), keys, None) as registry:
+            raise ProxyError("the errand failed")
+    with pytest.raises(RuntimeError, match="start"):
+        registry.upstream.session  # noqa: B018 (the property raises once closed)
