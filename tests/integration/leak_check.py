@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields
 
 import pytest
 
+from app.server.upstream.transport import AiohttpTransport
 from tests.fake_upstream import LoopThread
 from tests.integration.conftest import LiveProxy
 
@@ -54,7 +55,9 @@ class LeakCheck:
 
     def sample(self) -> Usage:
         async def on_loop() -> tuple[int, int]:
-            connector = self._proxy.server.app_state.registry.upstream.session.connector
+            transport = self._proxy.server.app_state.registry.upstream.transport
+            assert isinstance(transport, AiohttpTransport)
+            connector = transport.session.connector
             assert connector is not None
             return len(asyncio.all_tasks()), len(connector._acquired)
 

@@ -13,7 +13,6 @@ import secrets
 import time
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from app.core.capabilities import ModelQuirks
@@ -44,7 +43,7 @@ from app.server.json_body import read_json_object
 from app.server.records import RequestRecord
 from app.server.state import STATE, ProxyState, record_of
 from app.server.upstream.call_policy import open_as_given
-from app.server.upstream.client import MB, READ_ERRORS, encode_json_body, read_bounded
+from app.server.upstream.client import MB, UpstreamResponse, encode_json_body
 
 _KEPT_HEADERS = ("Retry-After", "x-request-id", "Cache-Control")
 
@@ -156,11 +155,8 @@ async def _workers_ai(
     return web.json_response(answer)
 
 
-async def _read(state: ProxyState, upstream: aiohttp.ClientResponse) -> bytes:
-    try:
-        return await read_bounded(upstream, state.settings.max_upstream_response_mb * MB)
-    except READ_ERRORS as exc:
-        raise state.registry.upstream.read_failure(exc, str(upstream.url)) from exc
+async def _read(state: ProxyState, upstream: UpstreamResponse) -> bytes:
+    return await upstream.read_body(state.settings.max_upstream_response_mb * MB)
 
 
 def _first_proxy_error(group: ExceptionGroup) -> BaseException:

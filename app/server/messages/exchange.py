@@ -12,8 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from app.core.anthropic_types import MessagesRequest
 from app.core.server_tools.specs import ServerToolLedger, context_urls, server_tool_specs
 from app.core.thinking_display import ThinkingDisplay, thinking_display
@@ -23,6 +21,7 @@ from app.server.records import RequestRecord
 from app.server.server_tools.runner import ServerToolRunner
 from app.server.state import ProxyState
 from app.server.upstream.call_policy import Attempts, UpstreamCall, messages_body_builder
+from app.server.upstream.client import UpstreamResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +98,7 @@ class Exchange:
         self.calls.append(call)
         return call
 
-    async def open_round(self, req: MessagesRequest) -> aiohttp.ClientResponse:
+    async def open_round(self, req: MessagesRequest) -> UpstreamResponse:
         """A later round's upstream response (server tools ran in between)."""
         return await self.new_call(req).open()
 

@@ -35,13 +35,12 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from app.core.anthropic_stream import StreamState, StreamTranslator
 from app.core.anthropic_stream_guard import StreamGrammarError, StreamGuard
 from app.core.anthropic_types import PING_EVENT, StreamEvent
-from app.core.errors import ProxyError, UpstreamProtocolError, UpstreamUnavailable
+from app.core.errors import ProxyError, UpstreamProtocolError
 from app.core.masking import Masker, StreamMasker
 from app.core.rechunk import smoothed_and_paced, spread_plan
 from app.core.server_tools.rounds import ServerToolStream
@@ -52,7 +51,7 @@ from app.server.egress import MaskedStream
 from app.server.records import RequestRecord
 from app.server.state import RelayConfig, absorb_stop
 from app.server.upstream.call_policy import Attempts, UpstreamCall
-from app.server.upstream.client import READ_ERRORS, answered_whole, read_bounded, response_too_large
+from app.server.upstream.client import UpstreamResponse, answered_whole
 from app.tasks import create_task
 
 log = logging.getLogger(__name__)
@@ -65,14 +64,14 @@ STREAM_HEADERS = {
 _ENDED = (StreamState.FINISHED, StreamState.FAILED)
 EMPTY_STREAM_REPAIR = "upstream ended the stream empty; asked again without streaming"
 # The same request once more, unstreamed (`UpstreamCall.ask_unstreamed`).
-Reask = Callable[[], Coroutine[Any, Any, aiohttp.ClientResponse]]
+Reask = Callable[[], Coroutine[Any, Any, UpstreamResponse]]
 # Turns a batch of (guarded) Anthropic events into the bytes a client of another API
 # reads (`/v1/responses`); stateful, one per stream. None: Anthropic SSE.
 EventEncoder = Callable[[list[StreamEvent]], bytes]
 # Writes tool result events, gives the next upstream round's response (None: done).
 NextRound = Callable[
     [Callable[[list[StreamEvent]], Awaitable[None]]],
-    Coroutine[Any, Any, aiohttp.ClientResponse | None],
+    Coroutine[Any, Any, UpstreamResponse | None],
 ]
 
 
@@ -239,12 +238,12 @@ async def stream_messages(
     """`call`'s answer relayed as a stream. `next_round`: for server tools, called after
     each upstream body; it writes what it must (tool results) and gives the next
     upstream response, or None when done."""
-    attempts, read_failure = call.attempts, call.registry.upstream.read_failure
+    attempts = call.attempts
     max_upstream_bytes = relay.max_upstream_bytes
     opening = call.open()
     mask = masker.redact
     opening_task = create_task(opening, name=f"upstream-open {record.request_id}")
-    upstream: aiohttp.ClientResponse | None = None
+    upstream: UpstreamResponse | None = None
     pinger: asyncio.Task[None] | None = None
     writer: EventWriter | None = None
     try:
@@ -273,7 +272,6 @@ async def stream_messages(
                 translator,
                 writer,
                 record,
-                read_failure,
                 max_upstream_bytes,
                 masker,
                 call.ask_unstreamed,
@@ -284,9 +282,7 @@ async def stream_messages(
                 if following is None:
                     break
                 upstream = following
-                await _relay_body(
-                    upstream, translator, writer, record, read_failure, max_upstream_bytes, masker
-                )
+                await _relay_body(upstream, translator, writer, record, max_upstream_bytes, masker)
         except ProxyError as exc:
             record.error = mask(exc.message)
             await writer.write(translator.fail(exc.to_error_body()))
@@ -329,7 +325,7 @@ async def stream_messages(
 
 
 async def _answered_within_window(
-    opening: "asyncio.Task[aiohttp.ClientResponse]", attempts: Attempts, window_s: float
+    opening: "asyncio.Task[UpstreamResponse]", attempts: Attempts, window_s: float
 ) -> bool:
     """Wait for the upstream's answer (True) or for an attempt to stay unanswered for
     `window_s` (False: commit). Time spent in a backoff or a budget queue does not
@@ -347,37 +343,23 @@ async def _answered_within_window(
 
 
 async def _relay_body(
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamResponse,
     translator: StreamTranslator | ServerToolStream,
     writer: EventWriter,
     record: RequestRecord,
-    read_failure: Callable[[Exception], UpstreamUnavailable],
     max_upstream_bytes: int,
     masker: Masker,
     reask: Reask | None = None,
 ) -> None:
     if answered_whole(upstream.headers.get("Content-Type", "")):
-        whole = await _translate_whole_body(
-            upstream, translator, max_upstream_bytes, read_failure, masker
-        )
+        whole = await _translate_whole_body(upstream, translator, max_upstream_bytes, masker)
         await writer.write(whole)
         return
     decoder = SSEDecoder()
     # Masked as it arrives, before the core quotes (and cuts) any of it in an error.
     arriving = StreamMasker(masker)
-    content = upstream.content
     debug = log.isEnabledFor(logging.DEBUG)
-    received = 0
-    while True:
-        try:
-            data = await content.readany()
-        except READ_ERRORS as exc:
-            raise read_failure(exc) from exc
-        if not data:
-            break
-        received += len(data)
-        if received > max_upstream_bytes:
-            raise response_too_large(max_upstream_bytes)
+    async for data in upstream.chunks(max_upstream_bytes, name_host=False):
         record.mark_first_byte()
         data = arriving.feed(data)
         if debug:
@@ -391,7 +373,7 @@ async def _relay_body(
         if writer.broken:
             return  # our bug, already logged: release() drops the upstream connection
         if translator.state in _ENDED:
-            await _drain(content)
+            await upstream.drain()
             return
     tail: list[StreamEvent] = []
     for sse in [*decoder.feed(arriving.close()), *decoder.close()]:
@@ -407,9 +389,7 @@ async def _relay_body(
         log.info("%s %s", record.request_id, EMPTY_STREAM_REPAIR)
         again = await reask()  # its error (a context overflow) ends the stream as such
         try:
-            whole = await _translate_whole_body(
-                again, translator, max_upstream_bytes, read_failure, masker
-            )
+            whole = await _translate_whole_body(again, translator, max_upstream_bytes, masker)
         finally:
             again.release()
         await writer.write(tail + whole)
@@ -417,29 +397,14 @@ async def _relay_body(
     await writer.write(tail + translator.finish())
 
 
-async def _drain(content: aiohttp.StreamReader) -> None:
-    """Read the few bytes after `[DONE]` (the chunked terminator) so the connection is reused."""
-    if content.at_eof():
-        return
-    try:
-        async with asyncio.timeout(0.05):
-            while await content.readany():
-                pass
-    except (TimeoutError, aiohttp.ClientError):
-        pass  # not reusable then; release() closes it
-
-
 async def _translate_whole_body(
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamResponse,
     translator: StreamTranslator | ServerToolStream,
     max_upstream_bytes: int,
-    read_failure: Callable[[Exception], UpstreamUnavailable],
     masker: Masker,
 ) -> list[StreamEvent]:
     try:
-        body = json.loads(await read_bounded(upstream, max_upstream_bytes, masker=masker))
-    except READ_ERRORS as exc:
-        raise read_failure(exc) from exc
+        body = json.loads(await upstream.read_body(max_upstream_bytes, masker, name_host=False))
     except ValueError as exc:
         raise UpstreamProtocolError("upstream answered a stream request with invalid JSON") from exc
     if not isinstance(body, dict):

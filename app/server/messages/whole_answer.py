@@ -13,7 +13,6 @@ from app.server.json_body import MAX_JSON_DEPTH, deeper_than
 from app.server.messages.exchange import Exchange
 from app.server.server_tools.runner import complete_rounds
 from app.server.upstream.call_policy import UpstreamCall
-from app.server.upstream.client import READ_ERRORS, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +46,7 @@ async def _read_message(
     route = call.attempts.route or call.route
     record.mark_first_byte()
     try:
-        raw = await read_bounded(upstream, state.relay.max_upstream_bytes, masker=state.masker)
-    except READ_ERRORS as exc:
-        raise state.registry.upstream.read_failure(exc, str(upstream.url)) from exc
+        raw = await upstream.read_body(state.relay.max_upstream_bytes, state.masker)
     finally:
         upstream.release()
     try:

@@ -18,11 +18,15 @@ import time
 import uuid
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 
 from app.core.capabilities import ModelQuirks
-from app.core.errors import ClientRequestError, ProxyError, UpstreamProtocolError
+from app.core.errors import (
+    ClientRequestError,
+    ProxyError,
+    UpstreamProtocolError,
+    UpstreamUnavailable,
+)
 from app.core.masking import Masker, StreamMasker
 from app.core.sse import SSEDecoder
 from app.core.strict_openai import ChunkNormaliser, to_strict_completion
@@ -32,7 +36,7 @@ from app.server.egress import MaskedStream
 from app.server.json_body import read_json_object
 from app.server.state import STATE, absorb_stop, record_of
 from app.server.upstream.call_policy import open_as_given
-from app.server.upstream.client import MB, READ_ERRORS, answered_whole, read_bounded
+from app.server.upstream.client import MB, UpstreamResponse, answered_whole
 
 
 def _dumps(value: Any) -> str:
@@ -58,12 +62,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     record.status = upstream.status
     try:
         if not record.stream:
-            try:
-                answer = await read_bounded(
-                    upstream, state.settings.max_upstream_response_mb * MB, masker=state.masker
-                )
-            except READ_ERRORS as exc:
-                raise state.registry.upstream.read_failure(exc, str(upstream.url)) from exc
+            limit = state.settings.max_upstream_response_mb * MB
+            answer = await upstream.read_body(limit, state.masker)
             if upstream.status >= 400:  # "Incorrect API key provided: <our key>"
                 answer = state.mask(answer.decode("utf-8", "replace")).encode()
             else:
@@ -80,7 +80,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         response.content_type = upstream.content_type
         await response.prepare(request)
         if upstream.status >= 400:  # an error body, not a stream: relayed as it is
-            async for data in upstream.content.iter_any():
+            async for data in upstream.chunks():
                 await response.write(data)
             await response.write_eof()
             return response
@@ -95,15 +95,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         limit = state.settings.max_upstream_response_mb * MB
         try:
             if answered_whole(upstream.content_type):
-                answer = await read_bounded(upstream, limit, masker=state.masker)
+                answer = await upstream.read_body(limit, state.masker)
                 await response.write(normaliser.whole(_parsed_or_text(answer)))
             else:
                 await _relay_stream(upstream, response, decoder, normaliser, state.masker)
         except UpstreamProtocolError as exc:  # an event past the decoder's bound
             record.error = exc.message
             await response.write(_error_event(exc))
-        except READ_ERRORS as exc:
-            failure = state.registry.upstream.read_failure(exc, str(upstream.url))
+        except UpstreamUnavailable as failure:  # a read that failed, in words
             shown = ProxyError(state.mask(failure.message), status=failure.status)
             record.error = shown.message
             await response.write(_error_event(shown))
@@ -119,7 +118,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _relay_stream(
-    upstream: aiohttp.ClientResponse,
+    upstream: UpstreamResponse,
     response: web.StreamResponse,
     decoder: SSEDecoder,
     normaliser: ChunkNormaliser,
@@ -131,7 +130,7 @@ async def _relay_stream(
     start = b""
     events = 0
     arriving = StreamMasker(masker)
-    async for data in upstream.content.iter_any():
+    async for data in upstream.chunks():
         data = arriving.feed(data)
         if len(start) < 512:
             start += data[:512]
@@ -179,6 +178,6 @@ def _error_event(error: ProxyError) -> bytes:
     return f"data: {_dumps(body)}\n\n".encode()
 
 
-def _kept_headers(upstream: aiohttp.ClientResponse) -> dict[str, str]:
+def _kept_headers(upstream: UpstreamResponse) -> dict[str, str]:
     kept = ("Retry-After", "x-request-id", "Cache-Control")
     return {name: upstream.headers[name] for name in kept if name in upstream.headers}

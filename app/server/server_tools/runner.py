@@ -15,8 +15,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import aiohttp
-
 from app.core.anthropic_types import MessagesRequest, StreamEvent
 from app.core.capabilities import ModelQuirks
 from app.core.request_map import to_openai_request
@@ -44,6 +42,7 @@ from app.core.tiers import ModelRoute
 from app.server.bugs import describe, log_traceback
 from app.server.messages.stream_relay import NextRound
 from app.server.upstream.call_policy import BodyBuilder
+from app.server.upstream.client import UpstreamResponse
 
 log = logging.getLogger(__name__)
 
@@ -129,14 +128,14 @@ def stream_next_round(
     req: MessagesRequest,
     stream: ServerToolStream,
     runner: ServerToolRunner,
-    open_round: Callable[[MessagesRequest], Awaitable[aiohttp.ClientResponse]],
+    open_round: Callable[[MessagesRequest], Awaitable[UpstreamResponse]],
 ) -> NextRound:
     """The relay's hook after each upstream body: run the pending calls, write their
     result blocks, and open the next round (None: the message is over)."""
 
     async def next_round(
         write: Callable[[list[StreamEvent]], Awaitable[None]],
-    ) -> aiohttp.ClientResponse | None:
+    ) -> UpstreamResponse | None:
         if not stream.pending_calls:
             return None
         blocks = await runner.run(stream.pending_calls)

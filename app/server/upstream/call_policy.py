@@ -20,11 +20,9 @@ retry starts: the failure is the caller's to report as an `error` event.
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-import aiohttp
 
 from app.core.anthropic_types import MessagesRequest
 from app.core.capabilities import ModelQuirks
@@ -42,7 +40,7 @@ from app.core.quirk_learning import rejection_from_error
 from app.core.request_map import to_openai_request
 from app.core.tiers import ModelRoute
 from app.server.records import RequestRecord, UpstreamTarget
-from app.server.upstream.client import encode_json_body, read_error_body
+from app.server.upstream.client import UpstreamResponse, encode_json_body
 from app.server.upstream.registry import ProviderRegistry
 
 log = logging.getLogger(__name__)
@@ -64,6 +62,8 @@ class Attempts:
 BodyBuilder = Callable[[ModelRoute, ModelQuirks], dict[str, Any]]
 # Where an attempt goes and how its body is written: (url, payload, content type).
 RequestTarget = Callable[[Provider, ModelRoute, dict[str, Any]], tuple[str, bytes, str]]
+# How a backoff or a budget queue waits (tests give one that returns at once).
+Sleep = Callable[[float], Awaitable[None]]
 
 
 def chat_completions_target(
@@ -94,8 +94,10 @@ class UpstreamCall:
         request_id: str,
         learn: bool = True,  # False for bodies we pass through untranslated
         target: RequestTarget = chat_completions_target,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.registry = registry
+        self._wait = sleep
         self.target = target
         self.build_body = build_body
         self.learn = learn
@@ -116,7 +118,7 @@ class UpstreamCall:
             log.debug("%s upstream request: %s", self.request_id, body)
         return body
 
-    async def open(self) -> aiohttp.ClientResponse:
+    async def open(self) -> UpstreamResponse:
         try:
             return await self._open(self.route)
         except UpstreamError as exc:
@@ -137,7 +139,7 @@ class UpstreamCall:
         fallback = self.registry.route(reference)
         return replace(fallback, client_model=self.route.client_model, tier=self.route.tier)
 
-    async def _open(self, route: ModelRoute) -> aiohttp.ClientResponse:
+    async def _open(self, route: ModelRoute) -> UpstreamResponse:
         self.attempts.route = route
         provider = self.registry.provider(route.provider)
         api_key = self.registry.key_for(provider, self.client_key)
@@ -163,7 +165,7 @@ class UpstreamCall:
                     for governor in self.registry.governors_for(route):
                         governor.on_success(loop.time())
                     return response
-                raw = await read_error_body(response, self.registry.keys.masker)
+                raw = await response.read_error_body(self.registry.keys.masker)
                 repaired = self._repair(route, body, response.status, raw)
                 if repaired is not None:
                     body = repaired
@@ -219,7 +221,7 @@ class UpstreamCall:
             return self.body_for(route)
         return None
 
-    async def ask_unstreamed(self) -> aiohttp.ClientResponse:
+    async def ask_unstreamed(self) -> UpstreamResponse:
         """The last body sent again, not streamed, once: what a server meant that answered
         a stream with 200 and nothing (llama-cpp-python on a context overflow: its error
         comes only unstreamed). Its error raises as usual; a 2xx is the caller's to read."""
@@ -249,7 +251,7 @@ class UpstreamCall:
                     raise
         if response.status < 400:
             return response
-        raw = await read_error_body(response, self.registry.keys.masker)
+        raw = await response.read_error_body(self.registry.keys.masker)
         raise upstream_error_from_response(
             response.status,
             raw,
@@ -291,7 +293,7 @@ class UpstreamCall:
     async def _sleep(self, seconds: float) -> None:
         self.attempts.waiting = True
         try:
-            await asyncio.sleep(seconds)
+            await self._wait(seconds)
         finally:
             self.attempts.waiting = False
 
@@ -304,7 +306,7 @@ async def open_as_given(
     *,
     client_key: str | None,
     target: RequestTarget = chat_completions_target,
-) -> aiohttp.ClientResponse:
+) -> UpstreamResponse:
     """One call of a body we pass on untranslated (the OpenAI pass-through, images):
     the same retries and pacing as chat, nothing learned, attempts added to the record,
     and the body with where it went, for the request inspector."""

@@ -16,6 +16,7 @@ Invariants:
 import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from app.core.tiers import ModelRoute, ModelTarget
 from app.server.listings import merge_listings
 from app.server.network import Network
 from app.server.upstream.catalog_cache import CatalogCache
-from app.server.upstream.client import UpstreamClient, encode_json_body, read_error_body
+from app.server.upstream.client import MB, UpstreamClient, encode_json_body
 from app.tasks import create_task
 
 log = logging.getLogger(__name__)
@@ -311,10 +312,11 @@ class ProviderRegistry:
         JSON; a ProxyError in words otherwise."""
         response = await self.upstream.request("GET", url, api_key=key)
         if response.status >= 400:
-            raw = await read_error_body(response, self.keys.masker)
+            raw = await response.read_error_body(self.keys.masker)
             raise upstream_error_from_response(response.status, raw)
+        limit = self.settings.max_upstream_response_mb * MB
         try:
-            body: Any = await response.json(content_type=None)
+            body: Any = _json_or_none(await response.read_body(limit))
         except ValueError as exc:
             raise UpstreamProtocolError(
                 f"{provider.name}: the model list is not JSON ({url})"
@@ -387,7 +389,7 @@ class ProviderRegistry:
                 result = ProbeResult(False, None, exc.message)
                 break
             if response.status >= 400:
-                raw = await read_error_body(response, self.keys.masker)
+                raw = await response.read_error_body(self.keys.masker)
                 error = upstream_error_from_response(response.status, raw)
                 if response.status == 400 and tool_choice == "required":
                     continue
@@ -395,8 +397,9 @@ class ProviderRegistry:
                 tools = False if entitled and response.status in (400, 422) else None
                 result = ProbeResult(entitled, tools, error.message)
                 break
+            limit = self.settings.max_upstream_response_mb * MB
             try:
-                answer: Any = await response.json(content_type=None)
+                answer: Any = _json_or_none(await response.read_body(limit))
             except ValueError:
                 answer = {}
             finally:
@@ -434,6 +437,12 @@ async def open_registry(
         yield ProviderRegistry(settings, keys, upstream)
     finally:
         await upstream.close()
+
+
+def _json_or_none(body: bytes) -> Any:
+    """A body as JSON, None when it is empty (as aiohttp's `ClientResponse.json` reads it)."""
+    stripped = body.strip()
+    return json.loads(stripped.decode()) if stripped else None
 
 
 PROBE_REQUEST: dict[str, Any] = {

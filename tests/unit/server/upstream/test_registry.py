@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import aiohttp
 import pytest
 
 from app.config.secrets import MemorySecretStore, ProviderKeys
@@ -13,6 +14,7 @@ from app.core.quirk_learning import Rejection
 from app.core.tiers import Tier
 from app.server.upstream.client import UpstreamClient
 from app.server.upstream.registry import ProviderRegistry, open_registry
+from app.server.upstream.transport import AiohttpTransport
 
 NVIDIA = Provider("nvidia", ProviderKind.NVIDIA, "https://integrate.api.nvidia.com/v1")
 LLAMA = Provider("llama", ProviderKind.LLAMACPP, "http://127.0.0.1:8080/v1")
@@ -63,15 +65,21 @@ def test_what_is_learned_reaches_later_routes_and_the_current_quirks() -> None:
         assert (quirks.accepts_stream_options, quirks.max_output_tokens) == (False, 100)
 
 
+def _session_of(registry: ProviderRegistry) -> aiohttp.ClientSession:
+    transport = registry.upstream.transport
+    assert isinstance(transport, AiohttpTransport)
+    return transport.session
+
+
 async def test_an_opened_registry_has_the_settings_timeouts_unless_given() -> None:
     settings = Settings(providers=(NVIDIA,), connect_timeout_s=7, read_timeout_s=90)
     keys = ProviderKeys(MemorySecretStore(), env={})
     async with open_registry(settings, keys, None) as registry:
-        timeout = registry.upstream.session.timeout
+        timeout = _session_of(registry).timeout
         assert (timeout.sock_connect, timeout.sock_read) == (7, 90)
         assert registry.settings is settings
     async with open_registry(settings, keys, None, connect_timeout_s=10, read_timeout_s=30) as own:
-        timeout = own.upstream.session.timeout
+        timeout = _session_of(own).timeout
         assert (timeout.sock_connect, timeout.sock_read) == (10, 30)
 
 
@@ -81,4 +89,4 @@ async def test_an_opened_registry_closes_its_session_on_leaving_even_on_error() 
         async with open_registry(Settings(providers=(NVIDIA,)), keys, None) as registry:
             raise ProxyError("the errand failed")
     with pytest.raises(RuntimeError, match="start"):
-        registry.upstream.session  # noqa: B018 (the property raises once closed)
+        _session_of(registry)  # noqa: B018 (the property raises once closed)
