@@ -1,8 +1,9 @@
 """OpenAI `chat.completion.chunk`s in, Anthropic Messages stream events out. No I/O.
 
 Rule 1 (as in h11's `_state.py`): everything that moves the stream's state
-lives in `StreamTranslator._emit`, driven by the `_TRANSITIONS` table. Every
-event leaves through `_emit`, which refuses anything outside this grammar:
+lives in `StreamTranslator._emit`, driven by the grammar table of
+`app/core/anthropic_grammar.py` (the one the server's `StreamGuard` checks with).
+Every event leaves through `_emit`, which refuses anything outside this grammar:
 
 ```
 message_start
@@ -16,7 +17,7 @@ Rule 3: upstream oddities are absorbed, never raised: each kind is recorded
 once in `repairs` for the server to log. Only our own misuse raises
 (`TranslatorStateError`: feeding after the end, or a grammar violation).
 
-States: IDLE -> STARTED <-> IN_BLOCK -> FINISHED | FAILED.
+States: IDLE -> STARTED <-> IN_BLOCK; STARTED -> STOPPING -> FINISHED; IDLE | STARTED -> FAILED.
 
 Tool calls (one block open at a time, so calls cannot be streamed side by side):
 - A call is keyed by its `index`; without one, by its `id`; without both, it
@@ -56,12 +57,17 @@ carries the reasoning, and its stop (as Anthropic's API does). Either way the
 reasoning counts in the estimated output tokens.
 """
 
-import enum
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from app.core.anthropic_grammar import (
+    DELTA_TYPES_BY_BLOCK_TYPE,
+    TERMINAL_STATES,
+    TRANSITIONS_BY_STATE,
+)
+from app.core.anthropic_grammar import StreamState as StreamState  # callers import it from here
 from app.core.anthropic_types import ErrorBody, Message, StreamEvent, Usage
 from app.core.errors import (
     TranslatorStateError,
@@ -101,34 +107,7 @@ RUNAWAY_REPAIR = "upstream ignored max_tokens; stream ended as max_tokens"
 BlockKind = Literal["text", "thinking", "tool_use", "server_tool_use"]
 
 
-class StreamState(enum.Enum):
-    IDLE = "idle"  # nothing sent yet
-    STARTED = "started"  # message_start sent, no block open
-    IN_BLOCK = "in_block"
-    FINISHED = "finished"  # message_stop sent
-    FAILED = "failed"  # error sent
-
-
-_IDLE, _STARTED, _IN_BLOCK = StreamState.IDLE, StreamState.STARTED, StreamState.IN_BLOCK
-_TERMINAL = frozenset({StreamState.FINISHED, StreamState.FAILED})
-
-# event type -> (states it may be sent in, state after it; None: unchanged)
-_TRANSITIONS: dict[str, tuple[frozenset[StreamState], StreamState | None]] = {
-    "message_start": (frozenset({_IDLE}), _STARTED),
-    "content_block_start": (frozenset({_STARTED}), _IN_BLOCK),
-    "content_block_delta": (frozenset({_IN_BLOCK}), None),
-    "content_block_stop": (frozenset({_IN_BLOCK}), _STARTED),
-    "message_delta": (frozenset({_STARTED}), None),
-    "message_stop": (frozenset({_STARTED}), StreamState.FINISHED),
-    "error": (frozenset({_IDLE, _STARTED}), StreamState.FAILED),
-}
-
-_DELTA_TYPES_BY_BLOCK_KIND: dict[str, frozenset[str]] = {
-    "text": frozenset({"text_delta"}),
-    "thinking": frozenset({"thinking_delta", "signature_delta"}),
-    "tool_use": frozenset({"input_json_delta"}),
-    "server_tool_use": frozenset({"input_json_delta"}),
-}
+_IDLE, _STARTED, _STOPPING = StreamState.IDLE, StreamState.STARTED, StreamState.STOPPING
 
 
 @dataclass(slots=True, eq=False)
@@ -161,7 +140,7 @@ class StreamTranslator:
     ) -> None:
         self.model = model
         self.message_id = message_id
-        self.state = StreamState.IDLE
+        self.state = _IDLE
         self.repairs: list[str] = []
         self.stop_reason: str | None = None
         self.failure: str | None = None  # the message of the `error` event that ended it
@@ -171,9 +150,10 @@ class StreamTranslator:
         self._omit_thinking = thinking_display == "omitted"
         self._held_reasoning: list[str] = []  # the open thinking block's text, when omitted
         # grammar (owned by _emit)
+        self._transitions = TRANSITIONS_BY_STATE[_IDLE]  # the state's row of the table
         self._next_index = 0
         self._open_kind: BlockKind | None = None
-        self._message_delta_sent = False
+        self._open_delta_types: frozenset[str] = frozenset()
         # content
         # start_in_thinking: the model's template already opened <think> (ThinkTagSplitter)
         self._tools = tools  # Anthropic tool definitions, to name nameless markup calls
@@ -270,7 +250,7 @@ class StreamTranslator:
 
     def feed(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
         """One parsed `chat.completion.chunk`."""
-        if self.state in _TERMINAL:
+        if self.state in TERMINAL_STATES:
             raise TranslatorStateError(f"feed() after the stream ended ({self.state.name})")
         out = self.start() if self.state is _IDLE else []
         self.received_chunks += 1
@@ -309,7 +289,7 @@ class StreamTranslator:
         if data[:1] != "{" and data.strip() == "[DONE]":
             # also after an error event: finish() is idempotent
             return self.finish(done_sent=True)
-        if self.state in _TERMINAL:
+        if self.state in TERMINAL_STATES:
             raise TranslatorStateError(f"feed_sse() after the stream ended ({self.state.name})")
         if event.event == "error":
             return self.fail(
@@ -337,7 +317,7 @@ class StreamTranslator:
 
     def finish(self, *, done_sent: bool = False) -> list[StreamEvent]:
         """The upstream stream ended (`[DONE]`, `done_sent`, or EOF). Idempotent once ended."""
-        if self.state in _TERMINAL:
+        if self.state in TERMINAL_STATES:
             return []
         if self._finish_reason is None:
             message = DONE_WITHOUT_FINISH_REASON_MESSAGE if done_sent else NO_FINISH_REASON_MESSAGE
@@ -367,7 +347,7 @@ class StreamTranslator:
     def fail(self, error: ErrorBody) -> list[StreamEvent]:
         """End the stream with an `error` event (after closing any open block)."""
         out: list[StreamEvent] = []
-        if self.state not in _TERMINAL:
+        if self.state not in TERMINAL_STATES:
             self._close_block(out)
             self._emit(out, {"type": "error", "error": error["error"]})
             self.failure = error["error"]["message"]
@@ -377,14 +357,13 @@ class StreamTranslator:
 
     def _emit(self, out: list[StreamEvent], event: StreamEvent) -> None:
         kind = event["type"]
-        allowed, after = _TRANSITIONS[kind]
-        if self.state not in allowed:
-            raise TranslatorStateError(f"{kind} not allowed in state {self.state.name}")
+        after = self._transitions.get(kind)
+        if after is None:
+            raise TranslatorStateError(_refusal(kind, self.state))
         if kind == "content_block_delta":
-            assert self._open_kind is not None  # IN_BLOCK
             if (
                 event["index"] != self._next_index - 1
-                or event["delta"]["type"] not in _DELTA_TYPES_BY_BLOCK_KIND[self._open_kind]
+                or event["delta"]["type"] not in self._open_delta_types
             ):
                 raise TranslatorStateError(f"delta {event} does not fit the open block")
         elif kind == "content_block_start":
@@ -392,18 +371,14 @@ class StreamTranslator:
                 raise TranslatorStateError(f"block {event['index']} out of order")
             self._next_index += 1
             self._open_kind = event["content_block"]["type"]
+            self._open_delta_types = DELTA_TYPES_BY_BLOCK_TYPE[self._open_kind]
         elif kind == "content_block_stop":
             if event["index"] != self._next_index - 1:
                 raise TranslatorStateError(f"stop of block {event['index']}, not the open one")
             self._open_kind = None
-        elif kind == "message_delta":
-            if self._message_delta_sent:
-                raise TranslatorStateError("a second message_delta")
-            self._message_delta_sent = True
-        elif kind == "message_stop" and not self._message_delta_sent:
-            raise TranslatorStateError("message_stop before message_delta")
-        if after is not None:
+        if after is not self.state:
             self.state = after
+            self._transitions = TRANSITIONS_BY_STATE[after]
         out.append(event)
 
     def _open_block(self, out: list[StreamEvent], kind: BlockKind, call: _ToolCall | None) -> None:
@@ -682,6 +657,16 @@ class StreamTranslator:
     def _repair(self, what: str) -> None:
         if what not in self.repairs:
             self.repairs.append(what)
+
+
+def _refusal(kind: str, state: StreamState) -> str:
+    """Why `_emit` refuses an event the grammar table does not allow in `state`."""
+    reason = f"{kind} not allowed in state {state.name}"
+    if kind == "message_delta" and state is _STOPPING:
+        return f"a second message_delta ({reason})"
+    if kind == "message_stop" and state is _STARTED:
+        return f"message_stop before message_delta ({reason})"
+    return reason
 
 
 def _reasoning_text(delta: Mapping[str, Any]) -> str:

@@ -1,16 +1,14 @@
 """The Anthropic stream grammar, checked one outgoing event at a time. No I/O.
 
-```
-message_start
-( content_block_start  content_block_delta*  content_block_stop )*   one open block, index 0,1,2...
-message_delta  message_stop                                         | error
-```
-`ping` may come anywhere before the end. A stream may also be a lone `error`
-(a failure before `message_start` went out).
+The grammar itself (states, which event may come in which, where it leads) is
+`app.core.anthropic_grammar`, the table the translator also walks; this module
+adds what only an outgoing stream needs checked: each event's fields, block
+indexes 0, 1, 2..., delta types that fit the open block.
 
 Invariants:
-- One source of truth: the server checks every event it writes with
-  `StreamGuard`, and the tests' `assert_anthropic_grammar` wraps the same class.
+- Every event the server writes passes `StreamGuard`; the tests' own reading of
+  the grammar (`tests/anthropic_grammar.py`) is written apart from the table, so
+  the two can disagree and a test fail.
 - `check` is O(1) per event: it reads a few keys, never copies or walks the
   payload, so it can run on every event of every stream (deltas take a short
   way: under a microsecond, less than encoding them). JSON objects are `dict`s:
@@ -20,10 +18,16 @@ Invariants:
   `closing_events()` then ends the stream grammatically, whatever state it was in.
 """
 
-import enum
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from app.core.anthropic_grammar import (
+    DELTA_FIELD_BY_DELTA_TYPE,
+    DELTA_TYPES_BY_BLOCK_TYPE,
+    EVENT_TYPES,
+    TRANSITIONS_BY_STATE,
+    StreamState,
+)
 from app.core.anthropic_types import StreamEvent
 
 MALFORMED_STREAM_MESSAGE = "NimBridge produced a malformed stream (a NimBridge bug)"
@@ -38,44 +42,15 @@ class StreamGrammarError(Exception):
         self.position = position
 
 
-class GuardState(enum.Enum):
-    IDLE = "idle"  # nothing but pings yet
-    STARTED = "started"  # message_start out, no block open
-    IN_BLOCK = "in_block"
-    STOPPING = "stopping"  # message_delta out: only message_stop may follow
-    ENDED = "ended"  # message_stop or error out: nothing may follow
+_IDLE, _STARTED, _IN_BLOCK = StreamState.IDLE, StreamState.STARTED, StreamState.IN_BLOCK
+_STOPPING, _FINISHED, _FAILED = StreamState.STOPPING, StreamState.FINISHED, StreamState.FAILED
 
-
-_IDLE, _STARTED, _IN_BLOCK = GuardState.IDLE, GuardState.STARTED, GuardState.IN_BLOCK
-_STOPPING, _ENDED = GuardState.STOPPING, GuardState.ENDED
-
-# event type -> (states it may come in, state after it; None: unchanged)
-_TRANSITIONS: dict[str, tuple[frozenset[GuardState], GuardState | None]] = {
-    "ping": (frozenset({_IDLE, _STARTED, _IN_BLOCK, _STOPPING}), None),
-    "message_start": (frozenset({_IDLE}), _STARTED),
-    "content_block_start": (frozenset({_STARTED}), _IN_BLOCK),
-    "content_block_delta": (frozenset({_IN_BLOCK}), None),
-    "content_block_stop": (frozenset({_IN_BLOCK}), _STARTED),
-    "message_delta": (frozenset({_STARTED}), _STOPPING),
-    "message_stop": (frozenset({_STOPPING}), _ENDED),
-    "error": (frozenset({_IDLE, _STARTED}), _ENDED),
-}
-
-_DELTA_TYPES_BY_BLOCK_TYPE: dict[str, frozenset[str]] = {
-    "text": frozenset({"text_delta"}),
-    "thinking": frozenset({"thinking_delta", "signature_delta"}),
-    "tool_use": frozenset({"input_json_delta"}),
-    "server_tool_use": frozenset({"input_json_delta"}),
-    # Server tool results arrive whole in their content_block_start: no deltas.
-    "web_search_tool_result": frozenset(),
-    "web_fetch_tool_result": frozenset(),
-}
-
-DELTA_FIELD_BY_DELTA_TYPE: dict[str, str] = {
-    "text_delta": "text",
-    "thinking_delta": "thinking",
-    "signature_delta": "signature",
-    "input_json_delta": "partial_json",
+_WHERE_BY_STATE: dict[StreamState, str] = {
+    _IDLE: "before message_start",
+    _STARTED: "between blocks",
+    _STOPPING: "after message_delta",
+    _FINISHED: "after the stream ended",
+    _FAILED: "after the stream ended",
 }
 
 
@@ -85,6 +60,7 @@ class StreamGuard:
 
     def __init__(self) -> None:
         self.state = _IDLE
+        self._transitions = TRANSITIONS_BY_STATE[_IDLE]  # the state's row of the table
         self.position = 0  # events accepted so far, pings included
         self._next_index = 0
         self._open_block_type: str | None = None
@@ -92,7 +68,7 @@ class StreamGuard:
 
     @property
     def ended(self) -> bool:
-        return self.state is _ENDED
+        return self.state is _FINISHED or self.state is _FAILED
 
     def check(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
@@ -100,11 +76,10 @@ class StreamGuard:
             self._check_delta(event)  # nearly every event: the short way
             self.position += 1
             return
-        transition = _TRANSITIONS.get(kind) if isinstance(kind, str) else None
-        if transition is None:
-            self._fail(f"unknown event type {str(kind)[:40]!r}")
-        allowed, after = transition
-        if self.state not in allowed:
+        after = self._transitions.get(kind) if isinstance(kind, str) else None
+        if after is None:
+            if not isinstance(kind, str) or kind not in EVENT_TYPES:
+                self._fail(f"unknown event type {str(kind)[:40]!r}")
             self._fail(f"{kind} not allowed {self._where()}")
         if kind == "content_block_start":
             self._check_block_start(event)
@@ -117,13 +92,14 @@ class StreamGuard:
             self._check_message_delta(event)
         elif kind == "error":
             self._check_error(event.get("error"))
-        if after is not None:
+        if after is not self.state:
             self.state = after
+            self._transitions = TRANSITIONS_BY_STATE[after]
         self.position += 1
 
     def finish(self) -> None:
         """The stream is over: it must have ended with `message_stop` or `error`."""
-        if self.state is not _ENDED:
+        if not self.ended:
             self._fail(f"stream over without message_stop or error ({self._where()})")
 
     def closing_events(self, message: str = MALFORMED_STREAM_MESSAGE) -> list[StreamEvent]:
@@ -138,7 +114,7 @@ class StreamGuard:
             events.append({"type": "content_block_stop", "index": self._next_index - 1})
         if self.state is _STOPPING:
             events.append({"type": "message_stop"})
-        elif self.state is not _ENDED:
+        elif not self.ended:
             events.append({"type": "error", "error": {"type": "api_error", "message": message}})
         for event in events:
             self.check(event)
@@ -149,12 +125,7 @@ class StreamGuard:
     def _where(self) -> str:
         if self.state is _IN_BLOCK:
             return f"while block {self._next_index - 1} ({self._open_block_type}) is open"
-        return {
-            _IDLE: "before message_start",
-            _STARTED: "between blocks",
-            _STOPPING: "after message_delta",
-            _ENDED: "after the stream ended",
-        }[self.state]
+        return _WHERE_BY_STATE[self.state]
 
     def _fail(self, reason: str) -> NoReturn:
         raise StreamGrammarError(reason, self.position)
@@ -171,7 +142,7 @@ class StreamGuard:
         if not _is_empty_block(block_type, block):
             self._fail(f"content_block_start with a bad {str(block_type)[:40]} block")
         self._open_block_type = str(block_type)
-        self._allowed_delta_types = _DELTA_TYPES_BY_BLOCK_TYPE[self._open_block_type]
+        self._allowed_delta_types = DELTA_TYPES_BY_BLOCK_TYPE[self._open_block_type]
         self._next_index += 1
 
     def _check_delta(self, event: Mapping[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The Responses event grammar, checked event by event (as `stream_guard.py` for Anthropic's).
+"""The Responses event grammar, checked event by event (as `anthropic_stream_guard.py` for
+Anthropic's).
 
     stream  := response.created response.in_progress item* end
     item    := output_item.added(output_index = items so far) inner* output_item.done(same id)
@@ -8,6 +9,10 @@
 
 `sequence_number` grows by one from 1. Nothing follows the end. The server's writer
 checks every event it sends; the tests wrap the same class.
+
+This is the grammar's only owner: `ResponsesStreamTranslator` (responses_stream.py)
+maps Anthropic events one at a time and keeps no state machine of its own (only
+`ended`, and the open items), so the Anthropic table's order carries over.
 """
 
 from collections.abc import Mapping

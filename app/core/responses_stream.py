@@ -318,6 +318,9 @@ class ResponsesStreamTranslator:
         return [self._event("response.completed", response=self._response("completed"))]
 
     def _error(self, event: Mapping[str, Any]) -> list[JSONObject]:
+        # A lone error (the Anthropic stream failed before message_start): a Responses
+        # stream still opens with response.created, or its guard refuses the failure.
+        out = self._start({}) if self.sequence == 0 else []
         self.ended = True
         error = event.get("error") or {}
         message = str(error.get("message", "error"))
@@ -326,7 +329,8 @@ class ResponsesStreamTranslator:
             "code": error_code(str(error.get("type", "")), message),
             "message": message,
         }
-        return [self._event("response.failed", response=response)]
+        out.append(self._event("response.failed", response=response))
+        return out
 
     def _ping(self, event: Mapping[str, Any]) -> list[JSONObject]:
         return [{"type": "ping"}]

@@ -5,9 +5,9 @@ from typing import Any
 
 import pytest
 
+from app.core.anthropic_grammar import StreamState
 from app.core.anthropic_stream_guard import (
     MALFORMED_STREAM_MESSAGE,
-    GuardState,
     StreamGrammarError,
     StreamGuard,
 )
@@ -384,7 +384,7 @@ def test_closing_events_carry_the_given_message() -> None:
     guard = StreamGuard()
     guard.check(START)
     assert guard.closing_events("said otherwise")[-1]["error"]["message"] == "said otherwise"
-    assert guard.state is GuardState.ENDED
+    assert guard.state is StreamState.FAILED
 
 
 def test_assert_anthropic_grammar_fails_like_an_assertion() -> None:

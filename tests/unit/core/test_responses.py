@@ -573,6 +573,21 @@ def test_errors_fail_the_response_with_codes_codex_reads(error: dict[str, Any], 
     assert error_code(error.get("type", ""), error.get("message", "")) == code
 
 
+def test_a_lone_error_still_opens_the_response() -> None:
+    """The Anthropic grammar allows a stream that is one `error` (pings before it); the
+    Responses one begins with response.created whatever follows."""
+    error = {"type": "overloaded_error", "message": "busy"}
+    out = _run([{"type": "ping"}, {"type": "error", "error": error}])
+    assert [e["type"] for e in out] == [
+        "ping",
+        "response.created",
+        "response.in_progress",
+        "response.failed",
+    ]
+    assert out[-1]["response"]["error"] == {"code": "server_is_overloaded", "message": "busy"}
+    assert out[-1]["response"]["status"] == "failed"
+
+
 def test_http_error_body_and_encoding() -> None:
     body = openai_error_body("overloaded_error", "busy")
     assert body == {
