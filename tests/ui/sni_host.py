@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jeepney import (
+from jeepney import (  # type: ignore[import-untyped]  # untyped; tests only
     DBusAddress,
     DBusErrorResponse,
     HeaderFields,
@@ -35,8 +35,12 @@ from jeepney import (
     new_method_return,
     new_signal,
 )
-from jeepney.bus_messages import message_bus
-from jeepney.io.blocking import DBusConnection, Proxy, open_dbus_connection
+from jeepney.bus_messages import message_bus  # type: ignore[import-untyped]
+from jeepney.io.blocking import (  # type: ignore[import-untyped]
+    DBusConnection,
+    Proxy,
+    open_dbus_connection,
+)
 
 WATCHER = "org.kde.StatusNotifierWatcher"
 WATCHER_PATH = "/StatusNotifierWatcher"

@@ -49,25 +49,29 @@ def apps() -> Iterator[list[App]]:
             app.home.close()
 
 
+def where(app: App) -> set[str]:
+    """Where the app shows itself: "tray", "window" or both."""
+    shown = {"tray"} if app.tray is not None and app.tray.icon.isVisible() else set()
+    return shown | ({"window"} if app.home is not None and app.home.isVisible() else set())
+
+
 def test_a_tray_that_starts_late_takes_the_app_and_gives_it_back(
     controller: FakeController, apps: list[App]
 ) -> None:
     desktop = Desktop(tray=False)  # autostart ran before the panel
     app = make_app(controller, desktop)
     apps.append(app)
-    assert app.tray is None and app.home is not None and app.home.isVisible()
+    assert where(app) == {"window"}
     desktop.tray = True
     app.presence.check()
-    assert app.tray is not None and app.tray.icon.isVisible()
-    assert not app.home.isVisible()  # it stood in for the tray, which is here now
-    first_icon = app.tray.icon
+    assert where(app) == {"tray"}  # the window stood in for the tray, which is here now
+    first = app.tray
     desktop.tray = False  # the panel crashed
     app.presence.check()
-    assert app.tray is None and app.home.isVisible()
+    assert where(app) == {"window"} and app.tray is None
     desktop.tray = True  # and came back: perhaps another kind of tray, so a new icon
     app.presence.check()
-    assert app.tray is not None and app.tray.icon is not first_icon
-    assert not app.home.isVisible()
+    assert where(app) == {"tray"} and app.tray is not first
 
 
 def test_a_window_the_user_opened_stays_when_a_tray_comes(
@@ -78,15 +82,16 @@ def test_a_window_the_user_opened_stays_when_a_tray_comes(
     apps.append(app)
     desktop.tray = True
     app.presence.check()
-    assert app.tray is not None and app.home is not None and app.home.isVisible()
+    assert where(app) == {"tray", "window"}
     desktop.tray = False
     app.presence.check()
-    assert app.home.isVisible()
+    assert where(app) == {"window"}
+    assert app.home is not None
     app.home.hide()  # closed by the user while there is no tray...
     app.show_yourself()  # ...and asked for again: it is the user's now
     desktop.tray = True
     app.presence.check()
-    assert app.home.isVisible()
+    assert where(app) == {"tray", "window"}
 
 
 def test_a_desktop_with_a_tray_from_the_start_shows_only_the_icon(
@@ -94,9 +99,10 @@ def test_a_desktop_with_a_tray_from_the_start_shows_only_the_icon(
 ) -> None:
     app = make_app(controller, Desktop(tray=True))
     apps.append(app)
-    assert app.tray is not None and app.home is None
-    app.presence.check()  # no change, nothing made again
-    assert app.home is None
+    assert where(app) == {"tray"} and app.home is None
+    first = app.tray
+    app.presence.check()  # no change: nothing made again
+    assert app.tray is first and app.home is None
 
 
 def test_presence_asks_again_on_its_own(qtbot: QtBot) -> None:
@@ -106,5 +112,6 @@ def test_presence_asks_again_on_its_own(qtbot: QtBot) -> None:
     desktop.tray = True
     with qtbot.waitSignal(presence.changed, timeout=2000) as seen:
         pass
-    assert seen.args == [True] and presence.available
+    assert seen.args == [True]
+    assert presence.available is desktop.tray
     presence.stop()

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from jeepney import MatchRule
+from jeepney import MatchRule  # type: ignore[import-untyped]
 from PySide6.QtWidgets import QApplication
 
 from app.config.settings import Settings
