@@ -318,7 +318,7 @@ class HomeWindow(QWidget):
         for layout in (self.server_buttons, self.launch_buttons, self.other_buttons):
             _clear(layout)
         _clear(self.models_grid)
-        self.menu.rebuild()
+        self.menu.refresh()
         actions = self.menu.menu.actions()
         first = next((i for i, a in enumerate(actions) if a.isSeparator()), -1)
         copies: list[QAction] = []  # after the launches: launching is what most come for

@@ -3,12 +3,15 @@
 Order matters (DESKTOP.md): PySide6 is imported before qasync, and qasync's
 loop is made the running loop before any task is created, or tasks are lost.
 Quit awaits `controller.stop()` (in-flight streams get their grace period) so
-the port is never left bound.
+the port is never left bound. Whether the desktop has a tray is asked again every
+`TRAY_POLL_MS` (`TrayPresence`): the app moves into a tray that starts after it
+and back to its window when the tray goes (issue 24).
 """
 
 import asyncio
 import contextlib
 import getpass
+import logging
 import signal
 from collections.abc import Callable, Sequence
 
@@ -28,6 +31,44 @@ from app.ui.usage_window import UsageWindow
 
 # Beyond the settings' shutdown_grace_s: what a stop may take to end the requests it cut.
 QUIT_MARGIN_S = 5.0
+# How often to ask whether a tray came or went: Qt answers in under 2 ms.
+TRAY_POLL_MS = 2000
+
+log = logging.getLogger(__name__)
+
+
+class TrayPresence(QObject):
+    """Whether the desktop shows tray icons now; `changed` when that turns.
+
+    "Start at login" runs NimBridge before the panel, and a panel may restart.
+    Polled, not watched: `isSystemTrayAvailable` answers for both kinds of tray
+    (a StatusNotifierWatcher on the session bus, an XEmbed manager on X11), while
+    a NameOwnerChanged watch would see only the first and needs QtDBus, which the
+    bundle leaves out (packaging/bundle_contents.py).
+    """
+
+    changed = Signal(bool)
+
+    def __init__(
+        self,
+        probe: Callable[[], bool] = QSystemTrayIcon.isSystemTrayAvailable,
+        interval_ms: int = TRAY_POLL_MS,
+    ) -> None:
+        super().__init__()
+        self._probe = probe
+        self.available = probe()
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.check)
+        self._timer.start(interval_ms)
+
+    def check(self) -> None:
+        now = self._probe()
+        if now != self.available:
+            self.available = now
+            self.changed.emit(now)
+
+    def stop(self) -> None:
+        self._timer.stop()
 
 
 class SingleInstance(QObject):
@@ -77,6 +118,7 @@ class App:
         quit_app: Callable[[], None],
         *,
         show_home: bool = False,
+        tray_probe: Callable[[], bool] = QSystemTrayIcon.isSystemTrayAvailable,
     ):
         self.qt = qt
         self.controller = controller
@@ -98,13 +140,45 @@ class App:
         )
         self.tray: TrayIcon | None = None
         self.home: HomeWindow | None = None
-        if QSystemTrayIcon.isSystemTrayAvailable():
-            self.tray = TrayIcon(controller, self.windows)
-            self.tray.icon.show()
-        if self.tray is None or show_home:  # no tray on this desktop, or the app menu's entry
+        self._home_stands_in = False  # shown for want of a tray: it goes when one comes
+        self.presence = TrayPresence(tray_probe)
+        self.presence.changed.connect(self._follow_tray)
+        if self.presence.available:
+            self._enter_tray()
+        if show_home:  # the application menu's entry
             self.open_home()
+        elif self.tray is None:
+            self._stand_in_for_tray()
+
+    def _follow_tray(self, available: bool) -> None:
+        if available:
+            log.info("A system tray is there now: NimBridge moves into it")
+            self._enter_tray()
+            if self._home_stands_in and self.home is not None:
+                self.home.hide()
+            self._home_stands_in = False
+        elif self.tray is not None:
+            log.info("The system tray went away: NimBridge shows its window")
+            self.tray.close()
+            self.tray = None
+            self._stand_in_for_tray()
+
+    def _enter_tray(self) -> None:
+        # A new QSystemTrayIcon each time: Qt picks the kind of tray when making one.
+        self.tray = TrayIcon(self.controller, self.windows)
+        self.tray.icon.show()
+
+    def _stand_in_for_tray(self) -> None:
+        if self.home is not None and self.home.isVisible():
+            return  # opened by the user: it stays when a tray comes
+        self._show_home()
+        self._home_stands_in = True
 
     def open_home(self) -> None:
+        self._show_home()
+        self._home_stands_in = False  # asked for: it stays when a tray comes
+
+    def _show_home(self) -> None:
         if self.home is None:
             self.home = HomeWindow(self.controller, self.windows)
         self.home.bring_forward()
@@ -140,6 +214,7 @@ class App:
         self.open_home()
 
     def close(self) -> None:
+        self.presence.stop()
         if self.log_window is not None:
             self.log_window.shutdown()
         if self.home is not None:

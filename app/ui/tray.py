@@ -1,7 +1,9 @@
 """The tray icon and its menu: the whole app at a glance, driven by `ServiceStatus`.
 
-Rule (vorta's tray_menu.py): the menu is rebuilt from `controller.status()` every
-time it is about to show, so it is never stale; windows come in as callables
+Rule: the menu is built once and brought up to date from `controller.status()`
+in place, every time it is about to show and on every status change, so it is
+never stale and its entries keep their identity (their D-Bus ids on
+StatusNotifierItem desktops, see `TrayMenu`); windows come in as callables
 (`Windows`), so this module knows no window class.
 """
 
@@ -143,11 +145,20 @@ SETUP_SHELLS: tuple[tuple[str, Shell], ...] = (
     ("cmd", "cmd"),
 )
 OPEN_HOME = "Open NimBridge"
+TIERS = ("default", "opus", "sonnet", "haiku")  # the Model submenu's entries, in order
 NOT_RUNNING_TIP = "Start the server first: the address and key are known once it runs"
 
 
 class TrayMenu(QObject):
-    """The QMenu, rebuilt from live status on every `aboutToShow`.
+    """The QMenu, built once; `refresh()` brings every entry up to date from live status.
+
+    Rule: entries are updated in place (text, enabled, visible, tooltip), never
+    rebuilt. On StatusNotifierItem desktops Qt exports each QAction over
+    com.canonical.dbusmenu under an id of its own and the host clicks by id: a
+    menu rebuilt on every open gave new ids, dropped clicks and left its submenus
+    behind (issue 24). `refresh` runs on `aboutToShow` (vorta's tray_menu.py), so
+    an open menu is never stale, and on every status change (`TrayIcon`), so a host
+    that reads the menu before it opens it reads it right.
 
     `feedback` is told, in words, what a Copy action put on the clipboard (never
     the text itself: it may hold the proxy key). The window shown where there is
@@ -164,10 +175,12 @@ class TrayMenu(QObject):
         self.controller = controller
         self.windows = windows
         self.feedback = feedback
+        self.status = controller.status()  # what the menu shows: a click acts on it
         self.menu = QMenu()
         self.menu.setToolTipsVisible(True)  # why an item is disabled
-        self.menu.aboutToShow.connect(self.rebuild)
-        self.rebuild()
+        self._build()
+        self.menu.aboutToShow.connect(self.refresh)
+        self.refresh()
 
     def action(self, text: str) -> QAction:
         """The menu's action with this text (tests trigger them)."""
@@ -185,53 +198,35 @@ class TrayMenu(QObject):
                 actions += self._all_actions(submenu)
         return actions
 
-    def rebuild(self) -> None:
-        status = self.controller.status()
+    def _build(self) -> None:
+        """Every entry, once, in the menu's order; their words come from `refresh`."""
         menu = self.menu
-        for submenu in menu.findChildren(QMenu):  # the last build's (clear() keeps them)
-            submenu.deleteLater()
-        menu.clear()
-        words = status_line(status)
-        line = menu.addAction(menu_line(words))
-        line.setEnabled(False)
-        line.setToolTip(words)
-        keychain = keychain_line(status)
-        if keychain:
-            trouble = menu.addAction(menu_line(keychain))
-            trouble.setEnabled(False)
-            trouble.setToolTip(keychain)
+        self._status_line = menu.addAction("")
+        self._status_line.setEnabled(False)
+        self._keychain_line = menu.addAction("")  # shown while the keychain fails
+        self._keychain_line.setEnabled(False)
         menu.addSeparator()
         if self.windows.open_home is not None:
             self._add_window_action(OPEN_HOME, self.windows.open_home)
-        running = status.state is ServerState.RUNNING
-        if running:
-            menu.addAction("Stop server").triggered.connect(
-                lambda checked=False: spawn(self.controller.stop(), name="stop server")
-            )
-        else:
-            menu.addAction("Start server").triggered.connect(
-                lambda checked=False: spawn(self.controller.start(), name="start server")
-            )
+        self._start_stop = menu.addAction("")
+        self._start_stop.triggered.connect(self._start_or_stop)
         # Both copies need the running server's address: enabled (or not) together.
-        copy_url = menu.addAction("Copy base URL")
-        copy_url.setEnabled(running)
-        copy_url.setToolTip((status.base_url or "") if running else NOT_RUNNING_TIP)
-        copy_url.triggered.connect(
-            lambda checked=False: self._copy(status.base_url or "", "Base URL copied")
+        self._copy_url = menu.addAction("Copy base URL")
+        self._copy_url.triggered.connect(
+            lambda checked=False: self._copy(self.status.base_url or "", "Base URL copied")
         )
-        self._add_setup_menu(
-            "Claude Code",
-            "The environment variables that point Claude Code, started in your own\n"
-            "terminal, at NimBridge",
-            running,
-            lambda shell: claude_code_setup(status, shell),
-        )
-        settings = self.controller.settings
-        self._add_setup_menu(
-            "Codex",
-            "The lines that start Codex, in your own terminal, with NimBridge as its provider",
-            running,
-            lambda shell: codex_setup(status, shell, settings),
+        self._setups = (
+            self._add_setup_menu(
+                "Claude Code",
+                "The environment variables that point Claude Code, started in your own\n"
+                "terminal, at NimBridge",
+                lambda shell: claude_code_setup(self.status, shell),
+            ),
+            self._add_setup_menu(
+                "Codex",
+                "The lines that start Codex, in your own terminal, with NimBridge as its provider",
+                lambda shell: codex_setup(self.status, shell, self.controller.settings),
+            ),
         )
         menu.addSeparator()
         self._add_window_action(
@@ -241,16 +236,11 @@ class TrayMenu(QObject):
         )
         self._add_window_action("Launch Codex...", self.windows.launch_codex)
         models = menu.addMenu("Model")
-        tiers = status.tiers
-        for tier, value in (
-            ("default", tiers.default),
-            ("opus", tiers.opus),
-            ("sonnet", tiers.sonnet),
-            ("haiku", tiers.haiku),
-        ):
-            shown = value or f"(default: {tiers.default})"
-            item = models.addAction(f"{tier.capitalize()}: {shown}")
+        self._tier_items: list[tuple[str, QAction]] = []
+        for tier in TIERS:
+            item = models.addAction("")
             self._connect_picker(item, tier)
+            self._tier_items.append((tier, item))
         models.addSeparator()
         self._connect_picker(models.addAction("Choose model..."), "default")
         menu.addSeparator()
@@ -261,20 +251,51 @@ class TrayMenu(QObject):
         menu.addSeparator()
         self._add_window_action("Quit", self.windows.quit)
 
+    def refresh(self) -> None:
+        """Each entry from live status; Qt sends a host only what changed."""
+        status = self.controller.status()
+        self.status = status
+        words = status_line(status)
+        self._status_line.setText(menu_line(words))
+        self._status_line.setToolTip(words)
+        keychain = keychain_line(status) or ""
+        self._keychain_line.setText(menu_line(keychain))
+        self._keychain_line.setToolTip(keychain)
+        self._keychain_line.setVisible(bool(keychain))
+        running = status.state is ServerState.RUNNING
+        self._start_stop.setText("Stop server" if running else "Start server")
+        self._copy_url.setEnabled(running)
+        self._copy_url.setToolTip((status.base_url or "") if running else NOT_RUNNING_TIP)
+        for setup, tip in self._setups:
+            setup.menuAction().setEnabled(running)
+            setup.menuAction().setToolTip(tip if running else NOT_RUNNING_TIP)
+        tiers = status.tiers
+        models = {"default": tiers.default, "opus": tiers.opus}
+        models |= {"sonnet": tiers.sonnet, "haiku": tiers.haiku}
+        for tier, item in self._tier_items:
+            item.setText(f"{tier.capitalize()}: {models[tier] or f'(default: {tiers.default})'}")
+
+    def _start_or_stop(self) -> None:
+        # What the entry said when clicked (`status` of the last refresh), not what
+        # the server did since: a click on "Stop server" never starts it.
+        if self.status.state is ServerState.RUNNING:
+            spawn(self.controller.stop(), name="stop server")
+        else:
+            spawn(self.controller.start(), name="start server")
+
     def _add_setup_menu(
-        self, agent: str, tip: str, running: bool, lines_for: Callable[[Shell], str]
-    ) -> None:
+        self, agent: str, tip: str, lines_for: Callable[[Shell], str]
+    ) -> tuple[QMenu, str]:
         """The "Copy AGENT setup" submenu, an item per shell; needs the server's address."""
         setup = self.menu.addMenu(f"Copy {agent} setup")
         setup.setToolTipsVisible(True)
-        setup.menuAction().setEnabled(running)
-        setup.menuAction().setToolTip(tip if running else NOT_RUNNING_TIP)
         for text, shell in SETUP_SHELLS:
             setup.addAction(text).triggered.connect(
                 lambda checked=False, sh=shell, name=text: self._copy(
                     lines_for(sh), f"{agent} setup for {name} copied: paste it into that terminal"
                 )
             )
+        return setup, tip
 
     def _copy(self, text: str, words: str) -> None:
         QGuiApplication.clipboard().setText(text)
@@ -299,7 +320,12 @@ class TrayMenu(QObject):
 
 
 class TrayIcon(QObject):
-    """The icon: its look says the health; notifications for what the user must know."""
+    """The icon: its look says the health; notifications for what the user must know.
+
+    Made when a tray is there and closed when it goes (qt_main.App): Qt picks the
+    kind of tray (StatusNotifierItem over D-Bus, or XEmbed) when a QSystemTrayIcon
+    is made, so a tray that comes back may be of the other kind.
+    """
 
     status_changed = Signal(object)  # ServiceStatus, delivered on the Qt thread
 
@@ -311,13 +337,16 @@ class TrayIcon(QObject):
         self.icon.activated.connect(self._activated)
         self._open_on_click = windows.open_home or windows.open_logs
         self._last: ServiceStatus | None = None
+        self._health = Health.STOPPED
         self.status_changed.connect(self.show_status)
         self._unsubscribe = controller.subscribe_status(self.status_changed.emit)
         self.show_status(controller.status())
 
     def show_status(self, status: ServiceStatus) -> None:
+        self._health = status.health
         self.icon.setIcon(icon_for(status.health))
         self.icon.setToolTip(tooltip(status))
+        self.menu.refresh()  # in place: a host that reads it now reads it right
         self._notify_changes(self._last, status)
         self._last = status
 
@@ -344,12 +373,15 @@ class TrayIcon(QObject):
                     self.notify("A request failed", now.last_error, warning=True)
 
     def notify(self, title: str, message: str, *, warning: bool = False, msecs: int = 8000) -> None:
-        icon = (
-            QSystemTrayIcon.MessageIcon.Warning
-            if warning
-            else QSystemTrayIcon.MessageIcon.Information
-        )
-        self.icon.showMessage(title, message, icon, msecs)
+        """A balloon (XEmbed) or desktop notification (StatusNotifierItem).
+
+        Given our own icon, not a MessageIcon: on SNI Qt shows the item as
+        NeedsAttention for `msecs` with the notification's icon, and a MessageIcon
+        there is a theme name ("dialog-information") that hosts show instead of
+        NimBridge's state (issue 24). Trouble gets the error look, news the current one.
+        """
+        shown = Health.ERROR if warning else self._health
+        self.icon.showMessage(title, message, icon_for(shown), msecs)
 
     def _copied(self, words: str) -> None:
         self.notify("Copied", words, msecs=2500)
@@ -359,5 +391,8 @@ class TrayIcon(QObject):
             self._open_on_click()
 
     def close(self) -> None:
+        """Leave the tray: the icon and its menu are deleted, not kept hidden."""
         self._unsubscribe()
         self.icon.hide()
+        self.icon.deleteLater()
+        self.menu.menu.deleteLater()

@@ -152,14 +152,14 @@ def test_a_launch_or_copy_action_the_menu_gains_shows_in_the_launch_row(
 ) -> None:
     window = HomeWindow(controller, windows(opened))
     qtbot.addWidget(window)
-    original = window.menu.rebuild
+    original = window.menu.refresh
 
     def with_another() -> None:  # as a future agent's launcher would add its entries
         original()
         window.menu.menu.addAction("Launch Another Agent...")
         window.menu.menu.addMenu("Copy Another Agent setup")
 
-    window.menu.rebuild = with_another  # type: ignore[method-assign]
+    window.menu.refresh = with_another  # type: ignore[method-assign]
     controller.set_status(state=ServerState.RUNNING, base_url="http://127.0.0.1:8787")
     assert window.buttons_in(window.launch_buttons) == [
         "Launch Claude Code...",

@@ -44,7 +44,7 @@ def test_start_request_and_stop_from_the_menu(
     qtbot.waitUntil(lambda: service.status().state is ServerState.RUNNING, timeout=10_000)
     base_url = service.status().base_url
     assert base_url
-    menu.rebuild()
+    menu.refresh()
     assert menu.menu.actions()[0].text() == f"Running on {base_url}"
 
     # The SDK is synchronous: run it beside the Qt loop, which keeps serving meanwhile.
@@ -71,7 +71,7 @@ def test_start_request_and_stop_from_the_menu(
     assert row.upstream_model == "fake/model@nvidia"
 
     port = int(base_url.rsplit(":", 1)[1])
-    menu.rebuild()
+    menu.refresh()
     menu.action("Stop server").trigger()
     qtbot.waitUntil(lambda: service.status().state is ServerState.STOPPED, timeout=10_000)
     with socket.socket() as sock:
@@ -113,7 +113,7 @@ def test_stop_from_the_menu_ends_a_long_stream_with_an_error_event(
     thread = threading.Thread(target=stream)
     thread.start()
     qtbot.waitUntil(lambda: bool(received), timeout=10_000)  # the stream is under way
-    menu.rebuild()
+    menu.refresh()
     menu.action("Stop server").trigger()
     qtbot.waitUntil(lambda: service.status().state is ServerState.STOPPED, timeout=10_000)
     thread.join(10)

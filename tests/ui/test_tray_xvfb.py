@@ -3,6 +3,10 @@
 `nimbridge` runs as a user runs it; xdotool right-clicks its tray icon, the menu
 opens, a screenshot is taken, Quit is clicked, and the process must exit with
 the port freed. Skipped where Xvfb/trayer are missing, except in CI.
+
+The app gets a session bus of its own: on a developer's KDE or Ubuntu desktop the
+usual one has a StatusNotifierWatcher, and Qt would hand the icon to that panel
+instead of trayer (issue 24, item 5).
 """
 
 import contextlib
@@ -20,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-TOOLS = ("Xvfb", "trayer", "xdotool", "xwininfo", "import")
+TOOLS = ("Xvfb", "trayer", "xdotool", "xwininfo", "import", "dbus-daemon")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -93,7 +97,7 @@ def virtual_desktop() -> Iterator[str]:
 def x_display() -> Iterator[str]:
     missing = _missing()
     if missing:
-        packages = "xvfb trayer xdotool x11-utils imagemagick"
+        packages = "xvfb trayer xdotool x11-utils imagemagick dbus-daemon"
         why = f"needs {', '.join(missing)} (apt-get install {packages})"
         if os.environ.get("CI") == "true":
             pytest.fail(why)
@@ -134,6 +138,14 @@ def test_tray_icon_menu_and_quit(x_display: str, tmp_path: Path) -> None:
 
 def run_tray_session(command: list[str], x_display: str, tmp_path: Path) -> None:
     """Start the tray app (`command`), find its icon docked, open the menu, Quit."""
+    # Imported here: jeepney (keyring brings it) is there on Linux only, as is this test.
+    from tests.ui.sni_host import private_session_bus
+
+    with private_session_bus() as bus:
+        _run_tray_session(command, x_display, tmp_path, bus)
+
+
+def _run_tray_session(command: list[str], x_display: str, tmp_path: Path, bus: str) -> None:
     config = tmp_path / "settings.json"
     config.write_text(
         json.dumps(
@@ -149,6 +161,7 @@ def run_tray_session(command: list[str], x_display: str, tmp_path: Path) -> None
         **os.environ,
         "DISPLAY": x_display,
         "QT_QPA_PLATFORM": "xcb",
+        "DBUS_SESSION_BUS_ADDRESS": bus,
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "XDG_STATE_HOME": str(tmp_path / "state"),
         "NVIDIA_API_KEY": "nvapi-xvfb-test-key-0000",
