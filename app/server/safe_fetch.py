@@ -32,6 +32,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
+from app.server.bounded_read import read_within
 from app.server.network import (
     Network,
     ProxyRoute,
@@ -286,12 +287,9 @@ class SafeFetcher:
             raise FetchError(f"{url} is {response.content_length:,} bytes, over {limit:,}")
         if response.content_length is not None:  # known: refused before reading
             budget.check_room(response.content_length, url)
-        parts: list[bytes] = []
-        size = 0
-        async for part in response.content.iter_any():
-            size += len(part)
-            if size > limit:
-                raise FetchError(f"{url} is over {limit:,} bytes")
-            budget.take(len(part), url)
-            parts.append(part)
-        return b"".join(parts)
+        return await read_within(
+            response.content.iter_any(),
+            limit,
+            lambda: FetchError(f"{url} is over {limit:,} bytes"),
+            each=lambda size: budget.take(size, url),
+        )

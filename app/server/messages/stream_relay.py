@@ -32,6 +32,7 @@ Invariants:
 import asyncio
 import json
 import logging
+from asyncio import FIRST_COMPLETED
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -332,13 +333,18 @@ async def _answered_within_window(
     count: a retry must stay possible, so nothing may be written yet."""
     loop = asyncio.get_running_loop()
     while not opening.done():
+        attempts.changed.clear()
         if attempts.waiting or attempts.count == 0:
-            timeout = 0.05  # not sent yet: look again soon
+            timeout = None  # nothing in flight: the window starts with the next attempt
         else:
             timeout = attempts.attempt_started + window_s - loop.time()
             if timeout <= 0:
                 return False
-        await asyncio.wait({opening}, timeout=timeout)
+        changed = create_task(attempts.changed.wait(), name="attempt changed")
+        try:
+            await asyncio.wait({opening, changed}, timeout=timeout, return_when=FIRST_COMPLETED)
+        finally:
+            changed.cancel()
     return True
 
 

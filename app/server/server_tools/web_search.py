@@ -33,6 +33,7 @@ from app.core.server_tools.backends import (
     WebToolError,
     domain_matches,
 )
+from app.server.bounded_read import read_within
 from app.server.network import Network, proxy_failure_words, proxy_login_words, route_options
 
 log = logging.getLogger(__name__)
@@ -414,14 +415,11 @@ class SearxngSearch(_HttpBackend):
 
 
 async def _read_bounded(response: aiohttp.ClientResponse) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    async for part in response.content.iter_any():
-        size += len(part)
-        if size > _MAX_BODY_BYTES:
-            raise WebToolError(UNAVAILABLE, "the search backend sent an answer over 4 MB")
-        parts.append(part)
-    return b"".join(parts)
+    return await read_within(
+        response.content.iter_any(),
+        _MAX_BODY_BYTES,
+        lambda: WebToolError(UNAVAILABLE, "the search backend sent an answer over 4 MB"),
+    )
 
 
 def _items(data: Any, key: str) -> list[dict[str, Any]]:

@@ -56,6 +56,9 @@ class Attempts:
     waiting: bool = False  # in a backoff or a budget queue, not an attempt in flight
     attempt_started: float = 0.0  # loop time the attempt in flight was sent
     route: ModelRoute | None = None  # the route finally used (a fallback's, maybe)
+    # Set at each step (an attempt sent, a wait begun or over): the stream relay's commit
+    # window waits on it rather than polling these fields.
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 # Builds the upstream body for a route and the quirks known for it right now.
@@ -151,6 +154,7 @@ class UpstreamCall:
             await self._wait_for_budget(route)
             self.attempts.count += 1
             self.attempts.attempt_started = loop.time()
+            self.attempts.changed.set()
             url, payload, content_type = self.target(provider, route, body)
             self.last_target = UpstreamTarget("POST", url, content_type)
             try:
@@ -292,10 +296,12 @@ class UpstreamCall:
 
     async def _sleep(self, seconds: float) -> None:
         self.attempts.waiting = True
+        self.attempts.changed.set()
         try:
             await self._wait(seconds)
         finally:
             self.attempts.waiting = False
+            self.attempts.changed.set()
 
 
 async def open_as_given(
