@@ -10,7 +10,6 @@ own icon. Skipped where the tools are missing, except in CI.
 """
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -41,7 +40,7 @@ from tests.ui.sni_host import (
     stop_process,
     wait_for,
 )
-from tests.ui.test_tray_xvfb import ROOT, _free_display
+from tests.ui.test_tray_xvfb import ROOT, _free_display, tray_settings
 
 LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))")
 PACKAGES = "xvfb dbus-daemon x11-utils xdotool (and weston for Wayland)"
@@ -124,17 +123,7 @@ class RunningApp:
     """`python -m app` as a user starts it, on `desktop`, its log read as it comes."""
 
     def __init__(self, desktop: Desktop, tmp_path: Path) -> None:
-        config = tmp_path / "settings.json"
-        config.write_text(
-            json.dumps(
-                {
-                    "providers": [
-                        {"name": "nvidia", "kind": "nvidia", "base_url": "http://127.0.0.1:9/v1"}
-                    ],
-                    "port": 0,
-                }
-            )
-        )
+        config = tray_settings(tmp_path)
         env = {
             **os.environ,
             **desktop.env,

@@ -145,18 +145,17 @@ def run_tray_session(command: list[str], x_display: str, tmp_path: Path) -> None
         _run_tray_session(command, x_display, tmp_path, bus)
 
 
-def _run_tray_session(command: list[str], x_display: str, tmp_path: Path, bus: str) -> None:
+def tray_settings(tmp_path: Path) -> Path:
+    """A settings file for a tray app under test: any free port, a provider that is never
+    reached (the tray is what is tested)."""
     config = tmp_path / "settings.json"
-    config.write_text(
-        json.dumps(
-            {
-                "providers": [
-                    {"name": "nvidia", "kind": "nvidia", "base_url": "http://127.0.0.1:9/v1"}
-                ],
-                "port": 0,
-            }
-        )
-    )
+    provider = {"name": "nvidia", "kind": "nvidia", "base_url": "http://127.0.0.1:9/v1"}
+    config.write_text(json.dumps({"providers": [provider], "port": 0}))
+    return config
+
+
+def _run_tray_session(command: list[str], x_display: str, tmp_path: Path, bus: str) -> None:
+    config = tray_settings(tmp_path)
     env = {
         **os.environ,
         "DISPLAY": x_display,
