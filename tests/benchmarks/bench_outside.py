@@ -656,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         print("wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
         return 2
-    if not {PROXY_CPU, LOAD_CPU} <= os.sched_getaffinity(0):
+    all_cpus = os.sched_getaffinity(0)
+    if not {PROXY_CPU, LOAD_CPU} <= all_cpus:
         print(f"needs CPUs {PROXY_CPU} and {LOAD_CPU}", file=sys.stderr)
         return 2
     os.sched_setaffinity(0, {LOAD_CPU})  # wrk, the clients and the upstream inherit it
@@ -676,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="nimbridge-wrk-") as scripts:
             summary["proxies"] = run_proxies(args, plan, Path(scripts))
         if args.soak:
+            os.sched_setaffinity(0, all_cpus)  # the soak's serve and load need not share one
             log(f"soak of serve, {args.soak} requests")
             summary["soak"] = run_soak(args.soak)
     except BenchError as exc:
