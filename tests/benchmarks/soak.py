@@ -341,7 +341,10 @@ class ServerProcess:
 
 
 class ServeProcess:
-    """`nimbridge serve` itself (python -m app serve), sampled from outside through /proc."""
+    """`nimbridge serve` itself (python -m app serve), sampled from outside through /proc.
+
+    No upstream key: a custom provider reads none from the environment, and the keychain
+    is the failing backend; the soak's upstream asks for none."""
 
     def __init__(self, upstream_url: str, log_path: Path) -> None:
         from app.config.settings import save_settings
