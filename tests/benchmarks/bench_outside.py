@@ -366,7 +366,7 @@ class Tally:
     ttfb_s: list[float] = field(default_factory=list)
     direct_ttfb_s: list[float] = field(default_factory=list)
     rss_mb: list[float] = field(default_factory=list)
-    requests_to_nimbridge: int = 0
+    most_requests_in_a_round: int = 0
 
 
 def ttfb_pairs(proxy: Target, direct: Target, count: int, tally: Tally) -> None:
@@ -416,7 +416,7 @@ def measure(
         sent += at_one.requests
     ttfb_pairs(proxy, direct, plan.ttfb_streams, tally)
     tally.rss_mb.append(server.rss_mb())
-    tally.requests_to_nimbridge = max(tally.requests_to_nimbridge, sent)
+    tally.most_requests_in_a_round = max(tally.most_requests_in_a_round, sent)
 
 
 def ms(seconds: float) -> float:
@@ -445,7 +445,7 @@ def summarize(tally: Tally) -> dict[str, Any]:
         "cpu_ms_per_request_non_stream": per_request_ms("json"),
         "cpu_ms_per_request_stream": per_request_ms("stream"),
         "rss_mb_after_load": round(max(tally.rss_mb), 1),
-        "most_requests_in_a_round": tally.requests_to_nimbridge,
+        "most_requests_in_a_round": tally.most_requests_in_a_round,
     }
 
 
