@@ -27,6 +27,7 @@ import http.client
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -360,6 +361,10 @@ class Tally:
     rps: dict[str, list[float]] = field(default_factory=lambda: {"json": [], "stream": []})
     requests: dict[str, int] = field(default_factory=lambda: {"json": 0, "stream": 0})
     cpu_s: dict[str, float] = field(default_factory=lambda: {"json": 0.0, "stream": 0.0})
+    # CPU 1's work meanwhile (upstream + wrk), and the phases' length: was the proxy the
+    # bound, or the load side?
+    load_cpu_s: dict[str, float] = field(default_factory=lambda: {"json": 0.0, "stream": 0.0})
+    seconds: dict[str, float] = field(default_factory=lambda: {"json": 0.0, "stream": 0.0})
     errors: int = 0
     p50_ms: list[float] = field(default_factory=list)
     direct_p50_ms: list[float] = field(default_factory=list)
@@ -391,8 +396,20 @@ def ttfb_pairs(proxy: Target, direct: Target, count: int, tally: Tally) -> None:
             client.close()
 
 
+def children_cpu_seconds() -> float:
+    """CPU time of the waited-for children: a wrk run's, as a difference around it."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(
-    server: Server, proxy: Target, direct: Target, plan: Plan, tally: Tally, scripts: Path
+    server: Server,
+    upstream: Server,
+    proxy: Target,
+    direct: Target,
+    plan: Plan,
+    tally: Tally,
+    scripts: Path,
 ) -> None:
     """One round for one proxy: throughput (32 at once), then latency (one at a time)."""
     sent = 0
@@ -400,9 +417,11 @@ def measure(
         sent += wrk(proxy, stream, CONCURRENCY, plan.warmup_seconds, scripts).requests
     for stream in (False, True):
         mode = "stream" if stream else "json"
-        cpu0 = server.cpu_seconds()
+        cpu0, load0 = server.cpu_seconds(), upstream.cpu_seconds() + children_cpu_seconds()
         result = wrk(proxy, stream, CONCURRENCY, plan.seconds, scripts)
         tally.cpu_s[mode] += server.cpu_seconds() - cpu0
+        tally.load_cpu_s[mode] += upstream.cpu_seconds() + children_cpu_seconds() - load0
+        tally.seconds[mode] += result.seconds
         tally.requests[mode] += result.requests
         tally.rps[mode].append(result.rps)
         tally.errors += result.errors
@@ -444,6 +463,8 @@ def summarize(tally: Tally) -> dict[str, Any]:
         "added_ttfb_p50_ms": ms(ttfb - direct_ttfb),
         "cpu_ms_per_request_non_stream": per_request_ms("json"),
         "cpu_ms_per_request_stream": per_request_ms("stream"),
+        "proxy_cpu_busy": {m: round(tally.cpu_s[m] / tally.seconds[m], 3) for m in tally.cpu_s},
+        "load_cpu_busy": {m: round(tally.load_cpu_s[m] / tally.seconds[m], 3) for m in tally.cpu_s},
         "rss_mb_after_load": round(max(tally.rss_mb), 1),
         "most_requests_in_a_round": tally.most_requests_in_a_round,
     }
@@ -485,7 +506,7 @@ def run_against(
                 target = nimbridge_target(name, server.url)
             try:
                 sanity_check(target, anthropic=name != PASSTHROUGH)
-                measure(server, target, direct, plan, tallies[name], scripts)
+                measure(server, upstream, target, direct, plan, tallies[name], scripts)
                 if server.proc.poll() is not None:
                     raise BenchError(f"{name} ended during the run:\n{server.log_tail()}")
             finally:
@@ -597,6 +618,12 @@ def render(summary: dict[str, Any], checks: list[Check]) -> str:
         ),
     )
     row("RSS after load, MB", lambda n: f"{proxies[n]['rss_mb_after_load']:.0f}")
+    row(
+        "(CPU busy json/stream: proxy; CPU 1)",
+        lambda n: "{:.0%}/{:.0%}; {:.0%}/{:.0%}".format(
+            *proxies[n]["proxy_cpu_busy"].values(), *proxies[n]["load_cpu_busy"].values()
+        ),
+    )
     row("errors", lambda n: proxies[n]["errors"])
     row(
         "(upstream p50 / TTFB p50 alone, ms)",
