@@ -529,6 +529,7 @@ def run_soak(requests: int) -> dict[str, Any]:
         "rss_mb_after_warmup": round(result["after_warmup"]["rss_kb"] / 1024, 1),
         "rss_mb_end": round(result["end"]["rss_kb"] / 1024, 1),
         "soak_passed": result["passed"],
+        "soak_failed_checks": [name for name, ok in result["checks"].items() if not ok],
     }
 
 
@@ -575,7 +576,9 @@ def make_checks(summary: dict[str, Any]) -> list[Check]:
                 summary["soak"]["rss_mb_end"],
                 "<=",
                 SOAK_RSS_LIMIT_MB,
-                "" if summary["soak"]["soak_passed"] else "  (the soak itself FAILED)",
+                "  (the soak FAILED: {})".format(", ".join(summary["soak"]["soak_failed_checks"]))
+                if not summary["soak"]["soak_passed"]
+                else "",
             )
         )
     return checks
