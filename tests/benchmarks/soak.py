@@ -2,15 +2,19 @@
 the headless asyncio loop (as `nimbridge serve`) and on qasync's Qt loop (as the tray).
 
     .venv/bin/python -m tests.benchmarks.soak [--quick] [--json PATH] [--requests N]
-                                              [--concurrency N] [--loops asyncio,qasync]
+                                              [--concurrency N] [--loops asyncio,qasync,serve]
 
 For each loop a **server process** runs NimBridge with the real set-up: a provider
 registry with its rate governors (a custom provider, no budget), a proxy key, logging
 at INFO to a rotating file (plus the log window's buffer on the Qt loop), every other
 setting at its default. `asyncio` runs `ProxyServer` under `asyncio.run`, like `serve`;
 `qasync` runs `ProxyService` on the tray's `QtEventLoop` (qasync's, app/ui/qt_loop.py) with
-`QT_QPA_PLATFORM=offscreen`, like the tray app. This process is the load generator and
-the fast fake OpenAI upstream, so the server process's RSS is NimBridge's alone.
+`QT_QPA_PLATFORM=offscreen`, like the tray app; `serve` (not run unless asked) is the
+real `python -m app serve` command in a process of its own, with those settings in a
+temporary config folder and its INFO log (stderr) in a file: what its RSS after the soak
+is (tasks and timers cannot be read from outside; descriptors and sockets can). This
+process is the load generator and the fast fake OpenAI upstream, so the server process's
+RSS is NimBridge's alone.
 
 The mix (per 100 requests): 34 non-stream, 34 streams of 50 chunks, 14 tool-call
 streams, 4 streams whose first upstream attempt gets 429 (the proxy's retry absorbs
@@ -37,7 +41,10 @@ import multiprocessing
 import os
 import random
 import re
+import shutil
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -133,15 +140,26 @@ def server_stats(loop: asyncio.AbstractEventLoop, server_port: int, in_flight: i
     timers = getattr(loop, "pending_timers", None)
     if timers is None:
         timers = sum(not h.cancelled() for h in getattr(loop, "_scheduled", ()))
-    fds = os.listdir("/proc/self/fd")
+    return {
+        "tasks": tasks,
+        "timers": timers,
+        **descriptor_stats("self", server_port),
+        "in_flight": in_flight,
+        "memory_growth": memory_growth(),
+    }
+
+
+def descriptor_stats(pid: str, server_port: int) -> dict[str, int]:
+    """Descriptors and TCP sockets of process `pid` ("self" or a number), by role."""
+    fds = os.listdir(f"/proc/{pid}/fd")
     socket_inodes: set[str] = set()
     for fd in fds:
         with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/self/fd/{fd}")
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
             if target.startswith("socket:["):
                 socket_inodes.add(target[8:-1])
     by_role: Counter[str] = Counter()
-    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+    for table in (f"/proc/{pid}/net/tcp", f"/proc/{pid}/net/tcp6"):
         with contextlib.suppress(OSError):
             for line in Path(table).read_text().splitlines()[1:]:
                 cols = line.split()
@@ -155,14 +173,10 @@ def server_stats(loop: asyncio.AbstractEventLoop, server_port: int, in_flight: i
                 else:
                     by_role["upstream"] += 1  # the upstream pool
     return {
-        "tasks": tasks,
-        "timers": timers,
         "fds": len(fds),
         "sockets": len(socket_inodes),
         "client_sockets": by_role["client"],
         "upstream_sockets": by_role["upstream"],
-        "in_flight": in_flight,
-        "memory_growth": memory_growth(),
     }
 
 
@@ -324,6 +338,77 @@ class ServerProcess:
             self.proc.terminate()
             self.proc.join(5)
         self.conn.close()
+
+
+class ServeProcess:
+    """`nimbridge serve` itself (python -m app serve), sampled from outside through /proc.
+
+    No upstream key: a custom provider reads none from the environment, and the keychain
+    is the failing backend; the soak's upstream asks for none."""
+
+    def __init__(self, upstream_url: str, log_path: Path) -> None:
+        from app.config.settings import save_settings
+
+        self.home = Path(tempfile.mkdtemp(prefix="nimbridge-soak-serve-"))
+        save_settings(self.home / "settings.json", server_settings(upstream_url))
+        self._log = log_path.open("wb")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> str:
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            # A settings home of its own (history, config): the user's stay out of it.
+            **{f"XDG_{kind}_HOME": str(self.home / kind) for kind in ("CONFIG", "DATA", "STATE")},
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+            "NIMBRIDGE_PROXY_KEY": PROXY_KEY,
+        }
+        config = self.home / "settings.json"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "app", "serve", "--config", str(config), "--port", "0"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,  # its INFO log, in a file as in soak's other loops
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("NimBridge listening on "):
+            raise RuntimeError(f"serve did not start: {line!r}")
+        self.url = line.split()[-1]
+        return self.url
+
+    def sample(self) -> dict[str, Any]:
+        assert self.proc is not None
+        port = int(self.url.rsplit(":", 1)[1])
+        stats: dict[str, Any] = descriptor_stats(str(self.proc.pid), port)
+        # Not visible from outside: what the other loops read on the server's own loop.
+        stats.update(tasks=None, timers=None, in_flight=None, memory_growth=[])
+        stats["rss_kb"] = self.rss_kb()
+        return stats
+
+    def rss_kb(self) -> int:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == "VmRSS":
+                return int(value.split()[0])
+        raise RuntimeError("no VmRSS for serve")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5)
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+        self._log.close()
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 # ====================================================================== fake upstream
@@ -572,7 +657,11 @@ async def soak_one_loop(
     further tenth while the load runs."""
     count, concurrency = args.requests, args.concurrency
     log_path = log_dir / f"nimbridge-{loop_kind}.log"
-    server = ServerProcess(loop_kind, upstream_url, log_path, args.trace_memory)
+    server: ServerProcess | ServeProcess
+    if loop_kind == "serve":
+        server = ServeProcess(upstream_url, log_path)
+    else:
+        server = ServerProcess(loop_kind, upstream_url, log_path, args.trace_memory)
     url = await asyncio.to_thread(server.start)
     kinds = plan_kinds(count, seed=20261121)
     warm_count = max(1, count // 10)
@@ -638,16 +727,17 @@ def summarize(
     checks = {
         "unexpected errors: 0": unexpected == 0,
         f"RSS flat within {RSS_GROWTH_LIMIT:.0%}": rss_growth <= RSS_GROWTH_LIMIT,
-        "tasks did not grow": end["tasks"] <= after_warm["tasks"],
-        "timers did not grow": end["timers"] <= after_warm["timers"],
         # The upstream pool keeps idle connections (at most one per concurrent request);
         # everything else must come back to where it was.
         "descriptors did not grow (pool aside)": end["fds"] - end["upstream_sockets"]
         <= after_warm["fds"] - after_warm["upstream_sockets"],
         "upstream pool within the concurrency": end["upstream_sockets"] <= concurrency,
         "no client socket left": end["client_sockets"] == 0,
-        "server idle": end["in_flight"] == 0,
     }
+    if loop_kind != "serve":  # read on the server's own loop, which serve's is not
+        checks["tasks did not grow"] = end["tasks"] <= after_warm["tasks"]
+        checks["timers did not grow"] = end["timers"] <= after_warm["timers"]
+        checks["server idle"] = end["in_flight"] == 0
     return {
         "loop": loop_kind,
         "requests": total,
@@ -722,6 +812,8 @@ def rss_cell(r: dict[str, Any]) -> str:
 
 
 def pair(r: dict[str, Any], key: str) -> str:
+    if r["end"][key] is None:
+        return "n/a"  # serve's: not visible from outside
     return f"{r['after_warmup'][key]} / {r['end'][key]}"
 
 
@@ -747,7 +839,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--loops",
         default="asyncio,qasync",
         type=lambda text: [part for part in text.split(",") if part],
-        help="comma-separated: asyncio (like serve), qasync (like the tray)",
+        help="comma-separated: asyncio (like serve), qasync (like the tray), "
+        "serve (the real `python -m app serve` process; not in the default)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the JSON summary here")
     parser.add_argument(
@@ -758,7 +851,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.requests is None:
         args.requests = 1000 if args.quick else 10_000
-    unknown = set(args.loops) - {"asyncio", "qasync"}
+    unknown = set(args.loops) - {"asyncio", "qasync", "serve"}
     if unknown:
         parser.error(f"unknown loop(s): {', '.join(sorted(unknown))}")
     return args
