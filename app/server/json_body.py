@@ -3,9 +3,12 @@
 Encoding goes through orjson: Claude Code sends its whole conversation each turn, and
 for its 76 KB request orjson encodes the upstream body in 0.02 ms where the standard
 library takes 0.3 (measured). The standard library stays the fallback for what orjson
-refuses (integers beyond 64 bits, lone surrogates). Parsing stays with the standard
-library: orjson reads an integer beyond 64 bits as a float, silently losing digits of
-an ID in a tool's input.
+refuses (integers beyond 64 bits, lone surrogates). Request bodies are parsed by the
+standard library: orjson reads an integer beyond 64 bits as a float, silently losing
+digits of an ID in a tool's input. Upstream stream chunks, parsed one by one, go to orjson
+unless they hold a run of 19 digits (where such an integer could be), nest deeply enough
+that the standard library could run out of stack, or orjson refuses them: what orjson
+reads then is what the standard library reads, in a third of the time.
 """
 
 import asyncio
@@ -49,6 +52,31 @@ def deeper_than(value: Any, limit: int) -> str | None:
             (child, depth + 1, f"{path}.{key}" if path else str(key)) for key, child in children
         )
     return None
+
+
+# Digits mapped to "0": a run of 19 of them marks a number orjson might read as a float
+# (beyond 64 bits). bytes.translate and `in` run in C: 0.1 us on a chunk, where a
+# regular expression takes 2 (measured).
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
+# json.loads raises RecursionError some way below 1,000 levels (where depends on the
+# stack it starts from), orjson at 1,024: this many brackets or more, json decides.
+_BRACKETS_FOR_ORJSON = 512
+
+
+def parse_json_text(text: str) -> Any:
+    """`text` as JSON, read as `json.loads` reads it (ValueError, RecursionError as it
+    raises them), by orjson where that gives the same."""
+    digits = text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZERO)
+    if _NINETEEN_DIGITS not in digits and (
+        len(text) < 2 * _BRACKETS_FOR_ORJSON
+        or text.count("[") + text.count("{") < _BRACKETS_FOR_ORJSON
+    ):
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:  # NaN, a lone surrogate, not JSON: json decides
+            pass
+    return json.loads(text)
 
 
 def _refuse_constant(name: str) -> NoReturn:
