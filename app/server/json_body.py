@@ -3,12 +3,13 @@
 Encoding goes through orjson: Claude Code sends its whole conversation each turn, and
 for its 76 KB request orjson encodes the upstream body in 0.02 ms where the standard
 library takes 0.3 (measured). The standard library stays the fallback for what orjson
-refuses (integers beyond 64 bits, lone surrogates). Request bodies are parsed by the
-standard library: orjson reads an integer beyond 64 bits as a float, silently losing
-digits of an ID in a tool's input. Upstream stream chunks, parsed one by one, go to orjson
-unless they hold a run of 19 digits (where such an integer could be), nest deeply enough
-that the standard library could run out of stack, or orjson refuses them: what orjson
-reads then is what the standard library reads, in a third of the time.
+refuses (integers beyond 64 bits, lone surrogates).
+
+Parsing reads what the standard library reads, by orjson where that gives the same (in a
+third of the time): orjson reads an integer beyond 64 bits as a float, silently losing
+digits of an ID in a tool's input, so a text with a run of 19 digits goes to the standard
+library, as does one with brackets enough to nest as deep as the standard library's
+stack allows, and whatever orjson refuses (NaN, a lone surrogate, what is not JSON).
 """
 
 import asyncio
@@ -64,19 +65,37 @@ _NINETEEN_DIGITS = b"0" * 19
 _BRACKETS_FOR_ORJSON = 512
 
 
-def parse_json_text(text: str) -> Any:
+def _read_by_orjson(text: str | bytes) -> tuple[bool, Any]:
+    """(True, value) when orjson reads `text` as the standard library would; else False."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _NINETEEN_DIGITS in data.translate(_DIGITS_AS_ZERO):
+        return False, None
+    if len(data) >= 2 * _BRACKETS_FOR_ORJSON and not has_brackets_below(data, _BRACKETS_FOR_ORJSON):
+        return False, None
+    try:
+        return True, orjson.loads(data)
+    except orjson.JSONDecodeError:  # NaN, a lone surrogate, not JSON: json decides
+        return False, None
+
+
+def has_brackets_below(data: bytes, limit: int) -> bool:
+    """Whether `data` (JSON) has fewer than `limit` brackets: it cannot nest `limit` deep."""
+    return data.count(b"[") + data.count(b"{") < limit
+
+
+def parse_json_text(text: str | bytes) -> Any:
     """`text` as JSON, read as `json.loads` reads it (ValueError, RecursionError as it
     raises them), by orjson where that gives the same."""
-    digits = text.encode("utf-8", "surrogatepass").translate(_DIGITS_AS_ZERO)
-    if _NINETEEN_DIGITS not in digits and (
-        len(text) < 2 * _BRACKETS_FOR_ORJSON
-        or text.count("[") + text.count("{") < _BRACKETS_FOR_ORJSON
-    ):
-        try:
-            return orjson.loads(text)
-        except orjson.JSONDecodeError:  # NaN, a lone surrogate, not JSON: json decides
-            pass
-    return json.loads(text)
+    read, value = _read_by_orjson(text)
+    return value if read else json.loads(text)
+
+
+def nested_too_deep(raw: bytes, value: Any) -> str | None:
+    """`deeper_than(value, MAX_JSON_DEPTH)` for `value` read from `raw`; no walk when `raw`
+    has too few brackets to nest that deep (every request but Claude Code's long ones)."""
+    if has_brackets_below(raw, MAX_JSON_DEPTH + 1):
+        return None
+    return deeper_than(value, MAX_JSON_DEPTH)
 
 
 def _refuse_constant(name: str) -> NoReturn:
@@ -88,7 +107,8 @@ def _refuse_constant(name: str) -> NoReturn:
 def parse_json(raw: bytes) -> Any:
     """`raw` as JSON; ValueError (the standard library's words, with the position) if it
     is not, RecursionError if nested too deeply."""
-    return json.loads(raw, parse_constant=_refuse_constant)
+    read, value = _read_by_orjson(raw)  # orjson refuses NaN and Infinity as well
+    return value if read else json.loads(raw, parse_constant=_refuse_constant)
 
 
 def encode_json(value: Any) -> bytes:
@@ -118,7 +138,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise ClientRequestError(_TOO_DEEP.format(path="the top level")) from None
     if not isinstance(body, dict):
         raise ClientRequestError("body: expected a JSON object")
-    too_deep = deeper_than(body, MAX_JSON_DEPTH)
+    too_deep = nested_too_deep(raw, body)
     if too_deep is not None:
         raise ClientRequestError(_TOO_DEEP.format(path=too_deep[:200]))
     return body

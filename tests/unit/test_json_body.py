@@ -12,6 +12,7 @@ from app.server.json_body import (
     MAX_JSON_DEPTH,
     deeper_than,
     encode_json,
+    nested_too_deep,
     parse_json,
     parse_json_text,
 )
@@ -147,3 +148,18 @@ def test_what_orjson_would_read_differently_or_refuse_is_the_standard_librarys(
     text: str,
 ) -> None:
     same_as_json(text)
+
+
+@pytest.mark.parametrize(
+    ("raw", "found"),
+    [
+        ('{"a": ' + "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1) + "}", None),
+        ('{"a": ' + "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH + "}", "a" + ".0" * 63),
+        # Brackets in strings count too: a walk, which finds nothing.
+        ('{"a": "' + "[" * 100 + '"}', None),
+    ],
+    ids=["as-deep-as-allowed", "one-level-deeper", "brackets-in-a-string"],
+)
+def test_nested_too_deep_walks_only_what_could_be(raw: str, found: str | None) -> None:
+    value = json.loads(raw)
+    assert nested_too_deep(raw.encode(), value) == found == deeper_than(value, MAX_JSON_DEPTH)
