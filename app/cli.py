@@ -268,7 +268,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return asyncio.run(serve(settings, keys, proxy_key, warnings=deferred))
+    from app.server.event_loop import new_server_loop
+
+    return asyncio.run(
+        serve(settings, keys, proxy_key, warnings=deferred), loop_factory=new_server_loop
+    )
 
 
 def _run_usage(args: argparse.Namespace) -> int:
@@ -454,6 +458,7 @@ async def _serve(
 ) -> int:
     from app.server.access import UnsafeBindError
     from app.server.app import ProxyServer
+    from app.server.event_loop import loop_name
 
     server = ProxyServer(settings, keys, proxy_key, history=history)
     try:
@@ -480,6 +485,7 @@ async def _serve(
         except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
             signal.signal(signum, lambda *_: loop.call_soon_threadsafe(stop.set))
     print(f"NimBridge listening on {base_url}", flush=True)
+    log.debug("event loop: %s", loop_name(loop))
     for warning in warnings:
         log.warning("%s", warning)
     if proxy_key:

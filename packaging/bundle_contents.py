@@ -21,6 +21,9 @@ HIDDEN_IMPORTS = (
     # The OS trust store (app.server.network). Imported eagerly, so analysis finds it;
     # named here as well because without it every HTTPS request of the bundle fails.
     "truststore",
+    # `serve`'s event loop (app.server.event_loop), imported inside a function; its
+    # PyInstaller hook adds the Cython modules' own imports. Not installed on Windows.
+    "uvloop",
     "app.commands.code",
     "app.commands.codex",
     "app.commands.doctor",
@@ -42,7 +45,6 @@ RESOURCE_FOLDERS = ("icons",)
 # Stacks the app never imports; Qt modules we do not use (DESKTOP.md: 224 -> 165 MB).
 EXCLUDED_MODULES = (
     "tkinter",
-    "uvloop",
     "PyQt5",
     "PyQt6",
     "PySide2",

@@ -47,6 +47,7 @@ from app.launcher.environment import (
 )
 from app.logs import ProblemTally
 from app.server.app import ProxyServer
+from app.server.event_loop import new_server_loop
 from app.server.network import LOCAL_OPENER
 
 
@@ -92,7 +93,7 @@ class BackgroundServer:
         *,
         history: HistoryWriter | None = None,
     ) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loop = new_server_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server = ProxyServer(settings, keys, proxy_key, history=history)
 

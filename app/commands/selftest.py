@@ -22,6 +22,7 @@ from app.commands.doctor import Finding, Verdict
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings
 from app.server.app import ProxyServer
+from app.server.event_loop import loop_name, new_server_loop
 
 ANSWER = "selftest answer"
 
@@ -94,7 +95,9 @@ async def check_server() -> list[Finding]:
     server = ProxyServer(settings, keys, "selftest-proxy-key")
     try:
         base_url = await server.start()
-        findings.append(Finding(Verdict.OK, "server", f"listening on {base_url}"))
+        # The loop `serve` runs on too: a bundle without uvloop shows asyncio's here.
+        loop = loop_name(asyncio.get_running_loop())
+        findings.append(Finding(Verdict.OK, "server", f"listening on {base_url} ({loop})"))
         headers = {"x-api-key": "selftest-proxy-key", "anthropic-version": "2023-06-01"}
         request: dict[str, Any] = {
             "model": "claude-sonnet-4-6",
@@ -177,7 +180,7 @@ def check_qt_plugins(plugins: list[str], platform: str = sys.platform) -> Findin
 
 
 def run_selftest(qt_plugins: Callable[[], list[str]], out: TextIO = sys.stdout) -> int:
-    findings = asyncio.run(check_server())
+    findings = asyncio.run(check_server(), loop_factory=new_server_loop)
     findings.append(check_keyring())
     try:
         plugins = qt_plugins()

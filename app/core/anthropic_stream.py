@@ -55,10 +55,15 @@ as `thinking_delta`s and signs the block with `signature`; "omitted" sends no
 `thinking_delta` at all, only the block's start, one `signature_delta` that
 carries the reasoning, and its stop (as Anthropic's API does). Either way the
 reasoning counts in the estimated output tokens.
+
+Secrets: upstream text reaches this module unmasked (the server masks every byte on
+its way out). What quotes, cuts or packs upstream text here (an error's message, a
+repair, omitted reasoning in its signature) passes it through `mask` first: a key cut
+in two or compressed is past what the way out recognises.
 """
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -137,8 +142,15 @@ class StreamTranslator:
         max_output_tokens: int | None = None,
         server_tool_names: frozenset[str] = frozenset(),
         stop_sequences: Sequence[str] = (),
+        loads: Callable[[str], Any] = json.loads,
+        mask: Callable[[str], str] = str,
     ) -> None:
+        """`loads` parses each chunk's JSON (the server's is faster and reads the same;
+        ValueError or RecursionError for what is not JSON); `mask` hides secrets in
+        upstream text before this quotes or cuts it (see the module docstring)."""
         self.model = model
+        self._loads = loads
+        self._mask = mask
         self.message_id = message_id
         self.state = _IDLE
         self.repairs: list[str] = []
@@ -292,28 +304,33 @@ class StreamTranslator:
         if self.state in TERMINAL_STATES:
             raise TranslatorStateError(f"feed_sse() after the stream ended ({self.state.name})")
         if event.event == "error":
-            return self.fail(
-                upstream_error_from_stream_payload(_error_payload(data)).to_error_body()
-            )
+            return self._fail_upstream(data)
         if not data.strip():
             return []  # an empty data line: a keep-alive, not a chunk
         try:
-            payload = json.loads(data)
+            payload = self._loads(data)
         except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
             return self.fail(
                 UpstreamProtocolError(
-                    f"upstream sent invalid JSON in a stream chunk: {data[:200]!r}"
+                    f"upstream sent invalid JSON in a stream chunk: {self._mask(data)[:200]!r}"
                 ).to_error_body()
             )
         if not isinstance(payload, dict):
+            quoted = self._mask(data)[:200]
             return self.fail(
                 UpstreamProtocolError(
-                    f"upstream sent a stream chunk that is not a JSON object: {data[:200]!r}"
+                    f"upstream sent a stream chunk that is not a JSON object: {quoted!r}"
                 ).to_error_body()
             )
         if payload.get("error"):
-            return self.fail(upstream_error_from_stream_payload(payload).to_error_body())
+            return self._fail_upstream(data)
         return self.feed(payload)
+
+    def _fail_upstream(self, data: str) -> list[StreamEvent]:
+        """End with the upstream's own error, read from its text masked (its message is
+        cut to a length: a key must be hidden before that)."""
+        payload = _error_payload(self._mask(data))
+        return self.fail(upstream_error_from_stream_payload(payload).to_error_body())
 
     def finish(self, *, done_sent: bool = False) -> list[StreamEvent]:
         """The upstream stream ended (`[DONE]`, `done_sent`, or EOF). Idempotent once ended."""
@@ -413,7 +430,8 @@ class StreamTranslator:
         if self._open_kind == "thinking":
             signature = self._signature
             if self._omit_thinking:
-                signature = reasoning_signature("".join(self._held_reasoning))
+                # Packed (compressed) past what the way out could still recognise.
+                signature = reasoning_signature(self._mask("".join(self._held_reasoning)))
                 self._held_reasoning = []
             delta = {"type": "signature_delta", "signature": signature}
             self._emit(out, {"type": "content_block_delta", "index": index, "delta": delta})
@@ -639,7 +657,7 @@ class StreamTranslator:
     def _final_stop_reason(self, finish_reason: str) -> tuple[str, str | None]:
         stop_reason = STOP_REASON_BY_FINISH_REASON.get(finish_reason)
         if stop_reason is None:
-            self._repair(f"unknown finish_reason {finish_reason[:40]!r}")
+            self._repair(f"unknown finish_reason {self._mask(finish_reason)[:40]!r}")
             stop_reason = "end_turn"
         if stop_reason == "end_turn" and self._tool_blocks:
             self._repair("finish_reason stop after tool calls")  # Kimi, some NIM templates

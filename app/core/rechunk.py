@@ -14,12 +14,17 @@ a CR LF, or a surrogate pair (valid JSON gives no lone surrogates, but a str
 could hold them). Hangul jamo sequences and Indic conjuncts are not kept whole:
 cutting them costs a momentary odd glyph, never a wrong final text.
 
+Cutting upstream text is where a secret in it could be split past recognising (the
+server masks every byte on its way out, but only what it still sees whole): a delta's
+text passes `mask` before it is cut.
+
 Timing is the writer's (`app.server.messages.stream_relay`); this module says what to
 spread (`smoothed_and_paced`) and in which steps (`spread_plan`).
 """
 
 import re
 import unicodedata
+from collections.abc import Callable
 
 from app.core.anthropic_types import StreamEvent
 
@@ -132,7 +137,9 @@ def _piece_end(text: str, start: int, max_piece: int, flag_halves: set[int]) -> 
     return end
 
 
-def _pieces(event: StreamEvent, max_piece: int, threshold: int) -> list[StreamEvent] | None:
+def _pieces(
+    event: StreamEvent, max_piece: int, threshold: int, mask: Callable[[str], str]
+) -> list[StreamEvent] | None:
     """The pieces a long text/thinking delta becomes; None for any other event."""
     if event["type"] != "content_block_delta":
         return None
@@ -146,7 +153,7 @@ def _pieces(event: StreamEvent, max_piece: int, threshold: int) -> list[StreamEv
         return None
     return [
         {**event, "delta": {**delta, field: piece}}
-        for piece in split_text(value, max_piece=max_piece, threshold=threshold)
+        for piece in split_text(mask(value), max_piece=max_piece, threshold=threshold)
     ]
 
 
@@ -155,11 +162,13 @@ def smoothed(
     *,
     max_piece: int = MAX_PIECE_CHARS,
     threshold: int = SPLIT_ABOVE_CHARS,
+    mask: Callable[[str], str] = str,
 ) -> list[StreamEvent]:
-    """`events` with each long text/thinking delta replaced by several small ones."""
+    """`events` with each long text/thinking delta replaced by several small ones
+    (their text masked by `mask` before the cut)."""
     out: list[StreamEvent] = []
     for event in events:
-        out.extend(_pieces(event, max_piece, threshold) or [event])
+        out.extend(_pieces(event, max_piece, threshold, mask) or [event])
     return out
 
 
@@ -168,6 +177,7 @@ def smoothed_and_paced(
     *,
     max_piece: int = MAX_PIECE_CHARS,
     threshold: int = SPLIT_ABOVE_CHARS,
+    mask: Callable[[str], str] = str,
 ) -> tuple[list[StreamEvent], list[StreamEvent]]:
     """(now, later): `events` smoothed, with the pieces worth spreading over time apart.
 
@@ -176,8 +186,8 @@ def smoothed_and_paced(
     now, since spreading it would hold back what follows."""
     if not events:
         return [], []
-    now = smoothed(events[:-1], max_piece=max_piece, threshold=threshold)
-    tail = _pieces(events[-1], max_piece, threshold)  # each event looked at once
+    now = smoothed(events[:-1], max_piece=max_piece, threshold=threshold, mask=mask)
+    tail = _pieces(events[-1], max_piece, threshold, mask)  # each event looked at once
     if tail is None:
         return [*now, events[-1]], []
     return now + tail[:1], tail[1:]

@@ -18,10 +18,13 @@ Sans-IO: `feed(events)` -> events, one translator per response. `ping` becomes a
 SSE comment in `encode_responses_event`. Errors carry the `code` Codex acts on:
 `context_length_exceeded` (Codex compacts), `rate_limit_exceeded`,
 `server_is_overloaded`; Codex retries a failure with another code.
+
+Reasoning packed into `encrypted_content` (compressed) is masked first, with the `mask`
+the server hands in: the way out masks every byte, but cannot see a key compressed.
 """
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.core.responses_request import ToolNames
@@ -95,7 +98,9 @@ class _Item:
         namespace, name = names.client_name(str(block.get("name", "")))
         self.name, self.namespace = name, namespace
 
-    def skeleton(self, status: str, *, encrypted: bool = False) -> JSONObject:
+    def skeleton(
+        self, status: str, *, encrypted: bool = False, mask: Callable[[str], str] = str
+    ) -> JSONObject:
         done = status == "completed"
         if self.kind == "text":
             content = [{"type": "output_text", "text": self.text, "annotations": []}]
@@ -114,7 +119,7 @@ class _Item:
                 "summary": summary if done else [],
             }
             if done and encrypted:
-                item["encrypted_content"] = reasoning_signature(self.text)
+                item["encrypted_content"] = reasoning_signature(mask(self.text))
             return item
         if self.kind == "server_tool_use":
             query = _query_of(self.text)
@@ -157,8 +162,11 @@ class ResponsesStreamTranslator:
         created_at: int,
         tool_names: ToolNames,
         include_encrypted_reasoning: bool,
+        mask: Callable[[str], str] = str,
     ) -> None:
+        """`mask`: hides secrets in reasoning before it is packed (see the module doc)."""
         self.response_id = response_id
+        self._mask = mask
         self.created_at = created_at
         self.tool_names = tool_names
         self.encrypted = include_encrypted_reasoning
@@ -298,7 +306,7 @@ class ResponsesStreamTranslator:
             out.append(
                 self._event("response.function_call_arguments.done", **where, arguments=item.text)
             )
-        done = item.skeleton("completed", encrypted=self.encrypted)
+        done = item.skeleton("completed", encrypted=self.encrypted, mask=self._mask)
         out.append(self._event("response.output_item.done", **where, item=done))
         del self._open[event["index"]]
         self.output.append(done)

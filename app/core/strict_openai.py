@@ -20,9 +20,13 @@ Choices made here:
   "code"}}`, which the SDK raises as `APIError`; the stream ends there.
 - A missing or null `finish_reason` in a whole answer is "tool_calls" when the
   message calls tools, else "stop": the answer is complete, so it did stop.
+- Upstream text comes in unmasked (the server masks every byte on its way out); what
+  is quoted and cut (an event that is not JSON) passes the caller's `mask` first, so the
+  cut cannot split a key past recognising.
 """
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from app.core.sse import DONE_LINE, ServerSentEvent, encode_data
@@ -32,8 +36,19 @@ class ChunkNormaliser:
     """Decoded upstream events in, strict `chat.completion.chunk` SSE bytes out."""
 
     def __init__(
-        self, *, stream_id: str, created: int, model: str, include_usage: bool = False
+        self,
+        *,
+        stream_id: str,
+        created: int,
+        model: str,
+        include_usage: bool = False,
+        loads: Callable[[str], Any] = json.loads,
+        mask: Callable[[str], str] = str,
     ) -> None:
+        """`loads` parses each event's JSON (ValueError for what is not JSON); `mask`
+        hides secrets in upstream text before it is quoted and cut."""
+        self._loads = loads
+        self._mask = mask
         self._defaults: dict[str, Any] = {
             "id": stream_id,
             "object": "chat.completion.chunk",
@@ -53,9 +68,10 @@ class ChunkNormaliser:
         if event.data.strip() == "[DONE]":
             return self.finish()
         try:
-            chunk = json.loads(event.data)
-        except ValueError:
-            chunk = {"message": f"upstream sent an event that is not JSON: {event.data[:200]}"}
+            chunk = self._loads(event.data)
+        except (ValueError, RecursionError):
+            quoted = self._mask(event.data)[:200]
+            chunk = {"message": f"upstream sent an event that is not JSON: {quoted}"}
             return self._fail(_error_of(chunk))
         if not isinstance(chunk, dict):
             return self._fail(_error_of({"message": "upstream sent a non-object event"}))

@@ -3,9 +3,13 @@
 Encoding goes through orjson: Claude Code sends its whole conversation each turn, and
 for its 76 KB request orjson encodes the upstream body in 0.02 ms where the standard
 library takes 0.3 (measured). The standard library stays the fallback for what orjson
-refuses (integers beyond 64 bits, lone surrogates). Parsing stays with the standard
-library: orjson reads an integer beyond 64 bits as a float, silently losing digits of
-an ID in a tool's input.
+refuses (integers beyond 64 bits, lone surrogates).
+
+Parsing reads what the standard library reads, by orjson where that gives the same and
+is faster (in half the time): short texts (stream chunks, small answers and requests)
+without a run of 19 digits (orjson reads an integer beyond 64 bits as a float, silently
+losing digits of an ID in a tool's input) that orjson does not refuse (NaN, a lone
+surrogate, what is not JSON).
 """
 
 import asyncio
@@ -51,6 +55,53 @@ def deeper_than(value: Any, limit: int) -> str | None:
     return None
 
 
+# Digits mapped to "0": a run of 19 of them marks a number orjson might read as a float
+# (beyond 64 bits). bytes.translate and `in` run in C: 0.1 us on a chunk, where a
+# regular expression takes 2 (measured).
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19
+# orjson pays off on short texts, by its lower fixed cost (a 500-byte answer: 2.0 us with
+# the check above, 3.8 by json); on long ones json's string scanning wins (even at 2 KB,
+# 6 against 8.5 us at 4 KB). So short ones only, which also cannot nest as deep as
+# json's stack allows (512 levels need 1,024 characters), where orjson reads on to 1,024.
+_ORJSON_BELOW_CHARS = 1024
+# Walking a body for its depth costs more than counting its brackets below this size.
+_COUNT_BRACKETS_BELOW_BYTES = 4096
+
+
+_UNREAD = object()
+
+
+def _read_by_orjson(text: str | bytes) -> Any:
+    """`text` read by orjson where that gives what json gives, else `_UNREAD`."""
+    if len(text) >= _ORJSON_BELOW_CHARS:
+        return _UNREAD
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _NINETEEN_DIGITS in data.translate(_DIGITS_AS_ZERO):
+        return _UNREAD
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:  # NaN, a lone surrogate, not JSON: json decides
+        return _UNREAD
+
+
+def parse_json_text(text: str | bytes) -> Any:
+    """`text` as JSON, read as `json.loads` reads it (ValueError, RecursionError as it
+    raises them), by orjson where that gives the same, faster."""
+    value = _read_by_orjson(text)
+    return json.loads(text) if value is _UNREAD else value
+
+
+def nested_too_deep(raw: bytes, value: Any) -> str | None:
+    """`deeper_than(value, MAX_JSON_DEPTH)` for `value` read from `raw`; no walk when a
+    short `raw` has too few brackets to nest that deep."""
+    if len(raw) < _COUNT_BRACKETS_BELOW_BYTES and raw.count(b"[") + raw.count(b"{") <= (
+        MAX_JSON_DEPTH
+    ):
+        return None
+    return deeper_than(value, MAX_JSON_DEPTH)
+
+
 def _refuse_constant(name: str) -> NoReturn:
     # Python's json reads NaN and Infinity, which are not JSON: upstreams reject them,
     # or worse, read them differently. Say so here instead.
@@ -60,7 +111,8 @@ def _refuse_constant(name: str) -> NoReturn:
 def parse_json(raw: bytes) -> Any:
     """`raw` as JSON; ValueError (the standard library's words, with the position) if it
     is not, RecursionError if nested too deeply."""
-    return json.loads(raw, parse_constant=_refuse_constant)
+    value = _read_by_orjson(raw)  # orjson refuses NaN and Infinity too
+    return json.loads(raw, parse_constant=_refuse_constant) if value is _UNREAD else value
 
 
 def encode_json(value: Any) -> bytes:
@@ -90,7 +142,7 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise ClientRequestError(_TOO_DEEP.format(path="the top level")) from None
     if not isinstance(body, dict):
         raise ClientRequestError("body: expected a JSON object")
-    too_deep = deeper_than(body, MAX_JSON_DEPTH)
+    too_deep = nested_too_deep(raw, body)
     if too_deep is not None:
         raise ClientRequestError(_TOO_DEEP.format(path=too_deep[:200]))
     return body

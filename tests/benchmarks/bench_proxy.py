@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.benchmarks.bench_proxy [--quick] [--json PATH] [--check]
                                         [--log] [--profile [PATH]] [--no-pin]
-                                        [--loop asyncio|qasync] [--real]
+                                        [--loop asyncio|uvloop|qasync] [--real]
 
 A server process runs three things on 127.0.0.1 in one event loop: a fast fake
 OpenAI upstream, a minimal byte pass-through proxy in front of it, and the real
@@ -322,12 +322,17 @@ async def serve_all(conn: Connection, real: bool) -> None:
 
 
 def server_main(conn: Connection, loop_kind: str = "asyncio", real: bool = False) -> None:
-    """Entry point of the server process: on asyncio's loop (as `serve`) or on the tray's
-    Qt loop (qasync's, as `run_gui` makes it)."""
+    """Entry point of the server process: on asyncio's loop, on uvloop's (as `serve` where
+    uvloop is installed) or on the tray's Qt loop (qasync's, as `run_gui` makes it)."""
     logging.getLogger("app").setLevel(logging.WARNING)
     try:
         if loop_kind == "asyncio":
             asyncio.run(serve_all(conn, real))
+            return
+        if loop_kind == "uvloop":
+            import uvloop
+
+            asyncio.run(serve_all(conn, real), loop_factory=uvloop.new_event_loop)
             return
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
         from PySide6.QtWidgets import QApplication
@@ -1161,9 +1166,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--loop",
-        choices=("asyncio", "qasync"),
+        choices=("asyncio", "uvloop", "qasync"),
         default="asyncio",
-        help="the servers' event loop: asyncio (as serve) or qasync (as the tray app)",
+        help="the servers' event loop: asyncio, uvloop (as serve where it is installed) "
+        "or qasync (as the tray app)",
     )
     parser.add_argument(
         "--history",

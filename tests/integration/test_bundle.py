@@ -82,6 +82,7 @@ def test_selftest(bundle: list[str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.splitlines()[-1] == "selftest passed"
     assert "xcb" in result.stdout  # the desktop's platform plugin survived the trim
+    assert "(uvloop.Loop)" in result.stdout  # serve's event loop came along
 
 
 def test_serve_translates_a_request(bundle: list[str], upstream: FakeUpstream) -> None:

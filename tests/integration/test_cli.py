@@ -59,7 +59,9 @@ UPSTREAM_SECRET = "nvapi-cli-upstream-secret"
 
 
 def spawn_serve(
-    upstream: FakeUpstream, program: Sequence[str] = (sys.executable, "-m", "app")
+    upstream: FakeUpstream,
+    program: Sequence[str] = (sys.executable, "-m", "app"),
+    extra: Sequence[str] = (),
 ) -> subprocess.Popen[str]:
     """`serve` on a free port in front of the fake upstream (as NVIDIA), with a proxy key."""
     # --upstream-url would pick the custom preset for a loopback URL: the file names NVIDIA's.
@@ -79,6 +81,7 @@ def spawn_serve(
         "fake/model",
         "--proxy-key",
         PROXY_KEY,
+        *extra,
         env={"NVIDIA_API_KEY": UPSTREAM_SECRET},
         program=program,
     )
@@ -118,6 +121,39 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(
     log = process.stderr.read()
     assert "claude-opus-4-5 -> fake/model" in log  # the one line per request
     assert "nvapi-cli-upstream-secret" not in log and "cli-proxy-key" not in log
+
+
+# `nimbridge serve` as installed, and with uvloop hidden as on Windows (no such wheel).
+WITHOUT_UVLOOP = (
+    sys.executable,
+    "-c",
+    "import sys; sys.modules['uvloop'] = None; import app.cli; sys.exit(app.cli.main())",
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop is no dependency on Windows")
+@pytest.mark.parametrize(
+    ("program", "loop"),
+    [
+        pytest.param((sys.executable, "-m", "app"), "uvloop.Loop", id="uvloop"),
+        pytest.param(WITHOUT_UVLOOP, "asyncio.unix_events._UnixSelectorEventLoop", id="asyncio"),
+    ],
+)
+def test_serve_runs_on_uvloop_where_it_is_installed(
+    upstream: FakeUpstream, program: Sequence[str], loop: str
+) -> None:
+    process = spawn_serve(upstream, program, extra=("--log-level", "DEBUG"))
+    try:
+        url = base_url_of(process)
+        assert json.loads(http_request(url + "/health")[2])["status"] == "ok"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+        assert process.stderr is not None
+        log = process.stderr.read()
+    finally:
+        finish(process)
+    assert f"event loop: {loop}\n" in log
+    assert ("uvloop is not installed" in log) is (loop != "uvloop.Loop")
 
 
 def test_sigint_lets_an_in_flight_stream_finish(

@@ -1,10 +1,21 @@
 """app.server.json_body: orjson's speed, the standard library's acceptance."""
 
 import json
+import math
+from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from app.server.json_body import MAX_JSON_DEPTH, deeper_than, encode_json, parse_json
+from app.server.json_body import (
+    MAX_JSON_DEPTH,
+    deeper_than,
+    encode_json,
+    nested_too_deep,
+    parse_json,
+    parse_json_text,
+)
 
 
 @pytest.mark.parametrize(
@@ -70,3 +81,85 @@ def test_deeper_than_does_not_recurse() -> None:
     for _ in range(100_000):  # far past Python's recursion limit
         deep = [deep]
     assert deeper_than(deep, MAX_JSON_DEPTH) == ".".join(["0"] * MAX_JSON_DEPTH)
+
+
+# ------------------------------------------------------------------ upstream chunks
+
+
+def typed(value: Any) -> Any:
+    """`value` with each number's type kept in the comparison (1 == 1.0 otherwise)."""
+    if isinstance(value, dict):
+        return {key: typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [typed(item) for item in value]
+    if isinstance(value, float) and math.isnan(value):
+        return ("nan",)
+    return (type(value).__name__, value)
+
+
+def same_as_json(text: str) -> None:
+    try:
+        expected = typed(json.loads(text))
+    except (ValueError, RecursionError) as exc:
+        with pytest.raises(type(exc)):
+            parse_json_text(text)
+        return
+    assert typed(parse_json_text(text)) == expected
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()  # beyond 64 bits too: orjson would read those as floats
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children),
+    max_leaves=12,
+)
+
+
+@given(JSON_VALUES)
+@example(2**64 + 1)
+@example(-(2**63) - 1)
+@example(10**19)
+@example([[[[1]]]])
+def test_a_chunk_reads_what_the_standard_library_reads(value: Any) -> None:
+    same_as_json(json.dumps(value))
+    same_as_json(json.dumps(value, ensure_ascii=False))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"created": -9223372036854775809}',  # below 64 bits: orjson reads a float
+        '{"a": 1.0000000000000000000001e3}',
+        '{"a": NaN, "b": -Infinity}',  # json reads them; orjson refuses
+        '{"a": 1e400}',
+        '{"half": "\\ud800"}',
+        '{"a": 1, "a": 2}',
+        "[" * 600 + "]" * 600,  # json decides: its limit depends on the stack it starts from
+        '{"a": [1, 2',
+        "",
+        " ",
+        "[DONE]",
+    ],
+)
+def test_what_orjson_would_read_differently_or_refuse_is_the_standard_librarys(
+    text: str,
+) -> None:
+    same_as_json(text)
+
+
+@pytest.mark.parametrize(
+    ("raw", "found"),
+    [
+        ('{"a": ' + "[" * (MAX_JSON_DEPTH - 1) + "]" * (MAX_JSON_DEPTH - 1) + "}", None),
+        ('{"a": ' + "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH + "}", "a" + ".0" * 63),
+        # Brackets in strings count too: a walk, which finds nothing.
+        ('{"a": "' + "[" * 100 + '"}', None),
+    ],
+    ids=["as-deep-as-allowed", "one-level-deeper", "brackets-in-a-string"],
+)
+def test_nested_too_deep_walks_only_what_could_be(raw: str, found: str | None) -> None:
+    value = json.loads(raw)
+    assert nested_too_deep(raw.encode(), value) == found == deeper_than(value, MAX_JSON_DEPTH)

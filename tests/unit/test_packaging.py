@@ -112,6 +112,17 @@ def test_the_os_trust_store_comes_along() -> None:
     assert "truststore" in contents.HIDDEN_IMPORTS
 
 
+def test_serves_event_loop_comes_along() -> None:
+    # Imported inside a function (absent on Windows), so analysis alone would miss it; the
+    # bundle's selftest prints the loop it served on (tests/integration/test_bundle.py).
+    importers = {
+        (path.name, inside) for path, module, inside in app_imports() if module == "uvloop"
+    }
+    assert importers == {("event_loop.py", True)}
+    assert "uvloop" in contents.HIDDEN_IMPORTS
+    assert "uvloop" not in contents.EXCLUDED_MODULES
+
+
 def test_our_version_comes_from_metadata_that_is_bundled() -> None:
     source = (APP / "__init__.py").read_text(encoding="utf-8")
     assert 'version("nimbridge")' in source

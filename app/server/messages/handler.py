@@ -23,7 +23,7 @@ from app.core.server_tools.specs import max_rounds
 from app.core.tiers import ModelRoute
 from app.core.tokens import measure_request
 from app.server.auth import authorize
-from app.server.json_body import encode_json, read_json_object
+from app.server.json_body import encode_json, parse_json_text, read_json_object
 from app.server.messages.documents import documents_as_text
 from app.server.messages.exchange import Exchange
 from app.server.messages.image_urls import apply_image_url_policy
@@ -99,6 +99,8 @@ async def _streamed(
             server_tool_names=runner.names if runner is not None else frozenset(),
             thinking_display=exchange.answer.thinking_display,
             stop_sequences=exchange.answer.stop_sequences,
+            loads=parse_json_text,
+            mask=state.masker.mask,  # what it quotes or cuts: the rest is masked on the way out
         )
 
     translator: StreamTranslator | ServerToolStream = new_translator()

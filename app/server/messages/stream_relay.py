@@ -23,6 +23,10 @@ Invariants:
   anything else is written (the next upstream event, the end, an error, a ping),
   the pieces still pending go first, at once. So a piece is at most that late
   and the stream's end not at all. The guard checks every piece before any goes.
+- Upstream bytes are masked once, on their way out (`MaskedStream`). Whatever cuts
+  upstream text before that (an error that quotes it, smoothing) masks it first:
+  the translator is given `Masker.mask`, and so is the smoothing here. Only the
+  DEBUG log of upstream bytes masks each read as it arrives.
 - A stream that ends before any chunk (no data, no `[DONE]`) is asked once more
   without streaming (`reask`): llama-cpp-python answers a streamed context
   overflow with 200 and an empty body, and only the unstreamed answer says why
@@ -99,11 +103,14 @@ class EventWriter:
         *,
         smooth_deltas: bool = False,
         encode: EventEncoder | None = None,
+        mask_before_cut: Callable[[str], str] = str,
     ) -> None:
         self._response = response
         self._encode = encode
         self._smooth_deltas = smooth_deltas
         self._mask = mask  # error events quote upstreams, which may echo the key back
+        # A delta cut in pieces could split a key past what the way out recognises.
+        self._mask_before_cut = mask_before_cut
         self._loop = asyncio.get_running_loop()
         self._ping_interval_s = ping_interval_s
         self._record = record
@@ -122,7 +129,7 @@ class EventWriter:
             await self.catch_up()
         later: list[StreamEvent] = []
         if self._smooth_deltas:
-            events, later = smoothed_and_paced(events)
+            events, later = smoothed_and_paced(events, mask=self._mask_before_cut)
         now = len(events)
         events = self._guarded(events + later)
         if len(events) == now + len(later):  # all passed: the burst's tail can be spread
@@ -262,6 +269,7 @@ async def stream_messages(
             mask,
             smooth_deltas=relay.smooth_deltas,
             encode=encode,
+            mask_before_cut=masker.mask,
         )
         await writer.write(translator.start())
         pinger = create_task(writer.keep_alive(), name=f"ping {record.request_id}")
@@ -362,14 +370,13 @@ async def _relay_body(
         await writer.write(whole)
         return
     decoder = SSEDecoder()
-    # Masked as it arrives, before the core quotes (and cuts) any of it in an error.
-    arriving = StreamMasker(masker)
-    debug = log.isEnabledFor(logging.DEBUG)
+    # Only the DEBUG log shows reads as they come: each masked (a key split between
+    # two reads is held back until it is whole), since the log masks line by line.
+    logged = StreamMasker(masker) if log.isEnabledFor(logging.DEBUG) else None
     async for data in upstream.chunks(max_upstream_bytes, name_host=False):
         record.mark_first_byte()
-        data = arriving.feed(data)
-        if debug:
-            log.debug("%s upstream bytes: %r", record.request_id, data)
+        if logged is not None:
+            log.debug("%s upstream bytes: %r", record.request_id, logged.feed(data))
         events: list[StreamEvent] = []
         for sse in decoder.feed(data):
             if translator.state in _ENDED:
@@ -382,7 +389,9 @@ async def _relay_body(
             await upstream.drain()
             return
     tail: list[StreamEvent] = []
-    for sse in [*decoder.feed(arriving.close()), *decoder.close()]:
+    if logged is not None and (held := logged.close()):
+        log.debug("%s upstream bytes: %r", record.request_id, held)
+    for sse in decoder.close():
         if translator.state not in _ENDED:
             tail += translator.feed_sse(sse)
     if (

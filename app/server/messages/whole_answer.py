@@ -1,7 +1,6 @@
 """A `/v1/messages` answer read whole (no streaming): one upstream call, or round after
 round when server tools run between them, translated into one Anthropic message."""
 
-import json
 import logging
 
 from app.core.anthropic_types import Message, MessagesRequest
@@ -9,7 +8,7 @@ from app.core.errors import UpstreamProtocolError
 from app.core.response_map import to_anthropic_message
 from app.core.server_tools.rounds import ServerToolMessage
 from app.core.server_tools.specs import max_rounds
-from app.server.json_body import MAX_JSON_DEPTH, deeper_than
+from app.server.json_body import MAX_JSON_DEPTH, nested_too_deep, parse_json_text
 from app.server.messages.exchange import Exchange
 from app.server.server_tools.runner import complete_rounds
 from app.server.upstream.call_policy import UpstreamCall
@@ -50,8 +49,8 @@ async def _read_message(
     finally:
         upstream.release()
     try:
-        parsed = json.loads(raw)
-        too_deep = deeper_than(parsed, MAX_JSON_DEPTH)
+        parsed = parse_json_text(raw)
+        too_deep = nested_too_deep(raw, parsed)
     except RecursionError:
         too_deep = "the top level"
     except ValueError as exc:

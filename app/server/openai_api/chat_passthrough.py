@@ -16,6 +16,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -27,13 +28,12 @@ from app.core.errors import (
     UpstreamProtocolError,
     UpstreamUnavailable,
 )
-from app.core.masking import Masker, StreamMasker
 from app.core.sse import SSEDecoder
 from app.core.strict_openai import ChunkNormaliser, to_strict_completion
 from app.core.tiers import ModelRoute
 from app.server.auth import authorize
 from app.server.egress import MaskedStream
-from app.server.json_body import read_json_object
+from app.server.json_body import parse_json_text, read_json_object
 from app.server.state import STATE, absorb_stop, record_of
 from app.server.upstream.call_policy import open_as_given
 from app.server.upstream.client import MB, UpstreamResponse, answered_whole
@@ -91,6 +91,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             created=int(time.time()),
             model=model,
             include_usage=isinstance(options, dict) and bool(options.get("include_usage")),
+            loads=parse_json_text,
+            mask=state.masker.mask,  # what it quotes cut: the rest is masked on the way out
         )
         limit = state.settings.max_upstream_response_mb * MB
         try:
@@ -98,7 +100,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 answer = await upstream.read_body(limit, state.masker)
                 await response.write(normaliser.whole(_parsed_or_text(answer)))
             else:
-                await _relay_stream(upstream, response, decoder, normaliser, state.masker)
+                await _relay_stream(upstream, response, decoder, normaliser, state.masker.redact)
         except UpstreamProtocolError as exc:  # an event past the decoder's bound
             record.error = exc.message
             await response.write(_error_event(exc))
@@ -122,16 +124,14 @@ async def _relay_stream(
     response: web.StreamResponse,
     decoder: SSEDecoder,
     normaliser: ChunkNormaliser,
-    masker: Masker,
+    redact: Callable[[str], str],
 ) -> None:
-    """Each upstream read masked, decoded, fixed and written as it arrives (masked
-    first: the normaliser quotes, and cuts, what it cannot parse). A body in which
-    no event came (an HTML page with a 200) is said in words, never a bare [DONE]."""
+    """Each upstream read decoded, fixed and written as it arrives (masked on its way
+    out; the normaliser masks what it quotes). A body in which no event came (an HTML
+    page with a 200) is said in words, never a bare [DONE]."""
     start = b""
     events = 0
-    arriving = StreamMasker(masker)
     async for data in upstream.chunks():
-        data = arriving.feed(data)
         if len(start) < 512:
             start += data[:512]
         decoded = decoder.feed(data)
@@ -139,11 +139,11 @@ async def _relay_stream(
         fixed = b"".join(normaliser.fix(event) for event in decoded)
         if fixed:
             await response.write(fixed)
-    decoded = [*decoder.feed(arriving.close()), *decoder.close()]
+    decoded = decoder.close()
     events += len(decoded)
     tail = b"".join(normaliser.fix(event) for event in decoded)
     if not events and start.strip() and "event-stream" not in upstream.content_type:
-        shown = masker.redact(start.decode("utf-8", "replace"))  # cut at 512: edges too
+        shown = redact(start.decode("utf-8", "replace"))  # cut at 512: edges too
         tail = normaliser.not_a_stream(upstream.content_type, shown)
     await response.write(tail + normaliser.finish())
 

@@ -9,6 +9,7 @@ Responses grammar guard; a whole message becomes one `response` object.
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 RESPONSES_PATHS = ("/v1/responses", "/responses")
 
 
-def _reply_shape(plan: ResponsesPlan) -> ReplyShape:
+def _reply_shape(plan: ResponsesPlan, mask: Callable[[str], str]) -> ReplyShape:
     response_id = f"resp_{new_message_id().removeprefix('msg_')}"
     created_at = int(time.time())
 
@@ -45,6 +46,7 @@ def _reply_shape(plan: ResponsesPlan) -> ReplyShape:
             created_at=created_at,
             tool_names=plan.tool_names,
             include_encrypted_reasoning=plan.include_encrypted_reasoning,
+            mask=mask,  # reasoning it packs; the rest is masked on the way out
         )
 
     def new_encoder(record: RequestRecord) -> EventEncoder:
@@ -88,7 +90,8 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     body = await read_json_object(request)
     plan = to_messages_request(body, record.repairs)
     req = validate_messages_request(dict(plan.request))
-    return await answer_messages_request(request, req, client_key, _reply_shape(plan))
+    shape = _reply_shape(plan, state.masker.mask)
+    return await answer_messages_request(request, req, client_key, shape)
 
 
 def add_responses_routes(app: web.Application) -> None:

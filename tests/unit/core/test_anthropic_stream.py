@@ -1003,6 +1003,62 @@ def test_feed_sse_failures(event: ServerSentEvent, error_type: str, message: str
         translator.feed_sse(sse('{"choices": []}'))
 
 
+KEY = "Qx9fLmT2vR8kWp4nZc6hYb1sJd5gHa3eUo7i"  # an upstream echoing our key back
+
+
+def hide_key(text: str) -> str:
+    return text.replace(KEY, "***")
+
+
+# The key straddles each cut (200 characters quoted, 2,000 of an upstream's message).
+QUOTED_CASES = [
+    pytest.param(sse(f"{'.' * 190}{KEY} oops"), "invalid JSON", id="not-json"),
+    pytest.param(sse(f'["{"." * 190}{KEY}"]'), "not a JSON object", id="not-an-object"),
+    pytest.param(sse(f"{'.' * 1990}{KEY}", "error"), "upstream error", id="error-event"),
+    pytest.param(
+        sse(f'{{"error": {{"message": "{"." * 1990}{KEY}"}}}}'), "upstream error", id="error-data"
+    ),
+]
+
+
+@pytest.mark.parametrize(("event", "words"), QUOTED_CASES)
+def test_upstream_text_is_masked_before_it_is_quoted_and_cut(
+    event: ServerSentEvent, words: str
+) -> None:
+    translator = StreamTranslator(model="claude-test", message_id=MESSAGE_ID, mask=hide_key)
+    events = translator.start() + translator.feed_sse(event)
+    message = events[-1]["error"]["message"]
+    assert words in message and "***" in message and KEY[:6] not in message
+    assert translator.failure == message
+
+
+def test_an_unknown_finish_reason_is_masked_before_it_is_quoted() -> None:
+    translator = StreamTranslator(model="claude-test", message_id=MESSAGE_ID, mask=hide_key)
+    run([chunk({"content": "Hi"}, finish=f"{'.' * 30}{KEY}")], translator)
+    assert translator.repairs == [f"unknown finish_reason '{'.' * 30}***'"]
+
+
+def test_omitted_reasoning_is_masked_before_it_is_packed_in_the_signature() -> None:
+    translator = StreamTranslator(
+        model="claude-test", message_id=MESSAGE_ID, thinking_display="omitted", mask=hide_key
+    )
+    events, _ = run([chunk({"reasoning_content": f"the key is {KEY}"}), STOP], translator)
+    assert [reasoning_from_signature(s) for s in signatures(events)] == ["the key is ***"]
+
+
+def test_chunks_are_parsed_by_the_loads_given() -> None:
+    parsed: list[str] = []
+
+    def loads(text: str) -> Any:
+        parsed.append(text)
+        return {"choices": [{"delta": {"content": "from loads"}, "finish_reason": "stop"}]}
+
+    translator = StreamTranslator(model="claude-test", message_id=MESSAGE_ID, loads=loads)
+    events = translator.start() + translator.feed_sse(sse('{"choices": []}'))
+    assert parsed == ['{"choices": []}']
+    assert ("delta", 0, "from loads") in summarize(events)
+
+
 def test_feed_sse_keepalive_and_done() -> None:
     translator = new_translator()
     assert translator.feed_sse(sse("")) == []

@@ -216,3 +216,16 @@ def test_a_burst_of_any_text_is_spread_within_the_bound(text: str) -> None:
     assert "".join(e["delta"]["text"] for e in now + later) == text
     per_step, gap = spread_plan(len(later))
     assert gap * -(-len(later) // max(per_step, 1)) <= MAX_SPREAD_S * (1 + 1e-9)
+
+
+def test_a_delta_is_masked_before_it_is_cut() -> None:
+    # A key cut across two pieces would no longer be seen whole on the way out.
+    key = "Qx9fLmT2vR8kWp4nZc6hYb1sJd5gHa3eUo7i"
+    event = _delta("text_delta", "text", f"{'.' * 20}{key}{'.' * 40}")
+
+    def hide(text: str) -> str:
+        return text.replace(key, "***")
+
+    for now, later in (smoothed_and_paced([event], mask=hide), (smoothed([event], mask=hide), [])):
+        pieces = [e["delta"]["text"] for e in now + later]
+        assert len(pieces) > 1 and "".join(pieces) == f"{'.' * 20}***{'.' * 40}"

@@ -484,6 +484,21 @@ def test_every_block_kind_streams_in_grammar() -> None:
     assert out[2] == {"type": "ping"}
 
 
+def test_reasoning_is_masked_before_it_is_packed_as_encrypted_content() -> None:
+    key = "Qx9fLmT2vR8kWp4nZc6hYb1sJd5gHa3eUo7i"  # compressed, the way out cannot see it
+    translator = ResponsesStreamTranslator(
+        response_id="r1",
+        created_at=5,
+        tool_names=ToolNames(),
+        include_encrypted_reasoning=True,
+        mask=lambda text: text.replace(key, "***"),
+    )
+    message = _message({"type": "thinking", "thinking": f"the key is {key}", "signature": ""})
+    out = _run([*message_events(message)], translator)
+    done = [e["item"] for e in out if e["type"] == "response.output_item.done"]
+    assert reasoning_from_signature(done[0]["encrypted_content"]) == "the key is ***"
+
+
 @pytest.mark.parametrize(
     ("arguments", "action"),
     [

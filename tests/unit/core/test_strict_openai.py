@@ -405,3 +405,29 @@ def test_a_body_that_is_not_a_stream_is_said_in_words() -> None:
     )
     assert fixer.finish() == b""  # the stream ends with the error
     assert "no content type" in normaliser().not_a_stream("", "x").decode()
+
+
+def test_an_event_that_is_not_json_is_masked_before_it_is_quoted_and_cut() -> None:
+    key = "Qx9fLmT2vR8kWp4nZc6hYb1sJd5gHa3eUo7i"
+    fixer = ChunkNormaliser(
+        stream_id="chatcmpl-ours",
+        created=1700,
+        model="asked-model",
+        mask=lambda text: text.replace(key, "***"),
+    )
+    out = fixer.fix(ServerSentEvent(f"{'.' * 190}{key} oops"))
+    message = json.loads(SSEDecoder().feed(out)[0].data)["error"]["message"]
+    assert message.endswith(f"not JSON: {'.' * 190}*** oops") and key[:6] not in message
+
+
+def test_events_are_parsed_by_the_loads_given() -> None:
+    fixer = ChunkNormaliser(
+        stream_id="chatcmpl-ours",
+        created=1700,
+        model="asked-model",
+        loads=lambda text: {"choices": [{"delta": {"content": text}}]},
+    )
+    out = fixer.fix(ServerSentEvent("anything"))
+    assert json.loads(SSEDecoder().feed(out)[0].data)["choices"][0]["delta"]["content"] == (
+        "anything"
+    )
