@@ -1,8 +1,9 @@
 """The event loop the headless servers run on: uvloop's where it is installed.
 
 `serve` and `code`'s in-process server have no Qt to share a loop with, so they take
-uvloop (Linux and macOS: a dependency marker leaves it out on Windows), whose I/O costs
-about half of asyncio's per request. Without it, asyncio's own loop serves the same.
+uvloop (Linux and macOS: a dependency marker leaves it out on Windows), a faster loop
+for the same asyncio code (what the outside benchmark's floor runs on too). Without it,
+asyncio's own loop serves the same.
 The tray app stays on qasync's loop, which Qt needs.
 """
 
