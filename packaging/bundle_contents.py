@@ -24,6 +24,10 @@ HIDDEN_IMPORTS = (
     # `serve`'s event loop (app.server.event_loop), imported inside a function; its
     # PyInstaller hook adds the Cython modules' own imports. Not installed on Windows.
     "uvloop",
+    # Imported with the first fetched page or PDF (~12 MB a server never sent one need not
+    # hold): named so the bundle has them whatever analysis makes of a function's imports.
+    "app.server.server_tools.page_markdown",
+    "pypdf",
     "app.commands.code",
     "app.commands.codex",
     "app.commands.doctor",

@@ -53,6 +53,7 @@ from app.core.tokens import measure_request
 from app.logs import setup_logging
 from app.server.app import ProxyServer
 from app.server.upstream.client import encode_json_body
+from tests.benchmarks.outside_servers import PassThrough  # the one floor, no NimBridge inside
 from tests.benchmarks.server_pipe import receive
 from tests.fake_upstream import chunk, completion, encode_sse
 
@@ -146,47 +147,6 @@ class FastUpstream:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
-
-
-class PassThrough:
-    """The floor for any proxy: read the body, forward it, relay chunks as they arrive."""
-
-    def __init__(self, upstream: str) -> None:
-        self._upstream = upstream
-        self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        assert self._session is not None
-        body = await request.read()
-        headers = {"Content-Type": request.headers.get("Content-Type", "application/json")}
-        if "Authorization" in request.headers:
-            headers["Authorization"] = request.headers["Authorization"]
-        url = self._upstream + request.path
-        async with self._session.post(url, data=body, headers=headers) as upstream:
-            response = web.StreamResponse(status=upstream.status)
-            response.headers["Content-Type"] = upstream.headers.get("Content-Type", "")
-            if upstream.content_length is not None:
-                response.content_length = upstream.content_length
-            await response.prepare(request)
-            async for data in upstream.content.iter_any():
-                await response.write(data)
-            await response.write_eof()
-            return response
-
-    async def start(self) -> str:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256),
-            timeout=aiohttp.ClientTimeout(total=None, sock_read=600),
-        )
-        self._runner, url = await serve_chat_completions(self.handle)
-        return url
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
 
 
 class Controller:

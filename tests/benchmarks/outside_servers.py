@@ -8,9 +8,9 @@
   last request body it was sent (`GET /last-request`), so the pass-through can be sent
   exactly the bytes NimBridge sends upstream, and lists its one model (`GET /v1/models`,
   which NimBridge asks at start).
-- `passthrough`: a minimal aiohttp byte pass-through on uvloop, the floor: bench_proxy's,
-  written again here because that module imports NimBridge, whose memory the floor's
-  process must not carry.
+- `passthrough`: a minimal aiohttp byte pass-through on uvloop, the floor (bench_proxy
+  uses the same class); this module imports nothing of NimBridge, whose memory the
+  floor's process must not carry.
 - `qasync`: NimBridge's own command line (`app.cli.main`) with every event loop it makes
   being the tray's Qt loop (`QtEventLoop`, offscreen): `serve` as shipped, on qasync.
 

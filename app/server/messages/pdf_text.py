@@ -27,8 +27,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pypdf import PageObject, PdfReader
+if TYPE_CHECKING:
+    from pypdf import PageObject, PdfReader
 
 from app.tasks import create_task
 
@@ -76,7 +78,7 @@ def cut_at_word(text: str, room: int) -> str:
     return kept[:end] if end > 0 else kept
 
 
-def _has_images(page: PageObject) -> bool:
+def _has_images(page: "PageObject") -> bool:
     try:
         resources = page.get("/Resources")
         xobjects = resources.get_object().get("/XObject") if resources is not None else None
@@ -89,7 +91,7 @@ def _has_images(page: PageObject) -> bool:
         return False
 
 
-def _metadata_title(reader: PdfReader) -> str | None:
+def _metadata_title(reader: "PdfReader") -> str | None:
     try:
         title = reader.metadata.title if reader.metadata is not None else None
     except Exception:  # a damaged info dictionary: no title
@@ -124,6 +126,10 @@ def read_pdf(
     if len(body) > limits.max_pdf_bytes:
         return _too_big(len(body), limits)
     deadline = clock() + limits.timeout_s
+    # Imported with the first PDF (in a worker thread): pypdf is ~7 MB a server that is
+    # never sent one need not hold.
+    from pypdf import PdfReader
+
     try:
         reader = PdfReader(io.BytesIO(body))
         if reader.is_encrypted and not reader.decrypt(""):

@@ -18,12 +18,8 @@ import asyncio
 import datetime
 import io
 import logging
-import re
 from collections.abc import Callable
 
-from bs4 import BeautifulSoup, Tag
-from markdownify import MarkdownConverter
-from pypdf import PdfReader
 from yarl import URL
 
 from app.core.server_tools.backends import (
@@ -43,13 +39,7 @@ log = logging.getLogger(__name__)
 MAX_URL_CHARS = 2048
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 TEXT_TYPES = ("application/json", "application/xml", "application/javascript")
-# Page chrome, not the page's content.
-_CHROME = (
-    "head, title, script, style, noscript, template, svg, canvas, iframe, form, button, "
-    "nav, aside, [role=navigation], [role=banner], [role=contentinfo], [aria-hidden=true]"
-)
 MAX_HTML_BYTES = 2 * 1024 * 1024  # parsed of a page (see html_to_markdown)
-_BLANK_LINES = re.compile(r"\n[ \t]*(\n[ \t]*)+")
 
 
 def _utc_now() -> str:
@@ -132,6 +122,8 @@ def _to_text(body: bytes, content_type: str, url: str) -> tuple[str | None, str]
 
 def pdf_to_text(body: bytes, url: str) -> tuple[str | None, str]:
     """(title, text) of a PDF's pages, a blank line between pages."""
+    from pypdf import PdfReader  # imported with the first PDF: ~7 MB held only when used
+
     try:
         reader = PdfReader(io.BytesIO(body))
         if reader.is_encrypted and not reader.decrypt(""):
@@ -193,63 +185,17 @@ def _looks_like_text(body: bytes) -> bool:
     return b"\0" not in body[:4096]
 
 
-class _PageConverter(MarkdownConverter):
-    """Markdown without images (the model cannot see them here)."""
-
-    def convert_img(self, el: Tag, text: str, parent_tags: set[str]) -> str:
-        alt = str(el.get("alt") or "").strip()
-        return f"[image: {alt}]" if alt else ""
-
-
-def _content_root(soup: BeautifulSoup) -> Tag:
-    """The page's article: the longest <article>, else <main>, else the body."""
-    articles = soup.find_all("article")
-    if articles:
-        return max(articles, key=lambda a: len(a.get_text(" ", strip=True)))
-    for candidate in (soup.find("main"), soup.select_one("[role=main]"), soup.body):
-        if isinstance(candidate, Tag):
-            return candidate
-    return soup
-
-
 def html_to_markdown(body: bytes, charset: str | None = None) -> tuple[str | None, str]:
     """(title, Markdown of the page's main content) of at most MAX_HTML_BYTES of HTML."""
     # beautifulsoup4's stdlib parser takes 2-5 s per megabyte; a page's first megabytes
     # hold far more text than a model is given (the rest would be cut anyway).
     if len(body) > MAX_HTML_BYTES:  # cut before a tag: never inside a UTF-8 character
         body = body[: max(0, body.rfind(b"<", 0, MAX_HTML_BYTES))]
-    soup = BeautifulSoup(body, "html.parser", from_encoding=charset)
-    title = _title(soup)
-    for element in soup.select(_CHROME):
-        element.decompose()
-    for element in soup.select("header, footer"):
-        if element.find_parent(["article", "main"]) is None:  # the site's, not the article's
-            element.decompose()
-    root = _content_root(soup)
-    # No escapes: the reader is a model, to which `create\_task` is noise, not safety.
-    converter = _PageConverter(
-        heading_style="ATX", bullets="-", escape_underscores=False, escape_asterisks=False
-    )
-    try:
-        markdown = converter.convert_soup(root)
-    except RecursionError:
-        # html.parser nests what browsers close implicitly (a page of unclosed <p>s is
-        # valid HTML) and markdownify recurses once per level: plain text then.
-        markdown = root.get_text("\n")
-    return title, _BLANK_LINES.sub("\n\n", markdown).strip()
+    # Imported with the first page: Beautiful Soup and markdownify are ~5 MB a server
+    # that never fetches a page need not hold.
+    from app.server.server_tools.page_markdown import page_markdown
 
-
-def _title(soup: BeautifulSoup) -> str | None:
-    """The <title>, else og:title, else the first <h1>."""
-    if soup.title is not None and soup.title.string and soup.title.string.strip():
-        return " ".join(soup.title.string.split())
-    og = soup.find("meta", attrs={"property": "og:title"})
-    if isinstance(og, Tag) and str(og.get("content") or "").strip():
-        return str(og["content"]).strip()
-    heading = soup.find("h1")
-    if heading is None:
-        return None
-    return " ".join(heading.get_text(" ").split()) or None
+    return page_markdown(body, charset)
 
 
 def cut_text(text: str, max_chars: int) -> str:

@@ -3,6 +3,8 @@
 import asyncio
 import base64
 import itertools
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 
@@ -193,3 +195,16 @@ async def test_a_page_that_takes_too_long_is_given_up_on() -> None:
         assert await reader.read(slow_page) is reading  # not tried again every turn
     finally:
         reader.close()
+
+
+def test_the_server_imports_pypdf_and_the_page_converter_only_when_used() -> None:
+    """pypdf, Beautiful Soup and markdownify (~12 MB together) are imported with the first
+    PDF or fetched page: a server that is never sent one does not hold them."""
+    probe = (
+        "import sys, app.server.app; "
+        "print(sorted(m for m in ('pypdf', 'bs4', 'markdownify') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
