@@ -95,7 +95,13 @@ class ServiceStatus:
     def health(self) -> Health:
         if self.state in (ServerState.STOPPED, ServerState.STOPPING):
             return Health.STOPPED
-        if self.state is ServerState.ERROR or self.last_error or self.cooling_down_for > 0:
+        # A missing key is something to act on too: green would say all is well.
+        if (
+            self.state is ServerState.ERROR
+            or self.last_error
+            or self.cooling_down_for > 0
+            or self.needs_key
+        ):
             return Health.ERROR
         if self.in_flight > 0:
             return Health.BUSY

@@ -1,6 +1,7 @@
 """The tray menu and icon, offscreen, with the controller faked."""
 
 import asyncio
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -387,3 +388,14 @@ def test_start_stop_acts_on_what_the_entry_said(
     menu.refresh()
     entry.trigger()  # now it says "Stop server"
     qtbot.waitUntil(lambda: controller.calls == ["start", "stop"])
+
+
+def test_a_missing_key_shows_the_error_icon_not_the_running_one() -> None:
+    """The menu says "Needs an NVIDIA key"; the icon a user glances at must not say all is well."""
+    base = FakeController().status()
+    running = dataclasses.replace(base, state=ServerState.RUNNING, needs_key=False)
+    assert running.health is Health.RUNNING
+    assert dataclasses.replace(running, needs_key=True).health is Health.ERROR
+    assert dataclasses.replace(running, needs_key=True, state=ServerState.STOPPED).health is (
+        Health.STOPPED
+    )
