@@ -29,7 +29,6 @@ import os
 import platform
 import resource
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.benchmarks.bench_proxy import COMPLETION_TEXT, SANITY_CHUNKS, Check, anthropic_body
+from tests.benchmarks.proc import rss_kb, stop_process
 
 CONCURRENCY = 32
 STREAM_CHUNKS = 50
@@ -109,23 +109,14 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        raise BenchError(f"{self.name}: no VmRSS")
+        return rss_kb(self.proc.pid) / 1024
 
     def log_tail(self) -> str:
         self._log.flush()
         return self.log_path.read_text(errors="replace")[-2000:]
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, 15)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
         self._log.close()

@@ -54,6 +54,7 @@ from app.logs import setup_logging
 from app.server.app import ProxyServer
 from app.server.upstream.client import encode_json_body
 from tests.benchmarks.outside_servers import PassThrough  # the one floor, no NimBridge inside
+from tests.benchmarks.proc import status_kb
 from tests.benchmarks.server_pipe import receive
 from tests.fake_upstream import chunk, completion, encode_sse
 
@@ -341,12 +342,9 @@ class ServerProcess:
 
     def memory_kb(self) -> dict[str, int]:
         """VmRSS (now) and VmHWM (peak) of the server process, in KiB."""
-        out: dict[str, int] = {}
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(value.split()[0])
-        return out
+        assert self.proc.pid is not None  # started
+        figures = status_kb(self.proc.pid)
+        return {key: figures[key] for key in ("VmRSS", "VmHWM")}
 
     def stop(self) -> None:
         if self.proc.is_alive():

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.benchmarks.proc import rss_kb
 from tests.ui.test_tray_xvfb import ROOT, _missing, _stop, docked_icon, virtual_desktop
 
 ICON_TARGET_S = 1.5
@@ -28,10 +29,7 @@ RSS_TARGET_MB = 130.0
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for {pid}")
+    return rss_kb(pid) / 1024
 
 
 def one_run(command: list[str], display: str, idle_s: float) -> tuple[float, float]:

@@ -42,7 +42,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -62,6 +61,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.anthropic_grammar import assert_anthropic_grammar
+from tests.benchmarks.proc import rss_kb, stop_process
 from tests.benchmarks.server_pipe import receive
 from tests.fake_upstream import chunk, completion, encode_sse
 
@@ -322,11 +322,8 @@ class ServerProcess:
         return stats
 
     def rss_kb(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key == "VmRSS":
-                return int(value.split()[0])
-        raise RuntimeError("no VmRSS for the server process")
+        assert self.proc.pid is not None  # started
+        return rss_kb(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc.is_alive():
@@ -390,21 +387,11 @@ class ServeProcess:
 
     def rss_kb(self) -> int:
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key == "VmRSS":
-                return int(value.split()[0])
-        raise RuntimeError("no VmRSS for serve")
+        return rss_kb(self.proc.pid)
 
     def stop(self) -> None:
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
+            stop_process(self.proc, 30)
             assert self.proc.stdout is not None
             self.proc.stdout.close()
         self._log.close()
