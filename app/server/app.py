@@ -25,7 +25,7 @@ from app.server.access import add_cors_headers, check_bind, check_request
 from app.server.auth import client_key
 from app.server.bugs import describe, log_traceback
 from app.server.egress import masking_hook
-from app.server.history import UNRECORDED_PATHS, to_history_entry
+from app.server.history import UNRECORDED_PATHS, to_history_row
 from app.server.network import Network
 from app.server.openai_api.responses import RESPONSES_PATHS, add_responses_routes
 from app.server.records import RequestRecord, new_request_id
@@ -164,7 +164,7 @@ def history_recorder(state: ProxyState, history: HistoryWriter) -> Callable[[Req
         if record.path in UNRECORDED_PATHS:
             return
         now = asyncio.get_running_loop().time()
-        history.submit(to_history_entry(record, state.masker, loop_now=now))
+        history.submit_row(to_history_row(record, state.masker, loop_now=now))
 
     return record_finished
 

@@ -1,6 +1,6 @@
 """What the server tells the request history, and what it knows of each Claude Code session.
 
-`to_history_entry` turns a finished `RequestRecord` into the row the history keeps
+`to_history_row` turns a finished `RequestRecord` into the row the history keeps
 (no bodies); `SessionTallies` keeps each session's tokens and last upstream model in
 memory, for the status line (`GET /v1/nimbridge/status`), which must answer fast.
 """
@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from app.config.history import HistoryEntry
+from app.config.history import REPAIRS_SEPARATOR, HistoryRow
 from app.core.errors import error_type_for_status
 from app.core.masking import Masker
 from app.server.records import RequestRecord
@@ -20,34 +20,36 @@ SESSIONS_KEPT = 1000
 UNRECORDED_PATHS = frozenset({"/", "/health", "/v1/nimbridge/status"})
 
 
-def to_history_entry(record: RequestRecord, masker: Masker, *, loop_now: float) -> HistoryEntry:
-    failed = record.status is None or record.status >= 400
+def to_history_row(record: RequestRecord, masker: Masker, *, loop_now: float) -> HistoryRow:
+    """The row as stored, in `COLUMNS` order (a tuple: building a HistoryEntry and taking
+    it apart again cost more than the rest of the bookkeeping of a request)."""
+    status = record.status
+    failed = status is None or status >= 400
     usage = record.usage
-    return HistoryEntry(
-        request_id=record.request_id,
-        started_at=record.started_wall,
-        method=record.method,
-        path=record.path,
-        client_model=record.client_model,
-        upstream_model=record.upstream_model,
-        provider=record.provider,
-        stream=record.stream,
-        status=record.status,
-        error_type=error_type_for_status(record.status)
-        if record.status is not None and record.status >= 400
+    first_byte_at = record.first_byte_at
+    return (
+        record.request_id,
+        record.started_wall,
+        record.method,
+        record.path,
+        record.client_model,
+        record.upstream_model,
+        record.provider,
+        record.stream,
+        status,
+        error_type_for_status(status)  # error_type
+        if status is not None and status >= 400
         else ("api_error" if failed or record.error else None),
-        error=masker.redact(record.error) if record.error else None,
-        ttfb_ms=(record.first_byte_at - record.started) * 1000
-        if record.first_byte_at is not None
-        else None,
-        duration_ms=max(0.0, (loop_now - record.started) * 1000),
-        input_tokens=usage.get("input_tokens"),
-        output_tokens=usage.get("output_tokens"),
-        cached_tokens=usage.get("cache_read_input_tokens"),
-        attempts=record.attempts,
-        repairs=tuple(record.repairs),
-        session_id=record.session_id,
-        project=record.project,
+        masker.redact(record.error) if record.error else None,  # error
+        (first_byte_at - record.started) * 1000 if first_byte_at is not None else None,  # ttfb
+        max(0.0, (loop_now - record.started) * 1000),  # duration_ms
+        usage.get("input_tokens"),
+        usage.get("output_tokens"),
+        usage.get("cache_read_input_tokens"),  # cached_tokens
+        record.attempts,
+        REPAIRS_SEPARATOR.join(record.repairs),
+        record.session_id,
+        record.project,
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from app.config.history import HistoryWriter, recent_entries
 from app.core.masking import Masker
-from app.server.history import to_history_entry
+from app.server.history import to_history_row
 from app.server.records import RequestRecord
 
 
@@ -40,7 +40,7 @@ async def measure(rows: int, folder: Path) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     began = time.perf_counter()
     for record in records:
-        writer.submit(to_history_entry(record, masker, loop_now=loop.time()))
+        writer.submit_row(to_history_row(record, masker, loop_now=loop.time()))
     loop_s = time.perf_counter() - began
     began_write = time.perf_counter()
     await asyncio.to_thread(writer.flush)
