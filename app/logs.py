@@ -9,6 +9,7 @@ import logging
 import logging.handlers
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -50,6 +51,28 @@ class RedactingFilter(logging.Filter):
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+_TIME_FORMAT = logging.Formatter.default_time_format
+
+
+class LineFormatter(logging.Formatter):
+    """`LOG_FORMAT`, with the date and time of day formatted once a second rather than
+    for every record (strftime was a sixth of a request's log line)."""
+
+    def __init__(self) -> None:
+        super().__init__(LOG_FORMAT)
+        self._stamp: tuple[int, str] = (-1, "")  # (second, its text): swapped whole
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        second = int(record.created)
+        cached_second, text = self._stamp
+        if second != cached_second:
+            text = time.strftime(_TIME_FORMAT, self.converter(record.created))
+            self._stamp = (second, text)
+        return f"{text},{int(record.msecs):03d}"  # the standard "%s,%03d"
+
+
 # Libraries whose warnings and errors belong in our log (redacted like ours): asyncio's
 # "Task exception was never retrieved", aiohttp's "Error handling request"...
 LIBRARY_LOGGERS = ("asyncio", "aiohttp")
@@ -215,7 +238,7 @@ def setup_logging(
     if buffer is not None:
         handlers.append(buffer)
     for handler in handlers:
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(LineFormatter())
         handler.addFilter(RedactingFilter(secrets))
         root.addHandler(handler)
         for library in libraries:

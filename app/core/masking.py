@@ -43,6 +43,12 @@ _SECRET_SHAPES = re.compile(
 
 def mask_shapes(text: str) -> str:
     """Secret-shaped strings masked (the value kept to its first six characters)."""
+    # Every shape holds one of these words: looking for them first costs a fifth of the
+    # pattern's scan (which runs on every log line).
+    if "nvapi-" not in text and "sk-" not in text:
+        lowered = text.lower()
+        if "bearer" not in lowered and "x-api-key" not in lowered:
+            return text
     return _SECRET_SHAPES.sub(_mask_shape, text)
 
 

@@ -179,3 +179,14 @@ def test_the_problem_tally_sums_up_warnings_and_worse_redacted(tmp_path: Path) -
         "  ... and 3 more kind(s)",
     ]
     assert ProblemTally().summary() == []
+
+
+def test_the_line_formatter_writes_what_the_standard_one_writes() -> None:
+    from app.logs import LOG_FORMAT, LineFormatter
+
+    ours, standard = LineFormatter(), logging.Formatter(LOG_FORMAT)
+    # Within one second, across a second, back in time (a clock set back), and a new day.
+    for created in (1e9, 1e9 + 0.001, 1e9 + 0.999, 1e9 + 1.5, 1e9 - 3600.25, 1e9 + 86400.5):
+        record = logging.LogRecord("app.x", logging.INFO, __file__, 1, "line %d", (7,), None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == standard.format(record)

@@ -1,5 +1,6 @@
 """The one masking step: known secrets, pieces of them at a cut, streams in pieces."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -84,6 +85,21 @@ def test_redact_adds_the_shapes() -> None:
     assert masker.redact(f"{KEY} nvapi-abcdefghijkl") == f"{MASK} nvapi-{MASK}"
     assert mask_shapes("Bearer abcdefgh") == f"Bearer {MASK}"
     assert mask_shapes("x-api-key: abcdefgh") == f"x-api-key: {MASK}"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("req_1 POST /v1/messages 200 total=3ms", "req_1 POST /v1/messages 200 total=3ms"),
+        ("key sk-abcdefghij here", f"key sk-abc{MASK} here"),
+        ("sk- alone, nvapi- alone", "sk- alone, nvapi- alone"),
+        ("BEARER abcdefgh", f"Bearer {MASK}"),
+        ("X-Api-Key=abcdefgh", f"x-api-key: {MASK}"),
+        ("a bearer of news", "a bearer of news"),
+    ],
+)
+def test_shapes_are_looked_for_only_where_their_words_are(text: str, masked: str) -> None:
+    assert mask_shapes(text) == masked
 
 
 def test_urls_carry_secrets_and_are_shown_without_them() -> None:
