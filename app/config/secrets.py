@@ -443,6 +443,8 @@ class ProviderKeys:
         self._remember(secret)
 
     def _remember(self, value: str) -> None:
+        if value in self._known:  # every request reads its key: the common case, no lock
+            return
         with self._lock:
             self._known[value] = None
         self.masker.add(value)

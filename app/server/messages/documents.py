@@ -60,13 +60,12 @@ def _documents(req: MessagesRequest, with_urls: bool) -> Iterator[_Found]:
         if message["role"] != "user" or not isinstance(content, list):
             continue
         for b, block in enumerate(content):
-            path = f"messages.{m}.content.{b}"
             if _to_read(block, with_urls):
-                yield _Found(path, m, b, None, block)
+                yield _Found(f"messages.{m}.content.{b}", m, b, None, block)
             elif block["type"] == "tool_result" and isinstance(block.get("content"), list):
                 for i, inner in enumerate(block["content"]):
                     if _to_read(inner, with_urls):
-                        yield _Found(f"{path}.content.{i}", m, b, i, inner)
+                        yield _Found(f"messages.{m}.content.{b}.content.{i}", m, b, i, inner)
 
 
 def _replaced(req: MessagesRequest, blocks: dict[tuple[int, int, int | None], Any]) -> Any:
