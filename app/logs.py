@@ -5,6 +5,8 @@ Invariant: every handler `setup_logging` installs carries a `RedactingFilter`
 key can reach stderr, a file or the UI's buffer, whoever logged it.
 """
 
+import asyncio
+import contextlib
 import logging
 import logging.handlers
 import sys
@@ -166,44 +168,105 @@ class ProblemTally(logging.Handler):
         return lines
 
 
-class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class OncePerLoopPass:
+    """A handler's lines, when logged on an event loop's thread, written at the end of
+    the loop's pass, all in one write: under load several requests end in one pass, and
+    a write per line was a third of a request's logging cost. Elsewhere (no loop
+    running: other threads, start-up, exit) a line is written at once, after any held
+    ones, in order; `flush()` (which `logging.shutdown` calls at exit) writes what is
+    held. A mixin for `logging.Handler`s: `emit` calls `write_line`."""
+
+    lock: "threading.RLock | None"  # the handler's own (a string: RLock is a function at run time)
+    _held: list[str]
+    _write_scheduled_on: asyncio.AbstractEventLoop | None
+
+    def hold_lines(self) -> None:
+        self._held = []
+        self._write_scheduled_on = None
+
+    def write_line(self, line: str) -> None:
+        """Called from `emit`, under the handler's lock."""
+        self._held.append(line)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_held()
+            return
+        # Scheduled once per pass, on this loop: a loop that ended before its pass did
+        # (its write never ran) does not keep the lines of the next one waiting.
+        if self._write_scheduled_on is not loop:
+            self._write_scheduled_on = loop
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            self._write_held()
+
+    def _write_held(self) -> None:
+        self._write_scheduled_on = None
+        if self._held:
+            text = "".join(self._held)
+            self._held.clear()
+            self.write_text(text)
+
+    def write_text(self, text: str) -> None:
+        raise NotImplementedError
+
+
+class StderrHandler(OncePerLoopPass, logging.Handler):
     """Writes to whatever `sys.stderr` is now (test runners and GUIs replace it),
     as the standard library's own last-resort handler does."""
 
     def __init__(self) -> None:
-        super().__init__(sys.stderr)
+        logging.Handler.__init__(self)
+        self.hold_lines()
 
-    @property
-    def stream(self) -> object:
-        return sys.stderr
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.write_line(self.format(record) + "\n")
+        except Exception:  # logging must never raise into the caller
+            self.handleError(record)
 
-    @stream.setter
-    def stream(self, _value: object) -> None:
-        pass
+    def write_text(self, text: str) -> None:
+        stream = sys.stderr
+        if stream is None:  # pythonw, a GUI without a console
+            return
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken stderr
+            stream.write(text)
+            stream.flush()
 
 
-class RotatingLogFile(logging.handlers.RotatingFileHandler):
+class RotatingLogFile(OncePerLoopPass, logging.handlers.RotatingFileHandler):
     """The standard rotating file, minus its per-record cost: the standard one formats
     every record twice and asks the disk for the file's size each time, about 40 us a
-    request on the event loop. This one counts what it wrote."""
+    request on the event loop. This one counts what it wrote, and writes once per pass
+    of the loop (`OncePerLoopPass`)."""
 
     def __init__(self, path: Path, *, max_bytes: int, backup_count: int) -> None:
-        super().__init__(path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8")
+        logging.handlers.RotatingFileHandler.__init__(
+            self, path, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
+        )
+        self.hold_lines()
         self._size = path.stat().st_size if path.exists() else 0
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = self.format(record) + self.terminator
-            if self._size and self._size + len(line) > self.maxBytes:
+            self.write_line(self.format(record) + self.terminator)
+        except Exception:  # logging must never raise into the caller
+            self.handleError(record)
+
+    def write_text(self, text: str) -> None:
+        try:
+            if self._size and self._size + len(text) > self.maxBytes:
                 self.doRollover()
                 self._size = 0
             if self.stream is None:
                 self.stream = self._open()
-            self.stream.write(line)
+            self.stream.write(text)
             self.stream.flush()
-            self._size += len(line)  # characters: near enough to bytes for a size limit
-        except Exception:  # logging must never raise into the caller
-            self.handleError(record)
+            self._size += len(text)  # characters: near enough to bytes for a size limit
+        except OSError:  # a full disk, a removed folder: logging must never raise
+            self.stream = None  # opened again for the next lines
 
 
 def setup_logging(
@@ -219,6 +282,7 @@ def setup_logging(
     # and the thread/process lookups (the logging HOWTO's "Optimization" settings).
     logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging.logAsyncioTasks = False  # type: ignore[attr-defined]  # 3.12: a task lookup per record
     root = logging.getLogger("app")
     for handler in list(root.handlers):
         root.removeHandler(handler)

@@ -121,8 +121,9 @@ def _preflight_headers(request: web.Request, origin: str) -> dict[str, str]:
     }
 
 
-async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: an allowed origin may read the answer (streams included)."""
+def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """As a response is prepared (app.py's hook): an allowed origin may read the answer
+    (streams included)."""
     origin = request.headers.get("Origin")
     if origin is None or "Access-Control-Allow-Origin" in response.headers:
         return

@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -20,11 +20,12 @@ from app.config.history import HistoryWriter
 from app.config.secrets import ProviderKeys
 from app.config.settings import Settings
 from app.core.errors import ProxyError
+from app.core.masking import Masker
 from app.core.responses_stream import openai_error_body
 from app.server.access import add_cors_headers, check_bind, check_request
 from app.server.auth import client_key
 from app.server.bugs import describe, log_traceback
-from app.server.egress import masking_hook
+from app.server.egress import response_masker
 from app.server.history import UNRECORDED_PATHS, to_history_row
 from app.server.network import Network
 from app.server.openai_api.responses import RESPONSES_PATHS, add_responses_routes
@@ -169,10 +170,19 @@ def history_recorder(state: ProxyState, history: HistoryWriter) -> Callable[[Req
     return record_finished
 
 
-async def _mark_headers_sent(request: web.Request, response: web.StreamResponse) -> None:
-    record = request.get(RECORD)
-    if record is not None:
-        record.headers_sent = True
+def prepare_hook(masker: Masker) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """The one `on_response_prepare` hook (one coroutine per response, not three): every
+    byte that leaves masked (egress), CORS headers (access), the record told."""
+    mask_response = response_masker(masker)
+
+    async def on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        mask_response(request, response)
+        add_cors_headers(request, response)
+        record = request.get(RECORD)
+        if record is not None:
+            record.headers_sent = True
+
+    return on_prepare
 
 
 def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> web.Application:
@@ -183,9 +193,7 @@ def make_app(settings: Settings, keys: ProviderKeys, proxy_key: str | None) -> w
     if proxy_key:
         keys.remember(proxy_key)
     learn_url_secrets(masker, settings)
-    app.on_response_prepare.append(masking_hook(masker))  # every byte that leaves
-    app.on_response_prepare.append(add_cors_headers)
-    app.on_response_prepare.append(_mark_headers_sent)
+    app.on_response_prepare.append(prepare_hook(masker))  # every byte that leaves
     # One proxy and trust decision for every outbound request (raises NetworkSetupError).
     network = Network.from_settings(settings, keys)
     upstream = UpstreamClient(

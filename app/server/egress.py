@@ -1,12 +1,14 @@
 """The one way bytes leave the server: through the `Masker`, on every route.
 
-Invariant (enforced by `mask_on_prepare`, an `on_response_prepare` hook, so a new
-route cannot forget it): a whole `web.Response` (JSON errors, listings, /health,
-images...) has its body masked as it is sent; a streamed response must be a
-`MaskedStream`, whose every write is masked, else preparing it raises (a bug
-of ours, answered as an internal error before any byte goes out).
+Invariant (enforced by `mask_response`, which the app's one `on_response_prepare`
+hook runs first, so a new route cannot forget it): a whole `web.Response` (JSON
+errors, listings, /health, images...) has its body masked as it is sent; a
+streamed response must be a `MaskedStream`, whose every write is masked, else
+preparing it raises (a bug of ours, answered as an internal error before any
+byte goes out).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -36,10 +38,10 @@ class MaskedStream(web.StreamResponse):
         await super().write_eof()
 
 
-def masking_hook(masker: Masker) -> Any:
-    """The `on_response_prepare` hook that masks what a response carries."""
+def response_masker(masker: Masker) -> Callable[[web.Request, web.StreamResponse], None]:
+    """What masks a response as it is prepared (app.py's `on_response_prepare` hook runs it)."""
 
-    async def mask_on_prepare(request: web.Request, response: web.StreamResponse) -> None:
+    def mask_response(request: web.Request, response: web.StreamResponse) -> None:
         if isinstance(response, web.Response):
             body = response.body
             if isinstance(body, (bytes, bytearray)) and body:
@@ -53,4 +55,4 @@ def masking_hook(masker: Masker) -> Any:
         elif not isinstance(response, MaskedStream):
             raise TypeError(f"{request.path}: a streamed response must be a MaskedStream")
 
-    return mask_on_prepare
+    return mask_response

@@ -1,5 +1,6 @@
 """app.logs: every handler setup_logging installs masks secrets, however they are logged."""
 
+import asyncio
 import logging
 import sys
 import threading
@@ -190,3 +191,84 @@ def test_the_line_formatter_writes_what_the_standard_one_writes() -> None:
         record = logging.LogRecord("app.x", logging.INFO, __file__, 1, "line %d", (7,), None)
         record.created, record.msecs = created, (created - int(created)) * 1000
         assert ours.format(record) == standard.format(record)
+
+
+class CountingStderr:
+    """A stderr that counts the writes it is given."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_lines_logged_in_one_pass_of_the_loop_are_written_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.logs import StderrHandler
+
+    stderr = CountingStderr()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    handler = StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+
+    def line(text: str) -> None:
+        handler.handle(logging.LogRecord("app.x", logging.INFO, __file__, 1, text, None, None))
+
+    async def on_the_loop() -> list[str]:
+        line("one")
+        line("two")
+        held = list(stderr.writes)  # nothing written yet: the pass is not over
+        await asyncio.sleep(0)
+        line("three")
+        await asyncio.sleep(0)
+        return held
+
+    line("before")  # no loop: at once
+    assert asyncio.run(on_the_loop()) == ["before\n"]
+    assert stderr.writes == ["before\n", "one\ntwo\n", "three\n"]
+
+    def log_and_stop(loop: asyncio.AbstractEventLoop, text: str) -> None:
+        line(text)
+        loop.stop()  # the loop ends with this pass: the write it scheduled never runs
+
+    loop = asyncio.new_event_loop()
+    loop.call_soon(log_and_stop, loop, "last words")
+    loop.run_forever()
+    loop.close()
+    assert stderr.writes[-1] == "three\n"
+    line("from a thread without a loop")  # held lines first, then this one, in order
+    assert stderr.writes[-1] == "last words\nfrom a thread without a loop\n"
+
+    loop = asyncio.new_event_loop()
+    loop.call_soon(log_and_stop, loop, "held at exit")
+    loop.run_forever()
+    loop.close()
+    handler.flush()  # what logging.shutdown does at exit
+    assert stderr.writes[-1] == "held at exit\n"
+
+
+def test_the_log_file_rotates_by_what_it_wrote_when_lines_come_in_batches(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "n.log"
+    handler = RotatingLogFile(path, max_bytes=1000, backup_count=2)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+
+    sizes: list[int] = []
+
+    async def a_busy_pass() -> None:
+        for n in range(30):  # 30 lines of 99 bytes in one pass: one write at its end
+            handler.handle(logging.LogRecord("a", 20, __file__, 1, f"{n:02d}" * 49, None, None))
+        sizes.append(path.stat().st_size)
+
+    asyncio.run(a_busy_pass())
+    asyncio.run(a_busy_pass())  # over the limit: the file rolls over before this batch
+    handler.close()
+    assert sizes == [0, 2970]  # nothing written during a pass
+    assert path.stat().st_size == 2970 and (tmp_path / "n.log.1").stat().st_size == 2970
