@@ -21,7 +21,10 @@ _ids = random.Random()
 
 
 def new_request_id() -> str:
-    return f"req_{_ids.getrandbits(96):024x}"
+    """`req_` and 24 hex digits: the wall clock's milliseconds, then 52 random bits. Ids in
+    the order they were made are the history's primary key: SQLite adds each row at the
+    end of its index instead of at a random place (half the cost of a row, measured)."""
+    return f"req_{int(time.time() * 1000):011x}{_ids.getrandbits(52):013x}"
 
 
 def new_message_id() -> str:
