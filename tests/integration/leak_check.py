@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 
 import pytest
 
-from app.server.upstream.transport import AiohttpTransport
+from app.server.upstream.h1_transport import H1Transport
 from tests.fake_upstream import LoopThread
 from tests.integration.conftest import LiveProxy
 
@@ -56,10 +56,8 @@ class LeakCheck:
     def sample(self) -> Usage:
         async def on_loop() -> tuple[int, int]:
             transport = self._proxy.server.app_state.registry.upstream.transport
-            assert isinstance(transport, AiohttpTransport)
-            connector = transport.session.connector
-            assert connector is not None
-            return len(asyncio.all_tasks()), len(connector._acquired)
+            assert isinstance(transport, H1Transport)
+            return len(asyncio.all_tasks()), transport.connections_in_use()
 
         tasks, in_use = self._loop_thread.run(on_loop())
         fds, sockets = _fd_counts()

@@ -17,8 +17,8 @@ from app.core.errors import UpstreamProtocolError, UpstreamUnavailable
 from app.core.masking import Masker
 from app.server.json_body import encode_json
 from app.server.network import Network
+from app.server.upstream.h1_transport import H1Transport
 from app.server.upstream.transport import (
-    AiohttpTransport,
     RawResponse,
     ReadFailure,
     Transport,
@@ -66,8 +66,9 @@ class UpstreamClient:
         network: Network | None = None,
         transport: Transport | None = None,
     ) -> None:
-        """`transport`: the wire (tests give an in-memory one); aiohttp's by default."""
-        self.transport: Transport = transport or AiohttpTransport(
+        """`transport`: the wire (tests give an in-memory one); by default HTTP/1.1 of our
+        own straight to the upstream, aiohttp's client where a proxy applies."""
+        self.transport: Transport = transport or H1Transport(
             connect_timeout_s=connect_timeout_s,
             read_timeout_s=read_timeout_s,
             deadline_s=deadline_s,

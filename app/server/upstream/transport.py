@@ -157,6 +157,11 @@ class AiohttpTransport:
             await self._session.close()
             self._session = None
 
+    def connections_in_use(self) -> int:
+        """Connections handed out and not given back (the leak tests' count)."""
+        connector = self._session.connector if self._session is not None else None
+        return len(connector._acquired) if connector is not None else 0
+
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:

@@ -13,8 +13,8 @@ from app.core.providers import Provider, ProviderKind
 from app.core.quirk_learning import Rejection
 from app.core.tiers import Tier
 from app.server.upstream.client import UpstreamClient
+from app.server.upstream.h1_transport import H1Transport
 from app.server.upstream.registry import ProviderRegistry, open_registry
-from app.server.upstream.transport import AiohttpTransport
 
 NVIDIA = Provider("nvidia", ProviderKind.NVIDIA, "https://integrate.api.nvidia.com/v1")
 LLAMA = Provider("llama", ProviderKind.LLAMACPP, "http://127.0.0.1:8080/v1")
@@ -66,9 +66,15 @@ def test_what_is_learned_reaches_later_routes_and_the_current_quirks() -> None:
 
 
 def _session_of(registry: ProviderRegistry) -> aiohttp.ClientSession:
+    """aiohttp's session, which proxied URLs go through; the same timeouts as direct ones."""
     transport = registry.upstream.transport
-    assert isinstance(transport, AiohttpTransport)
-    return transport.session
+    assert isinstance(transport, H1Transport)
+    timeout = transport.proxied.session.timeout
+    assert (transport.connect_timeout_s, transport.read_timeout_s) == (
+        timeout.sock_connect,
+        timeout.sock_read,
+    )
+    return transport.proxied.session
 
 
 async def test_an_opened_registry_has_the_settings_timeouts_unless_given() -> None:
