@@ -350,3 +350,25 @@ def test_urls_are_taken_apart_as_yarl_would() -> None:
     assert h1_transport._target_of("http://[::1]/v1").host_header == "[::1]"
     with pytest.raises(UpstreamUnavailable, match="not an http"):
         h1_transport._target_of("ftp://example.com/v1")
+
+
+async def test_slots_go_to_waiters_in_order_and_a_cancelled_one_passes_its_slot_on() -> None:
+    slots = h1_transport._Slots(1)
+    await slots.acquire()
+    order: list[str] = []
+
+    async def take(name: str) -> None:
+        await slots.acquire()
+        order.append(name)
+
+    first, second, third = (asyncio.ensure_future(take(n)) for n in ("first", "second", "third"))
+    await asyncio.sleep(0)
+    second.cancel()  # still waiting: it leaves the queue
+    await asyncio.sleep(0)
+    slots.release()  # handed to `first`...
+    first.cancel()  # ...which is cancelled before it runs: the slot goes on to `third`
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert order == ["third"] and first.cancelled() and second.cancelled()
+    slots.release()
+    await slots.acquire()  # free again: taken at once
