@@ -198,13 +198,19 @@ def _is_complete_json_object(lines: list[str]) -> bool:
     return True
 
 
+# What json.dumps(payload, separators=(",", ":"), ensure_ascii=...) encodes with, made
+# once: json.dumps builds a new encoder for every call with arguments of its own.
+_COMPACT_UTF8 = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"))
+
+
 def _compact_json_bytes(payload: object) -> bytes:
     try:
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return _COMPACT_UTF8.encode(payload).encode()
     except UnicodeEncodeError:
         # A lone surrogate (an emoji split across chunks as \ud83d + \ude00)
         # has no UTF-8 form; as a JSON escape it survives and rejoins on the client.
-        return json.dumps(payload, separators=(",", ":")).encode()
+        return _COMPACT_ASCII.encode(payload).encode()
 
 
 # Deltas are nearly every event of a stream: they are encoded from a template
@@ -234,6 +240,14 @@ _DELTA_TEMPLATE_BY_TYPE: dict[str, tuple[str, bytes, tuple[bytes, ...]]] = {
 }
 
 
+# Events with nothing or only an index to fill in, as the generic path encodes them.
+_BARE_EVENTS = {
+    kind: b"event: " + kind.encode() + b'\ndata: {"type":"' + kind.encode() + b'"}\n\n'
+    for kind in ("ping", "message_stop")
+}
+_BLOCK_STOP = b'event: content_block_stop\ndata: {"type":"content_block_stop","index":%d}\n\n'
+
+
 def _json_string_bytes(text: str) -> bytes:
     try:
         return encode_basestring(text).encode()
@@ -256,6 +270,12 @@ def encode_event(event: StreamEvent) -> bytes:
                 else:
                     prefix = _DELTA_HEAD + str(index).encode() + b"," + delta_head
                 return prefix + _json_string_bytes(value) + b"}}\n\n"
+    elif len(event) == 1 and event["type"] in _BARE_EVENTS:
+        return _BARE_EVENTS[event["type"]]
+    elif event["type"] == "content_block_stop" and tuple(event) == ("type", "index"):
+        index = event["index"]
+        if type(index) is int:
+            return _BLOCK_STOP % index
     return b"event: " + event["type"].encode() + b"\ndata: " + _compact_json_bytes(event) + b"\n\n"
 
 

@@ -301,6 +301,25 @@ def test_delta_indexes_past_the_made_prefixes_encode_alike(index: int) -> None:
     assert encode_event(event) == _generic_encoding(event)
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "ping"},
+        {"type": "message_stop"},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_stop", "index": 12345},
+        {"type": "content_block_stop", "index": -1},
+        {"index": 2, "type": "content_block_stop"},  # another key order: kept
+        {"type": "content_block_stop", "index": True},
+        {"type": "content_block_stop", "index": "2"},
+        {"type": "content_block_stop", "index": 2, "extra": None},
+        {"type": "message_delta", "delta": {}, "usage": {}},
+    ],
+)
+def test_events_made_from_templates_encode_alike(event: StreamEvent) -> None:
+    assert encode_event(event) == _generic_encoding(event)
+
+
 def test_generic_encoding_escapes_a_lone_surrogate() -> None:
     event: StreamEvent = {"type": "error", "error": {"type": "api_error", "message": "\ud83d!"}}
     encoded = encode_event(event)
