@@ -201,15 +201,15 @@ class EventWriter:
     def _guarded(self, events: list[StreamEvent]) -> list[StreamEvent]:
         if self.broken:
             return []
-        for position, event in enumerate(events):
-            try:
-                self._guard.check(event)
-            except StreamGrammarError as exc:
-                self.broken = True
-                self.closed = True
-                log.error("%s NimBridge bug: malformed stream, %s", self._record.request_id, exc)
-                self._record.error = f"NimBridge bug: malformed stream ({exc.reason})"
-                return events[:position] + self._guard.closing_events()
+        checked_before = self._guard.position
+        try:
+            self._guard.check_all(events)
+        except StreamGrammarError as exc:
+            self.broken = True
+            self.closed = True
+            log.error("%s NimBridge bug: malformed stream, %s", self._record.request_id, exc)
+            self._record.error = f"NimBridge bug: malformed stream ({exc.reason})"
+            return events[: exc.position - checked_before] + self._guard.closing_events()
         if self._guard.ended:
             self.closed = True  # e.g. while the relay drains the upstream after [DONE]
         return events
