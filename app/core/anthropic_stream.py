@@ -355,7 +355,7 @@ class StreamTranslator:
             for piece in self._markup.close():
                 self._take_markup_piece(out, piece)
         self._open_waiting_calls(out)
-        if any(call.name is None for call in self._calls):
+        if self._calls and any(call.name is None for call in self._calls):
             self._repair("tool call without a name dropped")
         self._close_block(out)
         self.stop_reason, stop_sequence = self._final_stop_reason(self._finish_reason)
