@@ -113,6 +113,12 @@ BlockKind = Literal["text", "thinking", "tool_use", "server_tool_use"]
 
 
 _IDLE, _STARTED, _STOPPING = StreamState.IDLE, StreamState.STARTED, StreamState.STOPPING
+# A tuple, not the frozenset: `in` compares by identity first, where a set hashes the
+# enum member in Python (Enum.__hash__), on every chunk.
+_TERMINAL = tuple(TERMINAL_STATES)
+# Delta fields that take more than the plain text path (see `_take_delta`).
+_REASONING_KEYS = frozenset({"reasoning_content", "reasoning", "reasoning_details"})
+_NOT_PLAIN_TEXT_KEYS = _REASONING_KEYS | {"tool_calls", "function_call"}
 
 
 @dataclass(slots=True, eq=False)
@@ -171,6 +177,7 @@ class StreamTranslator:
         self._tools = tools  # Anthropic tool definitions, to name nameless markup calls
         self._markup = ToolMarkupScanner() if tools else None
         self._think_tags = ThinkTagSplitter(start_in_thinking=start_in_thinking)
+        self._plain_text = False  # content text passes unchanged (`_text_passes_unchanged`)
         self._open_call: _ToolCall | None = None
         self._held_space = ""  # whitespace that would open a text block on its own
         self._calls: list[_ToolCall] = []
@@ -262,7 +269,7 @@ class StreamTranslator:
 
     def feed(self, chunk: Mapping[str, Any]) -> list[StreamEvent]:
         """One parsed `chat.completion.chunk`."""
-        if self.state in TERMINAL_STATES:
+        if self.state in _TERMINAL:
             raise TranslatorStateError(f"feed() after the stream ended ({self.state.name})")
         out = self.start() if self.state is _IDLE else []
         self.received_chunks += 1
@@ -274,10 +281,11 @@ class StreamTranslator:
         # Only the first choice: we never ask for n > 1, and TGI 1.4 numbers its
         # one choice by token (choices[].index = 1, 2, 3...).
         choice = choices[0]
-        if not isinstance(choice, Mapping):
+        # Parsed JSON gives dicts: the exact type check first, the ABC one (slow) after.
+        if type(choice) is not dict and not isinstance(choice, Mapping):
             return out
         delta = choice.get("delta")
-        if isinstance(delta, Mapping):
+        if type(delta) is dict or isinstance(delta, Mapping):
             self._take_delta(out, delta)
         if self._max_answer_chars is not None and self._answer_chars > self._max_answer_chars:
             self._repair(RUNAWAY_REPAIR)
@@ -298,14 +306,15 @@ class StreamTranslator:
     def feed_sse(self, event: ServerSentEvent) -> list[StreamEvent]:
         """One upstream SSE event: `[DONE]`, an error, or a JSON chunk."""
         data = event.data
-        if data[:1] != "{" and data.strip() == "[DONE]":
+        chunk_like = data[:1] == "{"  # nearly always: no stripping and comparing then
+        if not chunk_like and data.strip() == "[DONE]":
             # also after an error event: finish() is idempotent
             return self.finish(done_sent=True)
-        if self.state in TERMINAL_STATES:
+        if self.state in _TERMINAL:
             raise TranslatorStateError(f"feed_sse() after the stream ended ({self.state.name})")
         if event.event == "error":
             return self._fail_upstream(data)
-        if not data.strip():
+        if not chunk_like and not data.strip():
             return []  # an empty data line: a keep-alive, not a chunk
         try:
             payload = self._loads(data)
@@ -334,7 +343,7 @@ class StreamTranslator:
 
     def finish(self, *, done_sent: bool = False) -> list[StreamEvent]:
         """The upstream stream ended (`[DONE]`, `done_sent`, or EOF). Idempotent once ended."""
-        if self.state in TERMINAL_STATES:
+        if self.state in _TERMINAL:
             return []
         if self._finish_reason is None:
             message = DONE_WITHOUT_FINISH_REASON_MESSAGE if done_sent else NO_FINISH_REASON_MESSAGE
@@ -346,7 +355,7 @@ class StreamTranslator:
             for piece in self._markup.close():
                 self._take_markup_piece(out, piece)
         self._open_waiting_calls(out)
-        if any(call.name is None for call in self._calls):
+        if self._calls and any(call.name is None for call in self._calls):
             self._repair("tool call without a name dropped")
         self._close_block(out)
         self.stop_reason, stop_sequence = self._final_stop_reason(self._finish_reason)
@@ -364,7 +373,7 @@ class StreamTranslator:
     def fail(self, error: ErrorBody) -> list[StreamEvent]:
         """End the stream with an `error` event (after closing any open block)."""
         out: list[StreamEvent] = []
-        if self.state not in TERMINAL_STATES:
+        if self.state not in _TERMINAL:
             self._close_block(out)
             self._emit(out, {"type": "error", "error": error["error"]})
             self.failure = error["error"]["message"]
@@ -445,10 +454,23 @@ class StreamTranslator:
     # ------------------------------------------------------------------ content
 
     def _take_delta(self, out: list[StreamEvent], delta: Mapping[str, Any]) -> None:
-        reasoning = _reasoning_text(delta)
-        if reasoning:
-            self._take_thinking(out, reasoning)
         content = delta.get("content")
+        if (
+            self._open_kind == "text"
+            and type(content) is str
+            and content
+            and _NOT_PLAIN_TEXT_KEYS.isdisjoint(delta)
+            and (self._plain_text or self._text_passes_unchanged())
+        ):
+            # Nearly every chunk of an answer: text into the open text block, with no
+            # reasoning, tool call, think tag or tool markup to look for (the general
+            # path below would send the very same delta).
+            self._take_text(out, content)
+            return
+        if not _REASONING_KEYS.isdisjoint(delta):
+            reasoning = _reasoning_text(delta)
+            if reasoning:
+                self._take_thinking(out, reasoning)
         if isinstance(content, str):
             if content:
                 for segment in self._think_tags.feed(content):
@@ -464,6 +486,12 @@ class StreamTranslator:
         function_call = delta.get("function_call")  # the pre-tools API: one call at most
         if isinstance(function_call, Mapping):
             self._take_tool_delta(out, {"index": -1, "function": function_call})
+
+    def _text_passes_unchanged(self) -> bool:
+        """Whether content text from now on goes out as it comes: no tool markup is
+        looked for, and the think tags are decided (then it stays so: `_plain_text`)."""
+        self._plain_text = self._markup is None and self._think_tags.passes_text
+        return self._plain_text
 
     def _take_content_parts(self, out: list[StreamEvent], parts: list[Any]) -> None:
         # Mistral's Magistral streams content as parts, with reasoning in

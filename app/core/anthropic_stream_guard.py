@@ -18,7 +18,7 @@ Invariants:
   `closing_events()` then ends the stream grammatically, whatever state it was in.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, NoReturn
 
 from app.core.anthropic_grammar import (
@@ -96,6 +96,16 @@ class StreamGuard:
             self.state = after
             self._transitions = TRANSITIONS_BY_STATE[after]
         self.position += 1
+
+    def check_all(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """`check` each event in order: the same, with one call for a batch (an upstream
+        read's events); on a refusal `position` is the refused event's."""
+        for event in events:
+            if event.get("type") == "content_block_delta" and self.state is _IN_BLOCK:
+                self._check_delta(event)
+                self.position += 1
+            else:
+                self.check(event)
 
     def finish(self) -> None:
         """The stream is over: it must have ended with `message_stop` or `error`."""

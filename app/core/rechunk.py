@@ -25,6 +25,7 @@ spread (`smoothed_and_paced`) and in which steps (`spread_plan`).
 import re
 import unicodedata
 from collections.abc import Callable
+from typing import Any
 
 from app.core.anthropic_types import StreamEvent
 
@@ -36,7 +37,8 @@ SPLIT_ABOVE_CHARS = 48
 # whatever is still pending the moment the upstream sends anything else.
 MAX_SPREAD_S = 0.05
 STEP_S = 0.008
-SPLIT_DELTA_TYPES = frozenset({"text_delta", "thinking_delta"})  # never input_json / signature
+_SPLIT_FIELD_BY_DELTA_TYPE: dict[Any, str] = {"text_delta": "text", "thinking_delta": "thinking"}
+SPLIT_DELTA_TYPES = frozenset(_SPLIT_FIELD_BY_DELTA_TYPE)  # never input_json / signature
 
 _ZWJ = "\u200d"
 _REGIONAL_RUN = re.compile("[\U0001f1e6-\U0001f1ff]{2,}")  # pairs of them are flags
@@ -146,10 +148,11 @@ def _pieces(
     delta = event.get("delta")
     if not isinstance(delta, dict):
         return None
-    kind = delta.get("type")
-    field = "thinking" if kind == "thinking_delta" else "text"
+    field = _SPLIT_FIELD_BY_DELTA_TYPE.get(delta.get("type"))
+    if field is None:
+        return None
     value = delta.get(field)
-    if kind not in SPLIT_DELTA_TYPES or not isinstance(value, str) or len(value) <= threshold:
+    if not isinstance(value, str) or len(value) <= threshold:
         return None
     return [
         {**event, "delta": {**delta, field: piece}}
@@ -168,7 +171,11 @@ def smoothed(
     (their text masked by `mask` before the cut)."""
     out: list[StreamEvent] = []
     for event in events:
-        out.extend(_pieces(event, max_piece, threshold, mask) or [event])
+        pieces = _pieces(event, max_piece, threshold, mask)
+        if pieces is None:  # nearly every event: no list of one made for it
+            out.append(event)
+        else:
+            out.extend(pieces)
     return out
 
 

@@ -52,6 +52,13 @@ class ThinkTagSplitter:
         self._held = ""  # text not yet decided: a possible opening, or a tail of "</think>"
         self._strip_newlines = False
 
+    @property
+    def passes_text(self) -> bool:
+        """Whether every later `feed` gives its text back whole as one text segment (and
+        `close` nothing): the opening is decided and no newline waits to be dropped.
+        Once true it stays true."""
+        return self._phase is _Phase.TEXT and not self._strip_newlines
+
     def feed(self, text: str) -> list[Segment]:
         segments: list[Segment] = []
         if not text:

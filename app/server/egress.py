@@ -30,12 +30,10 @@ class MaskedStream(web.StreamResponse):
             await super().write(masked)
 
     async def write_eof(self, data: bytes = b"") -> None:
-        if data:
-            await self.write(data)
-        held = self._stream_masker.close()
-        if held:
-            await super().write(held)
-        await super().write_eof()
+        """The last bytes (masked), what the masker still holds, and the end of the body,
+        in one write."""
+        masked = self._stream_masker.feed(bytes(data)) if data else b""
+        await super().write_eof(masked + self._stream_masker.close())
 
 
 def response_masker(masker: Masker) -> Callable[[web.Request, web.StreamResponse], None]:

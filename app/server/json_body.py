@@ -56,8 +56,9 @@ def deeper_than(value: Any, limit: int) -> str | None:
 
 
 # Digits mapped to "0": a run of 19 of them marks a number orjson might read as a float
-# (beyond 64 bits). bytes.translate and `in` run in C: 0.1 us on a chunk, where a
-# regular expression takes 2 (measured).
+# (beyond 64 bits). bytes.translate and `find` run in C: 0.1 us on a chunk, where a
+# regular expression takes 2 (measured). `find`, not `in`: `bytes in bytes` first tries
+# the needle as an integer and clears the TypeError that raises, 0.2 us a chunk.
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _NINETEEN_DIGITS = b"0" * 19
 # orjson pays off on short texts, by its lower fixed cost (a 500-byte answer: 2.0 us with
@@ -77,7 +78,7 @@ def _read_by_orjson(text: str | bytes) -> Any:
     if len(text) >= _ORJSON_BELOW_CHARS:
         return _UNREAD
     data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-    if _NINETEEN_DIGITS in data.translate(_DIGITS_AS_ZERO):
+    if data.translate(_DIGITS_AS_ZERO).find(_NINETEEN_DIGITS) >= 0:
         return _UNREAD
     try:
         return orjson.loads(data)

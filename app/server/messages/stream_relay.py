@@ -83,7 +83,8 @@ NextRound = Callable[
 class EventWriter:
     """Encodes Anthropic events and writes each batch in one `write`, except a burst's
     tail under `smooth_deltas`, which a pacing task sends in steps (`catch_up` sends
-    what is left at once; every `write` calls it first, so order is kept).
+    what is left at once; every `write` calls it first, so order is kept). With
+    `end_with_last_write`, the batch that ends the stream goes out by `write_eof`.
 
     Also the heartbeat: `keep_alive()` runs beside the relay and writes a
     `ping` whenever nothing was written for `ping_interval_s` and no write is in
@@ -104,8 +105,12 @@ class EventWriter:
         smooth_deltas: bool = False,
         encode: EventEncoder | None = None,
         mask_before_cut: Callable[[str], str] = str,
+        end_with_last_write: bool = False,
     ) -> None:
         self._response = response
+        # The write that ends the stream (message_stop, error) also ends the body: one
+        # write for both instead of two (`write_eof` after it then does nothing).
+        self._end_with_last_write = end_with_last_write
         self._encode = encode
         self._smooth_deltas = smooth_deltas
         self._mask = mask  # error events quote upstreams, which may echo the key back
@@ -156,9 +161,13 @@ class EventWriter:
         self._busy = True
         try:
             if self._encode is not None:
-                await self._response.write(self._encode(events))
+                data = self._encode(events)
             else:
-                await self._response.write(b"".join(map(encode_event, events)))
+                data = b"".join(map(encode_event, events))
+            if self.closed and self._end_with_last_write:
+                await self._response.write_eof(data)
+            else:
+                await self._response.write(data)
         finally:
             self._busy = False
         self.last_write = self._loop.time()
@@ -201,15 +210,15 @@ class EventWriter:
     def _guarded(self, events: list[StreamEvent]) -> list[StreamEvent]:
         if self.broken:
             return []
-        for position, event in enumerate(events):
-            try:
-                self._guard.check(event)
-            except StreamGrammarError as exc:
-                self.broken = True
-                self.closed = True
-                log.error("%s NimBridge bug: malformed stream, %s", self._record.request_id, exc)
-                self._record.error = f"NimBridge bug: malformed stream ({exc.reason})"
-                return events[:position] + self._guard.closing_events()
+        checked_before = self._guard.position
+        try:
+            self._guard.check_all(events)
+        except StreamGrammarError as exc:
+            self.broken = True
+            self.closed = True
+            log.error("%s NimBridge bug: malformed stream, %s", self._record.request_id, exc)
+            self._record.error = f"NimBridge bug: malformed stream ({exc.reason})"
+            return events[: exc.position - checked_before] + self._guard.closing_events()
         if self._guard.ended:
             self.closed = True  # e.g. while the relay drains the upstream after [DONE]
         return events
@@ -270,6 +279,7 @@ async def stream_messages(
             smooth_deltas=relay.smooth_deltas,
             encode=encode,
             mask_before_cut=masker.mask,
+            end_with_last_write=True,
         )
         await writer.write(translator.start())
         pinger = create_task(writer.keep_alive(), name=f"ping {record.request_id}")

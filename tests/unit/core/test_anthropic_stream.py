@@ -1244,6 +1244,53 @@ def test_random_chunks_keep_the_grammar(chunks: list[dict[str, Any]], cuts: list
     assert through_sse == events
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(_CHUNKS, max_size=12),
+    st.booleans(),
+    st.booleans(),
+    st.lists(st.sampled_from(["", "Hi", "<"]), max_size=2),
+)
+@example([chunk({"content": "a"}), chunk({"content": "b", "role": "assistant"})], False, False, [])
+def test_plain_text_takes_the_short_way_to_the_same_events(
+    chunks: list[dict[str, Any]], start_in_thinking: bool, with_tools: bool, stops: list[str]
+) -> None:
+    """Text into the open text block skips the think tags and markup (`_plain_text`):
+    what comes out is what the general path gives for the same chunks."""
+
+    def translate(short_way: bool) -> tuple[list[StreamEvent], StreamTranslator]:
+        translator = StreamTranslator(
+            model="claude-test",
+            message_id=MESSAGE_ID,
+            input_tokens=5,
+            start_in_thinking=start_in_thinking,
+            tools=[TTS_TOOL] if with_tools else (),
+            stop_sequences=stops,
+        )
+        if not short_way:
+            translator._text_passes_unchanged = lambda: False  # type: ignore[method-assign]
+        return run(chunks, translator)
+
+    (short, translator), (general, general_translator) = translate(True), translate(False)
+    assert short == general
+    assert translator.repairs == general_translator.repairs
+    assert translator.usage == general_translator.usage
+    assert translator.stop_reason == general_translator.stop_reason
+
+
+def test_plain_text_is_decided_once() -> None:
+    translator = new_translator()
+    run([chunk({"content": "<thi"}), chunk({"content": "nk>a</think>"})], translator)
+    assert not translator._plain_text  # </think> came last: a newline could still be dropped
+    translator = new_translator()
+    events, _ = run([chunk({"content": "a"}), chunk({"content": "<think>b"})], translator)
+    assert translator._plain_text
+    assert [e["delta"]["text"] for e in events if e["type"] == "content_block_delta"] == [
+        "a",
+        "<think>b",
+    ]
+
+
 # ------------------------------------------------------------------ tool-call markup in content
 
 TTS_TOOL = {

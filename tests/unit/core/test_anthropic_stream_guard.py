@@ -326,6 +326,34 @@ def test_each_violation_is_caught_with_its_reason(events: list[Event], reason: s
     assert guard.state is state and guard.position == len(events) - 1  # the refusal changed nothing
 
 
+@pytest.mark.parametrize(("events", "reason"), BAD_STREAMS)
+def test_check_all_refuses_as_check_does(events: list[Event], reason: str) -> None:
+    guard = StreamGuard()
+    guard.check(PING)
+    state = guard.state
+    with pytest.raises(StreamGrammarError) as raised:
+        guard.check_all(events)
+    assert reason in raised.value.reason
+    assert raised.value.position == len(events)  # the ping before, and all but the last
+    assert guard.position == len(events)
+    if len(events) == 1:
+        assert guard.state is state
+
+
+@pytest.mark.parametrize("events", GOOD_STREAMS)
+def test_check_all_accepts_what_check_accepts(events: list[Event]) -> None:
+    one_by_one, at_once = StreamGuard(), StreamGuard()
+    for event in events:
+        one_by_one.check(event)
+    at_once.check_all(events[:1])
+    at_once.check_all(events[1:])
+    assert (at_once.state, at_once.position, at_once.ended) == (
+        one_by_one.state,
+        one_by_one.position,
+        one_by_one.ended,
+    )
+
+
 @pytest.mark.parametrize(
     ("events", "where"),
     [

@@ -166,6 +166,30 @@ def test_one_event_of_many_data_lines_is_bounded() -> None:
         decoder.feed(b"data: " + b"y" * 60 + b"\n")
 
 
+def test_one_whole_data_line_past_the_limit_is_bounded() -> None:
+    decoder = SSEDecoder(max_event_bytes=100)
+    with pytest.raises(UpstreamProtocolError, match="an event longer than 100 bytes"):
+        decoder.feed(b"data: " + b"y" * 101 + b"\n")
+
+
+def test_a_bom_before_an_unterminated_first_line_is_dropped_at_close() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed("\ufeffdata: hi".encode()) == []
+    assert decoder.close() == [E("hi")]
+    decoder = SSEDecoder()
+    assert decoder.feed("\ufeff".encode()) == []
+    assert decoder.close() == []
+
+
+def test_decoded_events_are_ordinary_server_sent_events() -> None:
+    (event,) = SSEDecoder().feed(b"event: e\nid: 7\ndata: a\ndata: b\n\n")
+    assert event == E("a\nb", "e", "7")
+    assert hash(event) == hash(E("a\nb", "e", "7"))
+    assert repr(event) == repr(E("a\nb", "e", "7"))
+    with pytest.raises(AttributeError):
+        event.data = "changed"  # type: ignore[misc]
+
+
 def test_many_events_below_the_limit_pass() -> None:
     decoder = SSEDecoder(max_event_bytes=100)
     line = b"data: " + b"z" * 90 + b"\n\n"
@@ -265,6 +289,35 @@ def test_delta_fast_path_is_byte_identical(kind: tuple[str, str], text: str, ind
     assert encode_event(event) == _generic_encoding(event)
     decoded = json.loads(encode_event(event).split(b"data: ", 1)[1])
     assert decoded == event or "\ud83d" in text  # a lone surrogate only round-trips escaped
+
+
+@pytest.mark.parametrize("index", [-1, 0, 63, 64, 10**6])
+def test_delta_indexes_past_the_made_prefixes_encode_alike(index: int) -> None:
+    event: StreamEvent = {
+        "type": "content_block_delta",
+        "index": index,
+        "delta": {"type": "thinking_delta", "thinking": "x"},
+    }
+    assert encode_event(event) == _generic_encoding(event)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "ping"},
+        {"type": "message_stop"},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "content_block_stop", "index": 12345},
+        {"type": "content_block_stop", "index": -1},
+        {"index": 2, "type": "content_block_stop"},  # another key order: kept
+        {"type": "content_block_stop", "index": True},
+        {"type": "content_block_stop", "index": "2"},
+        {"type": "content_block_stop", "index": 2, "extra": None},
+        {"type": "message_delta", "delta": {}, "usage": {}},
+    ],
+)
+def test_events_made_from_templates_encode_alike(event: StreamEvent) -> None:
+    assert encode_event(event) == _generic_encoding(event)
 
 
 def test_generic_encoding_escapes_a_lone_surrogate() -> None:

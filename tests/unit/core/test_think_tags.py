@@ -93,6 +93,47 @@ def test_any_split_gives_same_segments(content: str, cuts: list[int], start: boo
     assert split(chunks, start) == split([content], start)
 
 
+@pytest.mark.parametrize(
+    ("fed", "start", "passes"),
+    [
+        ([], False, False),
+        ([" "], False, False),  # the opening is not decided yet
+        (["<thi"], False, False),
+        (["Hi"], False, True),
+        (["<think>a"], False, False),
+        (["a"], True, False),  # in thinking until </think>
+        (["<think>a</think>"], False, False),  # a newline may still come to be dropped
+        (["<think>a</think>\n"], False, False),
+        (["<think>a</think>", "b"], False, True),
+        (["<think>a</think>b"], False, True),
+    ],
+)
+def test_passes_text(fed: list[str], start: bool, passes: bool) -> None:
+    splitter = ThinkTagSplitter(start_in_thinking=start)
+    for text in fed:
+        splitter.feed(text)
+    assert splitter.passes_text is passes
+
+
+@given(
+    st.lists(st.sampled_from(["<think>", "</think>", "a", "\n", " ", "<", "/think>"])),
+    st.lists(st.text(min_size=1), max_size=5),
+    st.booleans(),
+)
+def test_once_it_passes_text_every_feed_comes_back_whole(
+    before: list[str], after: list[str], start: bool
+) -> None:
+    splitter = ThinkTagSplitter(start_in_thinking=start)
+    for text in before:
+        splitter.feed(text)
+    if not splitter.passes_text:
+        return
+    for text in after:
+        assert splitter.feed(text) == [Segment("text", text)]
+        assert splitter.passes_text
+    assert splitter.close() == []
+
+
 def test_no_holding_back_once_text() -> None:
     splitter = ThinkTagSplitter()
     assert splitter.feed(" ") == []
