@@ -191,7 +191,7 @@ class Masker:
         if pattern is None:
             return data
         for start in tables.data_starts:
-            if start in data:
+            if data.find(start) >= 0:  # bytes `in` first tries an int (a TypeError cleared)
                 return pattern.sub(MASK_BYTES, data)
         return data
 
