@@ -17,7 +17,10 @@ _APP_DIR = Path(__file__).resolve().parent.parent  # the `app` package
 def where(exc: BaseException) -> str | None:
     """`file.py:LINE in function` of the innermost frame of NimBridge's own code (of
     any code when none is ours); None for an exception never raised."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    # Without the source lines (extract_tb reads each file into linecache, kept for good).
+    frames = traceback.StackSummary.extract(
+        traceback.walk_tb(exc.__traceback__), lookup_lines=False
+    )
     own = [f for f in frames if Path(f.filename).resolve().is_relative_to(_APP_DIR)]
     if not (own or frames):
         return None
