@@ -165,7 +165,12 @@ class ProxyRequestHandler(RequestHandler):
         exc: BaseException | None = None,
         message: str | None = None,
     ) -> web.StreamResponse:
-        if request.writer.output_size > 0:  # too late for an answer: aiohttp closes
+        if request.writer.output_size > 0:  # too late for an answer: the connection closes
+            if isinstance(exc, ConnectionError):
+                # The client went away mid-answer: the request's own line says so (499);
+                # aiohttp's ERROR and traceback for it filled the log, one per disconnect.
+                log.debug("%s: the client's connection is gone (%s)", request.path, exc)
+                raise ConnectionError("the client's connection is gone") from exc
             return super().handle_error(request, status, exc, message)
         error = refusal_error(status, exc, max_headers=self.max_headers)
         request_id = new_request_id()

@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, LineTooLong
 
@@ -55,3 +57,42 @@ def test_a_bug_is_described_by_class_and_place_without_its_message() -> None:
     assert described.startswith("KeyError at test_runner.py:")  # no frame of `app`: the last
     assert "secret" not in described
     assert describe(KeyError("never raised")) == "KeyError"
+
+
+async def test_a_client_gone_mid_answer_is_not_an_error_with_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A write that finds the client gone (before aiohttp cancels the handler) ends the
+    connection quietly: the request's own line says 499; aiohttp logged an ERROR with a
+    traceback for each one."""
+    import asyncio
+
+    from aiohttp import web
+    from aiohttp.client_exceptions import ClientConnectionResetError
+
+    from app.server.runner import ProxyRunner
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"data: first\n\n")
+        raise ClientConnectionResetError("Cannot write to closing transport")
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = ProxyRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        with caplog.at_level("DEBUG"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 5)  # to the end: the server closed
+            writer.close()
+        assert b"data: first" in answer
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert "the client's connection is gone" in caplog.text  # at DEBUG
+    finally:
+        await runner.cleanup()
