@@ -42,7 +42,7 @@ from typing import Any, cast
 
 from app.core.anthropic_types import MessagesRequest
 from app.core.capabilities import ModelQuirks, ReasoningSwitch
-from app.core.deferred_tools import offered_tools, tool_reference_text
+from app.core.deferred_tools import OfferedTools, offered_tools, tool_reference_text
 from app.core.errors import ClientRequestError
 from app.core.openai_types import ChatMessage, ChatRequest, ToolCall
 from app.core.server_tools.results import KIND_BY_RESULT_TYPE, result_text
@@ -509,9 +509,16 @@ def _apply_reasoning(
             out["reasoning_effort"] = effort
 
 
-def _to_openai_tools(req: MessagesRequest, notes: list[str]) -> list[dict[str, Any]]:
+def _to_openai_tools(
+    req: MessagesRequest, notes: list[str], offered: OfferedTools | None
+) -> list[dict[str, Any]]:
+    if offered is None:
+        offered_list = offered_tools(req, notes)
+    else:  # worked out once for the request: its notes go where they would have
+        offered_list = offered.tools
+        notes.extend(offered.notes)
     tools: list[dict[str, Any]] = []
-    for tool in offered_tools(req, notes):
+    for tool in offered_list:
         if tool.get("input_schema") is None:
             served = to_function_tool(tool)  # web_search / web_fetch: NimBridge runs them
             if served is None:
@@ -528,13 +535,17 @@ def _to_openai_tools(req: MessagesRequest, notes: list[str]) -> list[dict[str, A
 
 
 def _apply_tools(
-    req: MessagesRequest, quirks: ModelQuirks, out: ChatRequest, notes: list[str]
+    req: MessagesRequest,
+    quirks: ModelQuirks,
+    out: ChatRequest,
+    notes: list[str],
+    offered: OfferedTools | None,
 ) -> None:
     if quirks.supports_tools is False:
         if req.get("tools") or req.get("tool_choice"):
             notes.append(NOTE_TOOLS_DROPPED)
         return
-    tools = _to_openai_tools(req, notes)
+    tools = _to_openai_tools(req, notes, offered)
     if not tools:
         if req.get("tool_choice"):
             notes.append("tool_choice dropped: no tools to choose from")
@@ -580,15 +591,20 @@ def to_openai_request(
     *,
     notes: list[str] | None = None,
     server_tool_texts: Mapping[str, str] | None = None,
+    quirks: ModelQuirks | None = None,
+    offered: OfferedTools | None = None,
 ) -> ChatRequest:
     """Translate a validated Messages request for `route`; lossy steps are appended to notes.
 
     `server_tool_texts`: what the model reads of server tool results by call id, where
     it says more than the result block does (an error's explanation, this request only).
+    `quirks`: the model's quirks as known now, in place of `route.quirks` (a retry's,
+    after a refusal was learned). `offered`: `offer_tools(req)` when the caller has it.
     """
     if notes is None:
         notes = []
-    quirks = route.quirks
+    if quirks is None:
+        quirks = route.quirks
     system = _system_texts(req.get("system"), "system", notes)
     messages = _to_openai_messages(req, system, quirks, notes, server_tool_texts or {})
     out: ChatRequest = {"model": route.upstream_model, "messages": messages}
@@ -621,7 +637,7 @@ def to_openai_request(
     user_id = (req.get("metadata") or {}).get("user_id")
     if isinstance(user_id, str) and user_id:
         out["user"] = _user_field(user_id)
-    _apply_tools(req, quirks, out, notes)
+    _apply_tools(req, quirks, out, notes, offered)
     _apply_reasoning(req, quirks, system, out, notes)
 
     if system:

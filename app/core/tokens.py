@@ -35,7 +35,7 @@ import json
 import math
 import struct
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -302,11 +302,14 @@ def _tool_chars(tools: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
     return count, chars
 
 
-def measure_request(req: Mapping[str, Any]) -> RequestSize:
+def measure_request(
+    req: Mapping[str, Any], tools: Sequence[Mapping[str, Any]] | None = None
+) -> RequestSize:
     """The countable size of an Anthropic Messages request (see module docstring).
 
     `messages` counts the system prompt as one message when it has text: it
     becomes a system message upstream and pays the same template overhead.
+    `tools`: the request's `offered_tools`, when the caller has them already.
     """
     tally = _Tally()
     tally.add_content(req.get("system"))
@@ -317,13 +320,13 @@ def measure_request(req: Mapping[str, Any]) -> RequestSize:
             if isinstance(message, Mapping):
                 messages += 1
                 tally.add_content(message.get("content"))
-    tools, tool_chars = _tool_chars(offered_tools(req))
+    tool_count, tool_chars = _tool_chars(offered_tools(req) if tools is None else tools)
     return RequestSize(
         text_chars=tally.chars + tool_chars,
         images=tally.images,
         image_tokens=tally.image_tokens,
         messages=messages,
-        tools=tools,
+        tools=tool_count,
     )
 
 
