@@ -80,6 +80,8 @@ TEMPLATE_KEY_BY_SWITCH: dict[ReasoningSwitch, str] = {
     ReasoningSwitch.TEMPLATE_THINKING: "thinking",
     ReasoningSwitch.TEMPLATE_ENABLE_THINKING: "enable_thinking",
 }
+# `json.dumps(value, ensure_ascii=False, separators=(",", ":"))` without a new encoder per call.
+_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 # ------------------------------------------------------------------ messages
@@ -288,7 +290,11 @@ def _user_turn(
     tool_images: list[str | dict[str, Any]] = []
     parts: list[str | dict[str, Any]] = []
     for index, message in turn:
-        for position, block in enumerate(_blocks(message)):
+        content = message["content"]
+        if isinstance(content, str):  # plain text (most turns): the part is the string
+            parts.append(content)
+            continue
+        for position, block in enumerate(content):
             path = f"messages.{index}.content.{position}"
             if block["type"] != "tool_result":
                 part = _user_part(block, path, quirks, notes)
@@ -314,7 +320,8 @@ def _user_turn(
                 parts.append(TOOL_RESULT_AS_TEXT.format(id=call_id, text=text))
                 parts.extend(images)
     # Tool messages answer in the order the assistant made the calls.
-    tools.sort(key=lambda item: item[0])
+    if len(tools) > 1:
+        tools.sort(key=lambda item: item[0])
     for _, draft in tools:
         _push(drafts, draft)
     if tool_images or parts:
@@ -335,6 +342,10 @@ def _assistant_turn(
     """One assistant turn; server tool calls answered within it (Anthropic's
     `server_tool_use` + `web_*_tool_result` blocks) become a tool call and a tool
     message, and what follows them a new assistant message."""
+    if all(isinstance(message["content"], str) for _, message in turn):
+        # Plain text only (a chat client's turns): one message of the texts, nothing to split.
+        _push(drafts, _Draft("assistant", [message["content"] for _, message in turn]))
+        return
     blocks = [
         (f"messages.{index}.content.{position}", block)
         for index, message in turn
@@ -356,11 +367,7 @@ def _assistant_turn(
             # server_tool_use is not validated (an unknown block elsewhere): read it leniently
             call_id, name = str(block.get("id") or path), str(block.get("name") or "")
             call_input = block.get("input")
-            arguments = json.dumps(
-                call_input if isinstance(call_input, dict) else {},
-                ensure_ascii=False,
-                separators=(",", ":"),
-            )
+            arguments = _compact_json(call_input if isinstance(call_input, dict) else {})
             if not tools_ok or (kind == "server_tool_use" and call_id not in answered):
                 if tools_ok:
                     notes.append(f"{path}: server_tool_use without its result; sent as text")
@@ -391,6 +398,8 @@ def _assistant_turn(
 
 
 def _collapse(parts: list[str | dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if len(parts) == 1 and isinstance(parts[0], str):  # one text (most messages)
+        return parts[0]
     if all(isinstance(part, str) for part in parts):
         return PART_SEPARATOR.join(cast(list[str], parts))
     return [{"type": "text", "text": p} if isinstance(p, str) else p for p in parts]
