@@ -324,7 +324,7 @@ def measure_request(
                 messages += 1
                 tally.add_content(message.get("content"))
     tool_count, tool_chars = _tool_chars(offered_tools(req) if tools is None else tools)
-    # Positional: a frozen dataclass is built a third faster without keywords.
+    # Positional: a frozen dataclass is built ~0.2 us faster without keywords.
     return RequestSize(
         tally.chars + tool_chars, tally.images, tally.image_tokens, messages, tool_count
     )

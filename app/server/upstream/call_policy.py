@@ -280,7 +280,7 @@ class UpstreamCall:
         now = loop.time()
         governors = self.registry.governors_for(route)
         reservations: list[Reservation] = [g.reserve(now) for g in governors]
-        wait = max(r.wait for r in reservations)
+        wait = max([r.wait for r in reservations])
         if wait <= 0:
             return
         if wait > self.registry.settings.queue_max_wait_s:
