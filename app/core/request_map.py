@@ -67,6 +67,7 @@ TOOL_RESULT_AS_TEXT = "(result of tool call {id})\n{text}"
 DOCUMENT_OMITTED_TEXT = "(document{name} omitted: {why})"
 NOTE_TOOLS_DROPPED = "tools dropped: the model does not take tools"
 NOTE_TOOL_HISTORY_AS_TEXT = "tool calls and results sent as text: the model does not take tools"
+NOTE_USER_TURN_INSERTED = "conversation does not start with a user turn; inserted one"
 
 TOOL_CHOICE_BY_TYPE: dict[str, str] = {"auto": "auto", "any": "required", "none": "none"}
 REASONING_EFFORT_BY_EFFORT: dict[str, str] = {
@@ -444,6 +445,30 @@ def _system_texts(content: object, path: str, notes: list[str]) -> list[str]:
     return texts
 
 
+def _plain_text_messages(
+    messages: list[Any], system: list[str], notes: list[str]
+) -> list[ChatMessage] | None:
+    """What `_to_openai_messages` makes of a conversation whose every content is a string
+    (a chat client's), without drafts: same-role neighbours joined, system text set
+    aside, a user turn put first. None when any content is blocks (the general path)."""
+    if not all(isinstance(message["content"], str) for message in messages):
+        return None
+    out: list[ChatMessage] = []
+    for message in messages:
+        role, content = message["role"], message["content"]
+        if role == "system":
+            if content:
+                system.append(content)
+        elif out and out[-1]["role"] == role:
+            out[-1]["content"] += PART_SEPARATOR + content
+        else:
+            out.append({"role": role, "content": content})
+    if not out or out[0]["role"] != "user":
+        notes.append(NOTE_USER_TURN_INSERTED)
+        out.insert(0, {"role": "user", "content": CONTINUE_USER_TEXT})
+    return out
+
+
 def _to_openai_messages(
     req: MessagesRequest,
     system: list[str],
@@ -451,6 +476,9 @@ def _to_openai_messages(
     notes: list[str],
     server_tool_texts: Mapping[str, str],
 ) -> list[ChatMessage]:
+    plain = _plain_text_messages(req["messages"], system, notes)
+    if plain is not None:
+        return plain
     # Group consecutive same-role messages into one turn first, so that tool
     # results split over two user messages still follow their assistant turn.
     turns: list[tuple[str, list[tuple[int, Any]]]] = []
@@ -469,7 +497,7 @@ def _to_openai_messages(
         else:
             _assistant_turn(turn, drafts, quirks, notes, server_tool_texts)
     if not drafts or drafts[0].role != "user":
-        notes.append("conversation does not start with a user turn; inserted one")
+        notes.append(NOTE_USER_TURN_INSERTED)
         drafts.insert(0, _Draft("user", [CONTINUE_USER_TEXT]))
     return [_to_chat_message(draft, quirks) for draft in drafts]
 

@@ -1645,6 +1645,27 @@ def test_quirks_and_offered_tools_given_change_nothing(
     assert given_notes == notes
 
 
+PLAIN_MESSAGE = st.builds(
+    lambda role, content: {"role": role, "content": content},
+    st.sampled_from(["user", "assistant", "system"]),
+    SHORT,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=st.lists(PLAIN_MESSAGE, min_size=1, max_size=8), route=ROUTES)
+def test_plain_text_conversations_translate_as_their_text_blocks_do(
+    messages: list[dict[str, Any]], route: ModelRoute
+) -> None:
+    # String contents take a path of their own; as text blocks they take the general one.
+    as_blocks = [
+        {**message, "content": [{"type": "text", "text": message["content"]}]}
+        for message in messages
+    ]
+    # (They differ only on a system text holding the billing header: too long for SHORT.)
+    assert translate(body(messages=messages), route) == translate(body(messages=as_blocks), route)
+
+
 def test_offered_tools_notes_keep_their_place() -> None:
     loading = {
         "role": "user",
