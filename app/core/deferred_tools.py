@@ -24,11 +24,16 @@ Invariants:
   parsed only when it starts with `<functions>`.
 - Lenient: a malformed `<function>` line or a reference to an unknown tool is
   a note, never an exception; the input is never mutated.
+- Worked out once per request: `offer_tools` keeps the list with its notes, for the
+  translation, the token count and the answer to share (`OfferedTools`).
+
+The input is parsed JSON: objects are `dict`s, checked as such (an ABC check costs
+ten times more, and a request holds thousands of values).
 """
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 TOOL_REFERENCE_TEXT = "Tool {name} is now available."
 FUNCTIONS_OPEN, FUNCTIONS_CLOSE = "<functions>", "</functions>"
@@ -114,7 +119,7 @@ class _Loads:
             self.add_text(content, path)
             return
         for index, inner in enumerate(content if isinstance(content, list) else ()):
-            if not isinstance(inner, Mapping):
+            if not isinstance(inner, dict):
                 continue
             kind = inner.get("type")
             if kind == "text" and isinstance(inner.get("text"), str):
@@ -128,13 +133,25 @@ def _tool_results(req: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]
     found: list[tuple[str, Mapping[str, Any]]] = []
     messages = req.get("messages")
     for index, message in enumerate(messages if isinstance(messages, list) else ()):
-        content = message.get("content") if isinstance(message, Mapping) else None
+        content = message.get("content") if isinstance(message, dict) else None
         if not isinstance(content, list):
             continue
         for position, block in enumerate(content):
-            if isinstance(block, Mapping) and block.get("type") == "tool_result":
+            if isinstance(block, dict) and block.get("type") == "tool_result":
                 found.append((f"messages.{index}.content.{position}", block))
     return found
+
+
+class OfferedTools(NamedTuple):
+    """`offered_tools` of one request and the notes it made, worked out once and shared."""
+
+    tools: Sequence[Mapping[str, Any]]
+    notes: Sequence[str]
+
+
+def offer_tools(req: Mapping[str, Any]) -> OfferedTools:
+    notes: list[str] = []
+    return OfferedTools(offered_tools(req, notes), notes)
 
 
 def offered_tools(
@@ -145,12 +162,15 @@ def offered_tools(
         notes = []
     raw_tools = req.get("tools")
     listed = raw_tools if isinstance(raw_tools, list) else ()
-    tools = [tool for tool in listed if isinstance(tool, Mapping)]
+    tools = [tool for tool in listed if isinstance(tool, dict)]
     eager = [tool for tool in tools if not is_deferred(tool)]
+    results = _tool_results(req)
+    if not results:  # nothing loaded (most requests): the eager tools are the list
+        return eager
     loads = _Loads(
         {tool["name"]: tool for tool in tools if isinstance(tool.get("name"), str)}, notes
     )
-    for path, result in _tool_results(req):
+    for path, result in results:
         loads.add_result(result, path)
     eager_names = {tool.get("name") for tool in eager}
     return eager + [tool for name, tool in loads.by_name.items() if name not in eager_names]

@@ -103,16 +103,22 @@ class RateGovernor:
 
     def reserve(self, now: float) -> Reservation:
         """The earliest slot after every live reservation that keeps the window in budget."""
+        # Every request passes here twice: comparisons rather than max() calls, and the
+        # reservation built positionally (a frozen dataclass: keywords cost ~0.2 us more).
         now = self._advance(now)
-        send_at = max(now, self._cool_down_until)
-        if self._sends:
-            send_at = max(send_at, self._sends[-1][0])  # FIFO: behind everyone queued
-            if self._budget is not None and len(self._sends) >= self._budget:
-                send_at = max(send_at, self._sends[-self._budget][0] + self._window_s)
+        cool_down_until = self._cool_down_until
+        send_at = cool_down_until if cool_down_until > now else now
+        sends = self._sends
+        if sends:
+            last = sends[-1][0]
+            if last > send_at:  # FIFO: behind everyone queued
+                send_at = last
+            if self._budget is not None and len(sends) >= self._budget:
+                send_at = max(send_at, sends[-self._budget][0] + self._window_s)
         ticket = self._next_ticket
         self._next_ticket += 1
-        self._sends.append((send_at, ticket))
-        return Reservation(send_at=send_at, wait=send_at - now, ticket=ticket)
+        sends.append((send_at, ticket))
+        return Reservation(send_at, send_at - now, ticket)
 
     def cancel(self, reservation: Reservation) -> None:
         """A waiter gave up before sending: its slot goes to the next caller. Idempotent.
@@ -175,9 +181,11 @@ class RateGovernor:
 
     def _advance(self, now: float) -> float:
         """Take the clock forward (never back) and drop sends that left the window."""
-        self._now = max(self._now, now)
-        while self._sends and self._sends[0][0] + self._window_s <= self._now:
-            self._sends.popleft()
+        if now > self._now:  # max(), without the call
+            self._now = now
+        sends = self._sends
+        while sends and sends[0][0] + self._window_s <= self._now:
+            sends.popleft()
         return self._now
 
     def _sent_in_window(self, now: float) -> int:

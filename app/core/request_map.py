@@ -42,7 +42,7 @@ from typing import Any, cast
 
 from app.core.anthropic_types import MessagesRequest
 from app.core.capabilities import ModelQuirks, ReasoningSwitch
-from app.core.deferred_tools import offered_tools, tool_reference_text
+from app.core.deferred_tools import OfferedTools, offered_tools, tool_reference_text
 from app.core.errors import ClientRequestError
 from app.core.openai_types import ChatMessage, ChatRequest, ToolCall
 from app.core.server_tools.results import KIND_BY_RESULT_TYPE, result_text
@@ -67,6 +67,7 @@ TOOL_RESULT_AS_TEXT = "(result of tool call {id})\n{text}"
 DOCUMENT_OMITTED_TEXT = "(document{name} omitted: {why})"
 NOTE_TOOLS_DROPPED = "tools dropped: the model does not take tools"
 NOTE_TOOL_HISTORY_AS_TEXT = "tool calls and results sent as text: the model does not take tools"
+NOTE_USER_TURN_INSERTED = "conversation does not start with a user turn; inserted one"
 
 TOOL_CHOICE_BY_TYPE: dict[str, str] = {"auto": "auto", "any": "required", "none": "none"}
 REASONING_EFFORT_BY_EFFORT: dict[str, str] = {
@@ -80,6 +81,8 @@ TEMPLATE_KEY_BY_SWITCH: dict[ReasoningSwitch, str] = {
     ReasoningSwitch.TEMPLATE_THINKING: "thinking",
     ReasoningSwitch.TEMPLATE_ENABLE_THINKING: "enable_thinking",
 }
+# `json.dumps(value, ensure_ascii=False, separators=(",", ":"))` without a new encoder per call.
+_compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 # ------------------------------------------------------------------ messages
@@ -288,7 +291,11 @@ def _user_turn(
     tool_images: list[str | dict[str, Any]] = []
     parts: list[str | dict[str, Any]] = []
     for index, message in turn:
-        for position, block in enumerate(_blocks(message)):
+        content = message["content"]
+        if isinstance(content, str):  # plain text (most turns): the part is the string
+            parts.append(content)
+            continue
+        for position, block in enumerate(content):
             path = f"messages.{index}.content.{position}"
             if block["type"] != "tool_result":
                 part = _user_part(block, path, quirks, notes)
@@ -314,7 +321,8 @@ def _user_turn(
                 parts.append(TOOL_RESULT_AS_TEXT.format(id=call_id, text=text))
                 parts.extend(images)
     # Tool messages answer in the order the assistant made the calls.
-    tools.sort(key=lambda item: item[0])
+    if len(tools) > 1:
+        tools.sort(key=lambda item: item[0])
     for _, draft in tools:
         _push(drafts, draft)
     if tool_images or parts:
@@ -335,6 +343,10 @@ def _assistant_turn(
     """One assistant turn; server tool calls answered within it (Anthropic's
     `server_tool_use` + `web_*_tool_result` blocks) become a tool call and a tool
     message, and what follows them a new assistant message."""
+    if all(isinstance(message["content"], str) for _, message in turn):
+        # Plain text only (a chat client's turns): one message of the texts, nothing to split.
+        _push(drafts, _Draft("assistant", [message["content"] for _, message in turn]))
+        return
     blocks = [
         (f"messages.{index}.content.{position}", block)
         for index, message in turn
@@ -356,11 +368,7 @@ def _assistant_turn(
             # server_tool_use is not validated (an unknown block elsewhere): read it leniently
             call_id, name = str(block.get("id") or path), str(block.get("name") or "")
             call_input = block.get("input")
-            arguments = json.dumps(
-                call_input if isinstance(call_input, dict) else {},
-                ensure_ascii=False,
-                separators=(",", ":"),
-            )
+            arguments = _compact_json(call_input if isinstance(call_input, dict) else {})
             if not tools_ok or (kind == "server_tool_use" and call_id not in answered):
                 if tools_ok:
                     notes.append(f"{path}: server_tool_use without its result; sent as text")
@@ -391,6 +399,8 @@ def _assistant_turn(
 
 
 def _collapse(parts: list[str | dict[str, Any]]) -> str | list[dict[str, Any]]:
+    if len(parts) == 1 and isinstance(parts[0], str):  # one text (most messages)
+        return parts[0]
     if all(isinstance(part, str) for part in parts):
         return PART_SEPARATOR.join(cast(list[str], parts))
     return [{"type": "text", "text": p} if isinstance(p, str) else p for p in parts]
@@ -435,6 +445,30 @@ def _system_texts(content: object, path: str, notes: list[str]) -> list[str]:
     return texts
 
 
+def _plain_text_messages(
+    messages: list[Any], system: list[str], notes: list[str]
+) -> list[ChatMessage] | None:
+    """What `_to_openai_messages` makes of a conversation whose every content is a string
+    (a chat client's), without drafts: same-role neighbours joined, system text set
+    aside, a user turn put first. None when any content is blocks (the general path)."""
+    if not all(isinstance(message["content"], str) for message in messages):
+        return None
+    out: list[ChatMessage] = []
+    for message in messages:
+        role, content = message["role"], message["content"]
+        if role == "system":
+            if content:
+                system.append(content)
+        elif out and out[-1]["role"] == role:
+            out[-1]["content"] += PART_SEPARATOR + content
+        else:
+            out.append({"role": role, "content": content})
+    if not out or out[0]["role"] != "user":
+        notes.append(NOTE_USER_TURN_INSERTED)
+        out.insert(0, {"role": "user", "content": CONTINUE_USER_TEXT})
+    return out
+
+
 def _to_openai_messages(
     req: MessagesRequest,
     system: list[str],
@@ -442,6 +476,9 @@ def _to_openai_messages(
     notes: list[str],
     server_tool_texts: Mapping[str, str],
 ) -> list[ChatMessage]:
+    plain = _plain_text_messages(req["messages"], system, notes)
+    if plain is not None:
+        return plain
     # Group consecutive same-role messages into one turn first, so that tool
     # results split over two user messages still follow their assistant turn.
     turns: list[tuple[str, list[tuple[int, Any]]]] = []
@@ -460,7 +497,7 @@ def _to_openai_messages(
         else:
             _assistant_turn(turn, drafts, quirks, notes, server_tool_texts)
     if not drafts or drafts[0].role != "user":
-        notes.append("conversation does not start with a user turn; inserted one")
+        notes.append(NOTE_USER_TURN_INSERTED)
         drafts.insert(0, _Draft("user", [CONTINUE_USER_TEXT]))
     return [_to_chat_message(draft, quirks) for draft in drafts]
 
@@ -509,9 +546,16 @@ def _apply_reasoning(
             out["reasoning_effort"] = effort
 
 
-def _to_openai_tools(req: MessagesRequest, notes: list[str]) -> list[dict[str, Any]]:
+def _to_openai_tools(
+    req: MessagesRequest, notes: list[str], offered: OfferedTools | None
+) -> list[dict[str, Any]]:
+    if offered is None:
+        offered_list = offered_tools(req, notes)
+    else:  # worked out once for the request: its notes go where they would have
+        offered_list = offered.tools
+        notes.extend(offered.notes)
     tools: list[dict[str, Any]] = []
-    for tool in offered_tools(req, notes):
+    for tool in offered_list:
         if tool.get("input_schema") is None:
             served = to_function_tool(tool)  # web_search / web_fetch: NimBridge runs them
             if served is None:
@@ -528,13 +572,17 @@ def _to_openai_tools(req: MessagesRequest, notes: list[str]) -> list[dict[str, A
 
 
 def _apply_tools(
-    req: MessagesRequest, quirks: ModelQuirks, out: ChatRequest, notes: list[str]
+    req: MessagesRequest,
+    quirks: ModelQuirks,
+    out: ChatRequest,
+    notes: list[str],
+    offered: OfferedTools | None,
 ) -> None:
     if quirks.supports_tools is False:
         if req.get("tools") or req.get("tool_choice"):
             notes.append(NOTE_TOOLS_DROPPED)
         return
-    tools = _to_openai_tools(req, notes)
+    tools = _to_openai_tools(req, notes, offered)
     if not tools:
         if req.get("tool_choice"):
             notes.append("tool_choice dropped: no tools to choose from")
@@ -580,15 +628,20 @@ def to_openai_request(
     *,
     notes: list[str] | None = None,
     server_tool_texts: Mapping[str, str] | None = None,
+    quirks: ModelQuirks | None = None,
+    offered: OfferedTools | None = None,
 ) -> ChatRequest:
     """Translate a validated Messages request for `route`; lossy steps are appended to notes.
 
     `server_tool_texts`: what the model reads of server tool results by call id, where
     it says more than the result block does (an error's explanation, this request only).
+    `quirks`: the model's quirks as known now, in place of `route.quirks` (a retry's,
+    after a refusal was learned). `offered`: `offer_tools(req)` when the caller has it.
     """
     if notes is None:
         notes = []
-    quirks = route.quirks
+    if quirks is None:
+        quirks = route.quirks
     system = _system_texts(req.get("system"), "system", notes)
     messages = _to_openai_messages(req, system, quirks, notes, server_tool_texts or {})
     out: ChatRequest = {"model": route.upstream_model, "messages": messages}
@@ -621,7 +674,7 @@ def to_openai_request(
     user_id = (req.get("metadata") or {}).get("user_id")
     if isinstance(user_id, str) and user_id:
         out["user"] = _user_field(user_id)
-    _apply_tools(req, quirks, out, notes)
+    _apply_tools(req, quirks, out, notes, offered)
     _apply_reasoning(req, quirks, system, out, notes)
 
     if system:

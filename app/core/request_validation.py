@@ -31,11 +31,10 @@ def _is_number(value: object) -> bool:
 
 
 def _check_str(obj: Mapping[str, Any], key: str, path: str) -> None:
-    where = f"{path}.{key}" if path else key
     if key not in obj:
-        raise _fail(where, "Field required")
+        raise _fail(f"{path}.{key}" if path else key, "Field required")
     if not isinstance(obj[key], str):
-        raise _fail(where, "Input should be a valid string")
+        raise _fail(f"{path}.{key}" if path else key, "Input should be a valid string")
 
 
 def _check_block(block: object, path: str) -> None:
@@ -73,13 +72,42 @@ def _check_content(content: object, path: str) -> None:
     if not isinstance(content, list):
         raise _fail(path, "Input should be a valid string or list of content blocks")
     for index, block in enumerate(content):
+        if type(block) is dict and block.get("type") == "text" and type(block.get("text")) is str:
+            continue  # the usual block, whole: no path built for it
         _check_block(block, f"{path}.{index}")
+
+
+def _is_bool(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_dict(value: object) -> bool:
+    return isinstance(value, dict)
+
+
+def _is_list(value: object) -> bool:
+    return isinstance(value, list)
+
+
+# Optional top-level fields, checked in this order when present and not null.
+_OPTIONAL_FIELDS: tuple[tuple[str, Callable[[object], bool], str], ...] = (
+    ("stream", _is_bool, "boolean"),
+    ("temperature", _is_number, "number"),
+    ("top_p", _is_number, "number"),
+    ("top_k", _is_int, "integer"),
+    ("metadata", _is_dict, "dictionary"),
+    ("thinking", _is_dict, "dictionary"),
+    ("output_config", _is_dict, "dictionary"),
+    ("tool_choice", _is_dict, "dictionary"),
+    ("stop_sequences", _is_list, "list"),
+)
 
 
 def _check_optional(
     body: Mapping[str, Any], key: str, check: Callable[[object], bool], expected: str
 ) -> None:
-    if key in body and body[key] is not None and not check(body[key]):
+    value = body.get(key)
+    if value is not None and not check(value):
         raise _fail(key, f"Input should be a valid {expected}")
 
 
@@ -106,30 +134,29 @@ def validate_messages_request(body: object) -> MessagesRequest:
     if not messages:
         raise _fail("messages", "List should have at least 1 item after validation, not 0")
     for index, message in enumerate(messages):
-        path = f"messages.{index}"
+        # Paths are written only for an error: most messages pass.
         if not isinstance(message, dict):
-            raise _fail(path, "Input should be a valid dictionary")
+            raise _fail(f"messages.{index}", "Input should be a valid dictionary")
         if "role" not in message:
-            raise _fail(f"{path}.role", "Field required")
+            raise _fail(f"messages.{index}.role", "Field required")
         if message["role"] not in _ROLES:
-            raise _fail(f"{path}.role", "Input should be 'user', 'assistant' or 'system'")
+            raise _fail(f"messages.{index}.role", "Input should be 'user', 'assistant' or 'system'")
         if "content" not in message:
-            raise _fail(f"{path}.content", "Field required")
-        _check_content(message["content"], f"{path}.content")
+            raise _fail(f"messages.{index}.content", "Field required")
+        content = message["content"]
+        if not isinstance(content, str):  # plain text needs no more checking
+            _check_content(content, f"messages.{index}.content")
     if body.get("system") is not None:
         _check_content(body["system"], "system")
-    _check_optional(body, "stream", lambda v: isinstance(v, bool), "boolean")
-    _check_optional(body, "temperature", _is_number, "number")
-    _check_optional(body, "top_p", _is_number, "number")
-    _check_optional(body, "top_k", _is_int, "integer")
-    for key in ("metadata", "thinking", "output_config", "tool_choice"):
-        _check_optional(body, key, lambda v: isinstance(v, dict), "dictionary")
+    for key, check, expected in _OPTIONAL_FIELDS:  # `_check_optional`, inlined: nine a request
+        value = body.get(key)
+        if value is not None and not check(value):
+            raise _fail(key, f"Input should be a valid {expected}")
     stops = body.get("stop_sequences")
-    _check_optional(body, "stop_sequences", lambda v: isinstance(v, list), "list")
     for index, stop in enumerate(stops or ()):
         if not isinstance(stop, str):
             raise _fail(f"stop_sequences.{index}", "Input should be a valid string")
-    _check_optional(body, "tools", lambda v: isinstance(v, list), "list")
+    _check_optional(body, "tools", _is_list, "list")
     for index, tool in enumerate(body.get("tools") or ()):
         _check_tool(tool, f"tools.{index}")
     choice = body.get("tool_choice")

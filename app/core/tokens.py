@@ -23,6 +23,8 @@ Invariants:
 - A document counts by its text: title, context and the text of a text, content
   or base64 text/* source; a PDF by the text the server read from it first (what
   the model will see), a URL document as URL_DOCUMENT_CHARS (never fetched to count).
+- The request is parsed JSON: its objects are checked as `dict` (an ABC check costs
+  ten times more, on every value of a big request).
 - Images cost Anthropic's `width * height / 750` tokens after scaling to fit
   1568 px, capped at 1600; the size comes from the first bytes of the base64
   data (PNG, JPEG, GIF, WebP) and an unreadable or URL image counts 1600.
@@ -35,7 +37,7 @@ import json
 import math
 import struct
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,8 +97,9 @@ class RequestSize:
     tools: int = 0
 
 
-def _compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+# `json.dumps(value, separators=(",", ":"), ensure_ascii=False)`, without building an
+# encoder for each value (a Claude Code request has dozens of schemas and tool inputs).
+_compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 # ------------------------------------------------------------------ images
@@ -201,7 +204,7 @@ def image_size(data: str) -> tuple[int, int] | None:
 
 def _image_tokens(block: Mapping[str, Any]) -> int:
     source = block.get("source")
-    if isinstance(source, Mapping) and source.get("type") == "base64":
+    if isinstance(source, dict) and source.get("type") == "base64":
         data = source.get("data")
         size = image_size(data) if isinstance(data, str) else None
         if size is not None:
@@ -228,7 +231,7 @@ class _Tally:
             self.chars += len(content)
         elif isinstance(content, list):
             for block in content:
-                if isinstance(block, Mapping):
+                if isinstance(block, dict):
                     self.add_block(block)
                 elif isinstance(block, str):
                     self.chars += len(block)
@@ -259,7 +262,7 @@ class _Tally:
     def add_document(self, block: Mapping[str, Any]) -> None:
         self.add_strings(block.get("title"), block.get("context"))
         source = block.get("source")
-        if not isinstance(source, Mapping):
+        if not isinstance(source, dict):
             return
         kind, data = source.get("type"), source.get("data")
         if kind == "text":
@@ -283,7 +286,7 @@ class _Tally:
             value = stack.pop()
             if isinstance(value, str):
                 self.chars += len(value)
-            elif isinstance(value, Mapping):
+            elif isinstance(value, dict):
                 stack.extend(v for k, v in value.items() if k not in _NON_TEXT_KEYS)
             elif isinstance(value, list):
                 stack.extend(value)
@@ -302,11 +305,14 @@ def _tool_chars(tools: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
     return count, chars
 
 
-def measure_request(req: Mapping[str, Any]) -> RequestSize:
+def measure_request(
+    req: Mapping[str, Any], tools: Sequence[Mapping[str, Any]] | None = None
+) -> RequestSize:
     """The countable size of an Anthropic Messages request (see module docstring).
 
     `messages` counts the system prompt as one message when it has text: it
     becomes a system message upstream and pays the same template overhead.
+    `tools`: the request's `offered_tools`, when the caller has them already.
     """
     tally = _Tally()
     tally.add_content(req.get("system"))
@@ -314,16 +320,13 @@ def measure_request(req: Mapping[str, Any]) -> RequestSize:
     raw_messages = req.get("messages")
     if isinstance(raw_messages, list):
         for message in raw_messages:
-            if isinstance(message, Mapping):
+            if isinstance(message, dict):
                 messages += 1
                 tally.add_content(message.get("content"))
-    tools, tool_chars = _tool_chars(offered_tools(req))
+    tool_count, tool_chars = _tool_chars(offered_tools(req) if tools is None else tools)
+    # Positional: a frozen dataclass is built ~0.2 us faster without keywords.
     return RequestSize(
-        text_chars=tally.chars + tool_chars,
-        images=tally.images,
-        image_tokens=tally.image_tokens,
-        messages=messages,
-        tools=tools,
+        tally.chars + tool_chars, tally.images, tally.image_tokens, messages, tool_count
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.anthropic_types import MessagesRequest
+from app.core.deferred_tools import offer_tools
 from app.core.server_tools.specs import ServerToolLedger, context_urls, server_tool_specs
 from app.core.thinking_display import ThinkingDisplay, thinking_display
 from app.core.tiers import ModelRoute
@@ -43,14 +44,18 @@ class Exchange:
         route: ModelRoute,
         *,
         client_key: str | None,
-        tools: Sequence[Mapping[str, Any]],
     ) -> None:
         self.state, self.record, self.req = state, record, req
         self.client_key = client_key
-        self.size: RequestSize = measure_request(req)
+        # What the model is offered (deferred tools once loaded), worked out once: the
+        # size, the first round's body and the answer (leaked tool-call markup) share it.
+        self.offered = offer_tools(req)
+        self.size: RequestSize = measure_request(req, self.offered.tools)
         self.prompt_tokens = state.estimator.estimate(route.upstream_model, self.size)
         self.answer = AnswerShape(
-            tools, thinking_display(req.get("thinking")), req.get("stop_sequences") or ()
+            self.offered.tools,
+            thinking_display(req.get("thinking")),
+            req.get("stop_sequences") or (),
         )
         specs = server_tool_specs(req.get("tools") or ())
         fetching = any(spec.kind == "web_fetch" for spec in specs.values())
@@ -84,7 +89,9 @@ class Exchange:
         build = (
             self.runner.body_builder(req, self.record.repairs)
             if self.runner is not None
-            else messages_body_builder(req, self.record.repairs)
+            else messages_body_builder(
+                req, self.record.repairs, self.offered if req is self.req else None
+            )
         )
         call = UpstreamCall(
             self.state.registry,

@@ -16,7 +16,6 @@ from aiohttp import web
 
 from app.core.anthropic_stream import StreamTranslator
 from app.core.anthropic_types import Message, MessagesRequest
-from app.core.deferred_tools import offered_tools
 from app.core.request_validation import validate_messages_request
 from app.core.server_tools.rounds import ServerToolStream
 from app.core.server_tools.specs import max_rounds
@@ -64,8 +63,7 @@ async def answer_messages_request(
     req = await _fetched_and_read(state, record, req, route)
     if log.isEnabledFor(logging.DEBUG):  # bodies only at DEBUG; the handlers redact keys
         log.debug("%s client request: %s", record.request_id, _dumps(req))
-    # What the model is offered (deferred tools once loaded), to read leaked tool-call markup.
-    exchange = Exchange(state, record, req, route, client_key=client_key, tools=offered_tools(req))
+    exchange = Exchange(state, record, req, route, client_key=client_key)
     record.stream = bool(req.get("stream"))
     try:
         if record.stream:

@@ -22,10 +22,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from app.core.anthropic_types import MessagesRequest
 from app.core.capabilities import ModelQuirks
+from app.core.deferred_tools import OfferedTools
 from app.core.errors import (
     ProxyError,
     UpstreamError,
@@ -75,11 +76,17 @@ def chat_completions_target(
     return f"{provider.base_url}/chat/completions", encode_json_body(body), "application/json"
 
 
-def messages_body_builder(req: MessagesRequest, notes: list[str]) -> BodyBuilder:
-    """An Anthropic request translated for whichever route and quirks are current."""
+def messages_body_builder(
+    req: MessagesRequest, notes: list[str], offered: OfferedTools | None = None
+) -> BodyBuilder:
+    """An Anthropic request translated for whichever route and quirks are current.
+
+    `offered`: the request's `offer_tools`, when its caller worked them out already."""
 
     def build(route: ModelRoute, quirks: ModelQuirks) -> dict[str, Any]:
-        return dict(to_openai_request(req, replace(route, quirks=quirks), notes=notes))
+        # The quirks passed beside the route, not a copy of the route made for them.
+        body = to_openai_request(req, route, notes=notes, quirks=quirks, offered=offered)
+        return cast(dict[str, Any], body)  # a fresh dict each build: no copy needed
 
     return build
 
@@ -273,7 +280,7 @@ class UpstreamCall:
         now = loop.time()
         governors = self.registry.governors_for(route)
         reservations: list[Reservation] = [g.reserve(now) for g in governors]
-        wait = max(r.wait for r in reservations)
+        wait = max([r.wait for r in reservations])
         if wait <= 0:
             return
         if wait > self.registry.settings.queue_max_wait_s:

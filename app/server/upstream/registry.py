@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 
 NO_TOOL_CALL = "answered without calling the tool"  # a probe's detail
+_SERVED_CACHE_SIZE = 1024  # models (and routes) kept worked out, as many as the router keeps
 
 
 @dataclass(slots=True)
@@ -81,6 +82,13 @@ class ProviderRegistry:
         self._learned: dict[tuple[str, str], _Learned] = {}
         # provider -> what its server says it serves (`served_context`), once read
         self._served_contexts: dict[str, dict[str, int]] = {}
+        # (provider, model) -> `_served_quirks`, worked out once rather than on every
+        # request; dropped when what it reads changes (the settings, a served context).
+        self._served_cache: dict[tuple[str, str], ModelQuirks] = {}
+        self._served_cache_settings = settings
+        # client name -> (target, route) last made: the same route again while neither the
+        # router's target nor the quirks changed (a frozen route is ~0.7 us to build).
+        self._routes: dict[str, tuple[ModelTarget, ModelRoute]] = {}
         self._governors: dict[tuple[str, str | None], RateGovernor] = {}
         self._governor_pairs: dict[tuple[str, str], tuple[RateGovernor, RateGovernor]] = {}
         self.probes: dict[tuple[str, str], ProbeResult] = {}
@@ -129,7 +137,15 @@ class ProviderRegistry:
     def route(self, client_model: str) -> ModelRoute:
         """Where a client's model name goes (`router`), with its model's quirks as of now."""
         target = self.router.route(client_model)
-        return target.with_quirks(self.quirks_for(target))
+        quirks = self.quirks_for(target)
+        made = self._routes.get(client_model)
+        if made is not None and made[0] is target and made[1].quirks is quirks:
+            return made[1]
+        if len(self._routes) >= _SERVED_CACHE_SIZE:  # clients may name any model
+            self._routes.clear()
+        route = target.with_quirks(quirks)
+        self._routes[client_model] = (target, route)
+        return route
 
     def quirks_for(self, route: ModelTarget | ModelRoute) -> ModelQuirks:
         """The one place a model's quirks are worked out: built-in table, then the
@@ -151,6 +167,18 @@ class ProviderRegistry:
     def _served_quirks(self, provider_name: str, model_id: str) -> ModelQuirks:
         """The table's quirks, what the provider's kind of server is known to refuse, and
         the context its server says it serves; settings overrides win over all three."""
+        if self._served_cache_settings is not self.settings:
+            self._served_cache.clear()
+            self._served_cache_settings = self.settings
+        key = (provider_name, model_id)
+        quirks = self._served_cache.get(key)
+        if quirks is None:
+            if len(self._served_cache) >= _SERVED_CACHE_SIZE:  # clients may name any model
+                self._served_cache.clear()
+            quirks = self._served_cache[key] = self._work_out_served_quirks(*key)
+        return quirks
+
+    def _work_out_served_quirks(self, provider_name: str, model_id: str) -> ModelQuirks:
         overrides = self.settings.capabilities or None
         table = quirks_for_model(model_id)
         provider = self._providers.get(provider_name)
@@ -369,6 +397,7 @@ class ProviderRegistry:
             log.debug("%s: no served context at %s: %s", provider.name, url, exc.message)
             return
         self._served_contexts[provider.name] = served_contexts(path, body)
+        self._served_cache.clear()
 
     # ------------------------------------------------------------------ probe
 

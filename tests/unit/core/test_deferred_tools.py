@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from app.core.deferred_tools import (
     EMPTY_SCHEMA,
+    OfferedTools,
     functions_block_tools,
+    offer_tools,
     offered_tools,
     tool_reference_text,
 )
@@ -74,127 +76,132 @@ def names(req: dict[str, Any]) -> list[str]:
     return [t["name"] for t in offered_tools(req)]
 
 
-@pytest.mark.parametrize(
-    ("req", "expected", "expected_notes"),
-    [
-        pytest.param(request(), ["Bash", "ToolSearch"], [], id="nothing-loaded-no-placeholder"),
-        pytest.param(
-            request(tools=EAGER), ["Bash", "ToolSearch"], [], id="no-deferred-tools-at-all"
+OFFERED_CASES = [
+    pytest.param(request(), ["Bash", "ToolSearch"], [], id="nothing-loaded-no-placeholder"),
+    pytest.param(request(tools=EAGER), ["Bash", "ToolSearch"], [], id="no-deferred-tools-at-all"),
+    pytest.param(
+        request([reference("NotebookEdit")]),
+        ["Bash", "ToolSearch", "NotebookEdit"],
+        [],
+        id="tool-reference-loads-declared",
+    ),
+    pytest.param(
+        request([reference("WebFetch"), reference("NotebookEdit")]),
+        ["Bash", "ToolSearch", "WebFetch", "NotebookEdit"],
+        [],
+        id="order-of-first-load-not-declaration",
+    ),
+    pytest.param(
+        request([reference("NotebookEdit")], [reference("WebFetch"), reference("NotebookEdit")]),
+        ["Bash", "ToolSearch", "NotebookEdit", "WebFetch"],
+        [],
+        id="reload-keeps-first-place",
+    ),
+    pytest.param(
+        request([reference("Nope")]),
+        ["Bash", "ToolSearch"],
+        ["messages.2.content.0.content.0: tool_reference to unknown tool Nope"],
+        id="unknown-reference-noted",
+    ),
+    pytest.param(
+        request([{"type": "tool_reference"}]),
+        ["Bash", "ToolSearch"],
+        ["messages.2.content.0.content.0: tool_reference to unknown tool None"],
+        id="nameless-reference-noted",
+    ),
+    pytest.param(
+        request([reference("Bash")]), ["Bash", "ToolSearch"], [], id="eager-not-offered-twice"
+    ),
+    pytest.param(
+        request(functions_text(function_line("NotebookEdit"))),
+        ["Bash", "ToolSearch", "NotebookEdit"],
+        [],
+        id="functions-in-string-content",
+    ),
+    pytest.param(
+        request([{"type": "text", "text": functions_text(function_line("Undeclared"))}]),
+        ["Bash", "ToolSearch", "Undeclared"],
+        [],
+        id="functions-in-text-block-undeclared-tool",
+    ),
+    pytest.param(
+        request(functions_text(function_line("Bash"), function_line("WebFetch"))),
+        ["Bash", "ToolSearch", "WebFetch"],
+        [],
+        id="functions-eager-name-not-twice",
+    ),
+    pytest.param(
+        request("  \n" + functions_text(function_line("WebFetch"))),
+        ["Bash", "ToolSearch", "WebFetch"],
+        [],
+        id="leading-whitespace-allowed",
+    ),
+    pytest.param(
+        request("     1\t" + functions_text(function_line("WebFetch"))),
+        ["Bash", "ToolSearch"],
+        [],
+        id="block-not-at-start-is-file-content",
+    ),
+    pytest.param(
+        request("<functions>\n" + function_line("WebFetch")),
+        ["Bash", "ToolSearch", "WebFetch"],
+        [],
+        id="unclosed-block-read-to-end",
+    ),
+    pytest.param(
+        request(
+            functions_text(
+                "<function>{not json}</function>",
+                "<function>[1, 2]</function>",
+                '<function>{"name": ""}</function>',
+                '<function>{"description": "no name"}</function>',
+                "<function>" + json.dumps({"name": "Half"}),
+                "stray words",
+                function_line("WebFetch"),
+            )
         ),
-        pytest.param(
-            request([reference("NotebookEdit")]),
-            ["Bash", "ToolSearch", "NotebookEdit"],
-            [],
-            id="tool-reference-loads-declared",
+        ["Bash", "ToolSearch", "WebFetch"],
+        [f"messages.2.content.0: malformed <function> line {n} skipped" for n in range(1, 7)],
+        id="malformed-lines-skipped-with-notes",
+    ),
+    pytest.param(
+        request(
+            [
+                {"type": "text", "text": "<functions>\n<function>x</function>\n</functions>"},
+                reference("NotebookEdit"),
+            ]
         ),
-        pytest.param(
-            request([reference("WebFetch"), reference("NotebookEdit")]),
-            ["Bash", "ToolSearch", "WebFetch", "NotebookEdit"],
-            [],
-            id="order-of-first-load-not-declaration",
-        ),
-        pytest.param(
-            request(
-                [reference("NotebookEdit")], [reference("WebFetch"), reference("NotebookEdit")]
-            ),
-            ["Bash", "ToolSearch", "NotebookEdit", "WebFetch"],
-            [],
-            id="reload-keeps-first-place",
-        ),
-        pytest.param(
-            request([reference("Nope")]),
-            ["Bash", "ToolSearch"],
-            ["messages.2.content.0.content.0: tool_reference to unknown tool Nope"],
-            id="unknown-reference-noted",
-        ),
-        pytest.param(
-            request([{"type": "tool_reference"}]),
-            ["Bash", "ToolSearch"],
-            ["messages.2.content.0.content.0: tool_reference to unknown tool None"],
-            id="nameless-reference-noted",
-        ),
-        pytest.param(
-            request([reference("Bash")]), ["Bash", "ToolSearch"], [], id="eager-not-offered-twice"
-        ),
-        pytest.param(
-            request(functions_text(function_line("NotebookEdit"))),
-            ["Bash", "ToolSearch", "NotebookEdit"],
-            [],
-            id="functions-in-string-content",
-        ),
-        pytest.param(
-            request([{"type": "text", "text": functions_text(function_line("Undeclared"))}]),
-            ["Bash", "ToolSearch", "Undeclared"],
-            [],
-            id="functions-in-text-block-undeclared-tool",
-        ),
-        pytest.param(
-            request(functions_text(function_line("Bash"), function_line("WebFetch"))),
-            ["Bash", "ToolSearch", "WebFetch"],
-            [],
-            id="functions-eager-name-not-twice",
-        ),
-        pytest.param(
-            request("  \n" + functions_text(function_line("WebFetch"))),
-            ["Bash", "ToolSearch", "WebFetch"],
-            [],
-            id="leading-whitespace-allowed",
-        ),
-        pytest.param(
-            request("     1\t" + functions_text(function_line("WebFetch"))),
-            ["Bash", "ToolSearch"],
-            [],
-            id="block-not-at-start-is-file-content",
-        ),
-        pytest.param(
-            request("<functions>\n" + function_line("WebFetch")),
-            ["Bash", "ToolSearch", "WebFetch"],
-            [],
-            id="unclosed-block-read-to-end",
-        ),
-        pytest.param(
-            request(
-                functions_text(
-                    "<function>{not json}</function>",
-                    "<function>[1, 2]</function>",
-                    '<function>{"name": ""}</function>',
-                    '<function>{"description": "no name"}</function>',
-                    "<function>" + json.dumps({"name": "Half"}),
-                    "stray words",
-                    function_line("WebFetch"),
-                )
-            ),
-            ["Bash", "ToolSearch", "WebFetch"],
-            [f"messages.2.content.0: malformed <function> line {n} skipped" for n in range(1, 7)],
-            id="malformed-lines-skipped-with-notes",
-        ),
-        pytest.param(
-            request(
-                [
-                    {"type": "text", "text": "<functions>\n<function>x</function>\n</functions>"},
-                    reference("NotebookEdit"),
-                ]
-            ),
-            ["Bash", "ToolSearch", "NotebookEdit"],
-            ["messages.2.content.0.content.0: malformed <function> line 1 skipped"],
-            id="block-path-in-note",
-        ),
-        pytest.param(
-            request(
-                [{"type": "image", "source": {}}, "junk", {"type": "text", "text": 5}], None, 7
-            ),
-            ["Bash", "ToolSearch"],
-            [],
-            id="odd-result-content-ignored",
-        ),
-    ],
-)
+        ["Bash", "ToolSearch", "NotebookEdit"],
+        ["messages.2.content.0.content.0: malformed <function> line 1 skipped"],
+        id="block-path-in-note",
+    ),
+    pytest.param(
+        request([{"type": "image", "source": {}}, "junk", {"type": "text", "text": 5}], None, 7),
+        ["Bash", "ToolSearch"],
+        [],
+        id="odd-result-content-ignored",
+    ),
+]
+
+
+@pytest.mark.parametrize(("req", "expected", "expected_notes"), OFFERED_CASES)
 def test_offered_tools(req: dict[str, Any], expected: list[str], expected_notes: list[str]) -> None:
     notes: list[str] = []
     before = copy.deepcopy(req)
     assert [t["name"] for t in offered_tools(req, notes)] == expected
     assert notes == expected_notes
     assert req == before  # never mutated
+
+
+@pytest.mark.parametrize(("req", "expected", "expected_notes"), OFFERED_CASES)
+def test_offer_tools_keeps_the_notes(
+    req: dict[str, Any], expected: list[str], expected_notes: list[str]
+) -> None:
+    offered = offer_tools(req)
+    assert isinstance(offered, OfferedTools)
+    assert [t["name"] for t in offered.tools] == expected
+    assert list(offered.notes) == expected_notes
+    assert offered.tools == offered_tools(req)
 
 
 def test_loaded_tools_carry_their_schema() -> None:

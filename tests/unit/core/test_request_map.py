@@ -4,6 +4,7 @@ import base64
 import copy
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.core.capabilities import ModelQuirks, ReasoningSwitch
+from app.core.deferred_tools import offer_tools
 from app.core.errors import ClientRequestError
 from app.core.request_map import (
     CONTINUE_USER_TEXT,
@@ -1624,6 +1626,81 @@ def test_any_well_formed_request_translates(request: dict[str, Any], route: Mode
     assert_refusals_honoured(out, route.quirks)
     assert request == before
     assert json.dumps(translate(request, route)[0]) == json.dumps(out)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(request=requests(), route=ROUTES, quirks=ROUTES)
+def test_quirks_and_offered_tools_given_change_nothing(
+    request: dict[str, Any], route: ModelRoute, quirks: ModelRoute
+) -> None:
+    # What a retry's body builder passes: the quirks known now, the tools worked out once.
+    req = validate_messages_request(request)
+    notes: list[str] = []
+    expected = to_openai_request(req, replace(route, quirks=quirks.quirks), notes=notes)
+    given_notes: list[str] = []
+    out = to_openai_request(
+        req, route, notes=given_notes, quirks=quirks.quirks, offered=offer_tools(req)
+    )
+    assert json.dumps(out) == json.dumps(expected)
+    assert given_notes == notes
+
+
+PLAIN_MESSAGE = st.builds(
+    lambda role, content: {"role": role, "content": content},
+    st.sampled_from(["user", "assistant", "system"]),
+    SHORT,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages=st.lists(PLAIN_MESSAGE, min_size=1, max_size=8), route=ROUTES)
+def test_plain_text_conversations_translate_as_their_text_blocks_do(
+    messages: list[dict[str, Any]], route: ModelRoute
+) -> None:
+    # String contents take a path of their own; as text blocks they take the general one.
+    as_blocks = [
+        {**message, "content": [{"type": "text", "text": message["content"]}]}
+        for message in messages
+    ]
+    # (They differ only on a system text holding the billing header: too long for SHORT.)
+    assert translate(body(messages=messages), route) == translate(body(messages=as_blocks), route)
+
+
+def test_offered_tools_notes_keep_their_place() -> None:
+    loading = {
+        "role": "user",
+        "content": [
+            {
+                "type": "tool_result",
+                "tool_use_id": "t1",
+                "content": "<functions>\nbad\n</functions>",
+            }
+        ],
+    }
+    request = body(
+        messages=[
+            {"role": "user", "content": [{"type": "unknown_kind"}]},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "s", "input": {}}],
+            },
+            loading,
+        ],
+        tools=[{"name": "s", "input_schema": SCHEMA}],
+        top_k=5,
+    )
+    req = validate_messages_request(request)
+    out, notes = translate(request)
+    given_notes: list[str] = []
+    given = to_openai_request(req, ROUTE, notes=given_notes, offered=offer_tools(req))
+    assert given == out
+    assert given_notes == notes
+    assert notes == [
+        "messages.0.content.0: unknown_kind block dropped",
+        "conversation does not start with a user turn; inserted one",
+        "top_k dropped: the model does not take it",
+        "messages.2.content.0: malformed <function> line 1 skipped",  # where offering notes it
+    ]
 
 
 # ------------------------------------------------------------------ server tool history

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from app.core.deferred_tools import offered_tools
 from app.core.tokens import (
     MAX_IMAGE_TOKENS,
     URL_DOCUMENT_CHARS,
@@ -381,6 +382,13 @@ MEASURE_CASES = [
 @pytest.mark.parametrize(("request_body", "expected"), MEASURE_CASES)
 def test_measure_request(request_body: dict[str, Any], expected: RequestSize) -> None:
     assert measure_request(request_body) == expected
+
+
+@pytest.mark.parametrize(("request_body", "expected"), MEASURE_CASES)
+def test_measure_request_with_the_offered_tools_given(
+    request_body: dict[str, Any], expected: RequestSize
+) -> None:
+    assert measure_request(request_body, offered_tools(request_body)) == expected
 
 
 def _expected_claude_code_chars(body: dict[str, Any]) -> int:

@@ -2,6 +2,7 @@
 fallback, pacing and the unstreamed re-ask, with waits recorded instead of slept."""
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -9,9 +10,11 @@ import pytest
 from app.config.secrets import MemorySecretStore, ProviderKeys
 from app.config.settings import Settings, TierModels
 from app.core.anthropic_types import MessagesRequest
+from app.core.deferred_tools import offer_tools
 from app.core.errors import ProxyError, UpstreamError, UpstreamUnavailable
 from app.core.providers import Provider, ProviderKind
 from app.core.quirk_learning import Rejection
+from app.core.request_map import to_openai_request
 from app.server.upstream.call_policy import Attempts, UpstreamCall, messages_body_builder
 from app.server.upstream.client import UpstreamClient, UpstreamResponse
 from app.server.upstream.registry import ProviderRegistry
@@ -315,3 +318,32 @@ async def test_ask_unstreamed_tries_a_closed_connection_once_more_and_raises_err
         await call.ask_unstreamed()
     assert raised.value.status == 400 and "prompt is too long" in raised.value.message
     assert len(harness.transport.sent) == 3 and harness.transport.responses[-1].released
+
+
+# ------------------------------------------------------------------ the body builder
+
+
+def test_the_body_builder_takes_the_quirks_given_and_the_tools_worked_out_once() -> None:
+    harness = Harness()
+    loaded = {"type": "tool_result", "tool_use_id": "t1", "content": "<functions>\nx\n</functions>"}
+    req = _request(
+        messages=[
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t1", "name": "s", "input": {}}],
+            },
+            {"role": "user", "content": [loaded]},
+        ],
+        tools=[{"name": "s", "input_schema": {"type": "object"}}],
+        top_k=3,
+    )
+    route = harness.registry.route(req["model"])
+    quirks = replace(route.quirks, accepts_top_k=not route.quirks.accepts_top_k)
+    alone: list[str] = []
+    shared: list[str] = []
+    body = messages_body_builder(req, alone)(route, quirks)
+    assert messages_body_builder(req, shared, offer_tools(req))(route, quirks) == body
+    assert shared == alone and any("malformed <function>" in note for note in alone)
+    assert ("top_k" in body) is quirks.accepts_top_k  # the quirks given, not the route's
+    assert body == to_openai_request(req, replace(route, quirks=quirks))

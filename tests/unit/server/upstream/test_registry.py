@@ -1,5 +1,6 @@
 """app.server.upstream.registry: a route's quirks are worked out once, by the registry."""
 
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -63,6 +64,46 @@ def test_what_is_learned_reaches_later_routes_and_the_current_quirks() -> None:
     assert route.quirks.max_output_tokens != 100  # a route made earlier stays as it was
     for quirks in (registry.quirks_for(route), registry.route("some/model").quirks):
         assert (quirks.accepts_stream_options, quirks.max_output_tokens) == (False, 100)
+
+
+def test_quirks_worked_out_once_follow_the_settings_and_what_a_server_says() -> None:
+    registry = _registry(capabilities={"big": {"context_window": 1234}})
+    first = registry.route("llama/big").quirks
+    assert registry.route("llama/big").quirks is first  # worked out once, not per request
+    registry.update_settings(
+        replace(registry.settings, capabilities={"big": {"context_window": 99}})
+    )
+    assert registry.route("llama/big").quirks.context_window == 99
+
+
+async def test_quirks_follow_the_context_a_server_says_it_serves() -> None:
+    registry = _registry()
+    assert registry.route("llama/big").quirks.context_window is None
+
+    async def props(provider: Provider, url: str, key: str | None) -> Any:
+        return {"default_generation_settings": {"n_ctx": 8192}}
+
+    registry.get_model_list = props  # type: ignore[method-assign]
+    await registry._read_served_context(LLAMA, "/props", None)
+    assert registry.route("llama/big").quirks.context_window == 8192
+
+
+def test_a_client_naming_many_models_keeps_the_quirks_it_keeps_bounded() -> None:
+    registry = _registry()
+    for index in range(1100):
+        assert registry.route(f"llama/m{index}").quirks.accepts_null_content is False
+    assert len(registry._served_cache) <= 1024 and len(registry._routes) <= 1024
+
+
+def test_a_route_is_made_again_only_when_its_target_or_quirks_changed() -> None:
+    registry = _registry()
+    route = registry.route("some/model")
+    assert registry.route("some/model") is route
+    registry.learn_rejection(route, Rejection.STREAM_OPTIONS)
+    learned = registry.route("some/model")
+    assert learned is not route and not learned.quirks.accepts_stream_options
+    registry.router = registry.router.with_catalog("llama", frozenset({"some/model"}))
+    assert registry.route("some/model").provider == "llama"  # a new router's target
 
 
 def _session_of(registry: ProviderRegistry) -> aiohttp.ClientSession:
