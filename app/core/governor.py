@@ -12,8 +12,10 @@ No clocks here: every method takes `now`, monotonic seconds from the caller
 Invariants of `RateGovernor`:
 
 1. Every live reservation (issued, not cancelled, `send_at + window_s > now`)
-   is in `_sends`, sorted by `send_at`, in issue order: FIFO, a later caller
-   never gets an earlier `send_at` than a live earlier one.
+   has its `send_at` in `_sends`, sorted, in issue order: FIFO, a later caller
+   never gets an earlier `send_at` than a live earlier one. Times only (a float
+   each, 32 bytes; a (time, ticket) pair took 116): a busy minute holds tens of
+   thousands, and reservations with equal times are interchangeable.
 2. A new reservation's `send_at` is >= now, >= the cool-down end, >= the last
    live reservation and >= the `budget`-th latest live send + `window_s`. So
    no interval of `window_s` ever holds more than `budget` sends, and since the
@@ -84,8 +86,9 @@ class RateGovernor:
         self._window_s = window_s
         self._min_budget = min_budget
         self._recover_after_s = recover_after_s
-        self._sends: deque[tuple[float, int]] = deque()  # (send_at, ticket), sorted
+        self._sends: deque[float] = deque()  # send_at of each live reservation, sorted
         self._next_ticket = 0
+        self._cancelled: dict[int, float] = {}  # ticket -> send_at, while in the window
         self._now = -math.inf
         self._cool_down_until = -math.inf
         self._next_cool_down_s = FIRST_COOL_DOWN_S
@@ -110,14 +113,14 @@ class RateGovernor:
         send_at = cool_down_until if cool_down_until > now else now
         sends = self._sends
         if sends:
-            last = sends[-1][0]
+            last = sends[-1]
             if last > send_at:  # FIFO: behind everyone queued
                 send_at = last
             if self._budget is not None and len(sends) >= self._budget:
-                send_at = max(send_at, sends[-self._budget][0] + self._window_s)
+                send_at = max(send_at, sends[-self._budget] + self._window_s)
         ticket = self._next_ticket
         self._next_ticket += 1
-        sends.append((send_at, ticket))
+        sends.append(send_at)
         return Reservation(send_at, send_at - now, ticket)
 
     def cancel(self, reservation: Reservation) -> None:
@@ -125,9 +128,11 @@ class RateGovernor:
 
         Waiters queued behind it keep their times (FIFO); only new callers gain.
         """
-        entry = (reservation.send_at, reservation.ticket)
-        if entry in self._sends:
-            self._sends.remove(entry)
+        if reservation.ticket in self._cancelled:
+            return
+        self._cancelled[reservation.ticket] = reservation.send_at
+        if reservation.send_at in self._sends:  # any entry of that time: all are alike
+            self._sends.remove(reservation.send_at)
 
     def on_rate_limited(self, now: float, retry_after_s: float | None) -> float:
         """Record a 429; return when the cool-down ends (monotonic).
@@ -184,14 +189,17 @@ class RateGovernor:
         if now > self._now:  # max(), without the call
             self._now = now
         sends = self._sends
-        while sends and sends[0][0] + self._window_s <= self._now:
+        while sends and sends[0] + self._window_s <= self._now:
             sends.popleft()
+        if self._cancelled:  # rare: forget cancellations once their time left the window
+            gone = self._now - self._window_s
+            self._cancelled = {t: at for t, at in self._cancelled.items() if at > gone}
         return self._now
 
     def _sent_in_window(self, now: float) -> int:
         # Sorted, and pruned to the window: the sent ones are a prefix.
         count = 0
-        for send_at, _ in self._sends:
+        for send_at in self._sends:
             if send_at > now:
                 break
             count += 1

@@ -525,3 +525,17 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 def test_parse_retry_after_never_negative_nor_raises(value: str) -> None:
     seconds = parse_retry_after(value, now_epoch=NOW_EPOCH)
     assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
+
+
+def test_cancelling_twice_frees_one_slot_among_reservations_of_the_same_time() -> None:
+    governor = RateGovernor(None)
+    governor.on_rate_limited(0.0, 10.0)  # everyone waits for the cool-down's end
+    first, second, third = (governor.reserve(1.0) for _ in range(3))
+    assert first.send_at == second.send_at == third.send_at == 10.0
+    governor.cancel(first)
+    governor.cancel(first)  # idempotent: the others keep their slots
+    assert governor.state(1.0).queued == 2
+    governor.state(50.0)
+    assert governor._cancelled  # kept while its time is in the window...
+    governor.state(100.0)
+    assert not governor._cancelled  # ...and forgotten after
