@@ -66,6 +66,16 @@ class LineFormatter(logging.Formatter):
         super().__init__(LOG_FORMAT)
         self._stamp: tuple[int, str] = (-1, "")  # (second, its text): swapped whole
 
+    def format(self, record: logging.LogRecord) -> str:
+        # A line our filter already made (its message formatted and masked, no args) and
+        # that carries no traceback: `LOG_FORMAT` by one f-string (the standard path goes
+        # through the style object and checks for the time field on every record).
+        if record.args or record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        message = record.message = str(record.msg)
+        record.asctime = self.formatTime(record)
+        return f"{record.asctime} {record.levelname:<7} {record.name}: {message}"
+
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
         second = int(record.created)
         cached_second, text = self._stamp

@@ -152,8 +152,11 @@ async def request_middleware(request: web.Request, handler: Any) -> web.StreamRe
 def who_asked(request: web.Request) -> tuple[str | None, str | None]:
     """Claude Code's session id, and the project folder the launcher named (percent-encoded:
     a header is ASCII); both bounded, as any client may send anything."""
-    session = request.headers.get(SESSION_HEADER, "").strip()[:128] or None
-    project = unquote(request.headers.get(PROJECT_HEADER, "").strip())[:4096] or None
+    headers = request.headers
+    session = headers.get(SESSION_HEADER, "").strip()[:128] or None
+    project = headers.get(PROJECT_HEADER)
+    if project is not None:
+        project = unquote(project.strip())[:4096] or None
     return session, project
 
 

@@ -191,6 +191,17 @@ def test_the_line_formatter_writes_what_the_standard_one_writes() -> None:
         record = logging.LogRecord("app.x", logging.INFO, __file__, 1, "line %d", (7,), None)
         record.created, record.msecs = created, (created - int(created)) * 1000
         assert ours.format(record) == standard.format(record)
+    # The short way (a message with no args left, as our filter leaves it), at each level
+    # and with a traceback, which takes the standard way.
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL):
+        record = logging.LogRecord("app.server.app", level, __file__, 1, "req_1 POST", None, None)
+        assert ours.format(record) == standard.format(record)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        failed = logging.LogRecord("app.x", 40, __file__, 1, "failed", None, sys.exc_info())
+    assert ours.format(failed) == standard.format(failed)
+    assert ours.format(failed).endswith("ValueError: boom")
 
 
 class CountingStderr:
