@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -163,3 +164,15 @@ def test_what_orjson_would_read_differently_or_refuse_is_the_standard_librarys(
 def test_nested_too_deep_walks_only_what_could_be(raw: str, found: str | None) -> None:
     value = json.loads(raw)
     assert nested_too_deep(raw.encode(), value) == found == deeper_than(value, MAX_JSON_DEPTH)
+
+
+def test_large_bodies_read_as_the_standard_library_reads_them() -> None:
+    """Bodies (bytes) go to orjson at any size: Claude Code's request, and one whose
+    19-digit number sends it to json (orjson would make it a float)."""
+    fixture = Path(__file__).parents[1] / "fixtures" / "requests" / "claude_code_request.json"
+    raw = fixture.read_bytes()
+    assert len(raw) > 50_000
+    assert typed(parse_json(raw)) == typed(json.loads(raw))
+    big = json.dumps({"id": 12345678901234567890123, "pad": "x" * 5000}).encode()
+    assert parse_json(big)["id"] == 12345678901234567890123
+    assert parse_json_text(big)["id"] == 12345678901234567890123
