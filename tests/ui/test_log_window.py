@@ -249,7 +249,8 @@ def test_a_burst_from_another_thread_stays_responsive(
     # The window shows lines in bounded batches per tick, so no tick takes long (~135 ms
     # at worst here). A 2-core CI VM stalls a whole process for 100s of ms at times, which
     # lands on one tick: the slowest but one is judged (a UI that blocks does so each tick).
-    slow = sorted(ticks)[-2]
+    # (A fast machine may show all of it within a tick or two: nothing then to set aside.)
+    slow = sorted(ticks)[-2] if len(ticks) > 2 else max(ticks, default=0.0)
     assert slow < 0.6, f"ticks blocked the UI for {slow * 1000:.0f} ms"
 
 
