@@ -391,3 +391,34 @@ def test_doctor_names_the_proxy_and_the_store_and_words_a_distrusted_root(
             "asks for a user name and password (407 Proxy Authentication Required): enter them "
             "in Settings → Server, or `nimbridge key set outbound-proxy`"
         )
+
+
+async def test_a_direct_https_upstream_is_verified_and_reused(
+    ca: TestCA, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Straight to an https:// upstream (NimBridge's own HTTP/1.1 transport, as every
+    provider with no proxy in between): its certificate checked against the name, in
+    words when refused, and the connection kept for the next request."""
+    fake = FakeUpstream(ssl_context=ca.server_context("127.0.0.1"), host="127.0.0.1")
+    await fake.start()
+    try:
+        words = await _refusal(Network(), fake)  # the test's CA is in no store yet
+        assert words.startswith("TLS certificate of 127.0.0.1 was rejected (")
+        assert "check the upstream URL or the system's CA certificates" in words
+        store = tmp_path / "store.pem"
+        store.write_bytes(ca.pem)
+        monkeypatch.setenv("SSL_CERT_FILE", str(store))
+        client = UpstreamClient(connect_timeout_s=5, read_timeout_s=5, network=Network())
+        await client.start()
+        try:
+            for _ in range(3):
+                response = await client.request("GET", fake.base_url + "/models", api_key="k")
+                assert response.status == 200
+                assert b'"data"' in await response.read_body(1 << 20)
+                response.release()
+            assert client.transport.connections_in_use() == 0  # type: ignore[attr-defined]
+        finally:
+            await client.close()
+        assert len({r.peer for r in fake.requests}) == 1  # one connection for the three
+    finally:
+        await fake.stop()
