@@ -56,6 +56,9 @@ class _NullResponse:
     async def write(self, data: bytes) -> None:
         pass
 
+    async def write_eof(self, data: bytes = b"") -> None:
+        pass
+
 
 async def writer_cpu_per_burst(text: str, *, spread: bool, rounds: int = 50) -> float:
     """CPU seconds the stream writer spends on one burst: smoothing, the guard, encoding,

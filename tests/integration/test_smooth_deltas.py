@@ -80,6 +80,10 @@ class _RecordingResponse:
         ]
         self.writes.append((asyncio.get_running_loop().time(), events))
 
+    async def write_eof(self, data: bytes = b"") -> None:  # the stream's last write
+        if data:
+            await self.write(data)
+
 
 def _writer(smooth: bool = True) -> tuple[EventWriter, _RecordingResponse]:
     response = _RecordingResponse()

@@ -83,8 +83,9 @@ NextRound = Callable[
 class EventWriter:
     """Encodes Anthropic events and writes each batch in one `write`, except a burst's
     tail under `smooth_deltas`, which a pacing task sends in steps (`catch_up` sends
-    what is left at once; every `write` calls it first, so order is kept). With
-    `end_with_last_write`, the batch that ends the stream goes out by `write_eof`.
+    what is left at once; every `write` calls it first, so order is kept). The batch
+    that ends the stream (message_stop, error) goes out by `write_eof`: one write for
+    both instead of two (the relay's own `write_eof` after it then does nothing).
 
     Also the heartbeat: `keep_alive()` runs beside the relay and writes a
     `ping` whenever nothing was written for `ping_interval_s` and no write is in
@@ -105,12 +106,8 @@ class EventWriter:
         smooth_deltas: bool = False,
         encode: EventEncoder | None = None,
         mask_before_cut: Callable[[str], str] = str,
-        end_with_last_write: bool = False,
     ) -> None:
         self._response = response
-        # The write that ends the stream (message_stop, error) also ends the body: one
-        # write for both instead of two (`write_eof` after it then does nothing).
-        self._end_with_last_write = end_with_last_write
         self._encode = encode
         self._smooth_deltas = smooth_deltas
         self._mask = mask  # error events quote upstreams, which may echo the key back
@@ -164,7 +161,7 @@ class EventWriter:
                 data = self._encode(events)
             else:
                 data = b"".join(map(encode_event, events))
-            if self.closed and self._end_with_last_write:
+            if self.closed:
                 await self._response.write_eof(data)
             else:
                 await self._response.write(data)
@@ -279,7 +276,6 @@ async def stream_messages(
             smooth_deltas=relay.smooth_deltas,
             encode=encode,
             mask_before_cut=masker.mask,
-            end_with_last_write=True,
         )
         await writer.write(translator.start())
         pinger = create_task(writer.keep_alive(), name=f"ping {record.request_id}")

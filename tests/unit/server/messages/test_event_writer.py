@@ -1,8 +1,7 @@
-"""EventWriter: the write that ends the stream ends the body too, when asked."""
+"""EventWriter: the write that ends the stream ends the body too."""
 
 from typing import cast
 
-import pytest
 from aiohttp import web
 
 from app.core.anthropic_stream import StreamTranslator
@@ -29,21 +28,15 @@ def _stream() -> tuple[list[StreamEvent], list[StreamEvent]]:
     return start, translator.feed(chunk) + translator.finish()
 
 
-@pytest.mark.parametrize("end_with_last_write", [True, False])
-async def test_the_last_write_ends_the_body_when_asked(end_with_last_write: bool) -> None:
+async def test_the_last_write_ends_the_body() -> None:
     response = _Recording()
     record = RequestRecord(request_id="req_test", method="POST", path="/v1/messages")
-    writer = EventWriter(
-        cast(web.StreamResponse, response),
-        600,
-        record,
-        end_with_last_write=end_with_last_write,
-    )
+    writer = EventWriter(cast(web.StreamResponse, response), 600, record)
     start, rest = _stream()
     await writer.write(start)
     await writer.write(rest)
     await writer.write([])
     kinds = [kind for kind, _ in response.calls]
-    assert kinds == ["write", "write_eof" if end_with_last_write else "write"]
+    assert kinds == ["write", "write_eof"]
     assert response.calls[1][1].endswith(b'data: {"type":"message_stop"}\n\n')
     assert writer.closed
